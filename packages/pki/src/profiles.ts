@@ -1,0 +1,205 @@
+/**
+ * The certificate profiles Latchkey issues: device client certificates (the
+ * product), the server's TLS certificate, and the delegated OCSP responder.
+ *
+ * A profile is built once per issuer: every extension that does not depend on
+ * the device (KU, EKU, BC, CRL DP, AIA, AKI) is encoded up front, so issuing
+ * is the subject, the SAN, the SKI and one signature.
+ */
+import { createHash } from 'node:crypto';
+import type { Issuer } from './ca.js';
+import { signCertificate } from './certificate.js';
+import { PkiError } from './errors.js';
+import {
+  authorityInfoAccessValue,
+  basicConstraintsValue,
+  crlDistributionPointsValue,
+  encodeExtension,
+  extKeyUsageValue,
+  type GeneralName,
+  keyUsageValue,
+  ocspNoCheckValue,
+  subjectAltNameValue,
+  subjectKeyIdentifierValue,
+} from './extensions.js';
+import { describeSpki, spkiKeyBits } from './keys.js';
+import { encodeName } from './name.js';
+import { OID } from './oids.js';
+
+export interface DeviceProfileOptions {
+  issuer: Issuer;
+  org: string;
+  /** SPIFFE trust domain, e.g. "example.com". */
+  trustDomain: string;
+  crlUrls: readonly string[];
+  ocspUrls: readonly string[];
+  caIssuersUrls: readonly string[];
+  /** notBefore = now - backdate, for clients with slow clocks. Default 300 s. */
+  backdateSeconds?: number;
+}
+
+export interface DeviceCertificateRequest {
+  /** DER SubjectPublicKeyInfo from the verified CSR. */
+  spki: Uint8Array;
+  /** Server-assigned UUID. */
+  deviceId: string;
+  /** Sanitized device name (CN). */
+  deviceName: string;
+  /** Bound user, if any. */
+  email?: string;
+  serial: Uint8Array;
+  now: Date;
+  lifetimeSeconds: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
+
+export const spiffeDeviceId = (trustDomain: string, deviceId: string): string =>
+  `spiffe://${trustDomain}/device/${deviceId}`;
+
+function skiExtension(spki: Uint8Array): Buffer {
+  return encodeExtension(
+    OID.subjectKeyIdentifier,
+    false,
+    subjectKeyIdentifierValue(createHash('sha1').update(spkiKeyBits(spki)).digest()),
+  );
+}
+
+export interface DeviceProfile {
+  readonly issuer: Issuer;
+  readonly trustDomain: string;
+  issue(req: DeviceCertificateRequest): Promise<Buffer>;
+}
+
+/** Device client certificate profile (DESIGN.md "Identities"). */
+export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
+  if (!TRUST_DOMAIN.test(o.trustDomain)) {
+    throw new PkiError('ARGUMENT_INVALID', `trust domain "${o.trustDomain}" must be a lower-case DNS name`);
+  }
+  if (o.crlUrls.length === 0 || o.ocspUrls.length === 0 || o.caIssuersUrls.length === 0) {
+    throw new PkiError('ARGUMENT_INVALID', 'device profile needs CRL, OCSP and caIssuers URLs');
+  }
+  const backdateMs = (o.backdateSeconds ?? 300) * 1000;
+  const fixed = [
+    encodeExtension(OID.basicConstraints, true, basicConstraintsValue(false)),
+    encodeExtension(OID.keyUsage, true, keyUsageValue(['digitalSignature'])),
+    encodeExtension(OID.extKeyUsage, false, extKeyUsageValue([OID.kpClientAuth])),
+    o.issuer.akiExtension,
+    encodeExtension(OID.crlDistributionPoints, false, crlDistributionPointsValue(o.crlUrls)),
+    encodeExtension(OID.authorityInfoAccess, false, authorityInfoAccessValue({ ocsp: o.ocspUrls, caIssuers: o.caIssuersUrls })),
+  ];
+  const issuerDer = o.issuer.cert.subjectDer;
+  const notAfterCap = o.issuer.cert.notAfter.getTime();
+  return {
+    issuer: o.issuer,
+    trustDomain: o.trustDomain,
+    async issue(r) {
+      if (!UUID.test(r.deviceId)) throw new PkiError('ARGUMENT_INVALID', `device id "${r.deviceId}" is not a lower-case UUID`);
+      if (!(r.lifetimeSeconds > 0)) throw new PkiError('ARGUMENT_INVALID', 'lifetime must be positive');
+      const now = r.now.getTime();
+      const notAfter = now + r.lifetimeSeconds * 1000;
+      if (notAfter > notAfterCap) {
+        throw new PkiError('CA_INVALID', `the issuing CA expires ${o.issuer.cert.notAfter.toISOString()}, before the requested certificate would`);
+      }
+      const sans: GeneralName[] = [{ uri: spiffeDeviceId(o.trustDomain, r.deviceId) }];
+      if (r.email) sans.push({ email: r.email });
+      return signCertificate(
+        {
+          serial: r.serial,
+          issuerDer,
+          subjectDer: encodeName([
+            { type: 'O', value: o.org },
+            { type: 'CN', value: r.deviceName },
+          ]),
+          spki: r.spki,
+          notBefore: new Date(Math.max(now - backdateMs, o.issuer.cert.notBefore.getTime())),
+          notAfter: new Date(notAfter),
+          extensions: [...fixed, skiExtension(r.spki), encodeExtension(OID.subjectAltName, false, subjectAltNameValue(sans))],
+        },
+        o.issuer.signer,
+      );
+    },
+  };
+}
+
+export interface ServerCertificateRequest {
+  issuer: Issuer;
+  spki: Uint8Array;
+  org: string;
+  commonName: string;
+  dnsNames: readonly string[];
+  ipAddresses: readonly string[];
+  serial: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** The enrollment server's own TLS certificate: serverAuth, DNS/IP SANs. */
+export function issueServerCertificate(r: ServerCertificateRequest): Promise<Buffer> {
+  const sans: GeneralName[] = [...r.dnsNames.map((dns) => ({ dns })), ...r.ipAddresses.map((ip) => ({ ip }))];
+  if (sans.length === 0) throw new PkiError('ARGUMENT_INVALID', 'a server certificate needs at least one DNS name or IP address');
+  const rsa = describeSpki(r.spki).kind === 'rsa';
+  return signCertificate(
+    {
+      serial: r.serial,
+      issuerDer: r.issuer.cert.subjectDer,
+      subjectDer: encodeName([
+        { type: 'O', value: r.org },
+        { type: 'CN', value: r.commonName },
+      ]),
+      spki: r.spki,
+      notBefore: r.notBefore,
+      notAfter: r.notAfter,
+      extensions: [
+        encodeExtension(OID.basicConstraints, true, basicConstraintsValue(false)),
+        encodeExtension(OID.keyUsage, true, keyUsageValue(rsa ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature'])),
+        encodeExtension(OID.extKeyUsage, false, extKeyUsageValue([OID.kpServerAuth])),
+        r.issuer.akiExtension,
+        skiExtension(r.spki),
+        encodeExtension(OID.subjectAltName, false, subjectAltNameValue(sans)),
+      ],
+    },
+    r.issuer.signer,
+  );
+}
+
+export interface OcspResponderCertificateRequest {
+  issuer: Issuer;
+  spki: Uint8Array;
+  org: string;
+  commonName?: string;
+  serial: Uint8Array;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/**
+ * Delegated OCSP responder (RFC 6960 §4.2.2.2): issued by the CA whose
+ * certificates it answers for, EKU id-kp-OCSPSigning, and id-pkix-ocsp-nocheck
+ * so clients do not ask about the responder itself (§4.2.2.2.1).
+ */
+export function issueOcspResponderCertificate(r: OcspResponderCertificateRequest): Promise<Buffer> {
+  return signCertificate(
+    {
+      serial: r.serial,
+      issuerDer: r.issuer.cert.subjectDer,
+      subjectDer: encodeName([
+        { type: 'O', value: r.org },
+        { type: 'CN', value: r.commonName ?? 'Latchkey OCSP Responder' },
+      ]),
+      spki: r.spki,
+      notBefore: r.notBefore,
+      notAfter: r.notAfter,
+      extensions: [
+        encodeExtension(OID.basicConstraints, true, basicConstraintsValue(false)),
+        encodeExtension(OID.keyUsage, true, keyUsageValue(['digitalSignature'])),
+        encodeExtension(OID.extKeyUsage, false, extKeyUsageValue([OID.kpOcspSigning])),
+        encodeExtension(OID.ocspNoCheck, false, ocspNoCheckValue()),
+        r.issuer.akiExtension,
+        skiExtension(r.spki),
+      ],
+    },
+    r.issuer.signer,
+  );
+}
