@@ -8,7 +8,6 @@ import {
   TAG,
   bitString,
   children,
-  content,
   int,
   oid,
   parseOne,
@@ -30,7 +29,6 @@ import {
   decodeBasicConstraints,
   decodeExtensions,
   decodeSubjectAltName,
-  encodeExtension,
 } from './extensions.js';
 import { PkiError, wrapParse } from './errors.js';
 import {

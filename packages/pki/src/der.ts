@@ -103,11 +103,10 @@ export function intContent(value: bigint | number | Uint8Array): Buffer {
   if (value instanceof Uint8Array) {
     bytes = Buffer.from(value);
   } else {
-    let v = BigInt(value);
+    const v = BigInt(value);
     if (v < 0n) throw new PkiError('ARGUMENT_INVALID', 'negative INTEGER values are not used here');
     const hex = v.toString(16);
     bytes = Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
-    v = 0n;
   }
   let start = 0;
   while (start < bytes.length - 1 && bytes[start] === 0) start++;

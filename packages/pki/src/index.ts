@@ -10,3 +10,4 @@ export * from './serial.js';
 export * from './ca.js';
 export * from './profiles.js';
 export * from './csr.js';
+export * from './pkcs7.js';
