@@ -11,3 +11,4 @@ export * from './ca.js';
 export * from './profiles.js';
 export * from './csr.js';
 export * from './pkcs7.js';
+export * from './crl.js';
