@@ -12,3 +12,4 @@ export * from './profiles.js';
 export * from './csr.js';
 export * from './pkcs7.js';
 export * from './crl.js';
+export * from './ocsp.js';
