@@ -83,7 +83,10 @@ export function run(cmd: string, args: readonly string[], opts: { input?: string
     p.on('close', (code) =>
       resolve({ code: code ?? -1, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }),
     );
-    p.stdin.end(opts.input ?? '');
+    // A command that exits before reading its input closes the pipe: not an error of ours.
+    p.stdin.on('error', () => undefined);
+    if (opts.input !== undefined) p.stdin.end(opts.input);
+    else p.stdin.end();
   });
 }
 
