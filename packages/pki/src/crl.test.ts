@@ -109,7 +109,7 @@ describe('CRL builder (RFC 5280 §5)', () => {
     assert.equal(c.crlNumber, 2n ** 100n);
     assert.equal(c.thisUpdate.getTime(), NOW.getTime());
     assert.equal(c.nextUpdate?.getTime(), NOW.getTime() + HOUR);
-    assert.deepEqual(c.authorityKeyId, p.issuing.keyId);
+    assert.deepEqual(c.akid, p.issuing.keyId);
     assert.deepEqual(c.entries, [
       { serialHex: 'ff00aa', revokedAt: new Date('2026-02-01T00:00:00Z'), reason: 'keyCompromise' },
       { serialHex: '01', revokedAt: new Date('2026-02-02T00:00:00Z'), reason: undefined },

@@ -131,7 +131,7 @@ function put2(out: Buffer, p: number, v: number): number {
  * allocation; returns the new position. Calendar from days after H. Hinnant's
  * `civil_from_days`. Equal to `timeBytes` for every date (tested).
  */
-export function writeTime(out: Buffer, p: number, ms: number): number {
+function writeTimeMs(out: Buffer, p: number, ms: number): number {
   const secs = Math.floor(ms / 1000);
   const days = Math.floor(secs / 86_400);
   let sod = secs - days * 86_400;
@@ -240,9 +240,10 @@ class EntryTable {
       while (z < h.length - 1 && h.charCodeAt(z) === 0x30) z++;
       const digits = h.length - z;
       if (digits > MAX_SERIAL_OCTETS * 2) throw new PkiError('ARGUMENT_INVALID', `revoked entry ${i}: serial "${s}" is longer than 20 octets`);
-      src = this.hexScratch;
+      const scratch = this.hexScratch;
+      src = scratch;
       // Buffer hex decoding wants an even number of digits.
-      end = src.write(digits % 2 ? '0' + h.slice(z) : z ? h.slice(z) : h, 0, 'hex');
+      end = scratch.write(digits % 2 ? '0' + h.slice(z) : z ? h.slice(z) : h, 0, 'hex');
     } else if (s instanceof Uint8Array) {
       src = s;
       end = s.length;
@@ -280,11 +281,13 @@ class EntryTable {
       p = writeHeader(out, p, TAG.SEQUENCE, body);
       out[p++] = TAG.INTEGER;
       out[p++] = sl;
-      arena.copy(out, p, a, a + sl);
-      p += sl;
-      a += sl;
-      p = writeTime(out, p, ms);
-      if (code !== NO_REASON) p += REASON_EXTENSIONS[code]!.copy(out, p);
+      // Byte loops, not Buffer#copy: for ~20 bytes its argument checks and view creation cost more than the copy.
+      for (let k = 0; k < sl; k++) out[p++] = arena[a++]!;
+      p = writeTimeMs(out, p, ms);
+      if (code !== NO_REASON) {
+        const ext = REASON_EXTENSIONS[code]!;
+        for (let k = 0; k < REASON_EXT_LEN; k++) out[p++] = ext[k]!;
+      }
     }
     return p;
   }

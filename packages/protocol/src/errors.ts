@@ -1,0 +1,46 @@
+/**
+ * The error codes shared by server and clients, with their HTTP status and
+ * meaning. Every error body is `{ error: { code, message }, reqId? }`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ERROR_CODES = {
+  BAD_REQUEST: { status: 400, meaning: 'the request is malformed' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, meaning: 'the Content-Type is not the one this endpoint takes' },
+  PAYLOAD_TOO_LARGE: { status: 413, meaning: 'the body is over the size limit' },
+  CSR_MALFORMED: { status: 400, meaning: 'the CSR cannot be parsed' },
+  CSR_BAD_SIGNATURE: { status: 400, meaning: 'the CSR is not signed by its own key (no proof of possession)' },
+  CSR_POLICY: { status: 400, meaning: 'the CSR asks for something the policy forbids (key type or size, CA:true, SANs, signature algorithm)' },
+  TOKEN_INVALID: { status: 401, meaning: 'the enrollment token is unknown' },
+  TOKEN_EXPIRED: { status: 403, meaning: 'the enrollment token has expired' },
+  TOKEN_EXHAUSTED: { status: 403, meaning: 'the enrollment token has no uses left' },
+  TOKEN_REVOKED: { status: 403, meaning: 'the enrollment token was revoked' },
+  APPROVAL_PENDING: { status: 202, meaning: 'the device waits for admin approval; retry after Retry-After seconds' },
+  DEVICE_REVOKED: { status: 403, meaning: 'the device is revoked; it needs a new enrollment token' },
+  CERT_EXPIRED_PAST_GRACE: { status: 403, meaning: 'the certificate expired longer ago than the recovery grace window; enroll again with a token' },
+  CLIENT_CERT_REQUIRED: { status: 401, meaning: 'this endpoint needs the device certificate as TLS client certificate' },
+  CLIENT_CERT_UNKNOWN: { status: 403, meaning: 'the client certificate was not issued by this server' },
+  UNAUTHORIZED: { status: 401, meaning: 'credentials are missing or wrong' },
+  FORBIDDEN: { status: 403, meaning: 'the credentials do not allow this action' },
+  NOT_FOUND: { status: 404, meaning: 'no such resource' },
+  CONFLICT: { status: 409, meaning: 'the resource is not in a state that allows this' },
+  RATE_LIMITED: { status: 429, meaning: 'too many requests; retry later' },
+  OCSP_MALFORMED: { status: 400, meaning: 'the OCSP request cannot be parsed' },
+  INTERNAL: { status: 500, meaning: 'the server failed; details are in its log' },
+} as const satisfies Record<string, { status: number; meaning: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export const ErrorCodeSchema = Type.Union(
+  (Object.keys(ERROR_CODES) as ErrorCode[]).map((c) => Type.Literal(c)),
+  { $id: 'ErrorCode' },
+);
+
+export const ErrorBody = Type.Object(
+  {
+    error: Type.Object({ code: ErrorCodeSchema, message: Type.String({ maxLength: 2000 }) }, { additionalProperties: false }),
+    reqId: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { $id: 'ErrorBody', additionalProperties: false },
+);
+export type ErrorBody = Static<typeof ErrorBody>;

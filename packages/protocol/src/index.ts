@@ -1,0 +1,6 @@
+export * from './version.js';
+export * from './est.js';
+export * from './errors.js';
+export * from './facts.js';
+export * from './admin.js';
+export * from './ws.js';
