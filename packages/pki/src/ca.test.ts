@@ -142,4 +142,12 @@ describe('importing an existing enterprise intermediate (made by openssl)', () =
     await rejects(() => importIssuingCa({ cert: 'not a cert', key: ecKey(), root: 'nope', now }), 'PEM_INVALID');
     await rejects(() => parseCertificate(crypto.randomBytes(300)), 'DER_MALFORMED');
   });
+
+  test('a certificate truncated at any length, or with a wrong label, is a typed error', async () => {
+    const ca = await newCa();
+    const der = ca.issuing.cert.der;
+    for (let cut = 0; cut < der.length; cut++) await rejects(() => parseCertificate(der.subarray(0, cut)), 'DER_MALFORMED');
+    await rejects(() => parseCertificate(certificateToPem(der).replace(/CERTIFICATE/g, 'X509 CRL')), 'PEM_INVALID', /CERTIFICATE/);
+    await rejects(() => parseCertificate(Buffer.alloc(70_000, 0x30)), 'INPUT_TOO_LARGE');
+  });
 });
