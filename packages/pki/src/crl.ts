@@ -355,7 +355,7 @@ export async function buildCrl(o: BuildCrlOptions): Promise<Buffer> {
   const sig = await issuer.signer.sign(tbs);
   const sigLen = 1 + sig.length;
   const outerContent = tbsLen + alg.length + headerSize(sigLen) + sigLen;
-  if (alg.length + headerSize(sigLen) + sigLen > alg.length + SIGNATURE_ROOM) {
+  if (headerSize(sigLen) + sigLen > SIGNATURE_ROOM) {
     // A signature larger than any supported key makes; not worth a special layout.
     return seq(tbs, alg, bitString(sig));
   }

@@ -187,42 +187,6 @@ export function timeBytes(d: Date): Uint8Array {
   return out;
 }
 
-/** Encoded size of `time(d)`: 15 bytes for UTCTime, 17 for GeneralizedTime. */
-export function timeSize(d: Date): number {
-  const y = d.getUTCFullYear();
-  return y >= 1950 && y < 2050 ? 15 : 17;
-}
-
-/**
- * Writes `time(d)` into `out` at `pos` without allocating; returns the new
- * position. For bulk encoders (CRLs with a million entries).
- */
-export function writeTime(out: Uint8Array, pos: number, d: Date): number {
-  const y = d.getUTCFullYear();
-  if (!(y >= 0 && y <= 9999)) throw new PkiError('ARGUMENT_INVALID', 'invalid date');
-  const two = (n: number): void => {
-    out[pos++] = 0x30 + ((n / 10) | 0);
-    out[pos++] = 0x30 + (n % 10);
-  };
-  if (y >= 1950 && y < 2050) {
-    out[pos++] = TAG.UTC_TIME;
-    out[pos++] = 13;
-    two(y % 100);
-  } else {
-    out[pos++] = TAG.GENERALIZED_TIME;
-    out[pos++] = 15;
-    two((y / 100) | 0);
-    two(y % 100);
-  }
-  two(d.getUTCMonth() + 1);
-  two(d.getUTCDate());
-  two(d.getUTCHours());
-  two(d.getUTCMinutes());
-  two(d.getUTCSeconds());
-  out[pos++] = 0x5a; // 'Z'
-  return pos;
-}
-
 /** GeneralizedTime always (OCSP producedAt/thisUpdate, RFC 6960 §4.2.2.1). */
 export function generalizedTime(d: Date): Buffer {
   const s =
@@ -425,7 +389,8 @@ export function readTime(t: Tlv, where: string): Date {
   } else {
     throw malformed(where, 'expected a time');
   }
-  const d = new Date(Date.UTC(year, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  const d = new Date(Date.UTC(2000, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  d.setUTCFullYear(year); // Date.UTC maps years 0..99 to 1900..1999
   if (Number.isNaN(d.getTime())) throw malformed(where, `bad time "${s}"`);
   return d;
 }
