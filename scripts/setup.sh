@@ -28,4 +28,9 @@ if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version)" != "$PNPM_VERSION"
   npm install -g "pnpm@$PNPM_VERSION" >/dev/null
 fi
 
+# Native addons (better-sqlite3) build from source with node-gyp. Use the
+# machine's Node headers when they are installed (Debian's nodejs package has
+# them) so nothing is downloaded.
+if [ -z "${npm_config_nodedir:-}" ] && [ -f /usr/include/node/node.h ]; then export npm_config_nodedir=/usr; fi
+
 pnpm install --frozen-lockfile
