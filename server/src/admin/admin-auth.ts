@@ -1,0 +1,45 @@
+/** Admin API authentication: bearer admin tokens (hash lookup) with roles. */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AdminRole } from '@latchkey/protocol';
+import { LatchkeyError } from '../errors.js';
+import { hashSecret } from '../est/est-service.js';
+import type { RateLimiter } from '../rate-limit.js';
+import type { Db } from '../storage/db.js';
+import { adminTokensRepo } from './admin-tokens-repo.js';
+
+const RANK: Record<AdminRole, number> = { viewer: 1, operator: 2, admin: 3 };
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    admin?: { id: string; name: string; role: AdminRole };
+  }
+  interface FastifyContextConfig {
+    minRole?: AdminRole;
+  }
+}
+
+export function bearer(req: FastifyRequest): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
+  return m ? m[1] : undefined;
+}
+
+export function adminAuthHook(db: Db, failures: RateLimiter) {
+  return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    const token = bearer(req);
+    if (!token) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`');
+    const row = await adminTokensRepo(db.kysely).findByHash(hashSecret(token));
+    if (!row) {
+      if (!failures.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many failed admin logins from this address; wait a minute');
+      throw new LatchkeyError('UNAUTHORIZED', 'the admin token is not valid');
+    }
+    req.admin = { id: row.id, name: row.name, role: row.role };
+    const need = req.routeOptions.config.minRole ?? 'admin';
+    if (RANK[row.role] < RANK[need]) {
+      throw new LatchkeyError('FORBIDDEN', `this action needs the ${need} role; the token "${row.name}" is ${row.role}`);
+    }
+  };
+}
+
+export const actorOf = (req: FastifyRequest): string => `admin:${req.admin?.name ?? 'unknown'}`;

@@ -1,0 +1,122 @@
+/**
+ * The fastify app as a plugin tree: public, device (mTLS) and admin zones
+ * are sibling plugins, each with its own auth and content-type parsers.
+ * The process (TLS, signals, logger) lives in main.ts; tests build this and
+ * use `inject`.
+ */
+import type { TLSSocket } from 'node:tls';
+import * as crypto from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import { sql } from 'kysely';
+import { PATHS } from '@latchkey/protocol';
+import { adminAuthHook } from './admin/admin-auth.js';
+import { adminRoutes } from './admin/admin-routes.js';
+import type { CaContext } from './ca/ca-context.js';
+import type { ServerConfig } from './config/config-schema.js';
+import { createDevicesService } from './devices/devices-service.js';
+import { LatchkeyError } from './errors.js';
+import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
+import { createEstService } from './est/est-service.js';
+import type { EventBus } from './events/event-bus.js';
+import { createIssuanceService } from './issuance/issuance-service.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { createRateLimiter } from './rate-limit.js';
+import { createCrlService, type CrlService } from './revocation/crl-service.js';
+import { revocationRoutes } from './revocation/revocation-routes.js';
+import type { Db } from './storage/db.js';
+import { createTokensService } from './tokens/tokens-service.js';
+
+export interface AppDeps {
+  db: Db;
+  ca: CaContext;
+  config: ServerConfig;
+  bus: EventBus;
+  clock?: () => Date;
+  /** The TLS client certificate of a request (DER). Default: the TLS socket's peer certificate. */
+  clientCert?: (req: FastifyRequest) => Buffer | undefined;
+  fastify?: FastifyServerOptions;
+}
+
+export interface App {
+  app: FastifyInstance;
+  crl: CrlService;
+  metrics: Metrics;
+}
+
+export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
+  const socket = req.raw.socket as Partial<TLSSocket>;
+  if (typeof socket.getPeerCertificate !== 'function') return undefined;
+  const c = socket.getPeerCertificate(false);
+  return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
+}
+
+export async function buildApp(d: AppDeps): Promise<App> {
+  const clock = d.clock ?? (() => new Date());
+  const metrics = createMetrics();
+  const app = Fastify({
+    bodyLimit: d.config.bodyLimitBytes,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    ...d.fastify,
+  });
+
+  const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
+  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics });
+  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock });
+  const tokens = createTokensService({ db: d.db, config: d.config, clock });
+  const devices = createDevicesService({ db: d.db, clock, crl, bus: d.bus, metrics });
+  const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
+  const adminFailures = createRateLimiter(30);
+  // Another replica published a CRL: serve the new one.
+  d.bus.subscribe((e) => {
+    if (e.type === 'crl-updated') crl.invalidate();
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    if (err instanceof LatchkeyError) {
+      if (err.headers) reply.headers(err.headers);
+      return reply.code(err.status).send({ error: { code: err.code, message: err.message }, reqId: req.id });
+    }
+    const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
+    if (e.validation) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `invalid request: ${e.message}` }, reqId: req.id });
+    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `unsupported Content-Type "${req.headers['content-type'] ?? ''}" for ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id });
+    }
+    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is over the size limit' }, reqId: req.id });
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
+      return reply.code(e.statusCode).send({ error: { code: 'BAD_REQUEST', message: e.message }, reqId: req.id });
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error; see the server log' }, reqId: req.id });
+  });
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id }));
+  app.addHook('onResponse', async (req, reply) => {
+    metrics.observe('latchkey_http_request_duration_seconds', { route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+  });
+
+  // Public zone: anyone may ask.
+  await app.register(async (pub) => {
+    await pub.register(publicEstRoutes({ est, ca: d.ca, limiter: enrollLimiter, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
+    pub.get(PATHS.readyz, async (_req, reply) => {
+      try {
+        await sql`select 1`.execute(d.db.kysely);
+        return { status: 'ready', database: d.db.engine };
+      } catch {
+        return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
+      }
+    });
+    pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()));
+  });
+  // Device zone: the route checks the TLS client certificate against our records.
+  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? tlsClientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));
+  // Admin zone: bearer admin tokens with roles.
+  await app.register(
+    async (admin) => {
+      admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
+      await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, clock }));
+    },
+    { prefix: PATHS.admin },
+  );
+  return { app, crl, metrics };
+}

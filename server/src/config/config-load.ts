@@ -1,0 +1,69 @@
+/**
+ * Config from the data dir's config.json, then environment, then flags;
+ * validated once into a frozen object. A bad config is one clear message.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
+import { CONFIG_DEFAULTS, ServerConfigSchema, type ServerConfig } from './config-schema.js';
+
+export const CONFIG_FILE = 'config.json';
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+export interface ConfigOverrides {
+  listen?: string;
+  databaseUrl?: string;
+}
+
+export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv, flags: ConfigOverrides = {}): ServerConfig {
+  const file = join(dataDir, CONFIG_FILE);
+  if (!existsSync(file)) {
+    throw new ConfigError(`no ${CONFIG_FILE} in ${dataDir}: run \`latchkey-server init --data-dir ${dataDir} …\` first`);
+  }
+  let fromFile: unknown;
+  try {
+    fromFile = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof fromFile !== 'object' || fromFile === null || Array.isArray(fromFile)) throw new ConfigError(`${file} must hold a JSON object`);
+  const merged: Record<string, unknown> = { ...CONFIG_DEFAULTS, ...(fromFile as Record<string, unknown>) };
+  if (env.LATCHKEY_LISTEN) merged.listen = env.LATCHKEY_LISTEN;
+  if (env.LATCHKEY_DATABASE_URL) merged.databaseUrl = env.LATCHKEY_DATABASE_URL;
+  if (env.LATCHKEY_LOG_LEVEL) merged.logLevel = env.LATCHKEY_LOG_LEVEL;
+  if (flags.listen) merged.listen = flags.listen;
+  if (flags.databaseUrl) merged.databaseUrl = flags.databaseUrl;
+  return validateConfig(merged, file);
+}
+
+export function validateConfig(value: Record<string, unknown>, source: string): ServerConfig {
+  const first = Value.Errors(ServerConfigSchema, value).First();
+  if (first) {
+    const where = first.path ? first.path.slice(1).replace(/\//g, '.') : '(top level)';
+    throw new ConfigError(`invalid configuration (${source}): ${where}: ${first.message}${first.value !== undefined && typeof first.value !== 'object' ? ` (got ${JSON.stringify(first.value)})` : ''}`);
+  }
+  const c = value as ServerConfig;
+  if (c.certLifetimeSeconds > c.maxCertLifetimeSeconds) {
+    throw new ConfigError(`invalid configuration (${source}): certLifetimeSeconds exceeds maxCertLifetimeSeconds`);
+  }
+  return Object.freeze({ ...c });
+}
+
+/** The CA passphrase: LATCHKEY_CA_PASSPHRASE, else the file named in config. */
+export function caPassphrase(dataDir: string, config: ServerConfig, env: NodeJS.ProcessEnv): string {
+  if (env.LATCHKEY_CA_PASSPHRASE) return env.LATCHKEY_CA_PASSPHRASE;
+  if (config.caPassphraseFile) {
+    const p = config.caPassphraseFile.startsWith('/') ? config.caPassphraseFile : join(dataDir, config.caPassphraseFile);
+    try {
+      const s = readFileSync(p, 'utf8').trim();
+      if (s) return s;
+    } catch (e) {
+      throw new ConfigError(`cannot read the CA passphrase file ${p}: ${(e as Error).message}`);
+    }
+  }
+  throw new ConfigError('the CA key passphrase is needed: set LATCHKEY_CA_PASSPHRASE or caPassphraseFile in config.json');
+}
+

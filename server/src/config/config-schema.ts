@@ -1,0 +1,47 @@
+/** The server's configuration: schema first, types from it. */
+import { Type, type Static } from '@sinclair/typebox';
+
+export const ServerConfigSchema = Type.Object(
+  {
+    /** Organization name in certificate subjects. */
+    org: Type.String({ minLength: 1, maxLength: 64 }),
+    /** Public base URL devices and gateways use, e.g. https://latchkey.example.com:8443 */
+    url: Type.String({ pattern: '^https://[^/\\s]+$' }),
+    /** HOST:PORT to listen on. */
+    listen: Type.String({ pattern: '^[^\\s]+:[0-9]{1,5}$' }),
+    /** SPIFFE trust domain of device identities. */
+    trustDomain: Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$' }),
+    /** postgres://… to use PostgreSQL; absent: SQLite file in the data dir. */
+    databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+    /** File holding the CA key passphrase (when LATCHKEY_CA_PASSPHRASE is not set). */
+    caPassphraseFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** Default certificate lifetime for the default group. */
+    certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    /** Upper bound for any group's lifetime. */
+    maxCertLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    /** Recovery grace window after expiry. */
+    recoveryGraceSeconds: Type.Integer({ minimum: 0, maximum: 366 * 86400 }),
+    /** CRL nextUpdate - thisUpdate. */
+    crlValiditySeconds: Type.Integer({ minimum: 60, maximum: 30 * 86400 }),
+    /** Retry-After while a device waits for approval. */
+    approvalRetrySeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    /** Largest request body accepted. */
+    bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
+    /** Unauthenticated requests per minute per client address on enrollment endpoints. */
+    enrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]),
+  },
+  { additionalProperties: false },
+);
+export type ServerConfig = Readonly<Static<typeof ServerConfigSchema>>;
+
+export const CONFIG_DEFAULTS = {
+  certLifetimeSeconds: 86_400,
+  maxCertLifetimeSeconds: 30 * 86_400,
+  recoveryGraceSeconds: 14 * 86_400,
+  crlValiditySeconds: 3_600,
+  approvalRetrySeconds: 10,
+  bodyLimitBytes: 64 * 1024,
+  enrollRateLimitPerMinute: 600,
+  logLevel: 'info',
+} as const;

@@ -1,0 +1,65 @@
+import type { Executor } from '../storage/executor.js';
+import type { CertificatesTable, DevicesTable } from '../storage/schema.js';
+
+export interface DeviceFilter {
+  status?: DevicesTable['status'];
+  group?: string;
+  q?: string;
+  limit: number;
+  /** first_seen|id of the last row of the previous page. */
+  after?: { firstSeen: string; id: string };
+}
+
+export const devicesRepo = (db: Executor) => ({
+  insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
+  findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
+  findPending: (tokenId: string, spkiHash: string) =>
+    db.selectFrom('devices').selectAll().where('token_id', '=', tokenId).where('pending_spki_hash', '=', spkiHash).executeTakeFirst(),
+  list(f: DeviceFilter) {
+    let q = db.selectFrom('devices').selectAll();
+    if (f.status) q = q.where('status', '=', f.status);
+    if (f.group) q = q.where('group_name', '=', f.group);
+    if (f.q) {
+      const like = `%${f.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
+      q = q.where((eb) => eb.or([eb('name', 'like', like), eb('id', 'like', like)]));
+    }
+    if (f.after) {
+      const a = f.after;
+      q = q.where((eb) => eb.or([eb('first_seen', '>', a.firstSeen), eb.and([eb('first_seen', '=', a.firstSeen), eb('id', '>', a.id)])]));
+    }
+    return q.orderBy('first_seen').orderBy('id').limit(f.limit).execute();
+  },
+  update: (id: string, set: Partial<DevicesTable>) => db.updateTable('devices').set(set).where('id', '=', id).executeTakeFirst(),
+  async approve(id: string, at: string, by: string): Promise<boolean> {
+    const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+  async revoke(id: string, at: string, reason: string): Promise<boolean> {
+    const r = await db
+      .updateTable('devices')
+      .set({ status: 'revoked', revoked_at: at, revocation_reason: reason, pending_spki_hash: null, pending_csr: null })
+      .where('id', '=', id)
+      .where('status', '!=', 'revoked')
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+});
+
+export const certificatesRepo = (db: Executor) => ({
+  insert: (c: CertificatesTable) => db.insertInto('certificates').values(c).execute(),
+  findBySerial: (serial: string) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst(),
+  listByDevice: (deviceId: string) =>
+    db.selectFrom('certificates').select(['serial', 'kind', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'revocation_reason']).where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial').execute(),
+  latestForDevice: (deviceId: string) =>
+    db.selectFrom('certificates').selectAll().where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial', 'desc').limit(1).executeTakeFirst(),
+  /** Revokes every certificate of the device not yet revoked; returns their serials. */
+  async revokeAllForDevice(deviceId: string, at: string, reason: string): Promise<string[]> {
+    const rows = await db.selectFrom('certificates').select('serial').where('device_id', '=', deviceId).where('revoked_at', 'is', null).execute();
+    if (rows.length === 0) return [];
+    await db.updateTable('certificates').set({ revoked_at: at, revocation_reason: reason }).where('device_id', '=', deviceId).where('revoked_at', 'is', null).execute();
+    return rows.map((r) => r.serial);
+  },
+  /** Revoked certificates that have not expired: what a CRL must list (RFC 5280 §3.3). */
+  revokedUnexpired: (now: string) =>
+    db.selectFrom('certificates').select(['serial', 'revoked_at', 'revocation_reason']).where('revoked_at', 'is not', null).where('not_after', '>', now).orderBy('serial').execute(),
+});

@@ -1,0 +1,87 @@
+/** Device inventory: list, show, approve, revoke. */
+import type { Device, DeviceListQuery, RevokeReason } from '@latchkey/protocol';
+import { auditRepo } from '../audit/audit-repo.js';
+import { LatchkeyError } from '../errors.js';
+import type { EventBus } from '../events/event-bus.js';
+import type { Metrics } from '../metrics.js';
+import type { CrlService } from '../revocation/crl-service.js';
+import type { Db } from '../storage/db.js';
+import type { DevicesTable } from '../storage/schema.js';
+import { certificatesRepo, devicesRepo } from './devices-repo.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+function toDevice(d: DevicesTable, cert: { serial: string; not_before: string; not_after: string; revoked_at: string | null } | undefined): Device {
+  return {
+    id: d.id,
+    name: d.name,
+    status: d.status,
+    group: d.group_name,
+    facts: d.facts ? (JSON.parse(d.facts) as Device['facts']) : null,
+    firstSeen: d.first_seen,
+    lastSeen: d.last_seen,
+    certificate: cert ? { serial: cert.serial, notBefore: cert.not_before, notAfter: cert.not_after, revokedAt: cert.revoked_at } : null,
+    revokedAt: d.revoked_at,
+    revocationReason: (d.revocation_reason as RevokeReason | null) ?? null,
+  };
+}
+
+const encodeCursor = (d: DevicesTable): string => Buffer.from(`${d.first_seen}|${d.id}`).toString('base64url');
+function decodeCursor(c: string): { firstSeen: string; id: string } {
+  const [firstSeen, id] = Buffer.from(c, 'base64url').toString().split('|');
+  if (!firstSeen || !id || !UUID.test(id)) throw new LatchkeyError('BAD_REQUEST', 'invalid cursor');
+  return { firstSeen, id };
+}
+
+export function createDevicesService(deps: { db: Db; clock: () => Date; crl: CrlService; bus: EventBus; metrics: Metrics }) {
+  const { db } = deps;
+  const find = async (id: string): Promise<DevicesTable> => {
+    const d = UUID.test(id) ? await devicesRepo(db.kysely).findById(id) : undefined;
+    if (!d) throw new LatchkeyError('NOT_FOUND', `no device ${id}; list devices with \`latchkey-server devices list\``);
+    return d;
+  };
+  return {
+    async list(q: DeviceListQuery): Promise<{ items: Device[]; nextCursor: string | null }> {
+      const limit = q.limit ?? 100;
+      const rows = await devicesRepo(db.kysely).list({ ...q, limit: limit + 1, ...(q.cursor ? { after: decodeCursor(q.cursor) } : {}) });
+      const page = rows.slice(0, limit);
+      const items = await Promise.all(page.map(async (d) => toDevice(d, await certificatesRepo(db.kysely).latestForDevice(d.id))));
+      return { items, nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
+    },
+    async show(id: string) {
+      const d = await find(id);
+      const certs = await certificatesRepo(db.kysely).listByDevice(d.id);
+      return { ...toDevice(d, certs[0]), certificates: certs.map((c) => ({ serial: c.serial, kind: c.kind, notBefore: c.not_before, notAfter: c.not_after, issuedAt: c.issued_at, revokedAt: c.revoked_at, revocationReason: c.revocation_reason })) };
+    },
+    async approve(id: string, actor: string): Promise<Device> {
+      const d = await find(id);
+      const at = deps.clock().toISOString();
+      await db.kysely.transaction().execute(async (trx) => {
+        if (!(await devicesRepo(trx).approve(d.id, at, actor))) throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval`);
+        await auditRepo(trx).insert({ at, actor, action: 'device.approve', target: d.id, details: { name: d.name } });
+      });
+      await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
+      return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
+    },
+    /**
+     * Marks the device revoked and revokes every certificate it holds, in one
+     * transaction; then the CRLs are rebuilt and the event goes out, before
+     * this returns.
+     */
+    async revoke(id: string, reason: RevokeReason, actor: string): Promise<{ device: Device; serials: string[] }> {
+      const d = await find(id);
+      const at = deps.clock().toISOString();
+      const serials = await db.kysely.transaction().execute(async (trx) => {
+        if (!(await devicesRepo(trx).revoke(d.id, at, reason))) throw new LatchkeyError('CONFLICT', `device ${id} is already revoked`);
+        const s = await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason);
+        await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s } });
+        return s;
+      });
+      deps.metrics.inc('latchkey_revocations_total');
+      await deps.crl.regenerate(['issuing']);
+      await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials, reason, at });
+      return { device: toDevice({ ...d, status: 'revoked', revoked_at: at, revocation_reason: reason }, undefined), serials };
+    },
+  };
+}
+export type DevicesService = ReturnType<typeof createDevicesService>;

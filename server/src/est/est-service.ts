@@ -1,0 +1,251 @@
+/**
+ * EST front-ends (RFC 7030): bootstrap enrollment with an enrollment token
+ * (simpleenroll), renewal and recovery with the device's certificate
+ * (simplereenroll). Each decides who the device is from the server's records,
+ * then hands off to the issuing pipeline.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { FormatRegistry } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import {
+  type Certificate,
+  type Csr,
+  checkCsrPolicy,
+  csrStringAttribute,
+  firstValue,
+  isIssuedBy,
+  parseCertificate,
+  readVerifiedCsr,
+  PkiError,
+} from '@latchkey/pki';
+import { DeviceFacts, FACTS_ATTRIBUTE_OID, MAX_FACTS_JSON } from '@latchkey/protocol';
+import type { CaContext } from '../ca/ca-context.js';
+import { auditRepo } from '../audit/audit-repo.js';
+import type { ServerConfig } from '../config/config-schema.js';
+import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
+import { LatchkeyError, fromCsrError } from '../errors.js';
+import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
+import type { Db } from '../storage/db.js';
+import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
+
+if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v));
+
+export const hashSecret = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
+
+/** Device names go into a certificate CN: keep them short and plain. */
+export function sanitizeDeviceName(s: string | undefined): string {
+  const clean = (s ?? '').normalize('NFKC').replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[-.]+|[-.]+$/g, '').slice(0, 64);
+  return clean || 'device';
+}
+
+function readCsr(body: Buffer): Csr {
+  try {
+    const csr = readVerifiedCsr(body);
+    checkCsrPolicy(csr);
+    return csr;
+  } catch (e) {
+    throw fromCsrError(e);
+  }
+}
+
+function readFacts(csr: Csr): DeviceFacts | null {
+  let json: string | undefined;
+  try {
+    json = csrStringAttribute(csr, FACTS_ATTRIBUTE_OID, MAX_FACTS_JSON);
+  } catch (e) {
+    throw new LatchkeyError('BAD_REQUEST', `device facts in the CSR are invalid: ${(e as PkiError).message}`);
+  }
+  if (json === undefined) return null;
+  let v: unknown;
+  try {
+    v = JSON.parse(json);
+  } catch {
+    throw new LatchkeyError('BAD_REQUEST', 'device facts in the CSR are not valid JSON');
+  }
+  const err = Value.Errors(DeviceFacts, v).First();
+  if (err) throw new LatchkeyError('BAD_REQUEST', `device facts in the CSR are invalid: ${err.path || '/'} ${err.message}`);
+  return v as DeviceFacts;
+}
+
+export interface EnrollResult {
+  status: 'issued' | 'pending';
+  issued?: Issued;
+  deviceId: string;
+  retryAfterSeconds?: number;
+}
+
+export interface EstService {
+  simpleEnroll(input: { body: Buffer; token: string | undefined; remote: string }): Promise<EnrollResult>;
+  simpleReenroll(input: { body: Buffer; clientCertDer: Buffer | undefined; remote: string }): Promise<Issued & { deviceId: string; kind: 'renew' | 'recover' }>;
+  /** The device a TLS client certificate belongs to, checked against our CA and records. */
+  authenticateDevice(clientCertDer: Buffer | undefined): Promise<{ cert: Certificate; deviceId: string }>;
+}
+
+export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date }): EstService {
+  const { db, config } = deps;
+
+  async function authenticate(clientCertDer: Buffer | undefined) {
+    if (!clientCertDer || clientCertDer.length === 0) {
+      throw new LatchkeyError('CLIENT_CERT_REQUIRED', 'present the device certificate as the TLS client certificate (curl --cert/--key)');
+    }
+    let cert: Certificate;
+    try {
+      cert = parseCertificate(clientCertDer);
+    } catch {
+      throw new LatchkeyError('CLIENT_CERT_UNKNOWN', 'the client certificate cannot be parsed');
+    }
+    if (!isIssuedBy(cert, deps.ca.issuing.cert)) {
+      throw new LatchkeyError('CLIENT_CERT_UNKNOWN', 'the client certificate was not issued by this server\'s CA');
+    }
+    const row = await certificatesRepo(db.kysely).findBySerial(cert.serialHex);
+    if (!row) throw new LatchkeyError('CLIENT_CERT_UNKNOWN', 'the client certificate is not in this server\'s records');
+    return { cert, row };
+  }
+
+  return {
+    async authenticateDevice(der) {
+      const { cert, row } = await authenticate(der);
+      return { cert, deviceId: row.device_id };
+    },
+
+    async simpleEnroll({ body, token, remote }) {
+      if (!token) throw new LatchkeyError('UNAUTHORIZED', 'enrollment needs a token: send `Authorization: Bearer <token>` (create one with `latchkey-server token create`)');
+      const csr = readCsr(body);
+      const now = deps.clock();
+      const nowIso = now.toISOString();
+      const tok = await tokensRepo(db.kysely).findByHash(hashSecret(token));
+      if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
+      if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+      const group = await groupsRepo(db.kysely).get(tok.group_name);
+      if (!group) throw new LatchkeyError('INTERNAL', `enrollment token group "${tok.group_name}" does not exist`);
+      const facts = readFacts(csr);
+      const keyHash = spkiHash(csr.spki);
+      const lifetime = Math.min(group.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
+
+      // The same request again: a device waiting for approval, or approved since.
+      const existing = await devicesRepo(db.kysely).findPending(tok.id, keyHash);
+      if (existing) {
+        if (existing.status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
+        if (existing.status === 'pending') {
+          return { status: 'pending', deviceId: existing.id, retryAfterSeconds: config.approvalRetrySeconds };
+        }
+        const issued = await deps.issuance.issue({
+          csr,
+          device: { id: existing.id, name: existing.name, email: existing.user_email ?? undefined },
+          kind: 'enroll',
+          lifetimeSeconds: lifetime,
+          actor: `device:${existing.id}`,
+          auditDetails: { token: tok.id, approvedBy: existing.approved_by, remote },
+          async inTransaction(trx) {
+            const r = await trx
+              .updateTable('devices')
+              .set({ pending_spki_hash: null, pending_csr: null, last_seen: nowIso })
+              .where('id', '=', existing.id)
+              .where('status', '=', 'active')
+              .where('pending_spki_hash', '=', keyHash)
+              .executeTakeFirst();
+            if (r.numUpdatedRows !== 1n) throw new LatchkeyError('CONFLICT', 'this enrollment was already completed or the device changed state; enroll again');
+          },
+        });
+        return { status: 'issued', issued, deviceId: existing.id };
+      }
+
+      if (tok.expires_at <= nowIso) throw new LatchkeyError('TOKEN_EXPIRED', `the enrollment token expired at ${tok.expires_at}; create a new one with \`latchkey-server token create\``);
+      if (tok.used_count >= tok.uses) throw exhausted(tok.uses);
+
+      const device = {
+        id: randomUUID(),
+        name: sanitizeDeviceName(firstValue(csr.subject, 'CN') ?? facts?.hostname),
+        group_name: group.name,
+        token_id: tok.id,
+        facts: facts ? JSON.stringify(facts) : null,
+        user_email: facts?.userEmail ?? null,
+        first_seen: nowIso,
+        last_seen: nowIso,
+        approved_at: null,
+        approved_by: null,
+        revoked_at: null,
+        revocation_reason: null,
+      };
+      const consume = async (trx: Parameters<NonNullable<Parameters<IssuanceService['issue']>[0]['inTransaction']>>[0]): Promise<void> => {
+        if (!(await tokensRepo(trx).consume(tok.id, nowIso))) throw exhausted(tok.uses);
+      };
+
+      if (group.require_approval) {
+        await db.kysely.transaction().execute(async (trx) => {
+          await consume(trx);
+          await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: csr.der.toString('base64') });
+          await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: group.name, remote } });
+        });
+        return { status: 'pending', deviceId: device.id, retryAfterSeconds: config.approvalRetrySeconds };
+      }
+
+      const issued = await deps.issuance.issue({
+        csr,
+        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        kind: 'enroll',
+        lifetimeSeconds: lifetime,
+        actor: `token:${tok.id}`,
+        auditDetails: { token: tok.id, group: group.name, remote },
+        async inTransaction(trx) {
+          await consume(trx);
+          await devicesRepo(trx).insert({ ...device, status: 'active', pending_spki_hash: null, pending_csr: null });
+        },
+      });
+      return { status: 'issued', issued, deviceId: device.id };
+    },
+
+    async simpleReenroll({ body, clientCertDer, remote }) {
+      const { cert, row } = await authenticate(clientCertDer);
+      const now = deps.clock();
+      const device = await devicesRepo(db.kysely).findById(row.device_id);
+      if (!device) throw new LatchkeyError('CLIENT_CERT_UNKNOWN', 'the device of this certificate no longer exists');
+      if (device.status === 'revoked' || row.revoked_at) {
+        throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; it cannot renew or recover — enroll it again with a new token if it should be trusted');
+      }
+      if (device.status !== 'active') throw new LatchkeyError('FORBIDDEN', 'this device is not active');
+      if (now < cert.notBefore) throw new LatchkeyError('FORBIDDEN', 'the client certificate is not valid yet; check the device clock');
+      let kind: 'renew' | 'recover' = 'renew';
+      if (now > cert.notAfter) {
+        const expiredFor = (now.getTime() - cert.notAfter.getTime()) / 1000;
+        if (expiredFor > config.recoveryGraceSeconds) {
+          throw new LatchkeyError(
+            'CERT_EXPIRED_PAST_GRACE',
+            `the certificate expired ${Math.floor(expiredFor / 86400)} days ago, past the ${Math.floor(config.recoveryGraceSeconds / 86400)}-day recovery window; enroll again with a new token (\`latchkey enroll --token …\`)`,
+          );
+        }
+        // Recovery only from the last certificate the device was given.
+        const latest = await certificatesRepo(db.kysely).latestForDevice(device.id);
+        if (latest?.serial !== row.serial) {
+          throw new LatchkeyError('FORBIDDEN', 'recovery needs the device\'s most recent certificate; this one was superseded');
+        }
+        kind = 'recover';
+      }
+      const csr = readCsr(body);
+      if (spkiHash(csr.spki) === row.spki_hash) {
+        throw new LatchkeyError('CSR_POLICY', 're-enrollment needs a fresh key: the CSR carries the key of the current certificate');
+      }
+      const group = await groupsRepo(db.kysely).get(device.group_name);
+      const lifetime = Math.min(group?.cert_lifetime_seconds ?? config.certLifetimeSeconds, config.maxCertLifetimeSeconds);
+      const nowIso = now.toISOString();
+      const issued = await deps.issuance.issue({
+        csr,
+        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        kind,
+        lifetimeSeconds: lifetime,
+        actor: `device:${device.id}`,
+        auditDetails: { previousSerial: row.serial, remote },
+        async inTransaction(trx) {
+          // Re-check under the transaction: a revoke that raced this request wins.
+          const r = await trx.updateTable('devices').set({ last_seen: nowIso }).where('id', '=', device.id).where('status', '=', 'active').executeTakeFirst();
+          if (r.numUpdatedRows !== 1n) throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; enroll it again with a new token');
+        },
+      });
+      return { ...issued, deviceId: device.id, kind };
+    },
+  };
+}
+
+function exhausted(uses: number): LatchkeyError {
+  return new LatchkeyError('TOKEN_EXHAUSTED', `the enrollment token has been used ${uses}/${uses} times; create a new one with \`latchkey-server token create\``);
+}

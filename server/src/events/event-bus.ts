@@ -1,0 +1,67 @@
+/**
+ * The event bus carries issuances, revocations and CRL updates to
+ * subscribers (agent control channels, gateway streams, other replicas).
+ * Every event is first written to the events table (its id is the cursor a
+ * gateway resumes from), then delivered: in-process for SQLite, through
+ * PostgreSQL LISTEN/NOTIFY so every replica sees it.
+ */
+import { EventEmitter } from 'node:events';
+import type pg from 'pg';
+import type { Db } from '../storage/db.js';
+
+export type ServerEvent =
+  | { type: 'issuance'; deviceId: string; serial: string; kind: 'enroll' | 'renew' | 'recover'; at: string }
+  | { type: 'revocation'; deviceId: string; serials: string[]; reason: string; at: string }
+  | { type: 'device-approved'; deviceId: string; at: string }
+  | { type: 'crl-updated'; ca: 'issuing' | 'root'; crlNumber: number; at: string };
+
+export type DeliveredEvent = ServerEvent & { cursor: string };
+
+export interface EventBus {
+  publish(e: ServerEvent): Promise<DeliveredEvent>;
+  subscribe(fn: (e: DeliveredEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+const CHANNEL = 'latchkey_events';
+
+export async function createEventBus(db: Db): Promise<EventBus> {
+  const emitter = new EventEmitter();
+  emitter.setMaxListeners(0);
+  const deliver = (e: DeliveredEvent): void => {
+    emitter.emit('event', e);
+  };
+  let listener: pg.PoolClient | undefined;
+  if (db.pgPool) {
+    listener = await db.pgPool.connect();
+    listener.on('notification', (n) => {
+      if (n.channel !== CHANNEL || !n.payload) return;
+      try {
+        deliver(JSON.parse(n.payload) as DeliveredEvent);
+      } catch {
+        /* not ours */
+      }
+    });
+    await listener.query(`LISTEN ${CHANNEL}`);
+  }
+  return {
+    async publish(e) {
+      const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
+      const delivered = { ...e, cursor: String(row.id) } as DeliveredEvent;
+      if (db.pgPool) await db.pgPool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify(delivered)]);
+      else deliver(delivered);
+      return delivered;
+    },
+    subscribe(fn) {
+      emitter.on('event', fn);
+      return () => emitter.off('event', fn);
+    },
+    async close() {
+      emitter.removeAllListeners();
+      if (listener) {
+        await listener.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);
+        listener.release();
+      }
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * The one issuing pipeline every front-end ends in (enroll, re-enroll,
+ * recovery): the front-end has already parsed, verified and policy-checked
+ * the CSR and decided who the device is; this signs from the device profile
+ * and records the certificate in the same transaction as the front-end's own
+ * writes (token use, device row). Nothing is returned that is not recorded.
+ */
+import { createHash } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
+import type { CaContext } from '../ca/ca-context.js';
+import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
+import { certificatesRepo } from '../devices/devices-repo.js';
+import type { EventBus } from '../events/event-bus.js';
+import type { Db } from '../storage/db.js';
+import type { Database } from '../storage/schema.js';
+import type { Metrics } from '../metrics.js';
+
+export type IssuanceKind = 'enroll' | 'renew' | 'recover';
+
+export interface IssueRequest {
+  csr: Csr;
+  device: { id: string; name: string; email?: string | undefined };
+  kind: IssuanceKind;
+  lifetimeSeconds: number;
+  actor: string;
+  /** Front-end writes that must commit with the certificate (throw to abort). */
+  inTransaction?: (trx: Transaction<Database>) => Promise<void>;
+  auditDetails?: Record<string, unknown>;
+}
+
+export interface Issued {
+  der: Buffer;
+  pem: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export const spkiHash = (spki: Uint8Array): string => createHash('sha256').update(spki).digest('hex');
+
+export interface IssuanceService {
+  issue(r: IssueRequest): Promise<Issued>;
+}
+
+export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () => Date; randomBytes: RandomBytes; bus: EventBus; metrics: Metrics }): IssuanceService {
+  return {
+    async issue(r) {
+      const now = deps.clock();
+      const serial = randomSerial(deps.randomBytes);
+      const der = await deps.ca.profile.issue({
+        spki: r.csr.spki,
+        deviceId: r.device.id,
+        deviceName: r.device.name,
+        ...(r.device.email ? { email: r.device.email } : {}),
+        serial,
+        now,
+        lifetimeSeconds: r.lifetimeSeconds,
+      });
+      const cert = parseCertificate(der);
+      const pem = certificateToPem(der);
+      const at = now.toISOString();
+      await deps.db.kysely.transaction().execute(async (trx) => {
+        if (r.inTransaction) await r.inTransaction(trx);
+        await certificatesRepo(trx).insert({
+          serial: cert.serialHex,
+          device_id: r.device.id,
+          kind: r.kind,
+          not_before: cert.notBefore.toISOString(),
+          not_after: cert.notAfter.toISOString(),
+          spki_hash: spkiHash(r.csr.spki),
+          pem,
+          issued_at: at,
+          revoked_at: null,
+          revocation_reason: null,
+        });
+        const entry: AuditEntry = {
+          at,
+          actor: r.actor,
+          action: `certificate.${r.kind}`,
+          target: r.device.id,
+          details: { serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), ...r.auditDetails },
+        };
+        await auditRepo(trx).insert(entry);
+      });
+      deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
+      await deps.bus.publish({ type: 'issuance', deviceId: r.device.id, serial: cert.serialHex, kind: r.kind, at });
+      return { der, pem, serial: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter };
+    },
+  };
+}

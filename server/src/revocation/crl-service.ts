@@ -1,0 +1,135 @@
+/**
+ * CRLs for the issuing CA and the root: regenerated right after every
+ * revocation and before half their validity has passed; CRL numbers are
+ * monotonic across restarts and replicas (kept in crl_state, updated under a
+ * row lock on PostgreSQL).
+ */
+import { type CrlReason, type Issuer, buildCrl, crlToPem, isCrlReason } from '@latchkey/pki';
+import type { CaContext } from '../ca/ca-context.js';
+import type { EventBus } from '../events/event-bus.js';
+import { certificatesRepo } from '../devices/devices-repo.js';
+import type { Db } from '../storage/db.js';
+import type { CrlStateTable } from '../storage/schema.js';
+
+export type CaName = 'issuing' | 'root';
+
+export interface CurrentCrl {
+  der: Buffer;
+  pem: string;
+  crlNumber: number;
+  thisUpdate: Date;
+  nextUpdate: Date;
+}
+
+export interface CrlService {
+  /** The current CRL, regenerating it first if it is missing or half-expired. */
+  get(ca: CaName): Promise<CurrentCrl | undefined>;
+  /** Builds new CRLs now (after a revocation). */
+  regenerate(which?: readonly CaName[]): Promise<void>;
+  /** Drops the cache (another replica published a new CRL). */
+  invalidate(): void;
+  start(): void;
+  stop(): void;
+}
+
+export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds: number; clock: () => Date; bus: EventBus; onError: (e: unknown) => void }): CrlService {
+  const { db, ca } = deps;
+  const cache = new Map<CaName, CurrentCrl>();
+  let timer: NodeJS.Timeout | undefined;
+  let chain: Promise<unknown> = Promise.resolve();
+
+  const issuerOf = (name: CaName): Issuer | undefined => (name === 'issuing' ? ca.issuing : ca.rootIssuer);
+  const fromRow = (r: CrlStateTable): CurrentCrl => {
+    const der = Buffer.from(r.der_base64, 'base64');
+    return { der, pem: crlToPem(der), crlNumber: Number(r.crl_number), thisUpdate: new Date(r.this_update), nextUpdate: new Date(r.next_update) };
+  };
+  const stale = (c: CurrentCrl, now: Date): boolean => now.getTime() >= (c.thisUpdate.getTime() + c.nextUpdate.getTime()) / 2;
+
+  async function build(name: CaName): Promise<CurrentCrl | undefined> {
+    const issuer = issuerOf(name);
+    if (!issuer) return undefined;
+    const now = deps.clock();
+    const row = await db.kysely.transaction().execute(async (trx) => {
+      const q = trx.selectFrom('crl_state').selectAll().where('ca', '=', name);
+      const prev = db.engine === 'postgres' ? await q.forUpdate().executeTakeFirst() : await q.executeTakeFirst();
+      const crlNumber = (prev ? Number(prev.crl_number) : 0) + 1;
+      // The root only ever signs the issuing CA, which Latchkey does not revoke: its CRL is empty.
+      const revoked = name === 'issuing' ? await certificatesRepo(trx).revokedUnexpired(now.toISOString()) : [];
+      const der = await buildCrl({
+        issuer,
+        thisUpdate: now,
+        nextUpdate: new Date(now.getTime() + deps.validitySeconds * 1000),
+        crlNumber: BigInt(crlNumber),
+        entries: revoked.map((r) => ({
+          serial: r.serial,
+          revokedAt: new Date(r.revoked_at!),
+          ...(r.revocation_reason && isCrlReason(r.revocation_reason) ? { reason: r.revocation_reason as CrlReason } : {}),
+        })),
+      });
+      const next: CrlStateTable = {
+        ca: name,
+        crl_number: crlNumber,
+        this_update: now.toISOString(),
+        next_update: new Date(now.getTime() + deps.validitySeconds * 1000).toISOString(),
+        der_base64: der.toString('base64'),
+        revision: crlNumber,
+      };
+      await trx.insertInto('crl_state').values(next).onConflict((oc) => oc.column('ca').doUpdateSet({ ...next })).execute();
+      return next;
+    });
+    const c = fromRow(row);
+    cache.set(name, c);
+    await deps.bus.publish({ type: 'crl-updated', ca: name, crlNumber: c.crlNumber, at: now.toISOString() });
+    return c;
+  }
+
+  /** One regeneration at a time in this process. */
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = chain.then(fn, fn);
+    chain = p.catch(() => undefined);
+    return p;
+  };
+
+  async function load(name: CaName): Promise<CurrentCrl | undefined> {
+    const row = await db.kysely.selectFrom('crl_state').selectAll().where('ca', '=', name).executeTakeFirst();
+    if (!row) return undefined;
+    const c = fromRow(row);
+    cache.set(name, c);
+    return c;
+  }
+
+  const service: CrlService = {
+    async get(name) {
+      const now = deps.clock();
+      let c = cache.get(name) ?? (await load(name));
+      if (!c || stale(c, now)) {
+        c = await serial(async () => {
+          const fresh = await load(name);
+          return fresh && !stale(fresh, deps.clock()) ? fresh : build(name);
+        });
+      }
+      return c;
+    },
+    regenerate(which = ['issuing', 'root']) {
+      return serial(async () => {
+        for (const n of which) await build(n);
+      });
+    },
+    invalidate() {
+      cache.clear();
+    },
+    start() {
+      const tick = (): void => {
+        void Promise.all([service.get('issuing'), service.get('root')]).catch(deps.onError);
+      };
+      timer = setInterval(tick, Math.min(60_000, (deps.validitySeconds * 1000) / 4));
+      timer.unref();
+      tick();
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+    },
+  };
+  return service;
+}
+

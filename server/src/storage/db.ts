@@ -1,0 +1,48 @@
+/**
+ * One query layer (Kysely) over two engines: SQLite (better-sqlite3, WAL) in
+ * the data dir by default, PostgreSQL (`pg`) with a database URL.
+ */
+import { join } from 'node:path';
+import BetterSqlite3 from 'better-sqlite3';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import pg from 'pg';
+import type { Database } from './schema.js';
+import { migrate } from './migrations.js';
+
+export type Engine = 'sqlite' | 'postgres';
+
+export interface Db {
+  readonly engine: Engine;
+  readonly kysely: Kysely<Database>;
+  /** For LISTEN/NOTIFY (PostgreSQL only). */
+  readonly pgPool: pg.Pool | undefined;
+  close(): Promise<void>;
+}
+
+export const SQLITE_FILE = 'latchkey.db';
+
+// int8 (COUNT, bigserial) as JS numbers: our counters stay far below 2^53.
+pg.types.setTypeParser(20, (v: string) => Number(v));
+
+export async function openDb(opts: { dataDir?: string; sqliteFile?: string; databaseUrl?: string }): Promise<Db> {
+  let db: Db;
+  if (opts.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 20 });
+    const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    db = { engine: 'postgres', kysely, pgPool: pool, close: () => kysely.destroy() };
+  } else {
+    const file = opts.sqliteFile ?? join(opts.dataDir ?? '.', SQLITE_FILE);
+    const sqlite = new BetterSqlite3(file);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = FULL');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('busy_timeout = 5000');
+    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    db = { engine: 'sqlite', kysely, pgPool: undefined, close: () => kysely.destroy() };
+  }
+  await migrate(db);
+  return db;
+}
+
+/** Current time as stored. */
+export const iso = (d: Date): string => d.toISOString();

@@ -1,0 +1,125 @@
+/**
+ * One set of migrations for both engines, run at start. Each migration runs
+ * once, in order, recorded in latchkey_migrations; on PostgreSQL an advisory
+ * lock keeps two replicas from migrating at the same time.
+ */
+import { sql, type Kysely } from 'kysely';
+import type { Db } from './db.js';
+
+type Migration = { name: string; up: (db: Kysely<unknown>, engine: Db['engine']) => Promise<void> };
+
+const MIGRATIONS: Migration[] = [
+  {
+    name: '001_initial',
+    async up(db, engine) {
+      const autoId = engine === 'postgres' ? 'bigserial' : 'integer';
+      await db.schema
+        .createTable('groups')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('cert_lifetime_seconds', 'integer', (c) => c.notNull())
+        .addColumn('require_approval', 'integer', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('enroll_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('group_name', 'text', (c) => c.notNull().references('groups.name'))
+        .addColumn('uses', 'integer', (c) => c.notNull())
+        .addColumn('used_count', 'integer', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('devices')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('group_name', 'text', (c) => c.notNull().references('groups.name'))
+        .addColumn('token_id', 'text', (c) => c.references('enroll_tokens.id'))
+        .addColumn('pending_spki_hash', 'text')
+        .addColumn('pending_csr', 'text')
+        .addColumn('facts', 'text')
+        .addColumn('user_email', 'text')
+        .addColumn('first_seen', 'text', (c) => c.notNull())
+        .addColumn('last_seen', 'text')
+        .addColumn('approved_at', 'text')
+        .addColumn('approved_by', 'text')
+        .addColumn('revoked_at', 'text')
+        .addColumn('revocation_reason', 'text')
+        .execute();
+      await db.schema.createIndex('devices_status').on('devices').columns(['status', 'first_seen']).execute();
+      await db.schema.createIndex('devices_pending').on('devices').columns(['token_id', 'pending_spki_hash']).execute();
+      await db.schema
+        .createTable('certificates')
+        .addColumn('serial', 'text', (c) => c.primaryKey())
+        .addColumn('device_id', 'text', (c) => c.notNull().references('devices.id'))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('not_before', 'text', (c) => c.notNull())
+        .addColumn('not_after', 'text', (c) => c.notNull())
+        .addColumn('spki_hash', 'text', (c) => c.notNull())
+        .addColumn('pem', 'text', (c) => c.notNull())
+        .addColumn('issued_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .addColumn('revocation_reason', 'text')
+        .execute();
+      await db.schema.createIndex('certificates_device').on('certificates').columns(['device_id', 'issued_at']).execute();
+      await db.schema.createIndex('certificates_revoked').on('certificates').columns(['revoked_at', 'not_after']).execute();
+      await db.schema
+        .createTable('admin_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('role', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+      await db.schema
+        .createTable('audit')
+        .addColumn('id', autoId, (c) => (engine === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('actor', 'text', (c) => c.notNull())
+        .addColumn('action', 'text', (c) => c.notNull())
+        .addColumn('target', 'text')
+        .addColumn('details', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('crl_state')
+        .addColumn('ca', 'text', (c) => c.primaryKey())
+        .addColumn('crl_number', 'integer', (c) => c.notNull())
+        .addColumn('this_update', 'text', (c) => c.notNull())
+        .addColumn('next_update', 'text', (c) => c.notNull())
+        .addColumn('der_base64', 'text', (c) => c.notNull())
+        .addColumn('revision', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('events')
+        .addColumn('id', autoId, (c) => (engine === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('type', 'text', (c) => c.notNull())
+        .addColumn('payload', 'text', (c) => c.notNull())
+        .execute();
+    },
+  },
+];
+
+export async function migrate(db: Db): Promise<void> {
+  const k = db.kysely as unknown as Kysely<{ latchkey_migrations: { name: string; applied_at: string } }>;
+  await k.transaction().execute(async (trx) => {
+    if (db.engine === 'postgres') await sql`select pg_advisory_xact_lock(7318001)`.execute(trx);
+    await trx.schema
+      .createTable('latchkey_migrations')
+      .ifNotExists()
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('applied_at', 'text', (c) => c.notNull())
+      .execute();
+    const done = new Set((await trx.selectFrom('latchkey_migrations').select('name').execute()).map((r) => r.name));
+    for (const m of MIGRATIONS) {
+      if (done.has(m.name)) continue;
+      await m.up(trx as unknown as Kysely<unknown>, db.engine);
+      await trx.insertInto('latchkey_migrations').values({ name: m.name, applied_at: new Date().toISOString() }).execute();
+    }
+  });
+}

@@ -1,0 +1,103 @@
+/**
+ * Database tables as Kysely sees them. Times are ISO-8601 UTC strings
+ * (`toISOString()`, which sort as they compare), certificates PEM text: both
+ * portable across SQLite and PostgreSQL without per-engine codecs.
+ */
+import type { Generated } from 'kysely';
+
+export interface GroupsTable {
+  name: string;
+  cert_lifetime_seconds: number;
+  require_approval: number; // 0/1 on both engines
+  created_at: string;
+}
+
+export interface EnrollTokensTable {
+  id: string;
+  secret_hash: string;
+  group_name: string;
+  uses: number;
+  used_count: number;
+  expires_at: string;
+  revoked_at: string | null;
+  created_at: string;
+  created_by: string;
+}
+
+export interface DevicesTable {
+  id: string;
+  name: string;
+  status: 'pending' | 'active' | 'revoked';
+  group_name: string;
+  token_id: string | null;
+  /** SHA-256 of the SPKI a pending device asked with: the same request succeeds once approved. */
+  pending_spki_hash: string | null;
+  pending_csr: string | null;
+  facts: string | null;
+  user_email: string | null;
+  first_seen: string;
+  last_seen: string | null;
+  approved_at: string | null;
+  approved_by: string | null;
+  revoked_at: string | null;
+  revocation_reason: string | null;
+}
+
+export interface CertificatesTable {
+  serial: string;
+  device_id: string;
+  kind: 'enroll' | 'renew' | 'recover';
+  not_before: string;
+  not_after: string;
+  spki_hash: string;
+  pem: string;
+  issued_at: string;
+  revoked_at: string | null;
+  revocation_reason: string | null;
+}
+
+export interface AdminTokensTable {
+  id: string;
+  secret_hash: string;
+  name: string;
+  role: 'viewer' | 'operator' | 'admin';
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface AuditTable {
+  id: Generated<number>;
+  at: string;
+  actor: string;
+  action: string;
+  target: string | null;
+  details: string;
+}
+
+export interface CrlStateTable {
+  ca: 'issuing' | 'root';
+  crl_number: number;
+  this_update: string;
+  next_update: string;
+  der_base64: string;
+  /** The newest revocation time the CRL includes, to know when it is stale. */
+  revision: number;
+}
+
+export interface EventsTable {
+  id: Generated<number>;
+  at: string;
+  type: string;
+  payload: string;
+}
+
+export interface Database {
+  groups: GroupsTable;
+  enroll_tokens: EnrollTokensTable;
+  devices: DevicesTable;
+  certificates: CertificatesTable;
+  admin_tokens: AdminTokensTable;
+  audit: AuditTable;
+  crl_state: CrlStateTable;
+  events: EventsTable;
+}

@@ -1,0 +1,44 @@
+import type { Executor } from '../storage/executor.js';
+import type { EnrollTokensTable, GroupsTable } from '../storage/schema.js';
+
+export const tokensRepo = (db: Executor) => ({
+  insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
+  findByHash: (hash: string) => db.selectFrom('enroll_tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst(),
+  findById: (id: string) => db.selectFrom('enroll_tokens').selectAll().where('id', '=', id).executeTakeFirst(),
+  list: (limit: number) => db.selectFrom('enroll_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id').limit(limit).execute(),
+  async revoke(id: string, at: string): Promise<boolean> {
+    const r = await db.updateTable('enroll_tokens').set({ revoked_at: at }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+    return r.numUpdatedRows > 0n;
+  },
+  /**
+   * Takes one use of the token, atomically: the conditional UPDATE is the
+   * only writer of used_count, so concurrent enrollments can never exceed
+   * `uses` on either engine.
+   */
+  async consume(id: string, now: string): Promise<boolean> {
+    const r = await db
+      .updateTable('enroll_tokens')
+      .set((eb) => ({ used_count: eb('used_count', '+', 1) }))
+      .where('id', '=', id)
+      .where((eb) => eb('used_count', '<', eb.ref('uses')))
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+});
+
+export const groupsRepo = (db: Executor) => ({
+  get: (name: string) => db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst(),
+  list: () => db.selectFrom('groups').selectAll().orderBy('name').execute(),
+  async upsert(g: GroupsTable): Promise<void> {
+    await db
+      .insertInto('groups')
+      .values(g)
+      .onConflict((oc) => oc.column('name').doUpdateSet({ cert_lifetime_seconds: g.cert_lifetime_seconds, require_approval: g.require_approval }))
+      .execute();
+  },
+  async ensure(g: GroupsTable): Promise<void> {
+    await db.insertInto('groups').values(g).onConflict((oc) => oc.column('name').doNothing()).execute();
+  },
+});
