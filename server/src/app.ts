@@ -4,6 +4,7 @@
  * The process (TLS, signals, logger) lives in main.ts; tests build this and
  * use `inject`.
  */
+import type { ServerOptions } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import * as crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
@@ -34,7 +35,8 @@ export interface AppDeps {
   clock?: () => Date;
   /** The TLS client certificate of a request (DER). Default: the TLS socket's peer certificate. */
   clientCert?: (req: FastifyRequest) => Buffer | undefined;
-  fastify?: FastifyServerOptions;
+  /** Process options: logger, and `https` for TLS (see start.ts). */
+  fastify?: FastifyServerOptions & { https?: ServerOptions };
 }
 
 export interface App {
@@ -57,7 +59,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     bodyLimit: d.config.bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     ...d.fastify,
-  });
+  } as FastifyServerOptions) as unknown as FastifyInstance;
 
   const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
   const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics });

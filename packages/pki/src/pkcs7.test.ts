@@ -30,7 +30,7 @@ describe('PKCS#7 certs-only (RFC 5652 §5, RFC 7030 §4.1.3)', () => {
     assert.equal(certs.length, 2);
     assert.deepEqual(parseCertificate(certs[0]!).subject, ca.issuing.cert.subject);
     const body = base64Lines(der);
-    assert.ok(body.split('\r\n').every((l) => l.length <= 64));
+    assert.ok(body.split('\n').every((l) => l.length <= 64));
     assert.deepEqual(decodeCertsOnly(body).map((c) => c.toString('hex')), certs.map((c) => c.toString('hex')));
   });
 

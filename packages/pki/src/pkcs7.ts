@@ -64,8 +64,8 @@ export function base64Body(text: string): Buffer {
   return Buffer.from(b64, 'base64');
 }
 
-/** Base64 with 64-character lines, as EST responses are sent. */
+/** Base64 with 64-character LF-terminated lines (coreutils `base64 -d` rejects CR). */
 export function base64Lines(der: Uint8Array): string {
   const b64 = Buffer.from(der).toString('base64');
-  return (b64.match(/.{1,64}/g) ?? []).join('\r\n') + '\r\n';
+  return (b64.match(/.{1,64}/g) ?? []).join('\n') + '\n';
 }

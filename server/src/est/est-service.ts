@@ -16,7 +16,7 @@ import {
   isIssuedBy,
   parseCertificate,
   readVerifiedCsr,
-  PkiError,
+  type PkiError,
 } from '@latchkey/pki';
 import { DeviceFacts, FACTS_ATTRIBUTE_OID, MAX_FACTS_JSON } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
