@@ -41,7 +41,9 @@ const CSR_ATTRS = seq(
   oid(FACTS_ATTRIBUTE_OID),
 );
 
+/** EST routes take only PKCS#10: every other media type is a 415, JSON included. */
 function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser([MEDIA_TYPES.pkcs10, 'application/x-pem-file'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
 }
 

@@ -24,10 +24,12 @@ export const SQLITE_FILE = 'latchkey.db';
 // int8 (COUNT, bigserial) as JS numbers: our counters stay far below 2^53.
 pg.types.setTypeParser(20, (v: string) => Number(v));
 
-export async function openDb(opts: { dataDir?: string; sqliteFile?: string; databaseUrl?: string }): Promise<Db> {
+export async function openDb(opts: { dataDir?: string; sqliteFile?: string; databaseUrl?: string; onPoolError?: (e: Error) => void }): Promise<Db> {
   let db: Db;
   if (opts.databaseUrl) {
     const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 20 });
+    // An idle client losing its connection (server restart) is not fatal: the pool replaces it.
+    pool.on('error', (e) => opts.onPoolError?.(e));
     const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     db = { engine: 'postgres', kysely, pgPool: pool, close: () => kysely.destroy() };
   } else {
