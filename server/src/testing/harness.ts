@@ -37,7 +37,7 @@ export async function freshPgDatabase(t: TestCtx): Promise<{ url: string; drop: 
     await admin.connect();
   } catch (e) {
     const msg = `PostgreSQL is not reachable at ${PG_URL} (${(e as Error).message}); set LATCHKEY_TEST_PG_URL`;
-    if (process.env.LATCHKEY_REQUIRE_ALL === '1') throw new Error(msg + ' — required because LATCHKEY_REQUIRE_ALL=1');
+    if (process.env.LATCHKEY_REQUIRE_ALL === '1') throw new Error(msg + ' — required because LATCHKEY_REQUIRE_ALL=1', { cause: e });
     t.skip(msg);
     return undefined;
   }
