@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { parseCrl, parseOcspResponse, verifyCrl, certificateToPem } from '@latchkey/pki';
+import { EST_PATHS } from '@latchkey/protocol';
+import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }> {
+  const r = await enroll(h, await createToken(h), (await deviceCsr()).csr);
+  assert.equal(r.statusCode, 200, r.body);
+  const cert = certFromBody(r.body);
+  const list = await adminCall<{ items: { id: string; certificate: { serial: string } }[] }>(h, 'GET', '/v1/admin/devices');
+  const id = list.json.items.find((d) => d.certificate.serial === cert.serialHex)!.id;
+  return { id, cert: cert.der };
+}
+
+/** An OCSP request for `cert` made by openssl (independent of our encoder). */
+function opensslOcspRequest(h: Harness, cert: Buffer): Buffer {
+  const dir = mkdtempSync(join(tmpdir(), 'lk-ocsp-'));
+  try {
+    writeFileSync(join(dir, 'i.pem'), certificateToPem(h.issuing.der));
+    writeFileSync(join(dir, 'c.pem'), certificateToPem(cert));
+    const r = spawnSync('openssl', ['ocsp', '-issuer', 'i.pem', '-cert', 'c.pem', '-reqout', 'r.der'], { cwd: dir, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(join(dir, 'r.der'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+for (const engine of ENGINES) {
+  describe(`revocation on ${engine}`, () => {
+    test('devices revoke: every certificate revoked, in the CRL at once, OCSP says revoked, renewal refused', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      const renewed = certFromBody((await reenroll(h, dev.cert, (await deviceCsr()).csr)).body);
+      const before = parseCrl((await h.app.inject({ method: 'GET', url: '/crl' })).rawPayload);
+      assert.equal(before.entries.length, 0);
+
+      const rv = await adminCall<{ serials: string[] }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'keyCompromise' });
+      assert.equal(rv.status, 200, JSON.stringify(rv.json));
+      assert.equal(rv.json.serials.length, 2);
+
+      const crlRes = await h.app.inject({ method: 'GET', url: '/crl' });
+      assert.equal(crlRes.headers['content-type'], 'application/pkix-crl');
+      assert.match(String(crlRes.headers['cache-control']), /max-age=\d+/);
+      const crl = parseCrl(crlRes.rawPayload);
+      assert.ok(verifyCrl(crl, h.issuing));
+      assert.ok(crl.crlNumber! > before.crlNumber!, 'CRL number increases');
+      assert.deepEqual(crl.entries.map((e) => e.serialHex).sort(), rv.json.serials.sort());
+      assert.ok(crl.entries.every((e) => e.reason === 'keyCompromise'));
+      const pem = await h.app.inject({ method: 'GET', url: '/crl.pem' });
+      assert.match(pem.body, /^-----BEGIN X509 CRL-----/);
+      const rootCrl = parseCrl((await h.app.inject({ method: 'GET', url: '/crl/root' })).rawPayload);
+      assert.equal(rootCrl.entries.length, 0);
+
+      const post = await h.app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: opensslOcspRequest(h, renewed.der) });
+      const resp = parseOcspResponse(post.rawPayload);
+      assert.equal(resp.status, 'successful');
+      assert.equal(resp.basic!.responses[0]!.status, 'revoked');
+      assert.equal(resp.basic!.responses[0]!.reason, 'keyCompromise');
+      const get = await h.app.inject({ method: 'GET', url: `/ocsp/${encodeURIComponent(opensslOcspRequest(h, dev.cert).toString('base64'))}` });
+      assert.equal(parseOcspResponse(get.rawPayload).basic!.responses[0]!.status, 'revoked');
+
+      for (const cert of [dev.cert, renewed.der]) {
+        const r = await reenroll(h, cert, (await deviceCsr()).csr);
+        assert.equal(r.statusCode, 403);
+        assert.match(r.body, /DEVICE_REVOKED/);
+      }
+      // Recovery is refused too, even within the grace window.
+      h.clock.now = new Date(renewed.notAfter.getTime() + 86_400_000);
+      assert.match((await reenroll(h, renewed.der, (await deviceCsr()).csr)).body, /DEVICE_REVOKED/);
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {})).status, 409);
+    });
+
+    test('CRL numbers stay monotonic across a restart', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {});
+      const n1 = parseCrl((await h.app.inject({ method: 'GET', url: '/crl' })).rawPayload).crlNumber!;
+      await h.restart();
+      const dev2 = await enrolledDevice(h);
+      await adminCall(h, 'POST', `/v1/admin/devices/${dev2.id}/revoke`, {});
+      const crl = parseCrl((await h.app.inject({ method: 'GET', url: '/crl' })).rawPayload);
+      assert.ok(crl.crlNumber! > n1, `${crl.crlNumber} > ${n1}`);
+      assert.equal(crl.entries.length, 2);
+    });
+
+    test('OCSP: good, unknown, malformed request → malformedRequest response, unknown issuer → unauthorized', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      const ocsp = (payload: Buffer) => h.app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload });
+      assert.equal(parseOcspResponse((await ocsp(opensslOcspRequest(h, dev.cert))).rawPayload).basic!.responses[0]!.status, 'good');
+      const bad = await ocsp(Buffer.from('not an ocsp request'));
+      assert.equal(bad.statusCode, 200);
+      assert.equal(parseOcspResponse(bad.rawPayload).status, 'malformedRequest');
+      const other = await harness(t, 'sqlite');
+      const foreign = await enrolledDevice(other!);
+      const req = opensslOcspRequest(other!, foreign.cert);
+      assert.equal(parseOcspResponse((await ocsp(req)).rawPayload).status, 'unauthorized');
+      const wrongType = await h.app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'text/plain' }, payload: 'x' });
+      assert.equal(wrongType.statusCode, 415);
+    });
+  });
+
+  describe(`admin API and audit on ${engine}`, () => {
+    test('roles: viewer can list but not revoke; no or wrong token → 401; bad input → 400; unknown device → 404', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const { randomBytes, randomUUID, createHash } = await import('node:crypto');
+      const viewer = `lk_adm_${randomBytes(16).toString('hex')}`;
+      await h.db.kysely.insertInto('admin_tokens').values({ id: randomUUID(), secret_hash: createHash('sha256').update(viewer).digest('hex'), name: 'auditor', role: 'viewer', created_at: new Date().toISOString(), revoked_at: null }).execute();
+      const dev = await enrolledDevice(h);
+      assert.equal((await adminCall(h, 'GET', '/v1/admin/devices', undefined, viewer)).status, 200);
+      const denied = await adminCall<{ error: { code: string; message: string } }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {}, viewer);
+      assert.equal(denied.status, 403);
+      assert.match(denied.json.error.message, /needs the operator role/);
+      assert.equal((await h.app.inject({ method: 'GET', url: '/v1/admin/devices' })).statusCode, 401);
+      assert.equal((await adminCall(h, 'GET', '/v1/admin/devices', undefined, 'lk_adm_nope')).status, 401);
+      const garbage = await h.app.inject({ method: 'POST', url: '/v1/admin/tokens', headers: { authorization: `Bearer ${h.adminToken}`, 'content-type': 'application/json' }, payload: '{"uses": ' });
+      assert.equal(garbage.statusCode, 400);
+      assert.equal((await adminCall(h, 'POST', '/v1/admin/tokens', { uses: 0 })).status, 400);
+      assert.equal((await adminCall(h, 'POST', '/v1/admin/tokens', { uses: 1, admin: true })).status, 400);
+      assert.equal((await adminCall(h, 'GET', '/v1/admin/devices/6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90')).status, 404);
+      assert.equal((await adminCall(h, 'POST', '/v1/admin/tokens', { group: 'nope' })).status, 404);
+    });
+
+    test('every issuance, renewal, revocation and admin action is in the audit log, with actor and details', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      await reenroll(h, dev.cert, (await deviceCsr()).csr);
+      await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'superseded' });
+      const audit = await adminCall<{ items: { action: string; actor: string; target: string; details: Record<string, unknown> }[] }>(h, 'GET', '/v1/admin/audit');
+      const actions = audit.json.items.map((e) => e.action);
+      assert.deepEqual(actions, ['device.revoke', 'certificate.renew', 'certificate.enroll', 'token.create']);
+      const revoke = audit.json.items[0]!;
+      assert.equal(revoke.actor, 'admin:initial-admin');
+      assert.equal(revoke.target, dev.id);
+      assert.equal(revoke.details.reason, 'superseded');
+    });
+
+    test('secrets never reach responses or logs: token secrets, private keys', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const token = await createToken(h);
+      await enroll(h, token, (await deviceCsr()).csr);
+      await enroll(h, token, (await deviceCsr()).csr);
+      const list = await h.app.inject({ method: 'GET', url: '/v1/admin/tokens', headers: { authorization: `Bearer ${h.adminToken}` } });
+      const everything = [list.body, ...h.logs, (await h.app.inject({ method: 'GET', url: EST_PATHS.cacerts })).body].join('\n');
+      assert.ok(h.logs.length > 0, 'the app logged');
+      assert.ok(!everything.includes(token), 'enrollment token secret leaked');
+      assert.ok(!everything.includes(h.adminToken), 'admin token leaked');
+      assert.doesNotMatch(everything, /PRIVATE KEY/);
+    });
+
+    test('health, readiness and Prometheus metrics', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      await enrolledDevice(h);
+      await enroll(h, 'lk_enr_bad', (await deviceCsr()).csr);
+      assert.equal((await h.app.inject({ method: 'GET', url: '/healthz' })).statusCode, 200);
+      const ready = await h.app.inject({ method: 'GET', url: '/readyz' });
+      assert.equal(JSON.parse(ready.body).database, engine);
+      const m = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      assert.match(m, /latchkey_issuances_total\{kind="enroll"\} 1/);
+      assert.match(m, /latchkey_enrollment_failures_total\{code="TOKEN_INVALID"\} 1/);
+      assert.match(m, /latchkey_http_request_duration_seconds_bucket\{le="0.001",route="\/.well-known\/est\/simpleenroll",status="200"\} \d+/);
+    });
+  });
+}
