@@ -1,0 +1,131 @@
+/**
+ * latchkey-server as a real process on 127.0.0.1, driven as a third party
+ * would: `openssl req` + `curl` for EST, `openssl pkcs7/verify/ocsp` to check
+ * what comes back, the CLI for admin work. On SQLite and on PostgreSQL.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { cli, freshPgDatabase, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
+
+const ENGINES = ['sqlite', 'postgres'] as const;
+
+for (const engine of ENGINES) {
+  describe(`latchkey-server end to end with openssl and curl (${engine})`, () => {
+    test('enroll with a token, verify, re-enroll over mTLS, revoke, CRL and OCSP say revoked', { timeout: 120_000 }, async (t) => {
+      if (!requireTools(t, 'openssl', 'curl')) return;
+      const databaseUrl = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
+      if (engine === 'postgres' && !databaseUrl) return;
+      const { dataDir, port, fingerprint } = await initServer(t, databaseUrl ? { databaseUrl } : {});
+      const server = await startServer(t, dataDir, port);
+      const work = tempDir(t);
+      const base = server.url;
+      const rootCa = join(dataDir, 'root.crt.pem');
+      const sh = (cmd: string, args: string[]) => mustRun(cmd, args, { cwd: work });
+
+      // The admin creates a one-use enrollment token.
+      const tok = await cli(['token', 'create', '--data-dir', dataDir, '--json']);
+      assert.equal(tok.code, 0, tok.stderr);
+      const token = (JSON.parse(tok.stdout) as { token: string }).token;
+
+      // RFC 7030 §4.1: cacerts; the root's fingerprint matches what init printed.
+      await sh('curl', ['-sf', '--cacert', rootCa, '-o', 'cacerts.b64', `${base}/.well-known/est/cacerts`]);
+      writeFileSync(join(work, 'cacerts.der'), Buffer.from(readFileSync(join(work, 'cacerts.b64'), 'utf8'), 'base64'));
+      const chain = await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'cacerts.der', '-print_certs', '-out', 'chain.pem']);
+      assert.equal(chain.code, 0);
+      await sh('openssl', ['x509', '-in', 'chain.pem', '-out', 'issuing.pem']);
+      const fp = await sh('openssl', ['x509', '-in', rootCa, '-noout', '-fingerprint', '-sha256']);
+      assert.equal(fp.stdout.trim().split('=')[1]!.replace(/:/g, '').toLowerCase(), fingerprint);
+
+      // RFC 7030 §4.2.1: simpleenroll with openssl req + curl.
+      await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'device.key', '-subj', '/CN=laptop-e2e', '-outform', 'DER', '-out', 'device.csr']);
+      writeFileSync(join(work, 'device.csr.b64'), readFileSync(join(work, 'device.csr')).toString('base64'));
+      const enrollRes = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${base}/.well-known/est/simpleenroll`], { cwd: work });
+      const [enrollBody, enrollStatus] = [enrollRes.stdout.slice(0, enrollRes.stdout.lastIndexOf('\n')), enrollRes.stdout.slice(enrollRes.stdout.lastIndexOf('\n') + 1)];
+      assert.equal(enrollStatus, '200', enrollRes.stdout);
+      writeFileSync(join(work, 'device.p7'), Buffer.from(enrollBody, 'base64'));
+      const printed = await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'device.p7', '-print_certs', '-out', 'device.pem']);
+      assert.equal(printed.code, 0);
+      const verify = await sh('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', rootCa, '-untrusted', 'issuing.pem', 'device.pem']);
+      assert.match(verify.stdout, /device.pem: OK/);
+      const text = (await sh('openssl', ['x509', '-in', 'device.pem', '-noout', '-text'])).stdout;
+      assert.match(text, /URI:spiffe:\/\/latchkey.internal\/device\/[0-9a-f-]{36}/);
+      assert.match(text, /TLS Web Client Authentication/);
+
+      // A second use of the one-use token is refused with what to do.
+      const again = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${base}/.well-known/est/simpleenroll`], { cwd: work });
+      assert.match(again.stdout, /TOKEN_EXHAUSTED[\s\S]*\n403$/);
+
+      // RFC 7030 §4.2.2: simplereenroll authenticated by the device certificate (curl --cert), fresh key.
+      await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'device2.key', '-subj', '/CN=laptop-e2e', '-outform', 'DER', '-out', 'device2.csr']);
+      writeFileSync(join(work, 'device2.csr.b64'), readFileSync(join(work, 'device2.csr')).toString('base64'));
+      const re = await sh('curl', ['-sf', '--cacert', rootCa, '--cert', 'device.pem', '--key', 'device.key', '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device2.csr.b64', `${base}/.well-known/est/simplereenroll`]);
+      writeFileSync(join(work, 'device2.p7'), Buffer.from(re.stdout, 'base64'));
+      await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'device2.p7', '-print_certs', '-out', 'device2.pem']);
+      const s1 = (await sh('openssl', ['x509', '-in', 'device.pem', '-noout', '-serial'])).stdout;
+      const s2 = (await sh('openssl', ['x509', '-in', 'device2.pem', '-noout', '-serial'])).stdout;
+      assert.notEqual(s1, s2);
+      // Without a client certificate the same request is refused.
+      const noCert = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device2.csr.b64', `${base}/.well-known/est/simplereenroll`], { cwd: work });
+      assert.match(noCert.stdout, /CLIENT_CERT_REQUIRED[\s\S]*\n401$/);
+
+      // The admin revokes the device with the CLI.
+      const list = await cli(['devices', 'list', '--data-dir', dataDir, '--json']);
+      const deviceId = (JSON.parse(list.stdout) as { items: { id: string }[] }).items[0]!.id;
+      const human = await cli(['devices', 'list', '--data-dir', dataDir]);
+      assert.match(human.stdout, new RegExp(`^ID\\s+NAME\\s+STATUS[\\s\\S]*${deviceId}\\s+laptop-e2e\\s+active`, 'm'));
+      const rv = await cli(['devices', 'revoke', deviceId, '--reason', 'keyCompromise', '--data-dir', dataDir]);
+      assert.equal(rv.code, 0, rv.stderr);
+      assert.match(rv.stdout, /revoked \(keyCompromise\); 2 certificate\(s\) revoked/);
+
+      // openssl verify -crl_check_all with the served CRLs (issuing CA and root): revoked.
+      await sh('curl', ['-sf', '--cacert', rootCa, '-o', 'issuing.crl.pem', `${base}/crl.pem`]);
+      await sh('curl', ['-sf', '--cacert', rootCa, '-o', 'root.crl.pem', `${base}/crl/root.pem`]);
+      for (const cert of ['device.pem', 'device2.pem']) {
+        const v = await run('openssl', ['verify', '-crl_check_all', '-CAfile', rootCa, '-untrusted', 'issuing.pem', '-CRLfile', 'issuing.crl.pem', '-CRLfile', 'root.crl.pem', cert], { cwd: work });
+        assert.notEqual(v.code, 0);
+        assert.match(v.stdout + v.stderr, /error 23 at 0 depth lookup: certificate revoked/);
+      }
+      // …and OCSP at /ocsp says revoked, with the reason.
+      const ocsp = await run('openssl', ['ocsp', '-issuer', 'issuing.pem', '-cert', 'device2.pem', '-url', `${base}/ocsp`, '-CAfile', 'chain.pem', '-resp_text'], { cwd: work });
+      assert.match(ocsp.stdout + ocsp.stderr, /Response verify OK/);
+      assert.match(ocsp.stdout, /device2.pem: revoked/);
+      assert.match(ocsp.stdout, /Reason: keyCompromise/);
+
+      // Renewal is refused from now on.
+      const after = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '--cert', 'device2.pem', '--key', 'device2.key', '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${base}/.well-known/est/simplereenroll`], { cwd: work });
+      assert.match(after.stdout, /DEVICE_REVOKED[\s\S]*\n403$/);
+
+      // The audit log has it all; SIGTERM shuts down cleanly.
+      const audit = await cli(['audit', 'list', '--data-dir', dataDir, '--json']);
+      const actions = (JSON.parse(audit.stdout) as { items: { action: string }[] }).items.map((e) => e.action);
+      assert.deepEqual(actions, ['device.revoke', 'certificate.renew', 'certificate.enroll', 'token.create']);
+      assert.equal(await server.stop('SIGTERM'), 0);
+      assert.doesNotMatch(server.log(), /PRIVATE KEY|lk_enr_|lk_adm_/);
+    });
+  });
+}
+
+describe('latchkey-server command line', () => {
+  test('a bad config gives one clear message and exit 2; an unknown command exits 2', async (t) => {
+    const { dataDir } = await initServer(t);
+    const cfg = join(dataDir, 'config.json');
+    const good = JSON.parse(readFileSync(cfg, 'utf8')) as Record<string, unknown>;
+    writeFileSync(cfg, JSON.stringify({ ...good, crlValiditySeconds: 5 }));
+    const r = await cli(['start', '--data-dir', dataDir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^latchkey-server: invalid configuration \(.*config.json\): crlValiditySeconds: Expected integer to be greater or equal to 60 \(got 5\)\n$/);
+    writeFileSync(cfg, '{ not json');
+    assert.match((await cli(['start', '--data-dir', dataDir])).stderr, /config.json is not valid JSON/);
+    writeFileSync(cfg, JSON.stringify(good));
+    const wrongPass = await cli(['start', '--data-dir', dataDir], { env: { LATCHKEY_CA_PASSPHRASE: 'wrong' } });
+    assert.equal(wrongPass.code, 2);
+    assert.match(wrongPass.stderr, /cannot decrypt .*root.key.pem: wrong CA passphrase/);
+    assert.equal((await cli(['frobnicate'])).code, 2);
+    assert.equal((await cli(['init', '--data-dir', dataDir, '--org', 'X', '--url', 'https://x:1'])).code, 1);
+    const missing = await cli(['init', '--data-dir', join(dataDir, 'other')]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /--org is required/);
+  });
+});
