@@ -143,7 +143,7 @@ Next:
     const s = await startServer(dataDir, env, { ...(str(v, 'listen') ? { listen: str(v, 'listen')! } : {}), ...(str(v, 'database-url') ? { databaseUrl: str(v, 'database-url')! } : {}) }, (l) => process.stderr.write(l + '\n'));
     process.stderr.write(`Enroll a first device:
   latchkey-server token create --data-dir ${dataDir}
-  latchkey enroll --server ${s.url} --token <token> --ca-fingerprint <root fingerprint from init>
+  latchkey enroll --server ${s.url} --token <token> --ca-fingerprint <root fingerprint from init>   (the agent)
 or with curl + openssl, see README.md "Enroll with curl and openssl".
 `);
     await new Promise<void>((resolve) => {
