@@ -21,5 +21,5 @@ if (files.length === 0) {
 }
 const filter = process.argv.slice(2);
 const selected = filter.length ? files.filter((f) => filter.some((x) => f.includes(x))) : files;
-const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...selected], { stdio: 'inherit' });
+const r = spawnSync(process.execPath, ['--test', '--test-reporter=spec', '--test-timeout=300000', ...selected], { stdio: 'inherit' });
 process.exit(r.status ?? 1);

@@ -130,6 +130,31 @@ for (const engine of ENGINES) {
     });
   });
 
+  describe(`EST extras on ${engine}`, () => {
+    test('RFC 7030 §4.5: csrattrs names the key type, signature algorithm and the device facts attribute (openssl asn1parse)', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const r = await h.app.inject({ method: 'GET', url: EST_PATHS.csrattrs });
+      assert.equal(r.statusCode, 200);
+      assert.equal(r.headers['content-type'], 'application/csrattrs');
+      const { spawnSync } = await import('node:child_process');
+      const parsed = spawnSync('openssl', ['asn1parse', '-inform', 'DER'], { input: Buffer.from(r.body, 'base64'), encoding: 'utf8' });
+      assert.equal(parsed.status, 0, parsed.stderr);
+      assert.match(parsed.stdout, /OBJECT\s+:id-ecPublicKey[\s\S]*OBJECT\s+:prime256v1[\s\S]*OBJECT\s+:ecdsa-with-SHA256[\s\S]*OBJECT\s+:1\.3\.6\.1\.4\.1\.59402\.1\.1/);
+    });
+
+    test('unauthenticated enrollment is rate limited per address, token guessing included', async (t) => {
+      const h = await harness(t, engine, { config: { enrollRateLimitPerMinute: 5 } });
+      if (!h) return;
+      const { csr } = await deviceCsr();
+      const codes: number[] = [];
+      for (let i = 0; i < 8; i++) codes.push((await enroll(h, `lk_enr_guess${i}`, csr)).statusCode);
+      assert.deepEqual(codes, [401, 401, 401, 401, 401, 429, 429, 429]);
+      const r = await enroll(h, 'lk_enr_guess', csr);
+      assert.match(r.body, /RATE_LIMITED.*retry in a minute/);
+    });
+  });
+
   describe(`EST re-enrollment and recovery on ${engine}`, () => {
     async function enrolled(h: Harness): Promise<{ cert: Buffer; deviceId: string }> {
       const r = await enroll(h, await createToken(h), (await deviceCsr()).csr);

@@ -74,7 +74,7 @@ export interface Harness {
 
 const CLIENT_CERT_HEADER = 'x-test-client-cert';
 
-export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date } = {}): Promise<Harness | undefined> {
+export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig> } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
   if (engine === 'postgres' && !pgDb) return undefined;
   const databaseUrl = pgDb?.url;
@@ -82,7 +82,7 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date } =
   t.after(() => rmSync(dataDir, { recursive: true, force: true }));
   const clock = { now: opts.now ?? new Date() };
   await initDataDir({ dataDir, org: 'Example Corp', url: 'https://latchkey.example.com:8443', trustDomain: 'example.com', ...(databaseUrl ? { databaseUrl } : {}), now: new Date(clock.now.getTime() - 3_600_000) });
-  const config = loadConfig(dataDir, {});
+  const config = Object.freeze({ ...loadConfig(dataDir, {}), ...opts.config });
   const passphrase = readFileSync(join(dataDir, FILES.passphrase), 'utf8').trim();
   const ca = buildCaContext(dataDir, config, loadCaKeys(dataDir, passphrase));
   const logs: string[] = [];
