@@ -23,7 +23,7 @@ import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
-import { revocationRoutes } from './revocation/revocation-routes.js';
+import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
 import type { Db } from './storage/db.js';
 import { createTokensService } from './tokens/tokens-service.js';
 
@@ -68,9 +68,12 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const devices = createDevicesService({ db: d.db, clock, crl, bus: d.bus, metrics });
   const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
   const adminFailures = createRateLimiter(30);
-  // Another replica published a CRL: serve the new one.
+  const ocspCache = createOcspCache(clock);
   d.bus.subscribe((e) => {
+    // Another replica published a CRL: serve the new one.
     if (e.type === 'crl-updated') crl.invalidate();
+    // A revocation anywhere: no reused OCSP answer may say good any more.
+    if (e.type === 'revocation') ocspCache.clear();
   });
 
   app.setErrorHandler((err, req, reply) => {
@@ -98,7 +101,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, limiter: enrollLimiter, metrics, bodyLimit: d.config.bodyLimitBytes }));
-    await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {

@@ -1,6 +1,8 @@
 /**
  * The error codes shared by server and clients, with their HTTP status and
- * meaning. Every error body is `{ error: { code, message }, reqId? }`.
+ * a one-line meaning. Every error response body is
+ * `{ error: { code, message }, reqId? }`; `message` says what happened and
+ * what to do, `reqId` matches the server's log line.
  */
 import { Type, type Static } from '@sinclair/typebox';
 
@@ -31,16 +33,23 @@ export const ERROR_CODES = {
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
+/** The codes, in registry order. */
+export const ERROR_CODE_NAMES = Object.keys(ERROR_CODES) as ErrorCode[];
+
 export const ErrorCodeSchema = Type.Union(
-  (Object.keys(ERROR_CODES) as ErrorCode[]).map((c) => Type.Literal(c)),
+  ERROR_CODE_NAMES.map((c) => Type.Literal(c)),
   { $id: 'ErrorCode' },
 );
 
+/**
+ * Error response body. Open to extra fields (clients ignore what they do not
+ * know), so the server can add detail without a protocol version bump.
+ */
 export const ErrorBody = Type.Object(
   {
-    error: Type.Object({ code: ErrorCodeSchema, message: Type.String({ maxLength: 2000 }) }, { additionalProperties: false }),
+    error: Type.Object({ code: ErrorCodeSchema, message: Type.String({ minLength: 1, maxLength: 2000 }) }),
     reqId: Type.Optional(Type.String({ maxLength: 200 })),
   },
-  { $id: 'ErrorBody', additionalProperties: false },
+  { $id: 'ErrorBody' },
 );
 export type ErrorBody = Static<typeof ErrorBody>;

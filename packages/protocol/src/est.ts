@@ -1,49 +1,85 @@
 /**
  * EST (RFC 7030) and the other public HTTP paths of latchkey-server.
  *
- * CRL paths: `/crl` and `/crl.pem` serve the issuing CA's CRL (what device
- * certificates point to in their CRL Distribution Point); `/crl/root` and
- * `/crl/root.pem` serve the root's CRL (what the issuing CA certificate points
- * to). Gateways need both (a CRL for every CA in the chain).
+ * CRL paths, one URL per CA and format:
+ *
+ * | CA      | DER (`application/pkix-crl`) | PEM (`application/x-pem-file`) |
+ * |---------|------------------------------|--------------------------------|
+ * | issuing | `/crl`                       | `/crl.pem`                     |
+ * | root    | `/crl/root`                  | `/crl/root.pem`                |
+ *
+ * Device certificates' CRL Distribution Point is `/crl` (the issuing CA's
+ * CRL, the one that changes when a device is revoked); the issuing CA
+ * certificate points to `/crl/root`. Gateways fetch both (a CRL for every CA
+ * in the chain). There is deliberately no `/crl/issuing` alias: one URL per
+ * CRL keeps caches and ETags simple.
  */
+import { Type, type Static } from '@sinclair/typebox';
+
 export const EST_PREFIX = '/.well-known/est';
 
+/** RFC 7030 §3.2.2 operation paths. */
 export const EST_PATHS = {
   cacerts: `${EST_PREFIX}/cacerts`,
   simpleenroll: `${EST_PREFIX}/simpleenroll`,
   simplereenroll: `${EST_PREFIX}/simplereenroll`,
   csrattrs: `${EST_PREFIX}/csrattrs`,
 } as const;
+export type EstOperation = keyof typeof EST_PATHS;
 
 export const PATHS = {
+  /** Issuing CA's CRL, DER. */
   crl: '/crl',
+  /** Issuing CA's CRL, PEM. */
   crlPem: '/crl.pem',
+  /** Root CA's CRL, DER. */
   rootCrl: '/crl/root',
+  /** Root CA's CRL, PEM. */
   rootCrlPem: '/crl/root.pem',
+  /** RFC 6960 OCSP: GET `/ocsp/<base64 request>` and POST. */
   ocsp: '/ocsp',
   healthz: '/healthz',
   readyz: '/readyz',
   metrics: '/metrics',
+  /** WebSocket control channel, device mTLS. */
   agentChannel: '/v1/agent',
+  /** WebSocket event stream for gateways, gateway token. */
   events: '/v1/events',
   /** Device-authenticated REST (mTLS), e.g. posting facts after enrollment. */
   device: '/v1/device',
+  /** Admin REST API prefix, bearer admin tokens. */
   admin: '/v1/admin',
 } as const;
 
+/** The CAs that publish a CRL. */
+export const CrlIssuer = Type.Union([Type.Literal('issuing'), Type.Literal('root')], { $id: 'CrlIssuer' });
+export type CrlIssuer = Static<typeof CrlIssuer>;
+
+/** The CRL paths of the table above, by CA and format. */
+export const CRL_PATHS = {
+  issuing: { der: PATHS.crl, pem: PATHS.crlPem },
+  root: { der: PATHS.rootCrl, pem: PATHS.rootCrlPem },
+} as const satisfies Record<CrlIssuer, { der: string; pem: string }>;
+
 export const MEDIA_TYPES = {
+  /** RFC 7030 §4.2.1 request body of simpleenroll / simplereenroll. */
   pkcs10: 'application/pkcs10',
+  /** RFC 7030 §4.1.3 / §4.2.3 response body of cacerts and enroll. */
   pkcs7CertsOnly: 'application/pkcs7-mime; smime-type=certs-only',
+  /** The bare type, for matching a Content-Type without parameters. */
   pkcs7: 'application/pkcs7-mime',
+  /** RFC 7030 §4.5.2 csrattrs response. */
   csrattrs: 'application/csrattrs',
+  /** RFC 6960 Appendix A. */
   ocspRequest: 'application/ocsp-request',
   ocspResponse: 'application/ocsp-response',
+  /** RFC 5280 §4.2.1.13 / RFC 2585. */
   pkixCrl: 'application/pkix-crl',
   pemFile: 'application/x-pem-file',
   json: 'application/json',
 } as const;
 
-/** RFC 7030 §4.1.3: bodies are base64 DER. */
+/** RFC 7030 §4.1.3: EST bodies are base64 DER. */
 export const CONTENT_TRANSFER_ENCODING = { header: 'content-transfer-encoding', base64: 'base64' } as const;
 
 /** RFC 7030 §4.2.3: 202 Accepted carries Retry-After while approval is pending. */

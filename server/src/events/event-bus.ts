@@ -5,6 +5,7 @@
  * gateway resumes from), then delivered: in-process for SQLite, through
  * PostgreSQL LISTEN/NOTIFY so every replica sees it.
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
 import type { Db } from '../storage/db.js';
@@ -26,6 +27,8 @@ export interface EventBus {
 const CHANNEL = 'latchkey_events';
 
 export async function createEventBus(db: Db): Promise<EventBus> {
+  // Events are delivered here at once; the NOTIFY echo of our own events is skipped.
+  const origin = randomUUID();
   const emitter = new EventEmitter();
   emitter.setMaxListeners(0);
   const deliver = (e: DeliveredEvent): void => {
@@ -37,7 +40,8 @@ export async function createEventBus(db: Db): Promise<EventBus> {
     listener.on('notification', (n) => {
       if (n.channel !== CHANNEL || !n.payload) return;
       try {
-        deliver(JSON.parse(n.payload) as DeliveredEvent);
+        const { origin: from, ...e } = JSON.parse(n.payload) as DeliveredEvent & { origin: string };
+        if (from !== origin) deliver(e as DeliveredEvent);
       } catch {
         /* not ours */
       }
@@ -48,8 +52,8 @@ export async function createEventBus(db: Db): Promise<EventBus> {
     async publish(e) {
       const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
       const delivered = { ...e, cursor: String(row.id) } as DeliveredEvent;
-      if (db.pgPool) await db.pgPool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify(delivered)]);
-      else deliver(delivered);
+      deliver(delivered);
+      if (db.pgPool) await db.pgPool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ...delivered, origin })]);
       return delivered;
     },
     subscribe(fn) {

@@ -18,12 +18,12 @@ async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }>
 }
 
 /** An OCSP request for `cert` made by openssl (independent of our encoder). */
-function opensslOcspRequest(h: Harness, cert: Buffer): Buffer {
+function opensslOcspRequest(h: Harness, cert: Buffer, extra: string[] = []): Buffer {
   const dir = mkdtempSync(join(tmpdir(), 'lk-ocsp-'));
   try {
     writeFileSync(join(dir, 'i.pem'), certificateToPem(h.issuing.der));
     writeFileSync(join(dir, 'c.pem'), certificateToPem(cert));
-    const r = spawnSync('openssl', ['ocsp', '-issuer', 'i.pem', '-cert', 'c.pem', '-reqout', 'r.der'], { cwd: dir, encoding: 'utf8' });
+    const r = spawnSync('openssl', ['ocsp', '-issuer', 'i.pem', '-cert', 'c.pem', '-reqout', 'r.der', ...extra], { cwd: dir, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
     return readFileSync(join(dir, 'r.der'));
   } finally {
@@ -75,6 +75,25 @@ for (const engine of ENGINES) {
       h.clock.now = new Date(renewed.notAfter.getTime() + 86_400_000);
       assert.match((await reenroll(h, renewed.der, (await deviceCsr()).csr)).body, /DEVICE_REVOKED/);
       assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {})).status, 409);
+    });
+
+    test('a reused OCSP answer (request without nonce) turns revoked the moment the device is revoked', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      const req = opensslOcspRequest(h, dev.cert, ['-no_nonce']);
+      const ask = async () => parseOcspResponse((await h.app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload: req })).rawPayload).basic!;
+      const first = await ask();
+      assert.equal(first.responses[0]!.status, 'good');
+      h.clock.now = new Date(h.clock.now.getTime() + 10_000);
+      const second = await ask();
+      assert.equal(second.producedAt.getTime(), first.producedAt.getTime(), 'the signed answer is reused');
+      await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'keyCompromise' });
+      const third = await ask();
+      assert.equal(third.responses[0]!.status, 'revoked');
+      // Past the reuse window a fresh answer is signed.
+      h.clock.now = new Date(h.clock.now.getTime() + 61_000);
+      assert.ok((await ask()).producedAt.getTime() > third.producedAt.getTime());
     });
 
     test('CRL numbers stay monotonic across a restart', async (t) => {

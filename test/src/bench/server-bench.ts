@@ -1,0 +1,242 @@
+/**
+ * `pnpm bench:server`: latchkey-server throughput on this machine.
+ *  - enrollments/s over HTTPS, a new TLS connection per enrollment (as devices
+ *    do), N concurrent clients, on SQLite and on PostgreSQL;
+ *  - re-enrollments/s over mTLS (new connection, device certificate);
+ *  - OCSP responses/s (keep-alive, requests without nonce, as gateways send);
+ *  - the ceiling: bare TLS handshakes/s against a trivial Node HTTPS server,
+ *    same client, same run.
+ * Each with p50/p99 latency. Environment: BENCH_SECONDS (default 8),
+ * BENCH_CONCURRENCY (default 32), LATCHKEY_TEST_PG_URL.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import * as crypto from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Agent, request, type RequestOptions } from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { certificateToPem, createCsr, decodeCertsOnly, nodeSigner } from '@latchkey/pki';
+import { cli, freePort, SERVER_CLI } from '../support/processes.js';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const PG_URL = process.env.LATCHKEY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+interface Result {
+  /** CPU the server process used per successful operation, when known (Linux /proc). */
+  serverCpuMs?: number;
+  ops: number;
+  errors: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+}
+
+/**
+ * TLS contexts are built once per identity and reused: building one per
+ * request (what passing `ca`/`cert`/`key` does) costs more than a handshake.
+ */
+const contexts = new Map<string, SecureContext>();
+function contextFor(ca: string, cert?: string, key?: string): SecureContext {
+  const k = `${ca}|${cert ?? ''}`;
+  let c = contexts.get(k);
+  if (!c) contexts.set(k, (c = createSecureContext({ ca, ...(cert ? { cert, key } : {}) })));
+  return c;
+}
+
+function httpsCall(o: { port: number; path: string; body: Buffer | string; contentType: string; ca: string; agent?: Agent | false; cert?: string; key?: string; token?: string }): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      ({
+        host: '127.0.0.1',
+        port: o.port,
+        method: 'POST',
+        path: o.path,
+        secureContext: contextFor(o.ca, o.cert, o.key),
+        agent: o.agent ?? false,
+        headers: { 'content-type': o.contentType, ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
+      }) as RequestOptions,
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+async function load(fn: (i: number) => Promise<boolean>, seconds = SECONDS, concurrency = CONCURRENCY): Promise<Result> {
+  const lat: number[] = [];
+  let errors = 0;
+  let i = 0;
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < end) {
+        const t0 = performance.now();
+        let ok = false;
+        try {
+          ok = await fn(i++);
+        } catch {
+          ok = false;
+        }
+        if (ok) lat.push(performance.now() - t0);
+        else errors++;
+      }
+    }),
+  );
+  const s = (performance.now() - start) / 1000;
+  lat.sort((a, b) => a - b);
+  const q = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(lat.length * p))] ?? NaN;
+  return { ops: lat.length, errors, seconds: s, p50: q(0.5), p99: q(0.99) };
+}
+
+function waitFor(proc: ChildProcess, re: RegExp): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const on = (d: Buffer): void => {
+      out += d.toString();
+      if (re.test(out)) resolve();
+    };
+    proc.stdout?.on('data', on);
+    proc.stderr?.on('data', on);
+    proc.on('exit', (c) => reject(new Error(`process exited ${c}: ${out}`)));
+  });
+}
+
+/** utime + stime of a process in ms (Linux), to tell server cost from client cost. */
+function cpuMs(pid: number | undefined): number | undefined {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+async function measured(pid: number | undefined, run: () => Promise<Result>): Promise<Result> {
+  const before = cpuMs(pid);
+  const r = await run();
+  const after = cpuMs(pid);
+  return before !== undefined && after !== undefined && r.ops > 0 ? { ...r, serverCpuMs: (after - before) / r.ops } : r;
+}
+
+const stop = (p: ChildProcess): Promise<void> => new Promise((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM'))));
+
+async function csrs(n: number): Promise<{ key: crypto.KeyObject; body: string }[]> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, i) => {
+      const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+      return { key, body: (await createCsr({ subject: [{ type: 'CN', value: `bench-${i}` }], signer: nodeSigner(key) })).toString('base64') };
+    }),
+  );
+}
+
+const fmt = (r: Result): string =>
+  `${Math.round(r.ops / r.seconds).toLocaleString('en-US').padStart(8)} /s   p50 ${r.p50.toFixed(1).padStart(6)} ms   p99 ${r.p99.toFixed(1).padStart(6)} ms   server CPU ${r.serverCpuMs === undefined ? '?' : r.serverCpuMs.toFixed(2)} ms/op   (${r.ops} ok, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
+
+async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.KeyObject; body: string }[]): Promise<{ enroll: Result; reenroll: Result; ocsp: Result } | undefined> {
+  let dbName: string | undefined;
+  const admin = new pg.Client({ connectionString: PG_URL });
+  if (engine === 'postgres') {
+    try {
+      await admin.connect();
+    } catch (e) {
+      console.log(`  PostgreSQL: skipped (${(e as Error).message})`);
+      return undefined;
+    }
+    dbName = `latchkey_bench_${crypto.randomBytes(4).toString('hex')}`;
+    await admin.query(`CREATE DATABASE ${dbName}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
+  const dataDir = join(dir, 'data');
+  const port = await freePort();
+  const url = new URL(PG_URL);
+  url.pathname = `/${dbName}`;
+  const init = await cli(['init', '--data-dir', dataDir, '--org', 'Bench Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, ...(dbName ? ['--database-url', url.toString()] : [])]);
+  if (init.code !== 0) throw new Error(init.stderr);
+  // Rate limits are for the internet, not for a benchmark from one address.
+  const cfgFile = join(dataDir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), enrollRateLimitPerMinute: 1_000_000, logLevel: 'warn' }));
+  const server = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    await waitFor(server, /listening on/);
+    const ca = readFileSync(join(dataDir, 'root.crt.pem'), 'utf8');
+    const tok = await cli(['token', 'create', '--uses', '100000', '--ttl', '1d', '--data-dir', dataDir, '--json']);
+    const token = (JSON.parse(tok.stdout) as { token: string }).token;
+    const certs: { cert: string; key: string }[] = [];
+    const enroll = await measured(server.pid, () => load(async (i) => {
+      const c = pool[i % pool.length]!;
+      const r = await httpsCall({ port, path: '/.well-known/est/simpleenroll', body: c.body, contentType: 'application/pkcs10', ca, token });
+      if (r.status === 200 && certs.length < 64) certs.push({ cert: certificateToPem(decodeCertsOnly(r.body.toString())[0]!), key: c.key.export({ type: 'pkcs8', format: 'pem' }) as string });
+      return r.status === 200;
+    }));
+    const reenroll = await measured(server.pid, () => load(async (i) => {
+      const dev = certs[i % certs.length]!;
+      const r = await httpsCall({ port, path: '/.well-known/est/simplereenroll', body: pool[(i * 7 + 3) % pool.length]!.body, contentType: 'application/pkcs10', ca, cert: dev.cert, key: dev.key });
+      return r.status === 200;
+    }));
+    // OCSP requests made by openssl (no nonce), one per enrolled certificate.
+    const issuing = join(dir, 'issuing.pem');
+    writeFileSync(issuing, readFileSync(join(dataDir, 'issuing.crt.pem')));
+    const reqs = certs.slice(0, 16).map((c, i) => {
+      const certFile = join(dir, `c${i}.pem`);
+      writeFileSync(certFile, c.cert);
+      const out = join(dir, `r${i}.der`);
+      const r = spawnSync('openssl', ['ocsp', '-issuer', issuing, '-cert', certFile, '-no_nonce', '-reqout', out]);
+      if (r.status !== 0) throw new Error(r.stderr.toString());
+      return readFileSync(out);
+    });
+    const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
+    const ocsp = await measured(server.pid, () => load(async (i) => (await httpsCall({ port, path: '/ocsp', body: reqs[i % reqs.length]!, contentType: 'application/ocsp-request', ca, agent })).status === 200));
+    agent.destroy();
+    return { enroll, reenroll, ocsp };
+  } finally {
+    await stop(server);
+    rmSync(dir, { recursive: true, force: true });
+    if (dbName) {
+      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).catch(() => undefined);
+      await admin.end();
+    }
+  }
+}
+
+async function ceiling(): Promise<Result> {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-bench-'));
+  try {
+    const dataDir = join(dir, 'data');
+    const port = await freePort();
+    await cli(['init', '--data-dir', dataDir, '--org', 'Bench Corp', '--url', `https://127.0.0.1:${port}`]);
+    const script = fileURLToPath(new URL('./tls-ceiling-server.js', import.meta.url));
+    const p = spawn(process.execPath, [script, join(dataDir, 'server.key.pem'), join(dataDir, 'server.crt.pem'), String(port)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    await waitFor(p, /listening/);
+    const ca = readFileSync(join(dataDir, 'root.crt.pem'), 'utf8');
+    const r = await measured(p.pid, () => load(async () => (await httpsCall({ port, path: '/', body: 'x', contentType: 'text/plain', ca })).status === 200));
+    await stop(p);
+    return r;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+console.log(`latchkey bench:server — node ${process.version}, ${cpus()[0]?.model ?? 'cpu'} (${cpus().length} cores); server and client on this machine`);
+console.log(`${CONCURRENCY} concurrent clients, ${SECONDS} s per measurement\n`);
+const pool = await csrs(2000);
+const base = await ceiling();
+console.log(`ceiling: bare TLS handshakes (new connection + one request, trivial Node HTTPS server)\n  ${fmt(base)}\n`);
+for (const engine of ['sqlite', 'postgres'] as const) {
+  console.log(`latchkey-server on ${engine}`);
+  const r = await benchEngine(engine, pool);
+  if (!r) continue;
+  console.log(`  enroll    (new TLS conn) ${fmt(r.enroll)}   ${((100 * r.enroll.ops) / r.enroll.seconds / (base.ops / base.seconds)).toFixed(0)}% of ceiling (target >= 70%)`);
+  console.log(`  re-enroll (mTLS, new conn) ${fmt(r.reenroll)}`);
+  console.log(`  OCSP      (keep-alive)   ${fmt(r.ocsp)}   (target >= 5,000 /s)`);
+  console.log('');
+}
