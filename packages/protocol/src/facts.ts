@@ -1,33 +1,50 @@
 /**
- * Device facts the agent reports: in the CSR (a custom attribute holding the
- * facts as a UTF8String of JSON) and again over mTLS after enrollment.
+ * Device facts the agent reports: in its CSR (see FACTS_ATTRIBUTE_OID) and
+ * in the `hello` message of the control channel. They describe the device
+ * for the admin; they never decide what goes into a certificate.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { BoundedText } from './common.js';
 
 /**
- * CSR attribute carrying the facts as a UTF8String of JSON.
- * Placeholder private-enterprise arc (1.3.6.1.4.1.59402): to be registered with IANA.
+ * PKCS#10 attribute (RFC 2986 §4.1) carrying the facts: one value, a
+ * UTF8String holding the JSON of a DeviceFacts object, at most
+ * MAX_FACTS_JSON characters.
+ *
+ * PLACEHOLDER: 1.3.6.1.4.1.59402 is a private-enterprise arc not yet
+ * registered with IANA for Latchkey; register one and replace it before a
+ * stable release. Layout under it: .1 CSR attributes, .1.1 device facts.
  */
 export const FACTS_ATTRIBUTE_OID = '1.3.6.1.4.1.59402.1.1';
+
 /** Largest facts JSON accepted, in characters. */
 export const MAX_FACTS_JSON = 4096;
 
+/** `process.platform` values the agent reports as is; anything else is 'other'. */
+export const OsPlatform = Type.Union([Type.Literal('linux'), Type.Literal('darwin'), Type.Literal('win32'), Type.Literal('other')], { $id: 'OsPlatform' });
+export type OsPlatform = Static<typeof OsPlatform>;
+
 export const DeviceFacts = Type.Object(
   {
-    hostname: Type.String({ minLength: 1, maxLength: 253 }),
+    /** `os.hostname()`; 253 is the DNS name limit. */
+    hostname: BoundedText(253, { minLength: 1 }),
     os: Type.Object(
       {
-        platform: Type.Union([Type.Literal('linux'), Type.Literal('darwin'), Type.Literal('win32'), Type.Literal('other')]),
-        release: Type.String({ maxLength: 100 }),
-        version: Type.Optional(Type.String({ maxLength: 200 })),
+        platform: OsPlatform,
+        /** `os.release()`, e.g. "6.1.0-18-amd64", "23.1.0", "10.0.22631". */
+        release: BoundedText(100),
+        /** `os.version()` or a product name, e.g. "macOS 14.1". */
+        version: Type.Optional(BoundedText(200)),
       },
       { additionalProperties: false },
     ),
-    arch: Type.String({ maxLength: 32 }),
+    /** `process.arch`, e.g. "x64", "arm64". */
+    arch: BoundedText(32, { minLength: 1 }),
     /** Linux /etc/machine-id, macOS IOPlatformUUID, Windows MachineGuid. */
-    hardwareId: Type.String({ minLength: 1, maxLength: 128 }),
-    agentVersion: Type.String({ maxLength: 64 }),
-    userEmail: Type.Optional(Type.String({ format: 'email', maxLength: 254 })),
+    hardwareId: BoundedText(128, { minLength: 1 }),
+    agentVersion: BoundedText(64, { minLength: 1 }),
+    /** The user the device belongs to, when the agent knows it. Reported, not trusted: see DESIGN.md "Identities". */
+    userEmail: Type.Optional(Type.String({ maxLength: 254, pattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$' })),
   },
   { $id: 'DeviceFacts', additionalProperties: false },
 );

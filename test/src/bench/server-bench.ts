@@ -81,12 +81,7 @@ async function load(fn: (i: number) => Promise<boolean>, seconds = SECONDS, conc
     Array.from({ length: concurrency }, async () => {
       while (performance.now() < end) {
         const t0 = performance.now();
-        let ok = false;
-        try {
-          ok = await fn(i++);
-        } catch {
-          ok = false;
-        }
+        const ok = await fn(i++).catch(() => false);
         if (ok) lat.push(performance.now() - t0);
         else errors++;
       }
