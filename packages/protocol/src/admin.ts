@@ -1,8 +1,15 @@
-/** REST shapes of the admin API under `/v1/admin` (bearer admin tokens). */
+/**
+ * REST shapes of the admin API under `/v1/admin` (bearer admin tokens).
+ * Requests are closed (`additionalProperties: false`: a misspelt field is a
+ * 400, not silently ignored); responses are open, so the server may add
+ * fields without breaking older clients.
+ */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { BoundedText, SerialHex, Timestamp, Uuid } from './common.js';
 import { DeviceFacts } from './facts.js';
 
-/** RFC 5280 §5.3.1 CRLReason names and codes. */
+// ------------------------------------------------------- revocation reasons
+/** RFC 5280 §5.3.1 CRLReason names and their integer codes (7 is unused). */
 export const CRL_REASONS = {
   unspecified: 0,
   keyCompromise: 1,
@@ -16,23 +23,31 @@ export const CRL_REASONS = {
   aACompromise: 10,
 } as const;
 export type CrlReasonName = keyof typeof CRL_REASONS;
-/** Reasons an admin may give when revoking a device. */
-export const RevokeReason = Type.Union(
-  (['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const).map((r) => Type.Literal(r)),
-  { $id: 'RevokeReason' },
-);
+
+/**
+ * Reasons an admin may give when revoking a device. Not the CA reasons
+ * (cACompromise, aACompromise), not certificateHold / removeFromCRL: a
+ * revocation here is final.
+ */
+export const REVOKE_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const satisfies readonly CrlReasonName[];
+export const RevokeReason = Type.Union(REVOKE_REASONS.map((r) => Type.Literal(r)), { $id: 'RevokeReason' });
 export type RevokeReason = Static<typeof RevokeReason>;
 
+// ------------------------------------------------------- roles and groups
+/** Each role can do what the previous one can: viewer reads, operator also issues tokens and approves/revokes devices, admin also sets policy. */
 export const AdminRole = Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')], { $id: 'AdminRole' });
 export type AdminRole = Static<typeof AdminRole>;
 
-const Timestamp = Type.String({ format: 'date-time', maxLength: 40 });
-const GroupName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' });
-const Id = Type.String({ minLength: 1, maxLength: 64 });
+/** Lower-case letters, digits, `-` and `_`, starting with a letter or digit, at most 63 characters. */
+export const GROUP_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
+/** Opaque position in a paginated list, from a previous page's `nextCursor`. */
+const PageCursor = () => Type.String({ minLength: 1, maxLength: 200 });
+const GroupName = () => Type.String({ pattern: GROUP_NAME_PATTERN, maxLength: 63 });
 
+/** Policy of a token group (`PUT /v1/admin/groups/:name` takes it without `name`). */
 export const GroupPolicy = Type.Object(
   {
-    name: GroupName,
+    name: GroupName(),
     certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
     requireApproval: Type.Boolean(),
   },
@@ -40,96 +55,133 @@ export const GroupPolicy = Type.Object(
 );
 export type GroupPolicy = Static<typeof GroupPolicy>;
 
+// ------------------------------------------------------- enrollment tokens
+/** `POST /v1/admin/tokens`. Defaults: uses 1, ttl 24h, group "default". */
 export const TokenCreateRequest = Type.Object(
   {
     uses: Type.Optional(Type.Integer({ minimum: 1, maximum: 100000 })),
-    /** Seconds, or a duration such as "24h", "30m", "7d". */
-    ttl: Type.Optional(Type.Union([Type.Integer({ minimum: 60, maximum: 365 * 86400 }), Type.String({ pattern: '^[1-9][0-9]{0,5}[smhd]$' })])),
-    group: Type.Optional(GroupName),
+    /** Seconds, or a duration such as "30m", "24h", "7d". */
+    ttl: Type.Optional(Type.Union([Type.Integer({ minimum: 60, maximum: 365 * 86400 }), Type.String({ pattern: '^[1-9][0-9]{0,5}[smhd]$', maxLength: 7 })])),
+    group: Type.Optional(GroupName()),
   },
   { $id: 'TokenCreateRequest', additionalProperties: false },
 );
 export type TokenCreateRequest = Static<typeof TokenCreateRequest>;
 
+/** A token as listed: never its secret (the server keeps only a hash). */
 export const TokenInfo = Type.Object(
   {
-    id: Id,
-    group: GroupName,
+    id: Type.String({ minLength: 1, maxLength: 64 }),
+    group: GroupName(),
     uses: Type.Integer({ minimum: 1 }),
     usedCount: Type.Integer({ minimum: 0 }),
-    expiresAt: Timestamp,
-    revokedAt: Type.Union([Timestamp, Type.Null()]),
-    createdAt: Timestamp,
+    expiresAt: Timestamp(),
+    revokedAt: Type.Union([Timestamp(), Type.Null()]),
+    createdAt: Timestamp(),
   },
-  { $id: 'TokenInfo', additionalProperties: false },
+  { $id: 'TokenInfo' },
 );
 export type TokenInfo = Static<typeof TokenInfo>;
 
 /** The only response that ever shows the token secret. */
 export const TokenCreateResponse = Type.Object(
   { token: Type.String({ minLength: 20, maxLength: 200 }), info: TokenInfo },
-  { $id: 'TokenCreateResponse', additionalProperties: false },
+  { $id: 'TokenCreateResponse' },
 );
 export type TokenCreateResponse = Static<typeof TokenCreateResponse>;
 
+// ------------------------------------------------------- devices
 export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked')], { $id: 'DeviceStatus' });
 export type DeviceStatus = Static<typeof DeviceStatus>;
 
+/** The device's current (latest) certificate. */
 export const CertificateSummary = Type.Object(
-  { serial: Type.String({ pattern: '^[0-9a-f]{1,42}$' }), notBefore: Timestamp, notAfter: Timestamp, revokedAt: Type.Optional(Type.Union([Timestamp, Type.Null()])) },
-  { $id: 'CertificateSummary', additionalProperties: false },
+  {
+    serial: SerialHex(),
+    notBefore: Timestamp(),
+    notAfter: Timestamp(),
+    revokedAt: Type.Optional(Type.Union([Timestamp(), Type.Null()])),
+  },
+  { $id: 'CertificateSummary' },
 );
 export type CertificateSummary = Static<typeof CertificateSummary>;
 
-export const Device = Type.Object(
-  {
-    id: Type.String({ format: 'uuid' }),
-    name: Type.String({ maxLength: 64 }),
-    status: DeviceStatus,
-    group: GroupName,
-    facts: Type.Union([DeviceFacts, Type.Null()]),
-    firstSeen: Timestamp,
-    lastSeen: Type.Union([Timestamp, Type.Null()]),
-    online: Type.Optional(Type.Object({ since: Timestamp }, { additionalProperties: false })),
-    certificate: Type.Union([CertificateSummary, Type.Null()]),
-    revokedAt: Type.Optional(Type.Union([Timestamp, Type.Null()])),
-    revocationReason: Type.Optional(Type.Union([RevokeReason, Type.Null()])),
-  },
-  { $id: 'Device', additionalProperties: false },
-);
+const deviceFields = {
+  id: Uuid(),
+  /** The certificate's CN (RFC 5280 ub-common-name: 64). */
+  name: BoundedText(64),
+  status: DeviceStatus,
+  group: GroupName(),
+  facts: Type.Union([DeviceFacts, Type.Null()]),
+  firstSeen: Timestamp(),
+  lastSeen: Type.Union([Timestamp(), Type.Null()]),
+  /** Whether the control channel is connected now; absent when the server does not track it. */
+  online: Type.Optional(Type.Boolean()),
+  certificate: Type.Union([CertificateSummary, Type.Null()]),
+  revokedAt: Type.Optional(Type.Union([Timestamp(), Type.Null()])),
+  revocationReason: Type.Optional(Type.Union([RevokeReason, Type.Null()])),
+};
+
+export const Device = Type.Object(deviceFields, { $id: 'Device' });
 export type Device = Static<typeof Device>;
 
+/** One certificate in a device's history. */
+export const CertificateRecord = Type.Object(
+  {
+    serial: SerialHex(),
+    kind: Type.Union([Type.Literal('enroll'), Type.Literal('renew'), Type.Literal('recover')]),
+    notBefore: Timestamp(),
+    notAfter: Timestamp(),
+    issuedAt: Timestamp(),
+    revokedAt: Type.Union([Timestamp(), Type.Null()]),
+    revocationReason: Type.Union([Type.Union((Object.keys(CRL_REASONS) as CrlReasonName[]).map((r) => Type.Literal(r))), Type.Null()]),
+  },
+  { $id: 'CertificateRecord' },
+);
+export type CertificateRecord = Static<typeof CertificateRecord>;
+
+/** `GET /v1/admin/devices/:id`: the device and its certificates, newest first. */
+export const DeviceDetail = Type.Object({ ...deviceFields, certificates: Type.Array(CertificateRecord) }, { $id: 'DeviceDetail' });
+export type DeviceDetail = Static<typeof DeviceDetail>;
+
+/** `GET /v1/admin/devices` query string. */
 export const DeviceListQuery = Type.Object(
   {
     status: Type.Optional(DeviceStatus),
-    group: Type.Optional(GroupName),
-    q: Type.Optional(Type.String({ maxLength: 100 })),
+    group: Type.Optional(GroupName()),
+    /** Substring of the device name or id. */
+    q: Type.Optional(BoundedText(100)),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
-    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+    cursor: Type.Optional(PageCursor()),
   },
   { $id: 'DeviceListQuery', additionalProperties: false },
 );
 export type DeviceListQuery = Static<typeof DeviceListQuery>;
 
+/** `POST /v1/admin/devices/:id/revoke`; the reason defaults to 'unspecified'. */
 export const RevokeRequest = Type.Object({ reason: Type.Optional(RevokeReason) }, { $id: 'RevokeRequest', additionalProperties: false });
 export type RevokeRequest = Static<typeof RevokeRequest>;
 
+// ------------------------------------------------------- audit
 export const AuditEvent = Type.Object(
   {
-    id: Id,
-    at: Timestamp,
-    actor: Type.String({ maxLength: 200 }),
-    action: Type.String({ maxLength: 100 }),
-    target: Type.Union([Type.String({ maxLength: 200 }), Type.Null()]),
+    id: Type.String({ minLength: 1, maxLength: 64 }),
+    at: Timestamp(),
+    /** Who, as "<kind>:<id>": "admin:<token name>", "token:<enrollment token id>", "device:<device id>". */
+    actor: BoundedText(200),
+    /** What, as "<object>.<verb>": "token.create", "device.revoke", "certificate.renew", … */
+    action: BoundedText(100),
+    target: Type.Union([BoundedText(200), Type.Null()]),
     details: Type.Record(Type.String(), Type.Unknown()),
   },
-  { $id: 'AuditEvent', additionalProperties: false },
+  { $id: 'AuditEvent' },
 );
 export type AuditEvent = Static<typeof AuditEvent>;
 
-/** A page of a list, with the cursor of the next page (null at the end). */
-export const Page = <T extends TSchema>(item: T, id: string) =>
-  Type.Object({ items: Type.Array(item), nextCursor: Type.Union([Type.String(), Type.Null()]) }, { $id: id, additionalProperties: false });
+// ------------------------------------------------------- pagination
+/** A page of a list, with the cursor of the next page (null on the last page). */
+export const Page = <T extends TSchema>(item: T, $id: string) =>
+  Type.Object({ items: Type.Array(item), nextCursor: Type.Union([PageCursor(), Type.Null()]) }, { $id });
 
 export const DevicePage = Page(Device, 'DevicePage');
 export type DevicePage = Static<typeof DevicePage>;
@@ -137,3 +189,5 @@ export const TokenPage = Page(TokenInfo, 'TokenPage');
 export type TokenPage = Static<typeof TokenPage>;
 export const AuditPage = Page(AuditEvent, 'AuditPage');
 export type AuditPage = Static<typeof AuditPage>;
+export const GroupPage = Page(GroupPolicy, 'GroupPage');
+export type GroupPage = Static<typeof GroupPage>;

@@ -1,3 +1,4 @@
+/** @latchkey/protocol: the wire contract shared by the Latchkey agent, server and gateways. */
 export * from './version.js';
 export * from './est.js';
 export * from './errors.js';

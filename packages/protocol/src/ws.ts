@@ -1,98 +1,155 @@
 /**
- * WebSocket messages. Every message is JSON with a `type` discriminator.
- *  - `/v1/agent` (device mTLS): agent ↔ server control channel.
+ * WebSocket messages: one JSON object per text frame, discriminated by `type`.
+ *  - `/v1/agent` (device mTLS): the control channel between agent and server.
  *  - `/v1/events` (gateway token): revocations and CRL updates for gateways,
- *    each with an opaque monotonic cursor so a gateway can resume.
+ *    each with a cursor so a gateway can resume where it left off.
+ * What the server receives is closed (`additionalProperties: false`); what
+ * it sends is open, so it may add fields without a protocol version bump.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { BoundedText, Cursor, SerialHex, Timestamp, Uuid } from './common.js';
+import { CrlIssuer } from './est.js';
 import { DeviceFacts } from './facts.js';
 import { RevokeReason } from './admin.js';
 
-const Timestamp = Type.String({ format: 'date-time', maxLength: 40 });
-const Serial = Type.String({ pattern: '^[0-9a-f]{1,42}$' });
-const Cursor = Type.String({ minLength: 1, maxLength: 64 });
-const strict = { additionalProperties: false } as const;
+/** Largest message either side accepts (a `hello` with maximal facts fits). */
+export const MAX_WS_MESSAGE_BYTES = 16 * 1024;
+
+/**
+ * Close codes (RFC 6455 §7.4.2 private range 4000-4999), the last digits
+ * borrowed from HTTP. The agent reconnects with backoff after any close but
+ * `revoked` and `unsupportedVersion`.
+ */
+export const WS_CLOSE_CODES = {
+  /** A message failed its schema or was not JSON. */
+  protocolError: 4000,
+  /** The hello's protocolVersion is not one the server speaks. */
+  unsupportedVersion: 4001,
+  /** The device (or gateway token) was revoked; sent right after `revoked`. */
+  revoked: 4003,
+  /** No heartbeat within the agreed interval. */
+  heartbeatTimeout: 4008,
+} as const;
+
+const HeartbeatSeconds = () => Type.Integer({ minimum: 1, maximum: 3600 });
+const Seq = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+const closed = { additionalProperties: false } as const;
 
 // ------------------------------------------------------- agent → server
+export const KeystoreKind = Type.Union([Type.Literal('os'), Type.Literal('pkcs11'), Type.Literal('file')], { $id: 'KeystoreKind' });
+export type KeystoreKind = Static<typeof KeystoreKind>;
+
+/** First message on a new connection. */
 export const AgentHello = Type.Object(
   {
     type: Type.Literal('hello'),
-    protocolVersion: Type.Integer({ minimum: 1 }),
-    agentVersion: Type.String({ maxLength: 64 }),
+    protocolVersion: Type.Integer({ minimum: 1, maximum: 1000 }),
+    agentVersion: BoundedText(64, { minLength: 1 }),
     facts: DeviceFacts,
   },
-  { $id: 'AgentHello', ...strict },
+  { $id: 'AgentHello', ...closed },
 );
+export type AgentHello = Static<typeof AgentHello>;
+
+/** The agent's current identity, after hello and after every renewal. */
 export const AgentStatus = Type.Object(
   {
     type: Type.Literal('status'),
-    serial: Serial,
-    notAfter: Timestamp,
-    keystore: Type.Union([Type.Literal('os'), Type.Literal('pkcs11'), Type.Literal('file')]),
-    lastError: Type.Optional(Type.String({ maxLength: 1000 })),
+    serial: SerialHex(),
+    notAfter: Timestamp(),
+    keystore: KeystoreKind,
+    /** The last renewal failure, if the latest attempt failed. */
+    lastError: Type.Optional(BoundedText(1000)),
   },
-  { $id: 'AgentStatus', ...strict },
+  { $id: 'AgentStatus', ...closed },
 );
-export const Heartbeat = Type.Object({ type: Type.Literal('heartbeat'), seq: Type.Integer({ minimum: 0 }) }, { $id: 'Heartbeat', ...strict });
+export type AgentStatus = Static<typeof AgentStatus>;
 
-export const AgentMessage = Type.Union([AgentHello, AgentStatus, Heartbeat], { $id: 'AgentMessage' });
+export const AgentHeartbeat = Type.Object({ type: Type.Literal('heartbeat'), seq: Seq() }, { $id: 'AgentHeartbeat', ...closed });
+export type AgentHeartbeat = Static<typeof AgentHeartbeat>;
+
+export const AgentMessage = Type.Union([AgentHello, AgentStatus, AgentHeartbeat], { $id: 'AgentMessage' });
 export type AgentMessage = Static<typeof AgentMessage>;
 
 // ------------------------------------------------------- server → agent
+/** Answer to hello. */
 export const ServerWelcome = Type.Object(
-  { type: Type.Literal('welcome'), deviceId: Type.String({ format: 'uuid' }), heartbeatSeconds: Type.Integer({ minimum: 1, maximum: 3600 }) },
-  { $id: 'ServerWelcome', ...strict },
+  { type: Type.Literal('welcome'), deviceId: Uuid(), heartbeatSeconds: HeartbeatSeconds() },
+  { $id: 'ServerWelcome' },
 );
+export type ServerWelcome = Static<typeof ServerWelcome>;
+
+/** The device was revoked; the server closes the connection right after. */
 export const ServerRevoked = Type.Object(
-  { type: Type.Literal('revoked'), reason: RevokeReason, revokedAt: Timestamp },
-  { $id: 'ServerRevoked', ...strict },
+  { type: Type.Literal('revoked'), reason: RevokeReason, revokedAt: Timestamp() },
+  { $id: 'ServerRevoked' },
 );
+export type ServerRevoked = Static<typeof ServerRevoked>;
+
+/** Renew now rather than at the scheduled time (e.g. the policy changed). */
 export const ServerRenewNow = Type.Object(
-  { type: Type.Literal('renew-now'), reason: Type.Optional(Type.String({ maxLength: 200 })) },
-  { $id: 'ServerRenewNow', ...strict },
+  { type: Type.Literal('renew-now'), reason: Type.Optional(BoundedText(200)) },
+  { $id: 'ServerRenewNow' },
 );
+export type ServerRenewNow = Static<typeof ServerRenewNow>;
+
+/** The device's group policy; sent after welcome and whenever it changes. */
 export const ServerPolicy = Type.Object(
   {
     type: Type.Literal('policy'),
-    certLifetimeSeconds: Type.Integer({ minimum: 60 }),
+    certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    /** Renew when this fraction of the lifetime has passed (default 2/3, before jitter). */
     renewFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
-    heartbeatSeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    heartbeatSeconds: HeartbeatSeconds(),
   },
-  { $id: 'ServerPolicy', ...strict },
+  { $id: 'ServerPolicy' },
 );
-export const HeartbeatAck = Type.Object({ type: Type.Literal('heartbeat-ack'), seq: Type.Integer({ minimum: 0 }) }, { $id: 'HeartbeatAck', ...strict });
+export type ServerPolicy = Static<typeof ServerPolicy>;
 
-export const ServerMessage = Type.Union([ServerWelcome, ServerRevoked, ServerRenewNow, ServerPolicy, HeartbeatAck], { $id: 'ServerMessage' });
+/** Echoes the heartbeat's seq. */
+export const ServerHeartbeatAck = Type.Object({ type: Type.Literal('heartbeat-ack'), seq: Seq() }, { $id: 'ServerHeartbeatAck' });
+export type ServerHeartbeatAck = Static<typeof ServerHeartbeatAck>;
+
+export const ServerMessage = Type.Union([ServerWelcome, ServerRevoked, ServerRenewNow, ServerPolicy, ServerHeartbeatAck], { $id: 'ServerMessage' });
 export type ServerMessage = Static<typeof ServerMessage>;
 
 // ------------------------------------------------------- gateway event stream
-export const Subscribe = Type.Object({ type: Type.Literal('subscribe'), since: Type.Optional(Cursor) }, { $id: 'Subscribe', ...strict });
-export type Subscribe = Static<typeof Subscribe>;
+/** Gateway → server: start (or resume after `since`) the stream. Without `since`, only new events. */
+export const GatewaySubscribe = Type.Object({ type: Type.Literal('subscribe'), since: Type.Optional(Cursor()) }, { $id: 'GatewaySubscribe', ...closed });
+export type GatewaySubscribe = Static<typeof GatewaySubscribe>;
 
+/** A device was revoked: drop its connections and refuse these serials now, before the next CRL. */
 export const RevocationEvent = Type.Object(
   {
     type: Type.Literal('revocation'),
-    cursor: Cursor,
-    deviceId: Type.String({ format: 'uuid' }),
-    serials: Type.Array(Serial, { maxItems: 1000 }),
-    issuer: Type.Union([Type.Literal('issuing'), Type.Literal('root')]),
+    cursor: Cursor(),
+    deviceId: Uuid(),
+    serials: Type.Array(SerialHex(), { minItems: 1, maxItems: 1000 }),
+    issuer: CrlIssuer,
     reason: RevokeReason,
-    at: Timestamp,
+    at: Timestamp(),
   },
-  { $id: 'RevocationEvent', ...strict },
+  { $id: 'RevocationEvent' },
 );
+export type RevocationEvent = Static<typeof RevocationEvent>;
+
+/** A new CRL is published at `url` (absolute, or a path on the server). */
 export const CrlUpdatedEvent = Type.Object(
   {
     type: Type.Literal('crl-updated'),
-    cursor: Cursor,
-    issuer: Type.Union([Type.Literal('issuing'), Type.Literal('root')]),
-    crlNumber: Type.String({ pattern: '^[0-9]{1,48}$' }),
-    url: Type.String({ maxLength: 2000 }),
+    cursor: Cursor(),
+    issuer: CrlIssuer,
+    /** RFC 5280 §5.2.3 CRLNumber in decimal (up to 20 octets, so a string). */
+    crlNumber: Type.String({ pattern: '^(0|[1-9][0-9]{0,48})$' }),
+    url: Type.String({ minLength: 1, maxLength: 2000 }),
   },
-  { $id: 'CrlUpdatedEvent', ...strict },
+  { $id: 'CrlUpdatedEvent' },
 );
-/** The server cannot replay from the gateway's cursor: fetch the CRLs afresh. */
-export const ResyncRequired = Type.Object({ type: Type.Literal('resync-required'), cursor: Cursor }, { $id: 'ResyncRequired', ...strict });
+export type CrlUpdatedEvent = Static<typeof CrlUpdatedEvent>;
 
-export const GatewayEvent = Type.Union([RevocationEvent, CrlUpdatedEvent, ResyncRequired], { $id: 'GatewayEvent' });
+/** The server cannot replay from the gateway's cursor: fetch the CRLs afresh, then go on from `cursor`. */
+export const ResyncRequiredEvent = Type.Object({ type: Type.Literal('resync-required'), cursor: Cursor() }, { $id: 'ResyncRequiredEvent' });
+export type ResyncRequiredEvent = Static<typeof ResyncRequiredEvent>;
+
+export const GatewayEvent = Type.Union([RevocationEvent, CrlUpdatedEvent, ResyncRequiredEvent], { $id: 'GatewayEvent' });
 export type GatewayEvent = Static<typeof GatewayEvent>;
