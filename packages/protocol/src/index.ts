@@ -5,3 +5,4 @@ export * from './errors.js';
 export * from './facts.js';
 export * from './admin.js';
 export * from './ws.js';
+export { TIMESTAMP_PATTERN, UUID_PATTERN, SERIAL_PATTERN } from './common.js';

@@ -16,7 +16,14 @@ export type ServerEvent =
   | { type: 'device-approved'; deviceId: string; at: string }
   | { type: 'crl-updated'; ca: 'issuing' | 'root'; crlNumber: number; at: string };
 
+/**
+ * `cursor` is the events-table id of events a gateway must be able to replay
+ * (revocations, CRL updates); other events are delivered live only and have
+ * an empty cursor.
+ */
 export type DeliveredEvent = ServerEvent & { cursor: string };
+
+const REPLAYABLE: ReadonlySet<ServerEvent['type']> = new Set(['revocation', 'crl-updated']);
 
 export interface EventBus {
   publish(e: ServerEvent): Promise<DeliveredEvent>;
@@ -50,8 +57,12 @@ export async function createEventBus(db: Db): Promise<EventBus> {
   }
   return {
     async publish(e) {
-      const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
-      const delivered = { ...e, cursor: String(row.id) } as DeliveredEvent;
+      let cursor = '';
+      if (REPLAYABLE.has(e.type)) {
+        const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
+        cursor = String(row.id);
+      }
+      const delivered = { ...e, cursor } as DeliveredEvent;
       deliver(delivered);
       if (db.pgPool) await db.pgPool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ...delivered, origin })]);
       return delivered;

@@ -39,11 +39,36 @@ export async function openDb(opts: { dataDir?: string; sqliteFile?: string; data
     sqlite.pragma('synchronous = FULL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+    const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
     db = { engine: 'sqlite', kysely, pgPool: undefined, close: () => kysely.destroy() };
   }
   await migrate(db);
   return db;
+}
+
+/**
+ * Kysely prepares every query anew; better-sqlite3 statements are reusable,
+ * and preparing was a third of the database time per enrollment. Cache them
+ * by SQL text (the set of distinct queries is small and fixed).
+ */
+function withStatementCache(db: BetterSqlite3.Database): BetterSqlite3.Database {
+  const cache = new Map<string, BetterSqlite3.Statement>();
+  return new Proxy(db, {
+    get(target, prop, receiver) {
+      if (prop === 'prepare') {
+        return (sqlText: string) => {
+          let st = cache.get(sqlText);
+          if (!st) {
+            st = target.prepare(sqlText);
+            if (cache.size < 1000) cache.set(sqlText, st);
+          }
+          return st;
+        };
+      }
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
 }
 
 /** Current time as stored. */
