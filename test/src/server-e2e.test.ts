@@ -129,3 +129,39 @@ describe('latchkey-server command line', () => {
     assert.match(missing.stderr, /--org is required/);
   });
 });
+
+describe('latchkey-server with an imported enterprise CA', () => {
+  test('init --import-ca CERT KEY --import-root ROOT: devices chain to the enterprise root; the root CRL is not ours to publish', { timeout: 60_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl')) return;
+    const pki = tempDir(t);
+    const sh = (args: string[]) => mustRun('openssl', args, { cwd: pki });
+    writeFileSync(join(pki, 'ext.cnf'), '[root]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n[inter]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n');
+    await sh(['req', '-new', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'root.key', '-subj', '/O=Acme/CN=Acme Root', '-days', '3650', '-extensions', 'root', '-config', 'ext.cnf', '-out', 'root.pem']);
+    await sh(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'inter.key', '-subj', '/O=Acme/CN=Acme Device Issuing CA', '-out', 'inter.csr']);
+    await sh(['x509', '-req', '-in', 'inter.csr', '-CA', 'root.pem', '-CAkey', 'root.key', '-days', '1000', '-extfile', 'ext.cnf', '-extensions', 'inter', '-out', 'inter.pem', '-set_serial', '42']);
+
+    const dataDir = join(tempDir(t), 'data');
+    const { freePort } = await import('./support/processes.js');
+    const port = await freePort();
+    const init = await cli(['init', '--data-dir', dataDir, '--org', 'Acme', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--import-ca', join(pki, 'inter.pem'), join(pki, 'inter.key'), '--import-root', join(pki, 'root.pem')]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.match(init.stdout, /root key is not held here/);
+    const wrong = await cli(['init', '--data-dir', join(dataDir, '..', 'bad'), '--org', 'Acme', '--url', `https://127.0.0.1:${port}`, '--import-ca', join(pki, 'inter.pem'), join(pki, 'root.key'), '--import-root', join(pki, 'root.pem')]);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.stderr, /private key does not belong/);
+
+    const server = await startServer(t, dataDir, port);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    await sh(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'dev.key', '-subj', '/CN=acme-laptop', '-outform', 'DER', '-out', 'dev.csr']);
+    writeFileSync(join(pki, 'dev.csr.b64'), readFileSync(join(pki, 'dev.csr')).toString('base64'));
+    const r = await mustRun('curl', ['-sf', '--cacert', join(pki, 'root.pem'), '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@dev.csr.b64', `${server.url}/.well-known/est/simpleenroll`], { cwd: pki });
+    writeFileSync(join(pki, 'dev.p7'), Buffer.from(r.stdout, 'base64'));
+    await sh(['pkcs7', '-inform', 'DER', '-in', 'dev.p7', '-print_certs', '-out', 'dev.pem']);
+    const v = await sh(['verify', '-purpose', 'sslclient', '-CAfile', 'root.pem', '-untrusted', 'inter.pem', 'dev.pem']);
+    assert.match(v.stdout, /dev.pem: OK/);
+    const rootCrl = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', join(pki, 'root.pem'), `${server.url}/crl/root`]);
+    assert.match(rootCrl.stdout, /its key is not held by this server[\s\S]*\n404$/);
+    const crl = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', join(pki, 'root.pem'), `${server.url}/crl`]);
+    assert.equal(crl.stdout, '200');
+  });
+});
