@@ -5,7 +5,7 @@
  * fields without breaking older clients.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { BoundedText, SerialHex, Timestamp, Uuid } from './common.js';
+import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
 import { DeviceFacts } from './facts.js';
 
 // ------------------------------------------------------- revocation reasons
@@ -85,7 +85,7 @@ export type TokenInfo = Static<typeof TokenInfo>;
 
 /** The only response that ever shows the token secret. */
 export const TokenCreateResponse = Type.Object(
-  { token: Type.String({ minLength: 20, maxLength: 200 }), info: TokenInfo },
+  { token: Type.String({ minLength: 20, maxLength: 200 }), info: embed(TokenInfo) },
   { $id: 'TokenCreateResponse' },
 );
 export type TokenCreateResponse = Static<typeof TokenCreateResponse>;
@@ -110,16 +110,16 @@ const deviceFields = {
   id: Uuid(),
   /** The certificate's CN (RFC 5280 ub-common-name: 64). */
   name: BoundedText(64),
-  status: DeviceStatus,
+  status: embed(DeviceStatus),
   group: GroupName(),
-  facts: Type.Union([DeviceFacts, Type.Null()]),
+  facts: Type.Union([embed(DeviceFacts), Type.Null()]),
   firstSeen: Timestamp(),
   lastSeen: Type.Union([Timestamp(), Type.Null()]),
   /** Whether the control channel is connected now; absent when the server does not track it. */
   online: Type.Optional(Type.Boolean()),
-  certificate: Type.Union([CertificateSummary, Type.Null()]),
+  certificate: Type.Union([embed(CertificateSummary), Type.Null()]),
   revokedAt: Type.Optional(Type.Union([Timestamp(), Type.Null()])),
-  revocationReason: Type.Optional(Type.Union([RevokeReason, Type.Null()])),
+  revocationReason: Type.Optional(Type.Union([embed(RevokeReason), Type.Null()])),
 };
 
 export const Device = Type.Object(deviceFields, { $id: 'Device' });
@@ -141,13 +141,13 @@ export const CertificateRecord = Type.Object(
 export type CertificateRecord = Static<typeof CertificateRecord>;
 
 /** `GET /v1/admin/devices/:id`: the device and its certificates, newest first. */
-export const DeviceDetail = Type.Object({ ...deviceFields, certificates: Type.Array(CertificateRecord) }, { $id: 'DeviceDetail' });
+export const DeviceDetail = Type.Object({ ...deviceFields, certificates: Type.Array(embed(CertificateRecord)) }, { $id: 'DeviceDetail' });
 export type DeviceDetail = Static<typeof DeviceDetail>;
 
 /** `GET /v1/admin/devices` query string. */
 export const DeviceListQuery = Type.Object(
   {
-    status: Type.Optional(DeviceStatus),
+    status: Type.Optional(embed(DeviceStatus)),
     group: Type.Optional(GroupName()),
     /** Substring of the device name or id. */
     q: Type.Optional(BoundedText(100)),
@@ -159,7 +159,7 @@ export const DeviceListQuery = Type.Object(
 export type DeviceListQuery = Static<typeof DeviceListQuery>;
 
 /** `POST /v1/admin/devices/:id/revoke`; the reason defaults to 'unspecified'. */
-export const RevokeRequest = Type.Object({ reason: Type.Optional(RevokeReason) }, { $id: 'RevokeRequest', additionalProperties: false });
+export const RevokeRequest = Type.Object({ reason: Type.Optional(embed(RevokeReason)) }, { $id: 'RevokeRequest', additionalProperties: false });
 export type RevokeRequest = Static<typeof RevokeRequest>;
 
 // ------------------------------------------------------- audit
@@ -181,7 +181,7 @@ export type AuditEvent = Static<typeof AuditEvent>;
 // ------------------------------------------------------- pagination
 /** A page of a list, with the cursor of the next page (null on the last page). */
 export const Page = <T extends TSchema>(item: T, $id: string) =>
-  Type.Object({ items: Type.Array(item), nextCursor: Type.Union([PageCursor(), Type.Null()]) }, { $id });
+  Type.Object({ items: Type.Array(embed(item)), nextCursor: Type.Union([PageCursor(), Type.Null()]) }, { $id });
 
 export const DevicePage = Page(Device, 'DevicePage');
 export type DevicePage = Static<typeof DevicePage>;

@@ -1,10 +1,11 @@
 /**
- * Building blocks shared by the schemas of this package (not exported from
- * the package). Every string has a maximum length, and strings use `pattern`,
- * never `format`: TypeBox's `Value.Check` rejects an unregistered format, so a
- * schema with `format` only works after a process-wide registration.
+ * Building blocks shared by the schemas of this package; index.ts exports
+ * only TIMESTAMP_PATTERN, UUID_PATTERN and SERIAL_PATTERN. Every string has
+ * a maximum length, and strings use `pattern`, never `format`: TypeBox's
+ * `Value.Check` rejects an unregistered format, so a schema with `format`
+ * only works after a process-wide registration.
  */
-import { Type, type StringOptions } from '@sinclair/typebox';
+import { Type, type StringOptions, type TSchema } from '@sinclair/typebox';
 
 /** RFC 3339 date-time in UTC or with an offset, as `Date.prototype.toISOString()` writes it. */
 export const TIMESTAMP_PATTERN = '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$';
@@ -25,3 +26,13 @@ export const SerialHex = () => Type.String({ pattern: SERIAL_PATTERN, maxLength:
 export const Cursor = () => Type.String({ minLength: 1, maxLength: 64, pattern: PRINTABLE_PATTERN });
 /** Free text that is shown to people: bounded, no control characters. */
 export const BoundedText = (maxLength: number, options: StringOptions = {}) => Type.String({ ...options, maxLength, pattern: PRINTABLE_PATTERN });
+
+/**
+ * An exported schema, minus its `$id`, for use inside another schema. Ajv
+ * (fastify's validator) refuses an `$id` that appears twice in one schema or
+ * that another compiled schema already holds, so a `$id` sits only at the top.
+ */
+export function embed<T extends TSchema>(schema: T): T {
+  const { $id: _id, ...rest } = schema;
+  return rest as T;
+}

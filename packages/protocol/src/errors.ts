@@ -5,6 +5,7 @@
  * what to do, `reqId` matches the server's log line.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { embed } from './common.js';
 
 export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, meaning: 'the request is malformed' },
@@ -47,7 +48,7 @@ export const ErrorCodeSchema = Type.Union(
  */
 export const ErrorBody = Type.Object(
   {
-    error: Type.Object({ code: ErrorCodeSchema, message: Type.String({ minLength: 1, maxLength: 2000 }) }),
+    error: Type.Object({ code: embed(ErrorCodeSchema), message: Type.String({ minLength: 1, maxLength: 2000 }) }),
     reqId: Type.Optional(Type.String({ maxLength: 200 })),
   },
   { $id: 'ErrorBody' },

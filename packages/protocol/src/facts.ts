@@ -4,7 +4,7 @@
  * for the admin; they never decide what goes into a certificate.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { BoundedText } from './common.js';
+import { BoundedText, embed } from './common.js';
 
 /**
  * PKCS#10 attribute (RFC 2986 §4.1) carrying the facts: one value, a
@@ -30,7 +30,7 @@ export const DeviceFacts = Type.Object(
     hostname: BoundedText(253, { minLength: 1 }),
     os: Type.Object(
       {
-        platform: OsPlatform,
+        platform: embed(OsPlatform),
         /** `os.release()`, e.g. "6.1.0-18-amd64", "23.1.0", "10.0.22631". */
         release: BoundedText(100),
         /** `os.version()` or a product name, e.g. "macOS 14.1". */

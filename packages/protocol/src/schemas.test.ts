@@ -45,6 +45,12 @@ describe('exported schemas', () => {
     assert.equal(new Set(ids).size, ids.length, `duplicate $id among ${ids.join(', ')}`);
   });
 
+  test('$id sits only at the top of each schema (ajv refuses an $id twice in one schema or already registered)', () => {
+    for (const [name, s] of exported) {
+      for (const [at, node] of walk(s)) if (at !== '') assert.ok(!('$id' in node), `${name}${at} has a nested $id ${String(node.$id)}`);
+    }
+  });
+
   test('no schema uses `format`, so Value.Check needs no FormatRegistry setup', () => {
     for (const [name, s] of exported) for (const [at, node] of walk(s)) assert.ok(!('format' in node), `${name}${at} uses format`);
   });

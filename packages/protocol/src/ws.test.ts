@@ -53,6 +53,28 @@ describe('control channel: agent → server', () => {
   });
 });
 
+describe('message types', () => {
+  test('`type` narrows the static union to one message', () => {
+    const describe = (m: AgentMessage | ServerMessage): string => {
+      switch (m.type) {
+        case 'hello':
+          return m.facts.hostname;
+        case 'status':
+          return m.serial;
+        case 'revoked':
+          return m.reason;
+        case 'policy':
+          return String(m.renewFraction);
+        default:
+          return m.type;
+      }
+    };
+    assert.equal(describe(hello as AgentMessage), 'laptop-7');
+    assert.equal(describe({ type: 'revoked', reason: 'superseded', revokedAt: at }), 'superseded');
+    assert.equal(describe({ type: 'heartbeat-ack', seq: 1 }), 'heartbeat-ack');
+  });
+});
+
 describe('control channel: server → agent', () => {
   test('welcome, revoked, renew-now, policy and heartbeat-ack pass', () => {
     assert.ok(Value.Check(ServerMessage, { type: 'welcome', deviceId, heartbeatSeconds: 30 }));

@@ -7,7 +7,7 @@
  * it sends is open, so it may add fields without a protocol version bump.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { BoundedText, Cursor, SerialHex, Timestamp, Uuid } from './common.js';
+import { BoundedText, Cursor, embed, SerialHex, Timestamp, Uuid } from './common.js';
 import { CrlIssuer } from './est.js';
 import { DeviceFacts } from './facts.js';
 import { RevokeReason } from './admin.js';
@@ -45,7 +45,7 @@ export const AgentHello = Type.Object(
     type: Type.Literal('hello'),
     protocolVersion: Type.Integer({ minimum: 1, maximum: 1000 }),
     agentVersion: BoundedText(64, { minLength: 1 }),
-    facts: DeviceFacts,
+    facts: embed(DeviceFacts),
   },
   { $id: 'AgentHello', ...closed },
 );
@@ -57,7 +57,7 @@ export const AgentStatus = Type.Object(
     type: Type.Literal('status'),
     serial: SerialHex(),
     notAfter: Timestamp(),
-    keystore: KeystoreKind,
+    keystore: embed(KeystoreKind),
     /** The last renewal failure, if the latest attempt failed. */
     lastError: Type.Optional(BoundedText(1000)),
   },
@@ -68,7 +68,7 @@ export type AgentStatus = Static<typeof AgentStatus>;
 export const AgentHeartbeat = Type.Object({ type: Type.Literal('heartbeat'), seq: Seq() }, { $id: 'AgentHeartbeat', ...closed });
 export type AgentHeartbeat = Static<typeof AgentHeartbeat>;
 
-export const AgentMessage = Type.Union([AgentHello, AgentStatus, AgentHeartbeat], { $id: 'AgentMessage' });
+export const AgentMessage = Type.Union([embed(AgentHello), embed(AgentStatus), embed(AgentHeartbeat)], { $id: 'AgentMessage' });
 export type AgentMessage = Static<typeof AgentMessage>;
 
 // ------------------------------------------------------- server → agent
@@ -81,7 +81,7 @@ export type ServerWelcome = Static<typeof ServerWelcome>;
 
 /** The device was revoked; the server closes the connection right after. */
 export const ServerRevoked = Type.Object(
-  { type: Type.Literal('revoked'), reason: RevokeReason, revokedAt: Timestamp() },
+  { type: Type.Literal('revoked'), reason: embed(RevokeReason), revokedAt: Timestamp() },
   { $id: 'ServerRevoked' },
 );
 export type ServerRevoked = Static<typeof ServerRevoked>;
@@ -110,7 +110,7 @@ export type ServerPolicy = Static<typeof ServerPolicy>;
 export const ServerHeartbeatAck = Type.Object({ type: Type.Literal('heartbeat-ack'), seq: Seq() }, { $id: 'ServerHeartbeatAck' });
 export type ServerHeartbeatAck = Static<typeof ServerHeartbeatAck>;
 
-export const ServerMessage = Type.Union([ServerWelcome, ServerRevoked, ServerRenewNow, ServerPolicy, ServerHeartbeatAck], { $id: 'ServerMessage' });
+export const ServerMessage = Type.Union([embed(ServerWelcome), embed(ServerRevoked), embed(ServerRenewNow), embed(ServerPolicy), embed(ServerHeartbeatAck)], { $id: 'ServerMessage' });
 export type ServerMessage = Static<typeof ServerMessage>;
 
 // ------------------------------------------------------- gateway event stream
@@ -125,8 +125,8 @@ export const RevocationEvent = Type.Object(
     cursor: Cursor(),
     deviceId: Uuid(),
     serials: Type.Array(SerialHex(), { minItems: 1, maxItems: 1000 }),
-    issuer: CrlIssuer,
-    reason: RevokeReason,
+    issuer: embed(CrlIssuer),
+    reason: embed(RevokeReason),
     at: Timestamp(),
   },
   { $id: 'RevocationEvent' },
@@ -138,7 +138,7 @@ export const CrlUpdatedEvent = Type.Object(
   {
     type: Type.Literal('crl-updated'),
     cursor: Cursor(),
-    issuer: CrlIssuer,
+    issuer: embed(CrlIssuer),
     /** RFC 5280 §5.2.3 CRLNumber in decimal (up to 20 octets, so a string). */
     crlNumber: Type.String({ pattern: '^(0|[1-9][0-9]{0,48})$' }),
     url: Type.String({ minLength: 1, maxLength: 2000 }),
@@ -151,5 +151,5 @@ export type CrlUpdatedEvent = Static<typeof CrlUpdatedEvent>;
 export const ResyncRequiredEvent = Type.Object({ type: Type.Literal('resync-required'), cursor: Cursor() }, { $id: 'ResyncRequiredEvent' });
 export type ResyncRequiredEvent = Static<typeof ResyncRequiredEvent>;
 
-export const GatewayEvent = Type.Union([RevocationEvent, CrlUpdatedEvent, ResyncRequiredEvent], { $id: 'GatewayEvent' });
+export const GatewayEvent = Type.Union([embed(RevocationEvent), embed(CrlUpdatedEvent), embed(ResyncRequiredEvent)], { $id: 'GatewayEvent' });
 export type GatewayEvent = Static<typeof GatewayEvent>;
