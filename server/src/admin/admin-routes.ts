@@ -41,6 +41,7 @@ export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: Tokens
         await groupsRepo(trx).upsert({ name, cert_lifetime_seconds: body.certLifetimeSeconds, require_approval: body.requireApproval ? 1 : 0, created_at: at });
         await auditRepo(trx).insert({ at, actor: actorOf(req), action: 'group.set', target: name, details: body });
       });
+      await deps.db.durable();
       return { name, ...body };
     });
 

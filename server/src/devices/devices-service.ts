@@ -60,6 +60,7 @@ export function createDevicesService(deps: { db: Db; clock: () => Date; crl: Crl
         if (!(await devicesRepo(trx).approve(d.id, at, actor))) throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval`);
         await auditRepo(trx).insert({ at, actor, action: 'device.approve', target: d.id, details: { name: d.name } });
       });
+      await db.durable();
       await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
       return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
     },
@@ -77,6 +78,7 @@ export function createDevicesService(deps: { db: Db; clock: () => Date; crl: Crl
         await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s } });
         return s;
       });
+      await db.durable();
       deps.metrics.inc('latchkey_revocations_total');
       await deps.crl.regenerate(['issuing']);
       await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials, reason, at });

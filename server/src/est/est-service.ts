@@ -177,6 +177,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
           await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: csr.der.toString('base64') });
           await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: group.name, remote } });
         });
+        await db.durable();
         return { status: 'pending', deviceId: device.id, retryAfterSeconds: config.approvalRetrySeconds };
       }
 

@@ -83,6 +83,7 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
         };
         await auditRepo(trx).insert(entry);
       });
+      await deps.db.durable();
       deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
       await deps.bus.publish({ type: 'issuance', deviceId: r.device.id, serial: cert.serialHex, kind: r.kind, at });
       return { der, pem, serial: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter };

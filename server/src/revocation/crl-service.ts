@@ -77,6 +77,8 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
       await trx.insertInto('crl_state').values(next).onConflict((oc) => oc.column('ca').doUpdateSet({ ...next })).execute();
       return next;
     });
+    // A CRL number is never served before it is durable, so none is ever reused.
+    await db.durable();
     const c = fromRow(row);
     cache.set(name, c);
     await deps.bus.publish({ type: 'crl-updated', ca: name, crlNumber: c.crlNumber, at: now.toISOString() });

@@ -2,6 +2,7 @@
  * One query layer (Kysely) over two engines: SQLite (better-sqlite3, WAL) in
  * the data dir by default, PostgreSQL (`pg`) with a database URL.
  */
+import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
@@ -16,6 +17,11 @@ export interface Db {
   readonly kysely: Kysely<Database>;
   /** For LISTEN/NOTIFY (PostgreSQL only). */
   readonly pgPool: pg.Pool | undefined;
+  /**
+   * Resolves once every committed transaction is on stable storage. Callers
+   * await it before telling a client that something was issued or revoked.
+   */
+  durable(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -31,16 +37,34 @@ export async function openDb(opts: { dataDir?: string; sqliteFile?: string; data
     // An idle client losing its connection (server restart) is not fatal: the pool replaces it.
     pool.on('error', (e) => opts.onPoolError?.(e));
     const kysely = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    db = { engine: 'postgres', kysely, pgPool: pool, close: () => kysely.destroy() };
+    // PostgreSQL's COMMIT returns after the WAL flush: durable already.
+    db = { engine: 'postgres', kysely, pgPool: pool, durable: async () => undefined, close: () => kysely.destroy() };
   } else {
     const file = opts.sqliteFile ?? join(opts.dataDir ?? '.', SQLITE_FILE);
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = FULL');
+    // COMMIT does not fsync on the event loop; durable() fsyncs the WAL on the
+    // libuv thread pool before anything is acknowledged (group commit for free:
+    // concurrent requests share flushes). SQLite itself syncs around checkpoints.
+    sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
     const kysely = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-    db = { engine: 'sqlite', kysely, pgPool: undefined, close: () => kysely.destroy() };
+    let wal: FileHandle | undefined;
+    db = {
+      engine: 'sqlite',
+      kysely,
+      pgPool: undefined,
+      async durable() {
+        // The same inode SQLite writes: fdatasync on any descriptor flushes it.
+        wal ??= await open(`${file}-wal`, 'r');
+        await wal.datasync();
+      },
+      async close() {
+        await wal?.close();
+        await kysely.destroy();
+      },
+    };
   }
   await migrate(db);
   return db;

@@ -56,6 +56,7 @@ export function createTokensService(deps: { db: Db; config: ServerConfig; clock:
         await tokensRepo(trx).insert(row);
         await auditRepo(trx).insert({ at: row.created_at, actor, action: 'token.create', target: row.id, details: { group, uses: row.uses, expiresAt: row.expires_at } });
       });
+      await deps.db.durable();
       return { token: secret, info: toTokenInfo(row) };
     },
     async list(limit = 200): Promise<TokenInfo[]> {
@@ -68,6 +69,7 @@ export function createTokensService(deps: { db: Db; config: ServerConfig; clock:
         if (!(await tokensRepo(trx).revoke(id, at))) throw new LatchkeyError('CONFLICT', `enrollment token ${id} is already revoked`);
         await auditRepo(trx).insert({ at, actor, action: 'token.revoke', target: id, details: {} });
       });
+      await deps.db.durable();
     },
   };
 }
