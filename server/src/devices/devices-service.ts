@@ -33,7 +33,7 @@ function decodeCursor(c: string): { firstSeen: string; id: string } {
   return { firstSeen, id };
 }
 
-export function createDevicesService(deps: { db: Db; clock: () => Date; crl: CrlService; bus: EventBus; metrics: Metrics }) {
+export function createDevicesService(deps: { db: Db; clock: () => Date; crl: CrlService; bus: EventBus; metrics: Metrics; onCrlError?: (e: unknown) => void }) {
   const { db } = deps;
   const find = async (id: string): Promise<DevicesTable> => {
     const d = UUID.test(id) ? await devicesRepo(db.kysely).findById(id) : undefined;
@@ -80,7 +80,9 @@ export function createDevicesService(deps: { db: Db; clock: () => Date; crl: Crl
       });
       await db.durable();
       deps.metrics.inc('latchkey_revocations_total');
-      await deps.crl.regenerate(['issuing']);
+      // The revocation is committed whatever happens next; a failed CRL rebuild
+      // is retried on the next CRL request (and by the timer), never skipped.
+      await deps.crl.regenerate(['issuing']).catch((e: unknown) => deps.onCrlError?.(e));
       await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials, reason, at });
       return { device: toDevice({ ...d, status: 'revoked', revoked_at: at, revocation_reason: reason }, undefined), serials };
     },

@@ -35,6 +35,8 @@ export interface CrlService {
 export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds: number; clock: () => Date; bus: EventBus; onError: (e: unknown) => void }): CrlService {
   const { db, ca } = deps;
   const cache = new Map<CaName, CurrentCrl>();
+  /** CRLs whose rebuild after a revocation failed: rebuilt on the next request or tick. */
+  const dirty = new Set<CaName>();
   let timer: NodeJS.Timeout | undefined;
   let chain: Promise<unknown> = Promise.resolve();
 
@@ -104,17 +106,28 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
     async get(name) {
       const now = deps.clock();
       let c = cache.get(name) ?? (await load(name));
-      if (!c || stale(c, now)) {
+      if (!c || stale(c, now) || dirty.has(name)) {
         c = await serial(async () => {
           const fresh = await load(name);
-          return fresh && !stale(fresh, deps.clock()) ? fresh : build(name);
+          if (fresh && !stale(fresh, deps.clock()) && !dirty.has(name)) return fresh;
+          const built = await build(name);
+          dirty.delete(name);
+          return built;
         });
       }
       return c;
     },
     regenerate(which = ['issuing', 'root']) {
       return serial(async () => {
-        for (const n of which) await build(n);
+        for (const n of which) {
+          try {
+            await build(n);
+            dirty.delete(n);
+          } catch (e) {
+            dirty.add(n);
+            throw e;
+          }
+        }
       });
     },
     invalidate() {
