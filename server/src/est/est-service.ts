@@ -113,20 +113,19 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
       const csr = readCsr(body);
       const now = deps.clock();
       const nowIso = now.toISOString();
-      const tok = await tokensRepo(db.kysely).findByHash(hashSecret(token));
-      if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
-      if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
-      const group = await groupsRepo(db.kysely).get(tok.group_name);
-      if (!group) throw new LatchkeyError('INTERNAL', `enrollment token group "${tok.group_name}" does not exist`);
       const facts = readFacts(csr);
       const keyHash = spkiHash(csr.spki);
-      const lifetime = Math.min(group.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
+      const tok = await tokensRepo(db.kysely).findForEnrollment(hashSecret(token), keyHash);
+      if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
+      if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+      const group = { name: tok.group_name, require_approval: tok.require_approval };
+      const lifetime = Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
 
       // The same request again: a device waiting for approval, or approved since.
-      const existing = await devicesRepo(db.kysely).findPending(tok.id, keyHash);
-      if (existing) {
-        if (existing.status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
-        if (existing.status === 'pending') {
+      if (tok.device_id) {
+        const existing = { id: tok.device_id, name: tok.device_name!, user_email: tok.device_email, approved_by: tok.device_approved_by };
+        if (tok.device_status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
+        if (tok.device_status === 'pending') {
           return { status: 'pending', deviceId: existing.id, retryAfterSeconds: config.approvalRetrySeconds };
         }
         const issued = await deps.issuance.issue({

@@ -4,6 +4,33 @@ import type { EnrollTokensTable, GroupsTable } from '../storage/schema.js';
 export const tokensRepo = (db: Executor) => ({
   insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
   findByHash: (hash: string) => db.selectFrom('enroll_tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst(),
+  /**
+   * Everything an enrollment needs in one round trip: the token, its group's
+   * policy, and a device this token already created for this key (pending
+   * approval, or approved since).
+   */
+  findForEnrollment: (hash: string, spkiHash: string) =>
+    db
+      .selectFrom('enroll_tokens as t')
+      .innerJoin('groups as g', 'g.name', 't.group_name')
+      .leftJoin('devices as d', (j) => j.onRef('d.token_id', '=', 't.id').on('d.pending_spki_hash', '=', spkiHash))
+      .select([
+        't.id',
+        't.uses',
+        't.used_count',
+        't.expires_at',
+        't.revoked_at',
+        'g.name as group_name',
+        'g.cert_lifetime_seconds',
+        'g.require_approval',
+        'd.id as device_id',
+        'd.status as device_status',
+        'd.name as device_name',
+        'd.user_email as device_email',
+        'd.approved_by as device_approved_by',
+      ])
+      .where('t.secret_hash', '=', hash)
+      .executeTakeFirst(),
   findById: (id: string) => db.selectFrom('enroll_tokens').selectAll().where('id', '=', id).executeTakeFirst(),
   list: (limit: number) => db.selectFrom('enroll_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id').limit(limit).execute(),
   async revoke(id: string, at: string): Promise<boolean> {
