@@ -77,8 +77,6 @@ export interface EnrollResult {
 export interface EstService {
   simpleEnroll(input: { body: Buffer; token: string | undefined; remote: string }): Promise<EnrollResult>;
   simpleReenroll(input: { body: Buffer; clientCertDer: Buffer | undefined; remote: string }): Promise<Issued & { deviceId: string; kind: 'renew' | 'recover' }>;
-  /** The device a TLS client certificate belongs to, checked against our CA and records. */
-  authenticateDevice(clientCertDer: Buffer | undefined): Promise<{ cert: Certificate; deviceId: string }>;
 }
 
 export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date }): EstService {
@@ -103,11 +101,6 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
   }
 
   return {
-    async authenticateDevice(der) {
-      const { cert, row } = await authenticate(der);
-      return { cert, deviceId: row.device_id };
-    },
-
     async simpleEnroll({ body, token, remote }) {
       if (!token) throw new LatchkeyError('UNAUTHORIZED', 'enrollment needs a token: send `Authorization: Bearer <token>` (create one with `latchkey-server token create`)');
       const csr = readCsr(body);
