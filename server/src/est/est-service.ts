@@ -159,15 +159,17 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         revoked_at: null,
         revocation_reason: null,
       };
-      const consume = async (trx: Parameters<NonNullable<Parameters<IssuanceService['issue']>[0]['inTransaction']>>[0]): Promise<void> => {
+      // Taking the token use is the last write before COMMIT: the token row's
+      // lock, which serializes every enrollment sharing the token, is held briefly.
+      const consume = async (trx: Parameters<NonNullable<Parameters<IssuanceService['issue']>[0]['beforeCommit']>>[0]): Promise<void> => {
         if (!(await tokensRepo(trx).consume(tok.id, nowIso))) throw exhausted(tok.uses);
       };
 
       if (group.require_approval) {
         await db.kysely.transaction().execute(async (trx) => {
-          await consume(trx);
           await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: csr.der.toString('base64') });
           await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: group.name, remote } });
+          await consume(trx);
         });
         await db.durable();
         return { status: 'pending', deviceId: device.id, retryAfterSeconds: config.approvalRetrySeconds };
@@ -181,9 +183,9 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         actor: `token:${tok.id}`,
         auditDetails: { token: tok.id, group: group.name, remote },
         async inTransaction(trx) {
-          await consume(trx);
           await devicesRepo(trx).insert({ ...device, status: 'active', pending_spki_hash: null, pending_csr: null });
         },
+        beforeCommit: consume,
       });
       return { status: 'issued', issued, deviceId: device.id };
     },

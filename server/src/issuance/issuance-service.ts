@@ -24,8 +24,14 @@ export interface IssueRequest {
   kind: IssuanceKind;
   lifetimeSeconds: number;
   actor: string;
-  /** Front-end writes that must commit with the certificate (throw to abort). */
+  /** Front-end writes that must commit with the certificate, before it is recorded (throw to abort). */
   inTransaction?: (trx: Transaction<Database>) => Promise<void>;
+  /**
+   * Front-end writes run last, just before COMMIT (throw to abort). Row locks
+   * taken here (a shared enrollment token's use count) are held for one round
+   * trip, not for the whole transaction.
+   */
+  beforeCommit?: (trx: Transaction<Database>) => Promise<void>;
   auditDetails?: Record<string, unknown>;
 }
 
@@ -82,6 +88,7 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
           details: { serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), ...r.auditDetails },
         };
         await auditRepo(trx).insert(entry);
+        if (r.beforeCommit) await r.beforeCommit(trx);
       });
       await deps.db.durable();
       deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
