@@ -171,7 +171,7 @@ export function authorityKeyId(c: Certificate): Buffer | undefined {
 /** True if `issuer`'s key signed `cert` and the names chain. */
 export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
   if (!cert.issuerDer.equals(issuer.subjectDer)) return false;
-  return verifySignature(issuer.spki, cert.signatureAlgorithmOid, cert.tbs, cert.signature);
+  return verifySignature(issuer.spki, cert.signatureAlgorithmOid, cert.tbs, cert.signature, { issuerKey: true });
 }
 
 /** SHA-256 fingerprint of the DER, lower-case hex without separators. */

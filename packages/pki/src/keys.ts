@@ -196,11 +196,11 @@ export function ecdsaP1363ToDer(sig: Uint8Array): Buffer {
 }
 
 /** Verifies `signature` over `data` with the key in `spki`, for a supported algorithm OID. */
-export function verifySignature(spki: Uint8Array, algOid: string, data: Uint8Array, signature: Uint8Array): boolean {
+export function verifySignature(spki: Uint8Array, algOid: string, data: Uint8Array, signature: Uint8Array, opts: { issuerKey?: boolean } = {}): boolean {
   const alg = SIG_BY_OID.get(algOid);
   if (!alg) throw new PkiError('ALGORITHM_UNSUPPORTED', `signature algorithm ${algOid} is not supported`);
   const info = SIG_ALGS[alg];
-  const key = publicKeyFromSpki(spki);
+  const key = opts.issuerKey ? issuerPublicKey(spki) : publicKeyFromSpki(spki);
   if ((key.asymmetricKeyType === 'ec') !== (info.key === 'ec')) {
     throw new PkiError('ALGORITHM_UNSUPPORTED', `${alg} cannot be used with a ${key.asymmetricKeyType} key`);
   }
@@ -260,6 +260,22 @@ export function publicKeyFromSpki(spki: Uint8Array): nodeCrypto.KeyObject {
     if (e instanceof PkiError) throw e;
     throw new PkiError('DER_MALFORMED', 'public key cannot be loaded (not a valid key)', { cause: e });
   }
+}
+
+/**
+ * CA keys verify many signatures (every client certificate, every CRL):
+ * keep their loaded KeyObjects. Bounded; a CA key is a few hundred bytes.
+ */
+const issuerKeys = new Map<string, nodeCrypto.KeyObject>();
+function issuerPublicKey(spki: Uint8Array): nodeCrypto.KeyObject {
+  const k = Buffer.from(spki).toString('base64');
+  let key = issuerKeys.get(k);
+  if (!key) {
+    key = publicKeyFromSpki(spki);
+    if (issuerKeys.size >= 64) issuerKeys.clear();
+    issuerKeys.set(k, key);
+  }
+  return key;
 }
 
 /** True if the private key belongs to the public key in `spki`. */
