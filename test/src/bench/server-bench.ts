@@ -214,7 +214,7 @@ async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.Ke
     );
     const reenroll = await measured(server.pid, () => load(async (i) => {
       const dev = certs[i % certs.length]!;
-      const r = await httpsCall({ port, path: '/.well-known/est/simplereenroll', body: pool[64 + ((i * 7 + 3) % (pool.length - 64))]!.body, contentType: 'application/pkcs10', ca, cert: dev.cert, key: dev.key });
+      const r = await httpsCall({ port, path: '/.well-known/est/simplereenroll', body: pool[pool.length / 2 + ((i * 7 + 3) % (pool.length / 2))]!.body, contentType: 'application/pkcs10', ca, cert: dev.cert, key: dev.key });
       return r.status === 200;
     }));
     // OCSP requests made by openssl (no nonce), one per enrolled certificate.
