@@ -4,12 +4,25 @@
  */
 type Labels = Record<string, string>;
 
-const key = (name: string, labels: Labels): string => {
+const formatKey = (name: string, labels: Labels): string => {
   const l = Object.entries(labels)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === '\n' ? '\\n' : '\\' + c))}"`)
     .join(',');
   return l ? `${name}{${l}}` : name;
+};
+
+/** Formatted series keys, memoized: this runs for every request. */
+const keyCache = new Map<string, string>();
+const key = (name: string, labels: Labels): string => {
+  let raw = name;
+  for (const k in labels) raw += '\u0000' + k + '\u0001' + labels[k];
+  let f = keyCache.get(raw);
+  if (f === undefined) {
+    f = formatKey(name, labels);
+    if (keyCache.size < 10_000) keyCache.set(raw, f);
+  }
+  return f;
 };
 
 const HELP: Record<string, [string, 'counter' | 'histogram']> = {

@@ -281,31 +281,44 @@ export function seqOf(t: Tlv, where: string, min = 0, max = Infinity): Tlv[] {
   return c;
 }
 
+const oidReadCache = new Map<string, string>();
+
 export function readOid(t: Tlv, where: string): string {
   expectTag(t, TAG.OID, where);
   const b = content(t);
   if (b.length === 0) throw malformed(where, 'empty OID');
-  const arcs: bigint[] = [];
-  let v = 0n;
+  // The same few OIDs arrive over and over (every CSR, every OCSP request).
+  const cacheKey = b.length <= 32 ? b.toString('latin1') : undefined;
+  const hit = cacheKey === undefined ? undefined : oidReadCache.get(cacheKey);
+  if (hit !== undefined) return hit;
+  const arcs: (number | bigint)[] = [];
+  let v = 0;
+  let big: bigint | undefined;
   let first = true;
   for (let i = 0; i < b.length; i++) {
     const byte = b[i]!;
-    if (v === 0n && byte === 0x80) throw malformed(where, 'OID arc not minimally encoded');
-    v = (v << 7n) | BigInt(byte & 0x7f);
+    if (v === 0 && big === undefined && byte === 0x80) throw malformed(where, 'OID arc not minimally encoded');
+    if (big !== undefined) big = (big << 7n) | BigInt(byte & 0x7f);
+    else if (v >= 2 ** 45) big = (BigInt(v) << 7n) | BigInt(byte & 0x7f);
+    else v = v * 128 + (byte & 0x7f);
     if (!(byte & 0x80)) {
+      const value: number | bigint = big ?? v;
       if (first) {
-        const a0 = v < 40n ? 0n : v < 80n ? 1n : 2n;
-        arcs.push(a0, v - a0 * 40n);
+        const a0 = value < 40 ? 0 : value < 80 ? 1 : 2;
+        arcs.push(a0, typeof value === 'bigint' ? value - BigInt(a0 * 40) : value - a0 * 40);
         first = false;
       } else {
-        arcs.push(v);
+        arcs.push(value);
       }
-      v = 0n;
+      v = 0;
+      big = undefined;
     } else if (i === b.length - 1) {
       throw malformed(where, 'OID ends mid-arc');
     }
   }
-  return arcs.join('.');
+  const dotted = arcs.join('.');
+  if (cacheKey !== undefined && oidReadCache.size < 4096) oidReadCache.set(cacheKey, dotted);
+  return dotted;
 }
 
 /** INTEGER content as unsigned big-endian bytes (sign byte stripped); rejects negatives. */
