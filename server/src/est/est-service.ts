@@ -217,6 +217,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         kind = 'recover';
       }
       const csr = readCsr(body);
+      const facts = readFacts(csr);
       if (spkiHash(csr.spki) === row.spki_hash) {
         throw new LatchkeyError('CSR_POLICY', 're-enrollment needs a fresh key: the CSR carries the key of the current certificate');
       }
@@ -232,7 +233,13 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         auditDetails: { previousSerial: row.serial, remote },
         async inTransaction(trx) {
           // Re-check under the transaction: a revoke that raced this request wins.
-          const r = await trx.updateTable('devices').set({ last_seen: nowIso }).where('id', '=', device.id).where('status', '=', 'active').executeTakeFirst();
+          // Facts change over a device's life (OS updates): a renewal CSR that carries them refreshes the inventory.
+          const r = await trx
+            .updateTable('devices')
+            .set({ last_seen: nowIso, ...(facts ? { facts: JSON.stringify(facts) } : {}) })
+            .where('id', '=', device.id)
+            .where('status', '=', 'active')
+            .executeTakeFirst();
           if (r.numUpdatedRows !== 1n) throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; enroll it again with a new token');
         },
       });

@@ -168,8 +168,12 @@ for (const engine of ENGINES) {
       const h = await harness(t, engine);
       if (!h) return;
       const { cert, deviceId } = await enrolled(h);
-      const r = await reenroll(h, cert, (await deviceCsr({ cn: 'ignored-name' })).csr);
+      const facts = { hostname: 'laptop-renamed', os: { platform: 'linux', release: '6.12.0' }, arch: 'x64', hardwareId: 'hw-1', agentVersion: '0.2.0' };
+      const r = await reenroll(h, cert, (await deviceCsr({ cn: 'ignored-name', facts })).csr);
       assert.equal(r.statusCode, 200, r.body);
+      const after = await adminCall<{ name: string; facts: { os: { release: string } } }>(h, 'GET', `/v1/admin/devices/${deviceId}`);
+      assert.equal(after.json.facts.os.release, '6.12.0', 'renewal refreshes reported facts');
+      assert.notEqual(after.json.name, 'ignored-name', 'the name stays the one on record');
       const renewed = certFromBody(r.body);
       assert.notEqual(renewed.serialHex, parseCertificate(cert).serialHex);
       assert.deepEqual(renewed.subject, parseCertificate(cert).subject);
