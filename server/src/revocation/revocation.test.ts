@@ -96,6 +96,28 @@ for (const engine of ENGINES) {
       assert.ok((await ask()).producedAt.getTime() > third.producedAt.getTime());
     });
 
+    test('a revocation succeeds even if the CRL rebuild fails; the next CRL request rebuilds it', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await enrolledDevice(h);
+      await h.app.inject({ method: 'GET', url: '/crl' });
+      // Fault injection: the revoke's own transaction commits, the CRL's (the next one) fails.
+      const k = h.db.kysely as unknown as { transaction: () => unknown };
+      const real = k.transaction.bind(k);
+      let calls = 0;
+      k.transaction = () => {
+        calls++;
+        if (calls === 2) throw new Error('injected: database unavailable');
+        return real();
+      };
+      const rv = await adminCall<{ serials: string[] }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'keyCompromise' });
+      assert.equal(rv.status, 200);
+      assert.ok(calls >= 2, 'the CRL rebuild was attempted');
+      assert.ok(h.logs.some((l) => /CRL rebuild after a revocation failed/.test(l)));
+      const crl = parseCrl((await h.app.inject({ method: 'GET', url: '/crl' })).rawPayload);
+      assert.deepEqual(crl.entries.map((e) => e.serialHex), rv.json.serials);
+    });
+
     test('CRL numbers stay monotonic across a restart', async (t) => {
       const h = await harness(t, engine);
       if (!h) return;
