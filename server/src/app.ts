@@ -26,6 +26,7 @@ import { createCrlService, type CrlService } from './revocation/crl-service.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
 import type { Db } from './storage/db.js';
 import { createTokensService } from './tokens/tokens-service.js';
+import { keyedMutex } from './util/keyed-mutex.js';
 
 export interface AppDeps {
   db: Db;
@@ -62,8 +63,9 @@ export async function buildApp(d: AppDeps): Promise<App> {
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
   const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
-  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics });
-  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock });
+  const commitLocks = keyedMutex();
+  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks });
+  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks });
   const tokens = createTokensService({ db: d.db, config: d.config, clock });
   const devices = createDevicesService({ db: d.db, clock, crl, bus: d.bus, metrics, onCrlError: (e) => app.log.error({ err: e }, 'CRL rebuild after a revocation failed; retrying on the next CRL request') });
   const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);

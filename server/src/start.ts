@@ -39,7 +39,8 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   }
   const db = await openDb({ dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
-  const bus = await createEventBus(db);
+  // The bus exists before the app and its logger: report to stderr like the start-up lines.
+  const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });
   const { app, crl } = await buildApp({
     db,
     ca,

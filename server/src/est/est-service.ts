@@ -27,6 +27,7 @@ import { LatchkeyError, fromCsrError } from '../errors.js';
 import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
 import type { Db } from '../storage/db.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
+import type { KeyedMutex } from '../util/keyed-mutex.js';
 
 if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v));
 
@@ -79,7 +80,7 @@ export interface EstService {
   simpleReenroll(input: { body: Buffer; clientCertDer: Buffer | undefined; remote: string }): Promise<Issued & { deviceId: string; kind: 'renew' | 'recover' }>;
 }
 
-export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date }): EstService {
+export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date; commitLocks: KeyedMutex }): EstService {
   const { db, config } = deps;
 
   async function authenticate(clientCertDer: Buffer | undefined) {
@@ -165,12 +166,19 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         if (!(await tokensRepo(trx).consume(tok.id, nowIso))) throw exhausted(tok.uses);
       };
 
+      const commitLock = `token:${tok.id}`;
       if (group.require_approval) {
-        await db.kysely.transaction().execute(async (trx) => {
-          await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: csr.der.toString('base64') });
-          await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: group.name, remote } });
-          await consume(trx);
-        });
+        let unlock: (() => void) | undefined;
+        try {
+          await db.kysely.transaction().execute(async (trx) => {
+            await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: csr.der.toString('base64') });
+            await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: group.name, remote } });
+            unlock = await deps.commitLocks.acquire(commitLock);
+            await consume(trx);
+          });
+        } finally {
+          unlock?.();
+        }
         await db.durable();
         return { status: 'pending', deviceId: device.id, retryAfterSeconds: config.approvalRetrySeconds };
       }
@@ -186,6 +194,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
           await devicesRepo(trx).insert({ ...device, status: 'active', pending_spki_hash: null, pending_csr: null });
         },
         beforeCommit: consume,
+        commitLock,
       });
       return { status: 'issued', issued, deviceId: device.id };
     },

@@ -32,8 +32,39 @@ export interface EventBus {
 }
 
 const CHANNEL = 'latchkey_events';
+/** PostgreSQL refuses NOTIFY payloads of 8000 bytes or more. */
+const MAX_PAYLOAD = 7900;
 
-export async function createEventBus(db: Db): Promise<EventBus> {
+/**
+ * Splits events into NOTIFY payloads `{"origin":…,"events":[…]}` under the
+ * size limit. An event too large for a payload on its own is dropped from
+ * cross-replica delivery (and reported): ours are a few hundred bytes.
+ */
+export function notifyPayloads(origin: string, events: DeliveredEvent[], max = MAX_PAYLOAD): { payloads: string[]; tooLarge: DeliveredEvent[] } {
+  const head = `{"origin":${JSON.stringify(origin)},"events":[`;
+  const payloads: string[] = [];
+  const tooLarge: DeliveredEvent[] = [];
+  let parts: string[] = [];
+  let size = head.length + 2;
+  for (const e of events) {
+    const j = JSON.stringify(e);
+    if (head.length + 2 + j.length > max) {
+      tooLarge.push(e);
+      continue;
+    }
+    if (parts.length && size + 1 + j.length > max) {
+      payloads.push(`${head}${parts.join(',')}]}`);
+      parts = [];
+      size = head.length + 2;
+    }
+    size += (parts.length ? 1 : 0) + j.length;
+    parts.push(j);
+  }
+  if (parts.length) payloads.push(`${head}${parts.join(',')}]}`);
+  return { payloads, tooLarge };
+}
+
+export async function createEventBus(db: Db, opts: { onError?: (message: string, e?: Error) => void } = {}): Promise<EventBus> {
   // Events are delivered here at once; the NOTIFY echo of our own events is skipped.
   const origin = randomUUID();
   const emitter = new EventEmitter();
@@ -47,24 +78,61 @@ export async function createEventBus(db: Db): Promise<EventBus> {
     listener.on('notification', (n) => {
       if (n.channel !== CHANNEL || !n.payload) return;
       try {
-        const { origin: from, ...e } = JSON.parse(n.payload) as DeliveredEvent & { origin: string };
-        if (from !== origin) deliver(e as DeliveredEvent);
+        const { origin: from, events } = JSON.parse(n.payload) as { origin: string; events: DeliveredEvent[] };
+        if (from !== origin && Array.isArray(events)) for (const e of events) deliver(e);
       } catch {
         /* not ours */
       }
     });
     await listener.query(`LISTEN ${CHANNEL}`);
   }
+
+  const notify = async (events: DeliveredEvent[]): Promise<void> => {
+    const { payloads, tooLarge } = notifyPayloads(origin, events);
+    for (const e of tooLarge) opts.onError?.(`event ${e.type} is too large for NOTIFY; other replicas will not see it live`);
+    for (const p of payloads) await db.pgPool!.query('select pg_notify($1, $2)', [CHANNEL, p]);
+  };
+
+  // Live-only events (issuances, approvals) are frequent and nothing replays
+  // them: they go to other replicas in batches, one NOTIFY for all the events
+  // published while the previous one was on its way, off the request's path.
+  let queued: DeliveredEvent[] = [];
+  let flushing: Promise<void> | undefined;
+  const flush = (): Promise<void> => {
+    if (flushing) return flushing;
+    flushing = (async () => {
+      while (queued.length) {
+        const batch = queued;
+        queued = [];
+        try {
+          await notify(batch);
+        } catch (e) {
+          opts.onError?.(`${batch.length} live event(s) could not be sent to other replicas`, e as Error);
+        }
+      }
+      flushing = undefined;
+    })();
+    return flushing;
+  };
+
   return {
     async publish(e) {
       let cursor = '';
-      if (REPLAYABLE.has(e.type)) {
+      const replayable = REPLAYABLE.has(e.type);
+      if (replayable) {
         const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
         cursor = String(row.id);
       }
       const delivered = { ...e, cursor } as DeliveredEvent;
       deliver(delivered);
-      if (db.pgPool) await db.pgPool.query('select pg_notify($1, $2)', [CHANNEL, JSON.stringify({ ...delivered, origin })]);
+      if (db.pgPool) {
+        // Revocations and CRL updates go out at once, and the caller waits for them.
+        if (replayable) await notify([delivered]);
+        else {
+          queued.push(delivered);
+          void flush();
+        }
+      }
       return delivered;
     },
     subscribe(fn) {
@@ -72,6 +140,7 @@ export async function createEventBus(db: Db): Promise<EventBus> {
       return () => emitter.off('event', fn);
     },
     async close() {
+      await flush();
       emitter.removeAllListeners();
       if (listener) {
         await listener.query(`UNLISTEN ${CHANNEL}`).catch(() => undefined);

@@ -15,6 +15,7 @@ import type { EventBus } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
 import type { Database } from '../storage/schema.js';
 import type { Metrics } from '../metrics.js';
+import type { KeyedMutex } from '../util/keyed-mutex.js';
 
 export type IssuanceKind = 'enroll' | 'renew' | 'recover';
 
@@ -32,6 +33,12 @@ export interface IssueRequest {
    * trip, not for the whole transaction.
    */
   beforeCommit?: (trx: Transaction<Database>) => Promise<void>;
+  /**
+   * Requests with the same key run `beforeCommit` and COMMIT one at a time in
+   * this process (see keyed-mutex.ts): enrollments sharing a token queue in
+   * memory rather than on the token row's lock.
+   */
+  commitLock?: string;
   auditDetails?: Record<string, unknown>;
 }
 
@@ -49,7 +56,7 @@ export interface IssuanceService {
   issue(r: IssueRequest): Promise<Issued>;
 }
 
-export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () => Date; randomBytes: RandomBytes; bus: EventBus; metrics: Metrics }): IssuanceService {
+export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () => Date; randomBytes: RandomBytes; bus: EventBus; metrics: Metrics; commitLocks: KeyedMutex }): IssuanceService {
   return {
     async issue(r) {
       const now = deps.clock();
@@ -66,6 +73,8 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
       const cert = parseCertificate(der);
       const pem = certificateToPem(der);
       const at = now.toISOString();
+      let unlock: (() => void) | undefined;
+      try {
       await deps.db.kysely.transaction().execute(async (trx) => {
         if (r.inTransaction) await r.inTransaction(trx);
         await certificatesRepo(trx).insert({
@@ -88,8 +97,12 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
           details: { serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), ...r.auditDetails },
         };
         await auditRepo(trx).insert(entry);
+        if (r.commitLock) unlock = await deps.commitLocks.acquire(r.commitLock);
         if (r.beforeCommit) await r.beforeCommit(trx);
       });
+      } finally {
+        unlock?.();
+      }
       await deps.db.durable();
       deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
       await deps.bus.publish({ type: 'issuance', deviceId: r.device.id, serial: cert.serialHex, kind: r.kind, at });

@@ -159,5 +159,31 @@ for (const engine of ENGINES) {
       assert.deepEqual(got.map((e) => e.type), ['revocation', 'crl-updated']);
       assert.deepEqual(got.map((e) => e.cursor), [e1.cursor, e2.cursor]);
     });
+
+    test('event bus: a burst of live events (issuances) reaches the other replica complete and in order, batched', async (t) => {
+      const s = await fresh(t, engine);
+      if (!s) return;
+      const a = await createEventBus(s.db);
+      const b = engine === 'postgres' ? await createEventBus(await s.reopen()) : a;
+      const N = 300;
+      const got: DeliveredEvent[] = [];
+      const arrived = new Promise<void>((resolve) => {
+        b.subscribe((e) => {
+          got.push(e);
+          if (got.length === N) resolve();
+        });
+      });
+      try {
+        await Promise.all(
+          Array.from({ length: N }, (_, i) => a.publish({ type: 'issuance', deviceId: `d${i}`, serial: i.toString(16), kind: 'enroll', at: at(i) })),
+        );
+        await Promise.race([arrived, new Promise((_, rej) => setTimeout(() => rej(new Error(`${got.length} of ${N} events arrived`)), 5000))]);
+      } finally {
+        await a.close();
+        if (b !== a) await b.close();
+      }
+      assert.deepEqual(got.map((e) => (e as { deviceId: string }).deviceId), Array.from({ length: N }, (_, i) => `d${i}`));
+      assert.ok(got.every((e) => e.cursor === ''), 'live events have no cursor');
+    });
   });
 }

@@ -8,11 +8,12 @@
  *  - the ceiling: bare TLS handshakes/s against a trivial Node HTTPS server,
  *    same client, same run.
  * Each with p50/p99 latency. Environment: BENCH_SECONDS (default 8),
- * BENCH_CONCURRENCY (default 32), LATCHKEY_TEST_PG_URL.
+ * BENCH_CONCURRENCY (default 32), BENCH_ENGINES (default sqlite,postgres), LATCHKEY_TEST_PG_URL, BENCH_PROFILE_DIR (write
+ * a V8 CPU profile of each server process there).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request, type RequestOptions } from 'node:https';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { cpus, tmpdir } from 'node:os';
@@ -30,6 +31,8 @@ const PG_URL = process.env.LATCHKEY_TEST_PG_URL ?? 'postgres://postgres@127.0.0.
 interface Result {
   /** CPU the server process used per successful operation, when known (Linux /proc). */
   serverCpuMs?: number;
+  /** CPU the PostgreSQL processes used per successful operation (PostgreSQL on this machine only). */
+  dbCpuMs?: number;
   ops: number;
   errors: number;
   seconds: number;
@@ -45,6 +48,7 @@ function merge(parts: Result[]): Result {
   const latencies = parts.flatMap((p) => p.latencies).sort((a, b) => a - b);
   const ops = parts.reduce((a, p) => a + p.ops, 0);
   const cpu = parts.every((p) => p.serverCpuMs !== undefined) ? parts.reduce((a, p) => a + p.serverCpuMs! * p.ops, 0) / ops : undefined;
+  const db = parts.every((p) => p.dbCpuMs !== undefined) ? parts.reduce((a, p) => a + p.dbCpuMs! * p.ops, 0) / ops : undefined;
   return {
     ops,
     errors: parts.reduce((a, p) => a + p.errors, 0),
@@ -53,6 +57,7 @@ function merge(parts: Result[]): Result {
     p99: quantile(latencies, 0.99),
     latencies,
     ...(cpu === undefined ? {} : { serverCpuMs: cpu }),
+    ...(db === undefined ? {} : { dbCpuMs: db }),
   };
 }
 
@@ -166,11 +171,28 @@ function cpuMs(pid: number | undefined): number | undefined {
   }
 }
 
-async function measured(pid: number | undefined, run: () => Promise<Result>): Promise<Result> {
+/** CPU of every PostgreSQL process on this machine, in ms (Linux; needs permission to read them). */
+function postgresCpuMs(): number {
+  let total = 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid)) continue;
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== 'postgres') continue;
+    } catch {
+      continue;
+    }
+    total += cpuMs(Number(pid)) ?? 0;
+  }
+  return total;
+}
+
+async function measured(pid: number | undefined, run: () => Promise<Result>, engine?: 'sqlite' | 'postgres'): Promise<Result> {
   const before = cpuMs(pid);
+  const dbBefore = engine === 'postgres' ? postgresCpuMs() : 0;
   const r = await run();
   const after = cpuMs(pid);
-  return before !== undefined && after !== undefined && r.ops > 0 ? { ...r, serverCpuMs: (after - before) / r.ops } : r;
+  const db = engine === 'postgres' && r.ops > 0 ? { dbCpuMs: (postgresCpuMs() - dbBefore) / r.ops } : {};
+  return before !== undefined && after !== undefined && r.ops > 0 ? { ...r, serverCpuMs: (after - before) / r.ops, ...db } : { ...r, ...db };
 }
 
 const stop = (p: ChildProcess): Promise<void> => new Promise((r) => (p.exitCode !== null ? r() : (p.once('exit', () => r()), p.kill('SIGTERM'))));
@@ -185,7 +207,7 @@ async function csrs(n: number): Promise<{ key: crypto.KeyObject; body: string }[
 }
 
 const fmt = (r: Result): string =>
-  `${Math.round(r.ops / r.seconds).toLocaleString('en-US').padStart(8)} /s   p50 ${r.p50.toFixed(1).padStart(6)} ms   p99 ${r.p99.toFixed(1).padStart(6)} ms   server CPU ${r.serverCpuMs === undefined ? '?' : r.serverCpuMs.toFixed(2)} ms/op   (${r.ops} ok, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
+  `${Math.round(r.ops / r.seconds).toLocaleString('en-US').padStart(8)} /s   p50 ${r.p50.toFixed(1).padStart(6)} ms   p99 ${r.p99.toFixed(1).padStart(6)} ms   server CPU ${r.serverCpuMs === undefined ? '?' : r.serverCpuMs.toFixed(2)} ms/op${r.dbCpuMs === undefined ? '' : ` + PostgreSQL ${r.dbCpuMs.toFixed(2)} ms/op`}   (${r.ops} ok, ${r.errors} errors, ${r.seconds.toFixed(1)} s)`;
 
 async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.KeyObject; body: string }[], ceilingSlice: (seconds: number) => Promise<Result>): Promise<{ ceiling: Result; enroll: Result; reenroll: Result; ocsp: Result } | undefined> {
   let dbName: string | undefined;
@@ -210,7 +232,8 @@ async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.Ke
   // Rate limits are for the internet, not for a benchmark from one address.
   const cfgFile = join(dataDir, 'config.json');
   writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), enrollRateLimitPerMinute: 1_000_000, logLevel: 'warn' }));
-  const server = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : [];
+  const server = spawn(process.execPath, [...profile, SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     await waitFor(server, /listening on/);
     const ca = readFileSync(join(dataDir, 'root.crt.pem'), 'utf8');
@@ -228,13 +251,14 @@ async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.Ke
             if (r.status === 200 && certs.length < 64) certs.push({ cert: certificateToPem(decodeCertsOnly(r.body.toString())[0]!), key: c.key.export({ type: 'pkcs8', format: 'pem' }) as string });
             return r.status === 200;
           }, SECONDS / 3),
+        engine,
         ),
     );
     const reenroll = await measured(server.pid, () => load(async (i) => {
       const dev = certs[i % certs.length]!;
       const r = await httpsCall({ port, path: '/.well-known/est/simplereenroll', body: pool[pool.length / 2 + ((i * 7 + 3) % (pool.length / 2))]!.body, contentType: 'application/pkcs10', ca, cert: dev.cert, key: dev.key });
       return r.status === 200;
-    }));
+    }), engine);
     // OCSP requests made by openssl (no nonce), one per enrolled certificate.
     const issuing = join(dir, 'issuing.pem');
     writeFileSync(issuing, readFileSync(join(dataDir, 'issuing.crt.pem')));
@@ -251,10 +275,10 @@ async function benchEngine(engine: 'sqlite' | 'postgres', pool: { key: crypto.Ke
       // wrk is a far cheaper client than Node's https: the figure is the server's.
       writeFileSync(join(dir, 'ocsp.der'), reqs[0]!);
       writeFileSync(join(dir, 'post.lua'), `wrk.method = "POST"\nlocal f = io.open("${join(dir, 'ocsp.der')}", "rb"); wrk.body = f:read("*a"); f:close()\nwrk.headers["Content-Type"] = "application/ocsp-request"\n`);
-      ocsp = await measured(server.pid, () => wrk(`https://127.0.0.1:${port}/ocsp`, join(dir, 'post.lua')));
+      ocsp = await measured(server.pid, () => wrk(`https://127.0.0.1:${port}/ocsp`, join(dir, 'post.lua')), engine);
     } else {
       const agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY });
-      ocsp = await measured(server.pid, () => load(async (i) => (await httpsCall({ port, path: '/ocsp', body: reqs[i % reqs.length]!, contentType: 'application/ocsp-request', ca, agent })).status === 200));
+      ocsp = await measured(server.pid, () => load(async (i) => (await httpsCall({ port, path: '/ocsp', body: reqs[i % reqs.length]!, contentType: 'application/ocsp-request', ca, agent })).status === 200), engine);
       agent.destroy();
     }
     return { ceiling: ceilingR, enroll, reenroll, ocsp };
@@ -292,7 +316,8 @@ console.log(`${CONCURRENCY} concurrent clients, ${SECONDS} s per measurement\n`)
 const pool = await csrs(2000);
 const ceiling = await startCeiling();
 try {
-  for (const engine of ['sqlite', 'postgres'] as const) {
+  const engines = (process.env.BENCH_ENGINES ?? 'sqlite,postgres').split(',');
+  for (const engine of (['sqlite', 'postgres'] as const).filter((e) => engines.includes(e))) {
     console.log(`latchkey-server on ${engine}`);
     const r = await benchEngine(engine, pool, ceiling.slice);
     if (!r) continue;
