@@ -75,31 +75,31 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
       const at = now.toISOString();
       let unlock: (() => void) | undefined;
       try {
-      await deps.db.kysely.transaction().execute(async (trx) => {
-        if (r.inTransaction) await r.inTransaction(trx);
-        await certificatesRepo(trx).insert({
-          serial: cert.serialHex,
-          device_id: r.device.id,
-          kind: r.kind,
-          not_before: cert.notBefore.toISOString(),
-          not_after: cert.notAfter.toISOString(),
-          spki_hash: spkiHash(r.csr.spki),
-          pem,
-          issued_at: at,
-          revoked_at: null,
-          revocation_reason: null,
+        await deps.db.kysely.transaction().execute(async (trx) => {
+          if (r.inTransaction) await r.inTransaction(trx);
+          await certificatesRepo(trx).insert({
+            serial: cert.serialHex,
+            device_id: r.device.id,
+            kind: r.kind,
+            not_before: cert.notBefore.toISOString(),
+            not_after: cert.notAfter.toISOString(),
+            spki_hash: spkiHash(r.csr.spki),
+            pem,
+            issued_at: at,
+            revoked_at: null,
+            revocation_reason: null,
+          });
+          const entry: AuditEntry = {
+            at,
+            actor: r.actor,
+            action: `certificate.${r.kind}`,
+            target: r.device.id,
+            details: { serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), ...r.auditDetails },
+          };
+          await auditRepo(trx).insert(entry);
+          if (r.commitLock) unlock = await deps.commitLocks.acquire(r.commitLock);
+          if (r.beforeCommit) await r.beforeCommit(trx);
         });
-        const entry: AuditEntry = {
-          at,
-          actor: r.actor,
-          action: `certificate.${r.kind}`,
-          target: r.device.id,
-          details: { serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), ...r.auditDetails },
-        };
-        await auditRepo(trx).insert(entry);
-        if (r.commitLock) unlock = await deps.commitLocks.acquire(r.commitLock);
-        if (r.beforeCommit) await r.beforeCommit(trx);
-      });
       } finally {
         unlock?.();
       }
