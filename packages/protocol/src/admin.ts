@@ -48,7 +48,7 @@ const GroupName = () => Type.String({ pattern: GROUP_NAME_PATTERN, maxLength: 63
 export const GroupPolicy = Type.Object(
   {
     name: GroupName(),
-    certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    certLifetimeSeconds: Type.Integer({ minimum: 5, maximum: 366 * 86400 }),
     requireApproval: Type.Boolean(),
   },
   { $id: 'GroupPolicy', additionalProperties: false },

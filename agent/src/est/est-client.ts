@@ -1,0 +1,201 @@
+/**
+ * EST client (RFC 7030) over node:https: cacerts with root pinning,
+ * simpleenroll with a bearer token (202 + Retry-After while approval is
+ * pending), simplereenroll authenticated by the device certificate. Errors
+ * are sorted for the renew loop: unreachable / 5xx / 429 are transient,
+ * DEVICE_REVOKED and CERT_EXPIRED_PAST_GRACE mean "enroll again".
+ */
+import { request } from 'node:https';
+import type { OutgoingHttpHeaders } from 'node:http';
+import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
+import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol';
+import { AgentError } from '../errors.js';
+import { type TlsKey } from '../keystore/keystore.js';
+import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+
+export interface TlsTrust {
+  /** PEM roots to trust; undefined = the system's trust store; 'none' = unauthenticated bootstrap (cacerts with a pin only). */
+  ca: string | undefined | 'none';
+}
+
+export interface ClientIdentity {
+  certPem: string;
+  chainPem: string;
+  key: TlsKey;
+}
+
+interface Response {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+const MAX_RESPONSE = 1024 * 1024;
+const REENROLL_CODES = new Set(['DEVICE_REVOKED', 'CERT_EXPIRED_PAST_GRACE', 'CLIENT_CERT_UNKNOWN']);
+
+export function normalizeFingerprint(s: string): string {
+  const hex = s.replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
+  if (!/^[0-9a-f]{64}$/.test(hex)) throw new AgentError('USAGE', `--ca-fingerprint "${s}" is not a SHA-256 fingerprint (64 hex digits, colons optional)`);
+  return hex;
+}
+
+function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path: string; body?: string; headers?: OutgoingHttpHeaders; client?: ClientIdentity; timeoutMs?: number }): Promise<Response> {
+  const url = new URL(o.path, server);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      {
+        method: o.method,
+        agent: false,
+        timeout: o.timeoutMs ?? 30_000,
+        headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION), ...o.headers },
+        ...(trust.ca === 'none' ? { rejectUnauthorized: false } : trust.ca ? { ca: trust.ca } : {}),
+        ...(o.client ? { cert: o.client.certPem + o.client.chainPem, ...tlsClientKeyOptions(o.client.key) } : {}),
+        minVersion: 'TLSv1.2',
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          size += d.length;
+          if (size > MAX_RESPONSE) {
+            req.destroy(new AgentError('SERVER_ERROR', `the server's response is over ${MAX_RESPONSE} bytes`));
+            return;
+          }
+          chunks.push(d);
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e instanceof AgentError) return reject(e);
+      const code = e.code ?? '';
+      if (/CERT|SELF_SIGNED|UNABLE_TO|ERR_TLS_CERT_ALTNAME/.test(code)) {
+        reject(new AgentError('CA_UNTRUSTED', `the server ${url.origin} presented a certificate that is not trusted (${code}); enroll with --ca-fingerprint <root SHA-256 printed by \`latchkey-server init\`>`, {}, { cause: e }));
+      } else {
+        reject(new AgentError('SERVER_UNREACHABLE', `cannot reach ${url.origin}: ${code || e.message}`, {}, { cause: e }));
+      }
+    });
+    req.end(o.body);
+  });
+}
+
+function serverError(r: Response, what: string): AgentError {
+  let code = '';
+  let message = '';
+  try {
+    const j = JSON.parse(r.body.toString('utf8')) as { error?: { code?: string; message?: string } };
+    code = String(j.error?.code ?? '');
+    message = String(j.error?.message ?? '').slice(0, 500);
+  } catch {
+    message = r.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ');
+  }
+  const retryAfter = Number(r.headers['retry-after']);
+  const details = { status: r.status, serverCode: code, ...(Number.isFinite(retryAfter) ? { retryAfterSeconds: retryAfter } : {}) };
+  const text = `${what}: the server answered ${r.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
+  if (REENROLL_CODES.has(code)) return new AgentError('REENROLL_REQUIRED', text, details);
+  if (r.status >= 500 || r.status === 429 || r.status === 408) return new AgentError('SERVER_ERROR', text, details);
+  return new AgentError('SERVER_REFUSED', text, details);
+}
+
+function readCertsOnly(r: Response, what: string): Certificate[] {
+  try {
+    return decodeCertsOnly(r.body.toString('ascii')).map((d) => parseCertificate(d));
+  } catch (e) {
+    throw new AgentError('SERVER_ERROR', `${what}: the server's answer is not a PKCS#7 certs-only: ${(e as Error).message}`, {}, { cause: e });
+  }
+}
+
+const selfSigned = (c: Certificate): boolean => c.issuerDer.equals(c.subjectDer) && isIssuedBy(c, c);
+
+export interface CaCerts {
+  root: Certificate;
+  /** Issuing CA(s) below the root, leaf-most first. */
+  chain: Certificate[];
+  rootPem: string;
+  chainPem: string;
+  fingerprint: string;
+}
+
+/**
+ * RFC 7030 §4.1: the CA certificates. With a pinned fingerprint the first
+ * fetch is unauthenticated and its answer is accepted only if its root has
+ * that fingerprint; the TLS connection is then checked against that root.
+ * Without one, the server must be trusted by the system's store.
+ */
+export async function fetchCaCerts(server: string, pin: string | undefined): Promise<CaCerts> {
+  const what = 'fetching the CA certificates';
+  const first = await call(server, { ca: pin ? 'none' : undefined }, { method: 'GET', path: EST_PATHS.cacerts });
+  if (first.status !== 200) throw serverError(first, what);
+  const certs = readCertsOnly(first, what);
+  const roots = certs.filter(selfSigned);
+  if (roots.length !== 1) throw new AgentError('SERVER_ERROR', `${what}: expected exactly one root (self-signed) certificate, got ${roots.length}`);
+  const root = roots[0]!;
+  const fingerprint = fingerprintSha256(root.der);
+  if (pin && fingerprint !== pin) {
+    throw new AgentError(
+      'CA_MISMATCH',
+      `REFUSING TO ENROLL: the server's root CA has SHA-256 fingerprint ${fingerprint}, but ${pin} was expected. This is not the server you meant, or someone is in between. Check the fingerprint \`latchkey-server init\` printed.`,
+    );
+  }
+  const rootPem = certificateToPem(root.der);
+  // The chain, ordered from the root down.
+  const chain: Certificate[] = [];
+  let top = root;
+  const rest = certs.filter((c) => c !== root);
+  for (;;) {
+    const next = rest.find((c) => !chain.includes(c) && isIssuedBy(c, top));
+    if (!next) break;
+    chain.unshift(next);
+    top = next;
+  }
+  if (pin) {
+    // Now that the root is pinned, the TLS server must chain to it.
+    const check = await call(server, { ca: rootPem }, { method: 'GET', path: EST_PATHS.cacerts });
+    if (check.status !== 200) throw serverError(check, what);
+  }
+  return { root, chain, rootPem, chainPem: chain.map((c) => certificateToPem(c.der)).join(''), fingerprint };
+}
+
+export type EnrollOutcome = { status: 'issued'; cert: Certificate; certPem: string } | { status: 'pending'; retryAfterSeconds: number };
+
+function issued(r: Response, what: string): EnrollOutcome {
+  const certs = readCertsOnly(r, what);
+  const leaf = certs.find((c) => !selfSigned(c) && !certs.some((o) => o !== c && isIssuedBy(o, c)));
+  if (!leaf) throw new AgentError('SERVER_ERROR', `${what}: the answer holds no end-entity certificate`);
+  return { status: 'issued', cert: leaf, certPem: certificateToPem(leaf.der) };
+}
+
+/** RFC 7030 §4.2.1 simpleenroll with `Authorization: Bearer <token>`. */
+export async function simpleEnroll(server: string, rootPem: string, token: string, csrDer: Buffer): Promise<EnrollOutcome> {
+  const what = 'enrolling';
+  const r = await call(server, { ca: rootPem }, {
+    method: 'POST',
+    path: EST_PATHS.simpleenroll,
+    body: csrDer.toString('base64'),
+    headers: { 'content-type': MEDIA_TYPES.pkcs10, 'content-transfer-encoding': 'base64', authorization: `Bearer ${token}` },
+  });
+  if (r.status === 202) {
+    const ra = Number(r.headers['retry-after']);
+    return { status: 'pending', retryAfterSeconds: Number.isFinite(ra) && ra > 0 ? Math.min(ra, 3600) : 30 };
+  }
+  if (r.status !== 200) throw serverError(r, what);
+  return issued(r, what);
+}
+
+/** RFC 7030 §4.2.2 simplereenroll: authenticated by the current (or recently expired) device certificate. */
+export async function simpleReenroll(server: string, rootPem: string, client: ClientIdentity, csrDer: Buffer): Promise<Certificate & { pem: string }> {
+  const what = 'renewing';
+  const r = await call(server, { ca: rootPem }, {
+    method: 'POST',
+    path: EST_PATHS.simplereenroll,
+    body: csrDer.toString('base64'),
+    headers: { 'content-type': MEDIA_TYPES.pkcs10, 'content-transfer-encoding': 'base64' },
+    client,
+  });
+  if (r.status !== 200) throw serverError(r, what);
+  const o = issued(r, what) as { cert: Certificate; certPem: string };
+  return Object.assign(o.cert, { pem: o.certPem });
+}

@@ -1,0 +1,104 @@
+/**
+ * `latchkey run`: keeps the identity fresh without anyone noticing.
+ * Sleeps until the renewal time in short slices, so a wall-clock jump (the
+ * laptop woke up: timers do not fire while asleep) is seen at once and
+ * triggers an immediate check. Transient failures (server unreachable, 5xx)
+ * back off exponentially with jitter; "enroll again" answers (revoked,
+ * expired past the recovery window) stop the loop with exit code 3.
+ */
+import { AgentError, EXIT_REENROLL } from '../errors.js';
+import { readIdentity, readStatusFile, updateStatusFile } from '../state/identity.js';
+import { backoffMs, shouldRenew } from './should-renew.js';
+import { type RenewContext, certOf, receivedAt, renewOnce } from './renew.js';
+
+export interface Clock {
+  now(): Date;
+  /** Monotonic milliseconds (performance.now()); does not jump with the wall clock. */
+  monotonic(): number;
+  sleep(ms: number): Promise<void>;
+}
+
+export const systemClock: Clock = {
+  now: () => new Date(),
+  monotonic: () => performance.now(),
+  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+};
+
+export interface DaemonOptions extends Omit<RenewContext, 'now'> {
+  clock: Clock;
+  log: (line: string) => void;
+  /** Longest single sleep; bounds how late a clock jump is noticed. Default 30 s. */
+  sliceMs?: number;
+  backoff?: { baseMs: number; capMs: number };
+  random?: () => number;
+  /** Resolves when the daemon should stop (SIGTERM). */
+  stopped?: Promise<void>;
+}
+
+/** Runs until stopped (exit 0) or the device must be enrolled again (exit 3). */
+export async function runDaemon(o: DaemonOptions): Promise<number> {
+  const slice = o.sliceMs ?? 30_000;
+  const random = o.random ?? Math.random;
+  let stop = false;
+  void o.stopped?.then(() => {
+    stop = true;
+  });
+  let failures = 0;
+  let retryAt = 0;
+  const ctx: RenewContext = { ...o, now: () => o.clock.now() };
+  o.log(`latchkey: watching ${o.stateDir}`);
+  const st = await readStatusFile(o.stateDir);
+  if (st && st.state !== 'active') {
+    o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); enroll it again with a new token`);
+    return EXIT_REENROLL;
+  }
+  while (!stop) {
+    const id = await readIdentity(o.stateDir);
+    if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir}); run \`latchkey enroll --server URL --token T\``);
+    const cert = certOf(id);
+    const now = o.clock.now();
+    const d = shouldRenew(now, { serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, o.policy);
+    await updateStatusFile(o.stateDir, { lastCheckAt: now.toISOString(), nextRenewalAt: d.renewAt.toISOString() }).catch(() => undefined);
+    let wakeAt = d.renewAt.getTime();
+    if (d.action !== 'wait' && now.getTime() >= retryAt) {
+      try {
+        const r = await renewOnce(ctx, { force: false });
+        failures = 0;
+        retryAt = 0;
+        if (r.renewed) o.log(`latchkey: ${r.kind === 'recover' ? 'recovered the expired' : 'renewed the'} certificate: serial ${r.previousSerial} → ${certOf(r.identity).serialHex}, valid until ${certOf(r.identity).notAfter.toISOString()}`);
+        continue;
+      } catch (e) {
+        const err = e instanceof AgentError ? e : new AgentError('SERVER_ERROR', (e as Error).message, {}, { cause: e });
+        const at = o.clock.now().toISOString();
+        if (err.code === 'REENROLL_REQUIRED') {
+          const state = err.details.serverCode === 'DEVICE_REVOKED' ? 'revoked' : 'reenroll-required';
+          await updateStatusFile(o.stateDir, { state, lastError: { at, code: err.details.serverCode ?? err.code, message: err.message } });
+          o.log(`latchkey: ${state === 'revoked' ? 'THIS DEVICE HAS BEEN REVOKED' : 'THIS DEVICE MUST BE ENROLLED AGAIN'}; renewal stopped. ${err.message}. Enroll it again with a new token: \`latchkey unenroll && latchkey enroll --server URL --token T\``);
+          return EXIT_REENROLL;
+        }
+        failures++;
+        const wait = Math.max(err.details.retryAfterSeconds ? err.details.retryAfterSeconds * 1000 : 0, backoffMs(failures, random(), o.backoff));
+        retryAt = o.clock.now().getTime() + wait;
+        await updateStatusFile(o.stateDir, { lastError: { at, code: err.code, message: err.message } }).catch(() => undefined);
+        o.log(`latchkey: renewal failed (attempt ${failures}): ${err.message}; retrying in ${Math.round(wait / 1000)} s`);
+      }
+    }
+    if (retryAt > now.getTime()) wakeAt = retryAt;
+    // Sleep towards wakeAt in slices; a wall-clock jump ends the sleep early.
+    while (!stop) {
+      const left = wakeAt - o.clock.now().getTime();
+      if (left <= 0) break;
+      const step = Math.min(left, slice);
+      const wall0 = o.clock.now().getTime();
+      const mono0 = o.clock.monotonic();
+      await Promise.race([o.clock.sleep(step), o.stopped ?? new Promise(() => undefined)]);
+      const drift = o.clock.now().getTime() - wall0 - (o.clock.monotonic() - mono0);
+      if (Math.abs(drift) > 5_000) {
+        o.log(`latchkey: the clock jumped ${Math.round(drift / 1000)} s (sleep or a time change); checking now`);
+        retryAt = Math.min(retryAt, o.clock.now().getTime());
+        break;
+      }
+    }
+  }
+  return 0;
+}

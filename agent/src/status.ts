@@ -1,0 +1,73 @@
+/** `latchkey status`: what this device is, when it renews next, and what last went wrong. */
+import { readIdentity, readStatusFile } from './state/identity.js';
+import { summarize } from './identity-fns.js';
+import { certOf, receivedAt } from './renew/renew.js';
+import { renewalTime } from './renew/should-renew.js';
+
+export interface StatusJson {
+  enrolled: boolean;
+  state: 'not-enrolled' | 'active' | 'expired' | 'revoked' | 'reenroll-required';
+  stateDir: string;
+  deviceId?: string;
+  server?: string;
+  rootFingerprint?: string;
+  keystore?: string;
+  keyId?: string;
+  subject?: string;
+  sans?: string[];
+  serial?: string;
+  notBefore?: string;
+  notAfter?: string;
+  nextRenewalAt?: string;
+  lastRenewalAt?: string;
+  lastCheckAt?: string;
+  lastError?: { at: string; code: string; message: string };
+}
+
+export async function readStatus(stateDir: string, now: Date): Promise<StatusJson> {
+  const id = await readIdentity(stateDir);
+  if (!id) return { enrolled: false, state: 'not-enrolled', stateDir };
+  const st = await readStatusFile(stateDir);
+  const cert = certOf(id);
+  const s = summarize(cert);
+  const expired = now.getTime() >= cert.notAfter.getTime();
+  const state = st && st.state !== 'active' ? st.state : expired ? 'expired' : 'active';
+  return {
+    enrolled: true,
+    state,
+    stateDir,
+    deviceId: id.deviceId,
+    server: id.server,
+    rootFingerprint: id.rootFingerprint,
+    keystore: id.keystore.kind,
+    keyId: id.key.id,
+    subject: s.subject,
+    sans: s.sans,
+    serial: s.serial,
+    notBefore: s.notBefore.toISOString(),
+    notAfter: s.notAfter.toISOString(),
+    ...(state === 'active' || state === 'expired' ? { nextRenewalAt: renewalTime({ serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }).toISOString() } : {}),
+    ...(st?.lastRenewalAt ? { lastRenewalAt: st.lastRenewalAt } : {}),
+    ...(st?.lastCheckAt ? { lastCheckAt: st.lastCheckAt } : {}),
+    ...(st?.lastError ? { lastError: st.lastError } : {}),
+  };
+}
+
+export function formatStatus(s: StatusJson): string {
+  if (!s.enrolled) return `not enrolled (state in ${s.stateDir})\nenroll with: latchkey enroll --server URL --token T --ca-fingerprint SHA256`;
+  const rows: [string, string | undefined][] = [
+    ['state', s.state],
+    ['device id', s.deviceId],
+    ['subject', s.subject],
+    ['SANs', s.sans?.join(', ')],
+    ['serial', s.serial],
+    ['valid until', s.notAfter],
+    ['next renewal', s.nextRenewalAt],
+    ['keystore', `${s.keystore} (key ${s.keyId})`],
+    ['server', s.server],
+    ['root SHA-256', s.rootFingerprint],
+    ['last renewal', s.lastRenewalAt],
+    ['last error', s.lastError ? `${s.lastError.at} ${s.lastError.code}: ${s.lastError.message}` : 'none'],
+  ];
+  return rows.filter(([, v]) => v !== undefined).map(([k, v]) => `${k.padEnd(13)} ${v}`).join('\n');
+}
