@@ -166,7 +166,7 @@ function nodeBinaryFor(target, opts) {
   // npm pack checks the tarball against the registry's integrity hash.
   const r = spawnSync('npm', ['pack', `${spec.npm}@${NODE_VERSION}`, '--pack-destination', dir, '--json'], { encoding: 'utf8', shell: process.platform === 'win32' });
   if (r.status !== 0) {
-    const why = /E404|No match found/.test(r.stderr) ? `the npm package ${spec.npm} has no version ${NODE_VERSION}` : r.stderr.trim().split('\n').slice(-3).join(' ');
+    const why = /E404|ETARGET|notarget|No match(ing)? version found/.test(r.stderr) ? `the npm package ${spec.npm} has no version ${NODE_VERSION}` : r.stderr.trim().split('\n').slice(-3).join(' ');
     throw new Error(`no Node ${NODE_VERSION} binary for ${target}: ${why}. The SEA blob only runs on the Node version that made it; pass --node-binary PATH (the official ${target} node of v${NODE_VERSION}) or build on ${target}.`);
   }
   const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));

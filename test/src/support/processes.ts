@@ -13,6 +13,7 @@ import pg from 'pg';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const SERVER_CLI = join(ROOT, 'server/dist/cli.js');
+export const AGENT_CLI = join(ROOT, 'agent/dist/cli.js');
 
 interface TestCtx {
   after(fn: () => unknown): void;
@@ -37,6 +38,8 @@ export function requireTools(t: TestCtx, ...tools: string[]): boolean {
 
 export interface Run {
   code: number | null;
+  /** The signal that ended the process, if one did. */
+  signal?: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -49,7 +52,7 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
     p.stdout.on('data', (d: Buffer) => out.push(d));
     p.stderr.on('data', (d: Buffer) => err.push(d));
     p.on('error', reject);
-    p.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
+    p.on('close', (code, signal) => resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }));
     p.stdin.on('error', () => undefined);
     p.stdin.end(opts.input);
   });
