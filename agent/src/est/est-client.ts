@@ -84,7 +84,7 @@ function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path
 
 function serverError(r: Response, what: string): AgentError {
   let code = '';
-  let message = '';
+  let message: string;
   try {
     const j = JSON.parse(r.body.toString('utf8')) as { error?: { code?: string; message?: string } };
     code = String(j.error?.code ?? '');
