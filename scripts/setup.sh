@@ -6,18 +6,28 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PNPM_VERSION=12.21.0
-# Commands the build and the tests use, and the Debian package that has each.
-declare -A PKG=([openssl]=openssl [curl]=curl [make]=make [g++]=g++ [python3]=python3)
+# Debian packages. To build: a C++ toolchain for the native addons
+# (better-sqlite3, keytar — which links libsecret —, pkcs11js) and the tools
+# the server's first run uses. With --test, also the real components the tests
+# drive: a Secret Service (gnome-keyring on a private D-Bus) for the os
+# keystore, SoftHSM2 and a software TPM (swtpm + tpm2-pkcs11) for the pkcs11
+# keystore, OpenSSL's pkcs11 engine for TLS with a token key.
+PKGS=(openssl curl make g++ python3 pkg-config libsecret-1-dev)
+TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine-pkcs11-openssl
+  swtpm swtpm-tools tpm2-abrmd tpm2-tools libtpm2-pkcs11-1 libtpm2-pkcs11-tools systemd)
+if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
 
 missing=()
-for cmd in "${!PKG[@]}"; do command -v "$cmd" >/dev/null 2>&1 || missing+=("${PKG[$cmd]}"); done
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; else
     echo "setup: missing ${missing[*]}; install them (apt-get install ${missing[*]}) and run again" >&2; exit 1
   fi
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
