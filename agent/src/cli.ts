@@ -32,7 +32,7 @@ usage: latchkey [--state-dir D] <command> [options]
   run                         the daemon: renews before expiry, backs off while the server is away
   export --cert F [--chain F] write the certificate (and CA chain) as PEM
   unenroll                    delete the key and the identity from this device
-  service install|uninstall   run \`latchkey run\` as a system service
+  service install|uninstall [--user]  run \`latchkey run\` as a system (or user) service
 state dir: --state-dir, LATCHKEY_STATE_DIR, or the platform default
 exit codes: 0 ok, 1 failure, 2 usage, 3 the device must be enrolled again`;
 
@@ -193,15 +193,14 @@ async function main(argv: string[]): Promise<number> {
       }
     }
     case 'service': {
-      const { installServiceCommand } = (await import(SERVICE_MODULE)) as { installServiceCommand: (sub: string | undefined, stateDir: string) => Promise<number> };
-      return installServiceCommand(rest[0], stateDir);
+      const { installServiceCommand } = await import('./service/service-command.js');
+      return installServiceCommand(rest, stateDir);
     }
     default:
       throw new AgentError('USAGE', `unknown command "${cmd}"\n\n${USAGE}`);
   }
 }
 
-const SERVICE_MODULE = './service/service-command.js';
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

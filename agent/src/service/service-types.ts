@@ -21,6 +21,11 @@ export interface ServiceSpec {
   /** Absolute path of the agent's state directory, passed as `--state-dir`. */
   stateDir: string;
   scope: ServiceScope;
+  /**
+   * Directories the keystore writes outside the state directory (a SoftHSM
+   * token directory, the tpm2-pkcs11 store): writable under ProtectSystem=strict.
+   */
+  writablePaths?: readonly string[];
 }
 
 /** The daemon's full argv: `<exe…> run --state-dir <dir>`. */

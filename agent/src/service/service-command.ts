@@ -1,0 +1,48 @@
+/**
+ * `latchkey service install|uninstall [--user]`: the CLI side of
+ * service-install.ts. The service runs this very program: the packaged
+ * binary, or node with this script in a development checkout.
+ */
+import { isSea } from 'node:sea';
+import { parseArgs } from 'node:util';
+import { AgentError } from '../errors.js';
+import { readIdentity } from '../state/identity.js';
+import { installService, nodeServiceDeps, uninstallService } from './service-install.js';
+import { ServiceError, type ServiceSpec } from './service-types.js';
+
+function selfCommand(): string[] {
+  return isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, process.argv[1]];
+}
+
+export async function installServiceCommand(argv: string[], stateDir: string): Promise<number> {
+  let v: { user?: boolean };
+  let sub: string | undefined;
+  try {
+    const p = parseArgs({ args: argv, options: { user: { type: 'boolean' }, 'state-dir': { type: 'string' } }, allowPositionals: true });
+    v = p.values;
+    sub = p.positionals[0];
+  } catch (e) {
+    throw new AgentError('USAGE', (e as Error).message);
+  }
+  if (sub !== 'install' && sub !== 'uninstall') throw new AgentError('USAGE', 'service install|uninstall [--user]');
+  const scope = v.user ? 'user' : 'system';
+  try {
+    if (sub === 'uninstall') {
+      const r = await uninstallService({ scope }, nodeServiceDeps());
+      process.stdout.write(`removed the ${scope} service${r.path ? ` (${r.path})` : ''}\n`);
+      return 0;
+    }
+    const id = await readIdentity(stateDir);
+    if (!id) process.stderr.write(`note: ${stateDir} holds no identity yet; the service will wait for \`latchkey enroll\`… and exit 1 until then\n`);
+    const spec: ServiceSpec = { command: selfCommand(), stateDir, scope };
+    const r = await installService(spec, nodeServiceDeps());
+    process.stdout.write(`installed the ${scope} service${r.path ? ` at ${r.path}` : ''}: ${r.commands.map((c) => [c.cmd, ...c.args].join(' ')).join('; ')}\n`);
+    return 0;
+  } catch (e) {
+    if (e instanceof ServiceError) {
+      process.stderr.write(`latchkey: ${e.message}\n`);
+      return e.exitCode;
+    }
+    throw e;
+  }
+}
