@@ -50,6 +50,7 @@ function parse() {
       'cache-dir': { type: 'string' },
       'no-strip': { type: 'boolean', default: false },
       'no-timing': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -69,12 +70,13 @@ function parse() {
     cacheDir: resolve(values['cache-dir'] ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'latchkey-package')),
     strip: !values['no-strip'],
     timing: !values['no-timing'],
+    json: values.json,
   };
 }
 
 const sha256 = (b) => createHash('sha256').update(b).digest('hex');
 const mib = (n) => `${(n / 1024 / 1024).toFixed(1)} MiB`;
-const say = (s) => process.stdout.write(`package: ${s}\n`);
+let say = (s) => process.stdout.write(`package: ${s}\n`);
 
 function sh(cmd, args, opts = {}) {
   const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
@@ -145,10 +147,13 @@ async function bundle({ entry, outFile, embed, targetName }) {
  */
 function unbundled(code) {
   const hits = [];
-  for (const m of code.matchAll(/\b(import|require)\(\s*(?!["'`)])/g)) {
+  for (const m of code.matchAll(/\b(import|require)\(\s*(?!["'`)])([\w$]*)(\s*\)\s*\{)?/g)) {
     const before = code.slice(Math.max(0, m.index - 1), m.index);
     if (before === '.' || before === '$') continue; // obj.require( / $import(
-    hits.push(code.slice(Math.max(0, m.index - 40), m.index + 60).replace(/\s+/g, ' '));
+    if (m[3]) continue; // a method or function named import/require: `import(data){`
+    // `import(SOME_CONST)`: what the constant holds, when it is a string literal.
+    const value = m[2] && new RegExp(`\\b${m[2].replace(/\$/g, '\\$')}\\s*=\\s*(["'])([^"']*)\\1`).exec(code);
+    hits.push({ call: `${m[1]}(${m[2] || '…'})`, ...(value ? { specifier: value[2] } : {}), context: code.slice(Math.max(0, m.index - 40), m.index + 60).replace(/\s+/g, ' ') });
   }
   return hits;
 }
@@ -237,20 +242,25 @@ async function packageTarget(target, opts, bundles) {
   if (pj.status !== 0) throw new Error(`postject failed (exit ${pj.status}):\n${pj.stdout}${pj.stderr}`);
   if (process.platform === 'darwin' && spec.os === 'darwin') sh('codesign', ['--sign', '-', out]);
 
-  // 4. Figures.
+  // 4. Check: the fuse is flipped and the blob is in the file.
   const bytes = readFileSync(out);
+  if (bytes.indexOf(`${FUSE}:1`) < 0) throw new Error(`postject left the SEA fuse of ${out} unset`);
+
   const gz = gzipSync(bytes, { level: 6 }).length;
   say(`${relative(process.cwd(), out)}: ${bytes.length} bytes (${mib(bytes.length)}), gzip -6 ${gz} bytes (${mib(gz)}); bundle ${mib(statSync(main).size)}, blob ${mib(blob.length)}, node ${basename(nodeBin)} v${NODE_VERSION}${native ? `, addons ${addons.map((a) => `${a.asset} ${(a.size / 1024).toFixed(0)} KiB`).join(', ') || 'none'}` : ''}`);
+  let startMs;
   if (target === HOST && opts.timing) {
     const { median, all } = medianStartMs(out);
+    startMs = { median, all };
     say(`${basename(out)} --version starts in ${median.toFixed(0)} ms (median of 5: ${all.map((x) => x.toFixed(0)).join(', ')} ms)`);
   }
   for (const n of notes) say(`NOTE ${n}`);
-  return { target, file: out, size: bytes.length, gzip: gz };
+  return { target, file: out, size: bytes.length, gzip: gz, startMs, addons: native ? addons.map(({ asset, sha256 }) => ({ asset, sha256 })) : [], notes };
 }
 
 async function main() {
   const opts = parse();
+  if (opts.json) say = (s) => process.stderr.write(`package: ${s}\n`); // stdout: the JSON summary
   if (!existsSync(opts.entry)) throw new Error(`${relative(process.cwd(), opts.entry)} does not exist: run \`pnpm build\` first`);
   const [major] = NODE_VERSION.split('.').map(Number);
   if (major < 20) throw new Error(`Node ${NODE_VERSION} has no single-executable support with assets; use Node 20.12+`);
@@ -264,9 +274,9 @@ async function main() {
     const crossName = opts.targets.filter((t) => t !== HOST).join('/');
     const { addons, unbundled: dyn } = await bundle({ entry: opts.entry, outFile: file, embed: kind === 'native', targetName: kind === 'native' ? HOST : crossName });
     if (kind === 'native' || !kinds.has('native')) {
-      for (const d of dyn) say(`WARNING: a computed import()/require() stays unbundled and fails inside the executable: …${d}…`);
+      for (const d of dyn) say(`WARNING: ${d.call}${d.specifier ? ` (= "${d.specifier}")` : ''} is computed: esbuild leaves it out of the bundle and it fails inside the executable; import a string literal instead (…${d.context}…)`);
     }
-    bundles[kind] = { file, addons };
+    bundles[kind] = { file, addons, unbundled: dyn };
   }
   const results = [];
   const failures = [];
@@ -279,6 +289,7 @@ async function main() {
     }
   }
   if (failures.length) process.exitCode = 1;
+  if (opts.json) process.stdout.write(`${JSON.stringify({ node: NODE_VERSION, host: HOST, results, failures, unbundled: (bundles.native ?? bundles.cross).unbundled, bundle: (bundles.native ?? bundles.cross).file }, null, 2)}\n`);
   return results;
 }
 

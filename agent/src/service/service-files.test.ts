@@ -222,7 +222,10 @@ function parseWindowsCommandLine(line: string): string[] {
       const c = line[i]!;
       if (c === '\\') {
         let n = 0;
-        while (line[i] === '\\') (n++, i++);
+        while (line[i] === '\\') {
+          n++;
+          i++;
+        }
         if (line[i] === '"') {
           cur += '\\'.repeat(n >> 1);
           if (n % 2 === 1) cur += '"';
@@ -232,8 +235,10 @@ function parseWindowsCommandLine(line: string): string[] {
           i--;
         }
       } else if (c === '"') {
-        if (quoted && line[i + 1] === '"') (cur += '"', i++);
-        else quoted = !quoted;
+        if (quoted && line[i + 1] === '"') {
+          cur += '"';
+          i++;
+        } else quoted = !quoted;
       } else if (!quoted && (c === ' ' || c === '\t')) break;
       else cur += c;
     }
