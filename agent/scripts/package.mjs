@@ -11,7 +11,7 @@
 //
 // Usage: node scripts/package.mjs [--target linux-x64,win-x64,darwin-x64,darwin-arm64|all]
 //          [--entry dist/cli.js] [--out-dir dist-bin] [--name latchkey]
-//          [--node-binary PATH] [--cache-dir DIR] [--no-strip] [--no-timing]
+//          [--node-binary PATH] [--cache-dir DIR] [--no-strip] [--no-timing] [--json]
 // The default target is this machine. Cross targets take their Node binary
 // from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary).
 import { spawnSync } from 'node:child_process';
@@ -55,7 +55,7 @@ function parse() {
     },
   });
   if (values.help) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 17).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
     process.exit(0);
   }
   const targets = !values.target ? [HOST] : values.target === 'all' ? Object.keys(TARGETS) : values.target.split(',').map((s) => s.trim());

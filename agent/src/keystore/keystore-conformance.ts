@@ -35,7 +35,15 @@ export interface ConformanceTarget {
  * `setup` returns the target, or a string naming what is missing on this
  * machine (the suite then skips, unless LATCHKEY_REQUIRE_ALL=1 makes it fail).
  */
-export function keystoreConformance(kind: KeystoreKind, setup: (t: TestContext) => Promise<ConformanceTarget | string>): void {
+export function keystoreConformance(
+  kind: KeystoreKind,
+  setup: (t: TestContext) => Promise<ConformanceTarget | string>,
+  /**
+   * Tests an implementation must run elsewhere, each with the reason (shown
+   * as the skip message). The caller must run them in that other setting.
+   */
+  runElsewhere: { tls?: string } = {},
+): void {
   describe(`KeyStore conformance: ${kind}`, () => {
     const target = async (t: TestContext): Promise<ConformanceTarget | undefined> => {
       const r = await setup(t);
@@ -136,7 +144,7 @@ export function keystoreConformance(kind: KeystoreKind, setup: (t: TestContext) 
         }
       }));
 
-    test('RFC 8446 §4.4.2 / RFC 5246 §7.4.8: the key authenticates a TLS client (1.3 and 1.2)', (t) =>
+    test('RFC 8446 §4.4.2 / RFC 5246 §7.4.8: the key authenticates a TLS client (1.3 and 1.2)', runElsewhere.tls ? { skip: runElsewhere.tls } : {}, (t) =>
       withStore(t, async (s) => {
         const k = await s.generate();
         try {

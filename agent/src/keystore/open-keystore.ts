@@ -49,18 +49,12 @@ export async function openKeyStore(cfg: KeystoreConfig, ctx: KeystoreContext): P
     case 'file':
       return createFileKeyStore({ dir: join(ctx.stateDir, STATE_FILES.keys), passphrase: () => filePassphrase(ctx) });
     case 'os': {
-      const m = (await import(OS_MODULE)) as { createOsKeyStore: (o: { namespace: string }) => KeyStore };
+      const m = await import('./os-keystore.js');
       return m.createOsKeyStore({ namespace });
     }
     case 'pkcs11': {
-      const m = (await import(PKCS11_MODULE)) as {
-        createPkcs11KeyStore: (o: { module: string; tokenLabel?: string; slot?: number; pin: () => Promise<string>; namespace: string }) => KeyStore;
-      };
+      const m = await import('./pkcs11-keystore.js');
       return m.createPkcs11KeyStore({ module: cfg.module, ...(cfg.tokenLabel ? { tokenLabel: cfg.tokenLabel } : {}), ...(cfg.slot !== undefined ? { slot: cfg.slot } : {}), pin: () => pkcs11Pin(ctx), namespace });
     }
   }
 }
-
-// Until the os / pkcs11 stores land these resolve at run time only.
-const OS_MODULE = './os-keystore.js';
-const PKCS11_MODULE = './pkcs11-keystore.js';
