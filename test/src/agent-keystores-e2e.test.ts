@@ -1,0 +1,88 @@
+/**
+ * The agent with each keystore against a real latchkey-server: enroll,
+ * status, two forced renewals (each a fresh key in the store, presented over
+ * mTLS by the next one), then revocation. The os keystore runs on a real
+ * gnome-keyring (a private D-Bus session when the test has none), pkcs11 on a
+ * SoftHSM2 token and on a software TPM (swtpm + tpm2-pkcs11).
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
+import { type Pkcs11TestToken, softhsmToken, swtpmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
+import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+
+interface Target {
+  name: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+function unavailable(t: TestContext, what: string): void {
+  if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(`${what} is required (LATCHKEY_REQUIRE_ALL=1)`);
+  t.skip(what);
+}
+
+const pkcs11Target = (name: string, tok: Pkcs11TestToken): Target => ({
+  name,
+  args: ['--keystore', 'pkcs11', '--pkcs11-module', tok.module, '--pkcs11-token', tok.tokenLabel],
+  env: { ...tok.env, LATCHKEY_PKCS11_PIN: tok.pin },
+});
+
+const TARGETS: Record<string, (t: TestContext) => Promise<Target | string>> = {
+  os: async (t) => {
+    const k = await startKeyring(t);
+    return typeof k === 'string' ? k : { name: 'os', args: ['--keystore', 'os'], env: { DBUS_SESSION_BUS_ADDRESS: k.address } };
+  },
+  'pkcs11 (SoftHSM2)': async (t) => {
+    const tok = await softhsmToken(t);
+    return typeof tok === 'string' ? tok : pkcs11Target('pkcs11', tok);
+  },
+  'pkcs11 (software TPM)': async (t) => {
+    const tok = await swtpmToken(t);
+    return typeof tok === 'string' ? tok : pkcs11Target('pkcs11', tok);
+  },
+};
+
+describe('latchkey with each keystore against a real latchkey-server', () => {
+  for (const [label, make] of Object.entries(TARGETS)) {
+    test(`${label}: enroll, status, renew --force twice (fresh key each time), revoked → exit 3`, { timeout: 120_000 }, async (t) => {
+      const target = await make(t);
+      if (typeof target === 'string') return unavailable(t, `${label} keystore: ${target}`);
+      const { dataDir, port, fingerprint } = await initServer(t);
+      const server = await startServer(t, dataDir, port);
+      const tok = await cli(['token', 'create', '--data-dir', dataDir, '--json']);
+      const token = (JSON.parse(tok.stdout) as { token: string }).token;
+      const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+      const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env: { ...process.env, ...target.env } });
+      const status = async () => JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keystore: string; keyId: string; serial: string; deviceId: string };
+
+      const t0 = performance.now();
+      const e = await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, ...target.args]);
+      const ms = performance.now() - t0;
+      assert.equal(e.code, 0, e.stderr);
+      t.diagnostic(`${label}: enroll took ${ms.toFixed(0)} ms end to end (process start included); agent says: ${e.stdout.trim()}`);
+      const s0 = await status();
+      assert.equal(s0.state, 'active');
+      assert.equal(s0.keystore, target.name);
+
+      let prev = s0;
+      for (let i = 0; i < 2; i++) {
+        const r = await agent(['renew', '--force']);
+        assert.equal(r.code, 0, r.stderr);
+        const s = await status();
+        assert.notEqual(s.serial, prev.serial);
+        assert.notEqual(s.keyId, prev.keyId);
+        assert.equal(s.deviceId, s0.deviceId);
+        prev = s;
+      }
+
+      assert.equal((await cli(['devices', 'revoke', s0.deviceId, '--data-dir', dataDir])).code, 0);
+      const refused = await agent(['renew', '--force']);
+      assert.equal(refused.code, 3, refused.stderr);
+      assert.match(refused.stderr, /DEVICE_REVOKED/);
+      assert.equal((await agent(['unenroll'])).code, 0);
+      assert.equal((await status()).state, 'not-enrolled');
+    });
+  }
+});
