@@ -15,6 +15,7 @@ import { collectFacts } from './facts.js';
 import { openKeyStore } from './keystore/open-keystore.js';
 import { runDaemon, systemClock } from './renew/daemon.js';
 import { renewOnce, certOf } from './renew/renew.js';
+import { type RenewJson, renewInChild } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
 import { type KeystoreConfig, readIdentity } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
@@ -28,7 +29,7 @@ usage: latchkey [--state-dir D] <command> [options]
   enroll --server URL --token T [--ca-fingerprint SHA256] [--keystore os|pkcs11|file]
          [--pkcs11-module PATH --pkcs11-token LABEL]   (PIN from LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE)
   status [--json]             device id, certificate, next renewal, last error
-  renew [--force]             renew now if due (or always, with --force)
+  renew [--force] [--json]    renew now if due (or always, with --force)
   run                         the daemon: renews before expiry, backs off while the server is away
   export --cert F [--chain F] write the certificate (and CA chain) as PEM
   unenroll                    delete the key and the identity from this device
@@ -135,11 +136,23 @@ async function main(argv: string[]): Promise<number> {
       return s.state === 'revoked' || s.state === 'reenroll-required' ? 3 : 0;
     }
     case 'renew': {
-      const { values: v } = parse({ force: { type: 'boolean' } });
-      const r = await renewOnce({ stateDir, env: process.env, now: () => new Date(), facts: () => collectFacts() }, { force: !!v.force });
-      const c = certOf(r.identity);
-      process.stdout.write(r.renewed ? `renewed: serial ${r.previousSerial} → ${c.serialHex}, valid until ${c.notAfter.toISOString()}\n` : `not due: next renewal at ${r.renewAt.toISOString()} (use --force to renew now)\n`);
-      return 0;
+      const { values: v } = parse({ force: { type: 'boolean' }, json: { type: 'boolean' } });
+      try {
+        const r = await renewOnce({ stateDir, env: process.env, now: () => new Date(), facts: () => collectFacts() }, { force: !!v.force });
+        const c = certOf(r.identity);
+        if (v.json) {
+          const j: RenewJson = r.renewed ? { renewed: true, kind: r.kind, previousSerial: r.previousSerial, serial: c.serialHex } : { renewed: false, serial: c.serialHex };
+          process.stdout.write(`${JSON.stringify(j)}\n`);
+        } else {
+          process.stdout.write(r.renewed ? `renewed: serial ${r.previousSerial} → ${c.serialHex}, valid until ${c.notAfter.toISOString()}\n` : `not due: next renewal at ${r.renewAt.toISOString()} (use --force to renew now)\n`);
+        }
+        return 0;
+      } catch (e) {
+        if (!v.json || !(e instanceof AgentError)) throw e;
+        const j: RenewJson = { renewed: false, error: { code: e.code, message: e.message, details: e.details } };
+        process.stdout.write(`${JSON.stringify(j)}\n`);
+        return e.exitCode;
+      }
     }
     case 'run': {
       parse({});
@@ -148,7 +161,9 @@ async function main(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => stop());
       process.once('SIGINT', () => stop());
       let factsCache: Awaited<ReturnType<typeof collectFacts>> | undefined;
+      const id = await readIdentity(stateDir);
       return runDaemon({
+        ...(id?.keystore.kind === 'pkcs11' ? { renew: () => renewInChild(stateDir, process.env) } : {}),
         stateDir,
         env: process.env,
         clock: systemClock,

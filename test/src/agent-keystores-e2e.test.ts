@@ -6,6 +6,7 @@
  * SoftHSM2 token and on a software TPM (swtpm + tpm2-pkcs11).
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
@@ -83,6 +84,35 @@ describe('latchkey with each keystore against a real latchkey-server', () => {
       assert.match(refused.stderr, /DEVICE_REVOKED/);
       assert.equal((await agent(['unenroll'])).code, 0);
       assert.equal((await status()).state, 'not-enrolled');
+    });
+
+    test(`${label}: \`latchkey run\` renews a 6 s certificate by itself, twice in one daemon`, { timeout: 120_000 }, async (t) => {
+      const target = await make(t);
+      if (typeof target === 'string') return unavailable(t, `${label} keystore: ${target}`);
+      const { dataDir, port, fingerprint } = await initServer(t);
+      const server = await startServer(t, dataDir, port);
+      assert.equal((await cli(['groups', 'set', 'short', '--lifetime', '6s', '--data-dir', dataDir])).code, 0);
+      const tok = await cli(['token', 'create', '--group', 'short', '--data-dir', dataDir, '--json']);
+      const token = (JSON.parse(tok.stdout) as { token: string }).token;
+      const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+      const env = { ...process.env, ...target.env, LATCHKEY_RUN_SLICE_MS: '200' };
+      const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, ...target.args], { env });
+      assert.equal(e.code, 0, e.stderr);
+      const daemon = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let log = '';
+      daemon.stderr.on('data', (d: Buffer) => (log += d.toString()));
+      const exited = new Promise<number | null>((r) => daemon.on('exit', (c) => r(c)));
+      t.after(() => {
+        if (daemon.exitCode === null) daemon.kill('SIGKILL');
+      });
+      const end = Date.now() + 60_000;
+      while ((log.match(/renewed the certificate/g) ?? []).length < 2) {
+        assert.ok(Date.now() < end && daemon.exitCode === null, `two renewals expected:\n${log}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.doesNotMatch(log, /renewal failed/);
+      daemon.kill('SIGTERM');
+      assert.equal(await exited, 0);
     });
   }
 });

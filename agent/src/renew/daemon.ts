@@ -33,7 +33,14 @@ export interface DaemonOptions extends Omit<RenewContext, 'now'> {
   random?: () => number;
   /** Resolves when the daemon should stop (SIGTERM). */
   stopped?: Promise<void>;
+  /**
+   * Performs one renewal; default in this process. The CLI runs pkcs11
+   * renewals in a child process instead (see renew-child.ts).
+   */
+  renew?: (ctx: RenewContext) => Promise<RenewOutcome>;
 }
+
+export type RenewOutcome = { renewed: false } | { renewed: true; kind: 'renew' | 'recover'; previousSerial: string };
 
 /** Runs until stopped (exit 0) or the device must be enrolled again (exit 3). */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
@@ -62,10 +69,11 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     let wakeAt = d.renewAt.getTime();
     if (d.action !== 'wait' && now.getTime() >= retryAt) {
       try {
-        const r = await renewOnce(ctx, { force: false });
+        const r = await (o.renew ?? ((c) => renewOnce(c, { force: false })))(ctx);
         failures = 0;
         retryAt = 0;
-        if (r.renewed) o.log(`latchkey: ${r.kind === 'recover' ? 'recovered the expired' : 'renewed the'} certificate: serial ${r.previousSerial} → ${certOf(r.identity).serialHex}, valid until ${certOf(r.identity).notAfter.toISOString()}`);
+        const now = r.renewed ? await readIdentity(o.stateDir) : undefined;
+        if (r.renewed && now) o.log(`latchkey: ${r.kind === 'recover' ? 'recovered the expired' : 'renewed the'} certificate: serial ${r.previousSerial} → ${certOf(now).serialHex}, valid until ${certOf(now).notAfter.toISOString()}`);
         continue;
       } catch (e) {
         const err = e instanceof AgentError ? e : new AgentError('SERVER_ERROR', (e as Error).message, {}, { cause: e });
