@@ -12,7 +12,7 @@ import { AgentError } from './errors.js';
 import { enroll } from './enroll.js';
 import { normalizeFingerprint } from './est/est-client.js';
 import { collectFacts } from './facts.js';
-import { openKeyStore } from './keystore/open-keystore.js';
+import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
 import { runDaemon, systemClock } from './renew/daemon.js';
 import { renewOnce, certOf } from './renew/renew.js';
 import { type RenewJson, renewInChild } from './renew/renew-child.js';
@@ -27,7 +27,8 @@ const USAGE = `latchkey ${AGENT_VERSION} — device identity agent (mTLS client 
 
 usage: latchkey [--state-dir D] <command> [options]
   enroll --server URL --token T [--ca-fingerprint SHA256] [--keystore os|pkcs11|file]
-         [--pkcs11-module PATH --pkcs11-token LABEL]   (PIN from LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE)
+         [--pkcs11-module PATH --pkcs11-token LABEL [--save-pin]]
+         (token PIN: LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE; --save-pin keeps it in the OS credential store)
   status [--json]             device id, certificate, next renewal, last error
   renew [--force] [--json]    renew now if due (or always, with --force)
   run                         the daemon: renews before expiry, backs off while the server is away
@@ -93,7 +94,7 @@ async function main(argv: string[]): Promise<number> {
 
   switch (cmd) {
     case 'enroll': {
-      const { values: v } = parse({ server: { type: 'string' }, token: { type: 'string' }, 'ca-fingerprint': { type: 'string' }, keystore: { type: 'string' }, 'pkcs11-module': { type: 'string' }, 'pkcs11-token': { type: 'string' } });
+      const { values: v } = parse({ server: { type: 'string' }, token: { type: 'string' }, 'ca-fingerprint': { type: 'string' }, keystore: { type: 'string' }, 'pkcs11-module': { type: 'string' }, 'pkcs11-token': { type: 'string' }, 'save-pin': { type: 'boolean' } });
       if (!v.server || !v.token) throw new AgentError('USAGE', 'enroll needs --server URL and --token T');
       const kind = (v.keystore as string | undefined) ?? defaultKeystore();
       if (!KEYSTORES.includes(kind as (typeof KEYSTORES)[number])) throw new AgentError('USAGE', `--keystore must be one of ${KEYSTORES.join(', ')}`);
@@ -104,6 +105,10 @@ async function main(argv: string[]): Promise<number> {
         const tokenLabel = (v['pkcs11-token'] as string | undefined) ?? process.env.LATCHKEY_PKCS11_TOKEN;
         keystore = { kind: 'pkcs11', module, ...(tokenLabel ? { tokenLabel } : {}) };
       } else keystore = { kind: kind as 'os' | 'file' };
+      if (v['save-pin']) {
+        if (keystore.kind !== 'pkcs11') throw new AgentError('USAGE', '--save-pin is for --keystore pkcs11');
+        await savePkcs11Pin({ stateDir, env: process.env }, keystore);
+      }
       const pin = v['ca-fingerprint'] ? normalizeFingerprint(v['ca-fingerprint'] as string) : undefined;
       const spin = spinner(process.stderr);
       const started = performance.now();
@@ -199,6 +204,7 @@ async function main(argv: string[]): Promise<number> {
         } finally {
           await store.close();
         }
+        if (id.keystore.kind === 'pkcs11') await forgetPkcs11Pin({ stateDir, env: process.env }, id.keystore);
         await rm(join(stateDir, STATE_FILES.identity), { force: true });
         await rm(join(stateDir, STATE_FILES.status), { force: true });
         process.stdout.write(`unenrolled device ${id.deviceId}: key and certificate deleted from this device (revoke it on the server with \`latchkey-server devices revoke ${id.deviceId}\`)\n`);

@@ -115,4 +115,29 @@ describe('latchkey with each keystore against a real latchkey-server', () => {
       assert.equal(await exited, 0);
     });
   }
+
+  test('pkcs11 (SoftHSM2) with the PIN kept in the OS credential store: enroll --save-pin, renew without the PIN, unenroll forgets it', { timeout: 120_000 }, async (t) => {
+    const k = await startKeyring(t);
+    if (typeof k === 'string') return unavailable(t, `os credential store: ${k}`);
+    const tok = await softhsmToken(t);
+    if (typeof tok === 'string') return unavailable(t, `SoftHSM2: ${tok}`);
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+    const base: NodeJS.ProcessEnv = { ...process.env, ...tok.env, DBUS_SESSION_BUS_ADDRESS: k.address };
+    delete base.LATCHKEY_PKCS11_PIN;
+    const agent = (args: string[], env: NodeJS.ProcessEnv = base) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env });
+    const e = await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'pkcs11', '--pkcs11-module', tok.module, '--pkcs11-token', tok.tokenLabel, '--save-pin'], { ...base, LATCHKEY_PKCS11_PIN: tok.pin });
+    assert.equal(e.code, 0, e.stderr);
+    const saved = await run('secret-tool', ['search', '--all', 'service', 'latchkey:pkcs11-pin'], { env: base });
+    assert.match(saved.stdout, /label = latchkey:pkcs11-pin\//, `the PIN is in the credential store: ${saved.stdout} ${saved.stderr}`);
+    const r = await agent(['renew', '--force']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await agent(['unenroll'])).code, 0);
+    // The PIN is gone with the identity: the credential store no longer holds it.
+    const left = await run('secret-tool', ['search', '--all', 'service', 'latchkey:pkcs11-pin'], { env: base });
+    assert.doesNotMatch(left.stdout + left.stderr, new RegExp(tok.pin));
+    assert.doesNotMatch(left.stdout, /latchkey:pkcs11-pin/);
+  });
 });

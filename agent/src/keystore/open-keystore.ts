@@ -37,10 +37,43 @@ async function filePassphrase(ctx: KeystoreContext): Promise<string> {
   return p;
 }
 
-async function pkcs11Pin(ctx: KeystoreContext): Promise<string> {
+/** Where `enroll --save-pin` keeps a token's PIN in the OS credential store (keytar). */
+export const PIN_SERVICE = 'latchkey:pkcs11-pin';
+export const pinAccount = (stateDir: string, cfg: { module: string; tokenLabel?: string }): string => `${keyNamespace(stateDir)}:${cfg.tokenLabel ?? cfg.module}`;
+
+async function keytar(): Promise<{ getPassword(s: string, a: string): Promise<string | null>; setPassword(s: string, a: string, p: string): Promise<void>; deletePassword(s: string, a: string): Promise<boolean> }> {
+  const m = (await import('keytar')) as unknown as { default?: Awaited<ReturnType<typeof keytar>> } & Awaited<ReturnType<typeof keytar>>;
+  return m.default ?? m;
+}
+
+/** The token PIN: LATCHKEY_PKCS11_PIN, LATCHKEY_PKCS11_PIN_FILE, or the OS credential store (saved by `enroll --save-pin`). */
+async function pkcs11Pin(ctx: KeystoreContext, cfg: { module: string; tokenLabel?: string }): Promise<string> {
   if (ctx.env.LATCHKEY_PKCS11_PIN) return ctx.env.LATCHKEY_PKCS11_PIN;
   if (ctx.env.LATCHKEY_PKCS11_PIN_FILE) return (await readFile(ctx.env.LATCHKEY_PKCS11_PIN_FILE, 'utf8')).trim();
-  throw new AgentError('KEYSTORE', 'the PKCS#11 token needs its user PIN: set LATCHKEY_PKCS11_PIN, or LATCHKEY_PKCS11_PIN_FILE to a file (mode 0600) that holds it');
+  let saved: string | null = null;
+  let why = '';
+  try {
+    saved = await (await keytar()).getPassword(PIN_SERVICE, pinAccount(ctx.stateDir, cfg));
+  } catch (e) {
+    why = ` (the OS credential store is not available: ${(e as Error).message.split('\n')[0]})`;
+  }
+  if (saved) return saved;
+  throw new AgentError('KEYSTORE', `the PKCS#11 token needs its user PIN: set LATCHKEY_PKCS11_PIN, or LATCHKEY_PKCS11_PIN_FILE to a file (mode 0600) that holds it, or save it in the OS credential store with \`latchkey enroll … --save-pin\`${why}`);
+}
+
+/** Keeps the PIN given in the environment in the OS credential store, for the daemon. */
+export async function savePkcs11Pin(ctx: KeystoreContext, cfg: { module: string; tokenLabel?: string }): Promise<void> {
+  const pin = ctx.env.LATCHKEY_PKCS11_PIN ?? (ctx.env.LATCHKEY_PKCS11_PIN_FILE ? (await readFile(ctx.env.LATCHKEY_PKCS11_PIN_FILE, 'utf8')).trim() : undefined);
+  if (!pin) throw new AgentError('USAGE', '--save-pin needs the PIN in LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE');
+  try {
+    await (await keytar()).setPassword(PIN_SERVICE, pinAccount(ctx.stateDir, cfg), pin);
+  } catch (e) {
+    throw new AgentError('KEYSTORE', `the PIN cannot be saved in the OS credential store: ${(e as Error).message.split('\n')[0]}`, {}, { cause: e });
+  }
+}
+
+export async function forgetPkcs11Pin(ctx: KeystoreContext, cfg: { module: string; tokenLabel?: string }): Promise<void> {
+  await (await keytar()).deletePassword(PIN_SERVICE, pinAccount(ctx.stateDir, cfg)).catch(() => false);
 }
 
 export async function openKeyStore(cfg: KeystoreConfig, ctx: KeystoreContext): Promise<KeyStore> {
@@ -54,7 +87,7 @@ export async function openKeyStore(cfg: KeystoreConfig, ctx: KeystoreContext): P
     }
     case 'pkcs11': {
       const m = await import('./pkcs11-keystore.js');
-      return m.createPkcs11KeyStore({ module: cfg.module, ...(cfg.tokenLabel ? { tokenLabel: cfg.tokenLabel } : {}), ...(cfg.slot !== undefined ? { slot: cfg.slot } : {}), pin: () => pkcs11Pin(ctx), namespace });
+      return m.createPkcs11KeyStore({ module: cfg.module, ...(cfg.tokenLabel ? { tokenLabel: cfg.tokenLabel } : {}), ...(cfg.slot !== undefined ? { slot: cfg.slot } : {}), pin: () => pkcs11Pin(ctx, cfg), namespace });
     }
   }
 }

@@ -16,7 +16,6 @@
  * mean "locked" is confirmed by a probe write, and list() probes first.
  */
 import * as crypto from 'node:crypto';
-import { createRequire } from 'node:module';
 import { nodeSigner } from '@latchkey/pki';
 import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, type KeystoreErrorCode, KeystoreError, isKeyId, newKeyId } from './keystore.js';
 
@@ -98,11 +97,16 @@ const keytarError = (e: unknown): KeystoreError => {
 };
 
 let loaded: KeytarLike | undefined;
-/** keytar, loaded on first use; a missing addon or libsecret is KEYSTORE_UNAVAILABLE. */
-function loadKeytar(): KeytarLike {
+/**
+ * keytar, loaded on first use; a missing addon or libsecret is
+ * KEYSTORE_UNAVAILABLE. A literal import, so the single-executable bundle
+ * carries it (its native part is a SEA asset).
+ */
+async function loadKeytar(): Promise<KeytarLike> {
   if (loaded) return loaded;
   try {
-    loaded = createRequire(import.meta.url)('keytar') as KeytarLike;
+    const m = (await import('keytar')) as unknown as { default?: KeytarLike } & KeytarLike;
+    loaded = m.default ?? m;
     return loaded;
   } catch (e) {
     const text = (e as Error).message.split('\n')[0] ?? '';
@@ -115,12 +119,12 @@ export function createOsKeyStore(opts: { namespace: string; keytar?: KeytarLike 
   if (!NAMESPACE.test(opts.namespace)) throw new KeystoreError('KEYSTORE_FAILED', `invalid os keystore namespace ${JSON.stringify(opts.namespace)}: use 1-64 letters, digits, '.', '_' or '-'`);
   const service = osKeystoreService(opts.namespace);
   const probeSvc = probeService(opts.namespace);
-  const kt = (): KeytarLike => opts.keytar ?? loadKeytar();
+  const kt = async (): Promise<KeytarLike> => opts.keytar ?? loadKeytar();
 
   /** Every keytar call goes through here: its errors become KeystoreErrors. */
   const call = async <T>(f: (k: KeytarLike) => Promise<T>): Promise<T> => {
     try {
-      return await f(kt());
+      return await f(await kt());
     } catch (e) {
       throw keytarError(e);
     }
