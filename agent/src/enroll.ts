@@ -6,7 +6,8 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { createCsr } from '@latchkey/pki';
-import { FACTS_ATTRIBUTE_OID, type DeviceFacts } from '@latchkey/protocol';
+import type { DeviceFacts } from '@latchkey/protocol';
+import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
 import { fetchCaCerts, simpleEnroll } from './est/est-client.js';
 import { deviceIdOf } from './identity-fns.js';

@@ -8,7 +8,7 @@
 import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol';
+import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
 import { tlsClientKeyOptions } from '../keystore/tls-key.js';

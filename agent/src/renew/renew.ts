@@ -8,7 +8,8 @@
  * and keys it does not name are orphans, deleted by `cleanOrphanKeys`.
  */
 import { createCsr, parseCertificate, isIssuedBy, certificateToPem } from '@latchkey/pki';
-import { FACTS_ATTRIBUTE_OID, type DeviceFacts } from '@latchkey/protocol';
+import type { DeviceFacts } from '@latchkey/protocol';
+import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { simpleReenroll } from '../est/est-client.js';
 import { deviceIdOf } from '../identity-fns.js';

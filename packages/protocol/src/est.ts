@@ -16,17 +16,6 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 
-export const EST_PREFIX = '/.well-known/est';
-
-/** RFC 7030 §3.2.2 operation paths. */
-export const EST_PATHS = {
-  cacerts: `${EST_PREFIX}/cacerts`,
-  simpleenroll: `${EST_PREFIX}/simpleenroll`,
-  simplereenroll: `${EST_PREFIX}/simplereenroll`,
-  csrattrs: `${EST_PREFIX}/csrattrs`,
-} as const;
-export type EstOperation = keyof typeof EST_PATHS;
-
 export const PATHS = {
   /** Issuing CA's CRL, DER. */
   crl: '/crl',
@@ -61,26 +50,4 @@ export const CRL_PATHS = {
   root: { der: PATHS.rootCrl, pem: PATHS.rootCrlPem },
 } as const satisfies Record<CrlIssuer, { der: string; pem: string }>;
 
-export const MEDIA_TYPES = {
-  /** RFC 7030 §4.2.1 request body of simpleenroll / simplereenroll. */
-  pkcs10: 'application/pkcs10',
-  /** RFC 7030 §4.1.3 / §4.2.3 response body of cacerts and enroll. */
-  pkcs7CertsOnly: 'application/pkcs7-mime; smime-type=certs-only',
-  /** The bare type, for matching a Content-Type without parameters. */
-  pkcs7: 'application/pkcs7-mime',
-  /** RFC 7030 §4.5.2 csrattrs response. */
-  csrattrs: 'application/csrattrs',
-  /** RFC 6960 Appendix A. */
-  ocspRequest: 'application/ocsp-request',
-  ocspResponse: 'application/ocsp-response',
-  /** RFC 5280 §4.2.1.13 / RFC 2585. */
-  pkixCrl: 'application/pkix-crl',
-  pemFile: 'application/x-pem-file',
-  json: 'application/json',
-} as const;
-
-/** RFC 7030 §4.1.3: EST bodies are base64 DER. */
-export const CONTENT_TRANSFER_ENCODING = { header: 'content-transfer-encoding', base64: 'base64' } as const;
-
-/** RFC 7030 §4.2.3: 202 Accepted carries Retry-After while approval is pending. */
-export const RETRY_AFTER_HEADER = 'retry-after';
+export { EST_PREFIX, EST_PATHS, type EstOperation, MEDIA_TYPES, CONTENT_TRANSFER_ENCODING, RETRY_AFTER_HEADER } from './wire.js';

@@ -6,19 +6,8 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { BoundedText, embed } from './common.js';
 
-/**
- * PKCS#10 attribute (RFC 2986 §4.1) carrying the facts: one value, a
- * UTF8String holding the JSON of a DeviceFacts object, at most
- * MAX_FACTS_JSON characters.
- *
- * PLACEHOLDER: 1.3.6.1.4.1.59402 is a private-enterprise arc not yet
- * registered with IANA for Latchkey; register one and replace it before a
- * stable release. Layout under it: .1 CSR attributes, .1.1 device facts.
- */
-export const FACTS_ATTRIBUTE_OID = '1.3.6.1.4.1.59402.1.1';
+export { FACTS_ATTRIBUTE_OID, MAX_FACTS_JSON } from './wire.js';
 
-/** Largest facts JSON accepted, in characters. */
-export const MAX_FACTS_JSON = 4096;
 
 /** `process.platform` values the agent reports as is; anything else is 'other'. */
 export const OsPlatform = Type.Union([Type.Literal('linux'), Type.Literal('darwin'), Type.Literal('win32'), Type.Literal('other')], { $id: 'OsPlatform' });
