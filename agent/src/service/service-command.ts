@@ -28,7 +28,7 @@ export async function installServiceCommand(argv: string[], stateDir: string): P
   const scope = v.user ? 'user' : 'system';
   try {
     if (sub === 'uninstall') {
-      const r = await uninstallService({ scope }, nodeServiceDeps());
+      const r = await uninstallService({ scope, command: selfCommand() }, nodeServiceDeps());
       process.stdout.write(`removed the ${scope} service${r.path ? ` (${r.path})` : ''}\n`);
       return 0;
     }

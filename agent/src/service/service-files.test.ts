@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { launchdPlist, systemdUnit, systemdWord, windowsArg, windowsCommandLine, windowsService, xmlEscape } from './service-files.js';
+import { launchdPlist, systemdUnit, systemdWord, WINSW_EXE_CONFIG, windowsArg, winswXml, xmlEscape } from './service-files.js';
 import { ServiceError, type ServiceSpec } from './service-types.js';
 
 const SYSTEM: ServiceSpec = { command: ['/usr/local/bin/latchkey'], stateDir: '/var/lib/latchkey', scope: 'system' };
@@ -247,37 +247,105 @@ function parseWindowsCommandLine(line: string): string[] {
   return out;
 }
 
-describe('Windows service (sc.exe)', () => {
+describe('Windows service (WinSW)', () => {
   const EXE = 'C:\\Program Files\\Latchkey\\latchkey.exe';
   const WIN: ServiceSpec = { command: [EXE], stateDir: 'C:\\ProgramData\\Latchkey', scope: 'system' };
+  /** The XML's elements as WinSW reads them, by an XML parser that is not ours (Python's ElementTree). */
+  const readBack = (xml: string): Record<string, unknown> => {
+    const code = [
+      'import sys, json, xml.etree.ElementTree as ET',
+      'root = ET.fromstring(sys.stdin.buffer.read())',
+      'out = {"root": root.tag}',
+      'for e in root:',
+      '    out[e.tag] = ({"attrs": e.attrib, "children": {c.tag: c.text for c in e}} if len(e) or e.attrib else e.text)',
+      'print(json.dumps(out))',
+    ].join('\n');
+    const r = spawnSync('python3', ['-c', code], { input: xml, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as Record<string, unknown>;
+  };
 
-  test('sc.exe create / failure / failureflag / description argv, binPath with the quoted executable', () => {
-    const w = windowsService(WIN);
-    const binPath = '"C:\\Program Files\\Latchkey\\latchkey.exe" run --state-dir C:\\ProgramData\\Latchkey';
-    assert.deepEqual(w.create, { cmd: 'sc.exe', args: ['create', 'latchkey', 'binPath=', binPath, 'start=', 'auto', 'DisplayName=', 'Latchkey device agent'] });
-    assert.deepEqual(w.config, { cmd: 'sc.exe', args: ['config', 'latchkey', 'binPath=', binPath, 'start=', 'auto', 'DisplayName=', 'Latchkey device agent'] });
-    assert.deepEqual(w.failure, { cmd: 'sc.exe', args: ['failure', 'latchkey', 'reset=', '86400', 'actions=', 'restart/60000/restart/60000/restart/60000'] });
-    assert.deepEqual(w.failureFlag, { cmd: 'sc.exe', args: ['failureflag', 'latchkey', '1'] });
-    assert.equal(w.description.args[0], 'description');
-    assert.equal(w.description.args[1], 'latchkey');
+  test('WinSW XML: id, name, description, the packaged latchkey.exe, `run --state-dir "<dir>"`, automatic start, restart on failure, Ctrl+C stop, rolled logs', () => {
+    assert.equal(winswXml(WIN), [
+      '<?xml version="1.0" encoding="UTF-8"?>',
+      '<!-- Written by `latchkey service install` for the WinSW service wrapper; run it again rather than editing this file. -->',
+      '<service>',
+      '  <id>latchkey</id>',
+      '  <name>Latchkey device agent</name>',
+      '  <description>Keeps this device&apos;s Latchkey client certificate fresh and answers the server&apos;s control channel.</description>',
+      '  <executable>C:\\Program Files\\Latchkey\\latchkey.exe</executable>',
+      '  <arguments>run --state-dir &quot;C:\\ProgramData\\Latchkey&quot;</arguments>',
+      '  <workingdirectory>C:\\ProgramData\\Latchkey</workingdirectory>',
+      '  <startmode>Automatic</startmode>',
+      '  <!-- Any non-zero exit restarts after 30 s, exit code 3 (enroll again) included: WinSW cannot exempt an exit code. -->',
+      '  <onfailure action="restart" delay="30 sec"/>',
+      '  <resetfailure>1 day</resetfailure>',
+      '  <stopparentprocessfirst>true</stopparentprocessfirst>',
+      '  <stoptimeout>20 sec</stoptimeout>',
+      '  <logpath>C:\\ProgramData\\Latchkey\\logs</logpath>',
+      '  <log mode="roll-by-size">',
+      '    <sizeThreshold>10240</sizeThreshold>',
+      '    <keepFiles>8</keepFiles>',
+      '  </log>',
+      '</service>',
+      '',
+    ].join('\r\n'));
   });
 
-  test('node on a path with spaces, a script and a state dir with spaces, quotes and a trailing backslash round-trip through the MSVC parser', () => {
-    const argv = ['C:\\Program Files\\nodejs\\node.exe', 'C:\\Users\\Al Ice\\src\\latchkey\\agent\\dist\\cli.js', 'run', '--state-dir', 'C:\\Users\\Al Ice\\AppData\\Local\\Latch "key"\\'];
-    const line = windowsCommandLine(argv);
-    assert.equal(line, '"C:\\Program Files\\nodejs\\node.exe" "C:\\Users\\Al Ice\\src\\latchkey\\agent\\dist\\cli.js" run --state-dir "C:\\Users\\Al Ice\\AppData\\Local\\Latch \\"key\\"\\\\"');
-    assert.deepEqual(parseWindowsCommandLine(line), argv);
+  test('XML 1.0 §2.4: paths with &, <, >, quotes and spaces are escaped; the document stays well-formed, comments hold no "--"', () => {
+    const spec: ServiceSpec = { command: ["C:\\Program Files\\R&D <Tools>\\latchkey.exe"], stateDir: "C:\\Users\\Al & Bo's\\Latch <key>", scope: 'system' };
+    const xml = winswXml(spec);
+    assert.ok(xml.includes('<executable>C:\\Program Files\\R&amp;D &lt;Tools&gt;\\latchkey.exe</executable>'));
+    assert.ok(xml.includes('<arguments>run --state-dir &quot;C:\\Users\\Al &amp; Bo&apos;s\\Latch &lt;key&gt;&quot;</arguments>'));
+    for (const c of xml.matchAll(/<!--([\s\S]*?)-->/g)) assert.doesNotMatch(c[1]!, /--/, 'XML 1.0 §2.5: no "--" inside a comment');
+    assertWellFormedXml(xml.replace(/<!--[\s\S]*?-->/g, ''));
+    assertWellFormedXml(WINSW_EXE_CONFIG);
+  });
+
+  test('an independent XML parser reads back the exact values, and the MSVC parser turns <arguments> back into the agent argv', { skip: has('python3') ? false : 'no python3' }, () => {
+    for (const stateDir of ['C:\\ProgramData\\Latchkey', 'C:\\ProgramData\\Latch key', 'D:\\Al & Bo\'s "state"\\', '\\\\server\\share\\latch key\\']) {
+      const spec: ServiceSpec = { command: [EXE], stateDir, scope: 'system' };
+      const got = readBack(winswXml(spec));
+      assert.equal(got.root, 'service');
+      assert.equal(got.executable, EXE);
+      assert.equal(got.workingdirectory, stateDir);
+      assert.deepEqual(parseWindowsCommandLine(`"${EXE}" ${got.arguments as string}`), [EXE, 'run', '--state-dir', stateDir], stateDir);
+      assert.deepEqual(got.onfailure, { attrs: { action: 'restart', delay: '30 sec' }, children: {} });
+      assert.deepEqual(got.log, { attrs: { mode: 'roll-by-size' }, children: { sizeThreshold: '10240', keepFiles: '8' } });
+      assert.equal(got.description, "Keeps this device's Latchkey client certificate fresh and answers the server's control channel.");
+    }
+    const config = readBack(WINSW_EXE_CONFIG);
+    assert.equal(config.root, 'configuration');
+    assert.deepEqual(config.startup, { attrs: {}, children: { supportedRuntime: null } }); // two runtimes, parsed below
+    assert.deepEqual([...WINSW_EXE_CONFIG.matchAll(/<supportedRuntime version="([^"]+)"\/>/g)].map((m) => m[1]), ['v4.0', 'v2.0.50727']);
+  });
+
+  test('a development checkout (node.exe + cli.js) runs node with the quoted script before `run`', () => {
+    const node = 'C:\\Program Files\\nodejs\\node.exe';
+    const script = 'C:\\Users\\Al Ice\\src\\latchkey\\agent\\dist\\cli.js';
+    const xml = winswXml({ ...WIN, command: [node, script] });
+    assert.ok(xml.includes(`<executable>${node}</executable>`));
+    assert.ok(xml.includes('<arguments>&quot;C:\\Users\\Al Ice\\src\\latchkey\\agent\\dist\\cli.js&quot; run --state-dir &quot;C:\\ProgramData\\Latchkey&quot;</arguments>'));
   });
 
   test('windowsArg: backslashes are doubled only before a quote and at the end of a quoted argument', () => {
     const cases = ['plain', 'C:\\dir\\', 'C:\\my dir\\', 'a"b', 'a\\"b', 'a\\\\"b c', '', 'tab\there', 'x\\\\'];
-    for (const a of cases) assert.deepEqual(parseWindowsCommandLine(`"C:\\x.exe" ${windowsArg(a)}`), ['C:\\x.exe', a], a);
+    for (const a of cases) {
+      assert.deepEqual(parseWindowsCommandLine(`"C:\\x.exe" ${windowsArg(a)}`), ['C:\\x.exe', a], a);
+      assert.deepEqual(parseWindowsCommandLine(`"C:\\x.exe" ${windowsArg(a, true)}`), ['C:\\x.exe', a], a);
+    }
     assert.equal(windowsArg('C:\\dir\\'), 'C:\\dir\\');
+    assert.equal(windowsArg('C:\\dir\\', true), '"C:\\dir\\\\"');
     assert.equal(windowsArg('C:\\my dir\\'), '"C:\\my dir\\\\"');
   });
 
-  test('a per-user service and a relative path are refused', () => {
-    assert.throws(() => windowsService({ ...WIN, scope: 'user' }), (e: unknown) => e instanceof ServiceError && e.code === 'UNSUPPORTED');
-    assert.throws(() => windowsService({ ...WIN, command: ['latchkey.exe'] }), (e: unknown) => e instanceof ServiceError && e.code === 'INVALID');
+  test('refused: a per-user service, relative paths, control characters, and % (WinSW expands %VAR% and cannot escape it)', () => {
+    const code = (c: ServiceError['code']) => (e: unknown) => e instanceof ServiceError && e.code === c;
+    assert.throws(() => winswXml({ ...WIN, scope: 'user' }), code('UNSUPPORTED'));
+    assert.throws(() => winswXml({ ...WIN, command: ['latchkey.exe'] }), code('INVALID'));
+    assert.throws(() => winswXml({ ...WIN, stateDir: 'ProgramData\\Latchkey' }), code('INVALID'));
+    assert.throws(() => winswXml({ ...WIN, stateDir: 'C:\\Latch\r\nkey' }), /control character/);
+    assert.throws(() => winswXml({ ...WIN, stateDir: 'C:\\%SystemRoot%\\x' }), (e: unknown) => code('INVALID')(e) && /cannot escape %/.test((e as Error).message));
+    assert.throws(() => winswXml({ ...WIN, command: ['C:\\100%\\latchkey.exe'] }), code('INVALID'));
   });
 });

@@ -3,10 +3,10 @@
  * so each one is tested byte for byte and, where the tool exists, by the OS's
  * own checker (systemd-analyze verify, plutil -lint).
  */
-import { posix } from 'node:path';
+import { posix, win32 } from 'node:path';
 import {
   agentArgv, assertPrintable, DESCRIPTION, DISPLAY_NAME, LAUNCHD_LABEL, SERVICE_NAME, ServiceError,
-  type Command, type ServiceSpec,
+  type ServiceSpec,
 } from './service-types.js';
 
 /** Exit status of the agent when the device must be enrolled again (errors.ts EXIT_REENROLL): restarting cannot help. */
@@ -154,58 +154,97 @@ export function launchdPlist(s: ServiceSpec & { logPath: string }): string {
   ].join('\n');
 }
 
-// ---------------------------------------------------------------- Windows
+// ---------------------------------------------------------------- Windows (WinSW)
 
 const winAbsolute = (p: string): boolean => /^[A-Za-z]:\\/.test(p) || p.startsWith('\\\\');
 
 /**
  * One argument as the MSVC runtime / CommandLineToArgvW parse it back ("Parsing
- * C++ command-line arguments"): quoted when it has a space, tab or quote;
- * backslashes are literal except before a `"`, so those runs, and a run at the
- * end of a quoted argument, are doubled.
+ * C++ command-line arguments"): quoted when it has a space, tab or quote (or
+ * always, for paths); backslashes are literal except before a `"`, so those
+ * runs, and a run at the end of a quoted argument, are doubled.
  */
-export function windowsArg(a: string): string {
-  if (a !== '' && !/[ \t"]/.test(a)) return a;
+export function windowsArg(a: string, alwaysQuote = false): string {
+  if (!alwaysQuote && a !== '' && !/[ \t"]/.test(a)) return a;
   return `"${a.replace(/(\\*)"/g, '$1$1\\"').replace(/(\\+)$/, '$1$1')}"`;
 }
 
 /**
- * The service's command line (the SCM's ImagePath). The executable is always
- * quoted: an unquoted path with spaces is the "unquoted service path" hole
- * (C:\Program.exe would run first).
+ * The wrapper's own `.exe.config`. WinSW 1.17 is a .NET 2.0 program; Windows
+ * 8 and later ship only the .NET 4 runtime (3.5 is an optional feature), and
+ * this file lets it run on either, 4.0 first.
  */
-export function windowsCommandLine(argv: readonly string[]): string {
-  const [exe, ...rest] = argv;
-  if (exe === undefined || exe.includes('"')) throw new ServiceError('INVALID', `not a Windows executable path: ${JSON.stringify(exe)}`);
-  return [`"${exe}"`, ...rest.map(windowsArg)].join(' ');
-}
+export const WINSW_EXE_CONFIG = [
+  '<?xml version="1.0" encoding="UTF-8"?>',
+  '<configuration>',
+  '  <startup>',
+  '    <supportedRuntime version="v4.0"/>',
+  '    <supportedRuntime version="v2.0.50727"/>',
+  '  </startup>',
+  '</configuration>',
+  '',
+].join('\r\n');
 
-export interface WindowsService {
-  /** `sc.exe create` for a new service, `sc.exe config` (same options) to update an existing one. */
-  create: Command;
-  config: Command;
-  /** Restart after 60 s, three times; the failure count resets after a day. */
-  failure: Command;
-  /** Apply the failure actions also when the service stops with a non-zero exit code. */
-  failureFlag: Command;
-  description: Command;
-}
+/** Where the wrapper writes latchkey-service.{out,err,wrapper}.log: under the state directory, not beside the binary in Program Files. */
+export const winswLogDir = (stateDir: string): string => win32.join(stateDir, 'logs');
 
 /**
- * sc.exe argv, run without a shell (Node quotes each argv element for the
- * MSVC runtime, so the binPath value reaches sc.exe with its inner quotes).
- * sc.exe wants each `option=` and its value as two arguments.
+ * The WinSW service definition, `latchkey-service.xml`, read at each start
+ * by the wrapper `latchkey-service.exe` beside it (WinSW 1.17, as shipped in
+ * node-windows). WinSW is the program the Service Control Manager starts: it
+ * answers the SCM and runs `latchkey.exe run --state-dir …` as its child.
+ *
+ * - Arguments: one `<arguments>` string, quoted here for the MSVC parser
+ *   (windowsArg). WinSW 1.17's `<argument>` elements are not used: it wraps
+ *   a value with spaces in quotes but escapes neither quotes nor backslashes.
+ * - WinSW runs the values through Environment.ExpandEnvironmentVariables,
+ *   which has no escape: a `%` in a path is refused rather than expanded.
+ * - Restart on failure after 30 s, as with systemd and launchd (the SCM
+ *   repeats the last failure action; the count resets after a day). WinSW
+ *   reports a zero exit to the SCM as a clean stop and exits with the
+ *   child's code otherwise, which the SCM takes as a crash. WinSW 1.17 has
+ *   no equivalent of systemd's RestartPreventExitStatus=: exit code 3
+ *   (enroll again) is restarted like any failure, and each restart exits 3
+ *   again at once, with the reason in the wrapper's log, until the device is
+ *   enrolled again or the service is uninstalled.
+ * - Stop: WinSW sends Ctrl+C (SIGINT in Node) to the agent first
+ *   (stopparentprocessfirst: the agent ends its own renewal child), waits
+ *   up to stoptimeout, then kills it.
  */
-export function windowsService(s: ServiceSpec): WindowsService {
+export function winswXml(s: ServiceSpec): string {
   if (s.scope !== 'system') throw new ServiceError('UNSUPPORTED', 'Windows services run system-wide: use `latchkey service install` from an elevated prompt, without --user');
   checkSpec(s, winAbsolute);
-  const options = ['binPath=', windowsCommandLine(agentArgv(s)), 'start=', 'auto', 'DisplayName=', DISPLAY_NAME];
-  const sc = (...args: string[]): Command => ({ cmd: 'sc.exe', args });
-  return {
-    create: sc('create', SERVICE_NAME, ...options),
-    config: sc('config', SERVICE_NAME, ...options),
-    failure: sc('failure', SERVICE_NAME, 'reset=', '86400', 'actions=', 'restart/60000/restart/60000/restart/60000'),
-    failureFlag: sc('failureflag', SERVICE_NAME, '1'),
-    description: sc('description', SERVICE_NAME, DESCRIPTION),
-  };
+  const [exe, ...scriptArgs] = s.command;
+  const logDir = winswLogDir(s.stateDir);
+  for (const v of [...agentArgv(s), logDir]) {
+    if (v.includes('%')) throw new ServiceError('INVALID', `WinSW expands %VARIABLE% in its configuration and cannot escape %: ${JSON.stringify(v)}; use a path without %`);
+  }
+  if (exe!.includes('"')) throw new ServiceError('INVALID', `not a Windows executable path: ${JSON.stringify(exe)}`);
+  // Paths always quoted (a state dir like C:\ProgramData\Latchkey reads the same either way); the words `run` and `--state-dir` as they are.
+  const args = [...scriptArgs.map((a) => windowsArg(a, true)), 'run', '--state-dir', windowsArg(s.stateDir, true)].join(' ');
+  const el = (name: string, value: string) => `  <${name}>${xmlEscape(value)}</${name}>`;
+  return [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    '<!-- Written by `latchkey service install` for the WinSW service wrapper; run it again rather than editing this file. -->',
+    '<service>',
+    el('id', SERVICE_NAME),
+    el('name', DISPLAY_NAME),
+    el('description', DESCRIPTION),
+    el('executable', exe!),
+    el('arguments', args),
+    el('workingdirectory', s.stateDir),
+    el('startmode', 'Automatic'),
+    '  <!-- Any non-zero exit restarts after 30 s, exit code 3 (enroll again) included: WinSW cannot exempt an exit code. -->',
+    `  <onfailure action="restart" delay="${RESTART_SECONDS} sec"/>`,
+    el('resetfailure', '1 day'),
+    el('stopparentprocessfirst', 'true'),
+    el('stoptimeout', '20 sec'),
+    el('logpath', logDir),
+    '  <log mode="roll-by-size">',
+    '    <sizeThreshold>10240</sizeThreshold>',
+    '    <keepFiles>8</keepFiles>',
+    '  </log>',
+    '</service>',
+    '',
+  ].join('\r\n');
 }

@@ -1,20 +1,25 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { launchdPlist, systemdUnit, windowsService } from './service-files.js';
-import { installService, uninstallService, type RunResult, type ServiceDeps } from './service-install.js';
+import { launchdPlist, systemdUnit, WINSW_EXE_CONFIG, winswXml } from './service-files.js';
+import { installService, uninstallService, winswFromSea, type RunResult, type ServiceDeps } from './service-install.js';
 import { ServiceError, type ServiceSpec } from './service-types.js';
 
 /**
  * The machine as tests see it: files under a temp root, commands recorded as
  * one line each; `codes` answers a command line (by prefix) with an exit code.
  */
-function machine(t: TestContext, platform: NodeJS.Platform, opts: { privileged?: boolean | undefined; codes?: Record<string, number | RunResult> } = {}) {
+function machine(
+  t: TestContext,
+  platform: NodeJS.Platform,
+  opts: { privileged?: boolean | undefined; codes?: Record<string, number | RunResult>; answer?: (cmd: string, args: readonly string[]) => RunResult | undefined } = {},
+) {
   const root = mkdtempSync(join(tmpdir(), 'latchkey-svc-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const ran: string[] = [];
+  let slept = 0;
   const codes = { ...opts.codes };
   const deps: ServiceDeps = {
     platform,
@@ -26,14 +31,21 @@ function machine(t: TestContext, platform: NodeJS.Platform, opts: { privileged?:
       const line = [cmd, ...args].join(' ');
       ran.push(line);
       const hit = Object.keys(codes).find((k) => line.startsWith(k));
-      const r = hit === undefined ? 0 : codes[hit]!;
+      const r = hit === undefined ? (opts.answer?.(cmd, args) ?? 0) : codes[hit]!;
       return typeof r === 'number' ? { code: r, stdout: '', stderr: '' } : r;
+    },
+    winsw: async () => WINSW_BYTES,
+    sleep: async () => {
+      slept++;
     },
   };
   const file = (p: string) => join(root, p);
   const take = () => ran.splice(0);
-  return { deps, ran, codes, file, take };
+  return { deps, ran, codes, file, take, slept: () => slept };
 }
+
+/** Stands in for the WinSW binary: the tests check that these exact bytes land on disk. */
+const WINSW_BYTES = new Uint8Array([0x4d, 0x5a, 0x90, 0x00, 0x57, 0x69, 0x6e, 0x53, 0x57]);
 
 const isCode = (code: ServiceError['code']) => (e: unknown) => e instanceof ServiceError && e.code === code;
 
@@ -162,44 +174,156 @@ describe('macOS: launchd', () => {
   });
 });
 
-describe('Windows: sc.exe', () => {
+describe('Windows: WinSW', () => {
   const spec: ServiceSpec = { command: ['C:\\Program Files\\Latchkey\\latchkey.exe'], stateDir: 'C:\\ProgramData\\Latchkey', scope: 'system' };
-  const def = windowsService(spec);
-  const line = (c: { cmd: string; args: string[] }) => [c.cmd, ...c.args].join(' ');
-  const ABSENT = { 'sc.exe query': 1060 }; // ERROR_SERVICE_DOES_NOT_EXIST
+  const SVC = 'C:\\Program Files\\Latchkey\\latchkey-service.exe';
+  const XML = 'C:\\Program Files\\Latchkey\\latchkey-service.xml';
+  const CONFIG = 'C:\\Program Files\\Latchkey\\latchkey-service.exe.config';
+  const onDisk = (m: ReturnType<typeof machine>, p: string) => m.file(p.replace(/^([A-Z]):/, '$1').replaceAll('\\', '/'));
 
-  test('a new service: create, failure actions, description, start', async (t) => {
-    const m = machine(t, 'win32', { privileged: undefined, codes: { ...ABSENT } });
+  /**
+   * The Service Control Manager as WinSW 1.17 shows it: `status` prints
+   * NonExistent / Stopped / Started; `stop` returns before the service has
+   * stopped (it still reads Started for `stopPolls` more status calls).
+   */
+  function winMachine(t: TestContext, scm: { state: 'NonExistent' | 'Stopped' | 'Started'; stopPolls?: number; codes?: Record<string, number | RunResult> }) {
+    let stopping = 0;
+    const ok = (stdout = ''): RunResult => ({ code: 0, stdout, stderr: '' });
+    const m = machine(t, 'win32', {
+      privileged: undefined,
+      codes: scm.codes,
+      answer: (cmd, args) => {
+        assert.equal(cmd, SVC, 'every command goes through the wrapper beside latchkey.exe');
+        assert.ok(existsSync(onDisk(m, XML)) && existsSync(onDisk(m, CONFIG)), 'WinSW runs only with its XML and .exe.config beside it');
+        switch (args[0]) {
+          case 'status':
+            if (stopping > 0 && --stopping === 0) scm.state = 'Stopped';
+            return ok(`${scm.state}\r\n`);
+          case 'install':
+            if (scm.state !== 'NonExistent') return { code: -1, stdout: "Service with id 'latchkey' already exists\r\n", stderr: 'System.Exception: Installation failure' };
+            scm.state = 'Stopped';
+            return ok();
+          case 'start':
+            scm.state = 'Started';
+            return ok();
+          case 'stop':
+            stopping = (scm.stopPolls ?? 0) + 1;
+            return ok();
+          case 'uninstall':
+            scm.state = 'NonExistent';
+            return ok();
+          default:
+            throw new Error(`unexpected ${args.join(' ')}`);
+        }
+      },
+    });
+    // latchkey.exe itself, where the installer finds it.
+    mkdirSync(onDisk(m, 'C:\\Program Files\\Latchkey'), { recursive: true });
+    writeFileSync(onDisk(m, spec.command[0]!), 'latchkey.exe');
+    return m;
+  }
+  const svc = (...args: string[]) => [SVC, ...args].join(' ');
+
+  test('a new service: writes latchkey-service.exe (the WinSW bytes), .exe.config and .xml beside latchkey.exe, then install and start', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent' });
     const r = await installService(spec, m.deps);
-    assert.equal(r.path, null);
-    assert.deepEqual(r.commands[1], def.create);
-    assert.deepEqual(m.take(), ['sc.exe query latchkey', line(def.create), line(def.failure), line(def.failureFlag), line(def.description), 'sc.exe start latchkey']);
-    assert.equal(
-      line(def.create),
-      'sc.exe create latchkey binPath= "C:\\Program Files\\Latchkey\\latchkey.exe" run --state-dir C:\\ProgramData\\Latchkey start= auto DisplayName= Latchkey device agent',
-    );
+    assert.equal(r.path, XML);
+    assert.deepEqual(new Uint8Array(readFileSync(onDisk(m, SVC))), WINSW_BYTES);
+    assert.equal(readFileSync(onDisk(m, XML), 'utf8'), winswXml(spec));
+    assert.equal(readFileSync(onDisk(m, CONFIG), 'utf8'), WINSW_EXE_CONFIG);
+    assert.ok(statSync(onDisk(m, 'C:\\ProgramData\\Latchkey\\logs')).isDirectory());
+    assert.deepEqual(m.take(), [svc('status'), svc('install'), svc('start')]);
+    assert.deepEqual(r.commands.map((c) => c.cmd), [SVC, SVC, SVC]);
   });
 
-  test('an existing service is stopped, reconfigured and started again (already running is fine)', async (t) => {
-    const m = machine(t, 'win32', { codes: { 'sc.exe start': 1056, 'net.exe stop': 2 } });
+  test('twice is the same: installed, unchanged and running, it only asks; installed but stopped, it starts', async (t) => {
+    const scm = { state: 'NonExistent' as 'NonExistent' | 'Stopped' | 'Started' };
+    const m = winMachine(t, scm);
     await installService(spec, m.deps);
-    assert.deepEqual(m.take(), ['sc.exe query latchkey', 'net.exe stop latchkey', line(def.config), line(def.failure), line(def.failureFlag), line(def.description), 'sc.exe start latchkey']);
+    m.take();
+    await installService(spec, m.deps);
+    assert.deepEqual(m.take(), [svc('status')]);
+    scm.state = 'Stopped';
+    await installService(spec, m.deps);
+    assert.deepEqual(m.take(), [svc('status'), svc('start')]);
   });
 
-  test('uninstall stops and deletes; when absent it only looks', async (t) => {
-    const m = machine(t, 'win32', { codes: { 'sc.exe delete': 1072 } });
-    await uninstallService({ scope: 'system' }, m.deps);
-    assert.deepEqual(m.take(), ['sc.exe query latchkey', 'net.exe stop latchkey', 'sc.exe delete latchkey']);
-    m.codes['sc.exe query'] = 1060;
-    await uninstallService({ scope: 'system' }, m.deps);
-    assert.deepEqual(m.take(), ['sc.exe query latchkey']);
+  test('a changed definition (another state dir): stop, wait until stopped, register again, start', async (t) => {
+    const scm = { state: 'NonExistent' as 'NonExistent' | 'Stopped' | 'Started', stopPolls: 2 };
+    const m = winMachine(t, scm);
+    await installService(spec, m.deps);
+    m.take();
+    const moved = { ...spec, stateDir: 'D:\\Latchkey State' };
+    await installService(moved, m.deps);
+    assert.deepEqual(m.take(), [svc('status'), svc('stop'), svc('status'), svc('status'), svc('status'), svc('uninstall'), svc('install'), svc('start')]);
+    assert.equal(m.slept(), 2);
+    assert.match(readFileSync(onDisk(m, XML), 'utf8'), /<arguments>run --state-dir &quot;D:\\Latchkey State&quot;<\/arguments>/);
   });
 
-  test('access denied (5) from sc.exe says to use an elevated prompt; --user is refused', async (t) => {
-    const m = machine(t, 'win32', { privileged: undefined, codes: { ...ABSENT, 'sc.exe create': 5 } });
-    await assert.rejects(installService(spec, m.deps), (e: unknown) => isCode('NOT_PRIVILEGED')(e) && /elevated/.test((e as Error).message));
+  test('a new WinSW binary replaces a running one only after the old wrapper has stopped the service', async (t) => {
+    const scm = { state: 'NonExistent' as 'NonExistent' | 'Stopped' | 'Started' };
+    const m = winMachine(t, scm);
+    await installService(spec, m.deps);
+    writeFileSync(onDisk(m, SVC), 'an older WinSW');
+    m.take();
+    await installService(spec, m.deps);
+    assert.deepEqual(m.take(), [svc('status'), svc('stop'), svc('status'), svc('status'), svc('uninstall'), svc('install'), svc('start')]);
+    assert.deepEqual(new Uint8Array(readFileSync(onDisk(m, SVC))), WINSW_BYTES);
+  });
+
+  test('a service of that name left by another install (files missing here) is re-registered with this wrapper', async (t) => {
+    const m = winMachine(t, { state: 'Started' });
+    await installService(spec, m.deps);
+    assert.deepEqual(m.take(), [svc('status'), svc('stop'), svc('status'), svc('uninstall'), svc('install'), svc('start')]);
+  });
+
+  test('uninstall: stop (and wait), uninstall, remove the three files; a second uninstall does nothing', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent', stopPolls: 1 });
+    await installService(spec, m.deps);
+    m.take();
+    const r = await uninstallService({ scope: 'system', command: spec.command }, m.deps);
+    assert.equal(r.path, XML);
+    assert.deepEqual(m.take(), [svc('status'), svc('stop'), svc('status'), svc('status'), svc('uninstall')]);
+    assert.deepEqual(readdirSync(onDisk(m, 'C:\\Program Files\\Latchkey')), ['latchkey.exe']);
+    await uninstallService({ scope: 'system', command: spec.command }, m.deps);
+    assert.deepEqual(m.take(), []);
+  });
+
+  test('a service that does not stop within 30 s is an error that says what to do', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent', stopPolls: 1000 });
+    await installService(spec, m.deps);
+    await assert.rejects(uninstallService({ scope: 'system', command: spec.command }, m.deps), (e: unknown) => isCode('COMMAND_FAILED')(e) && /did not stop within 30 s; stop it \(`net stop latchkey`\)/.test((e as Error).message));
+    assert.equal(m.slept(), 60);
+    assert.ok(existsSync(onDisk(m, SVC)), 'nothing removed while it runs');
+  });
+
+  test('access denied from WinSW (WMI AccessDenied = 2, or the message) says to use an elevated prompt', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent', codes: { [svc('install')]: { code: 2, stdout: '', stderr: 'WMI.WmiException: AccessDenied' } } });
+    await assert.rejects(installService(spec, m.deps), (e: unknown) => isCode('NOT_PRIVILEGED')(e) && /elevated \(Administrator\) prompt/.test((e as Error).message));
+    const m2 = winMachine(t, { state: 'Started', codes: { [svc('stop')]: { code: -1, stdout: '', stderr: 'System.UnauthorizedAccessException: Access is denied.' } } });
+    await assert.rejects(installService(spec, m2.deps), isCode('NOT_PRIVILEGED'));
+  });
+
+  test('a service still marked for deletion: the error names the open Services console', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent', codes: { [svc('install')]: { code: -1, stdout: "Service with id 'latchkey' already exists\r\n", stderr: '' } } });
+    await assert.rejects(installService(spec, m.deps), (e: unknown) => isCode('COMMAND_FAILED')(e) && /services\.msc/.test((e as Error).message));
+  });
+
+  test('outside the packaged latchkey.exe there is no WinSW: a clear error before anything is written or run', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent' });
+    m.deps.winsw = winswFromSea; // this test runs in plain node, not in a single executable
+    await assert.rejects(installService(spec, m.deps), (e: unknown) => isCode('UNSUPPORTED')(e) && /needs the packaged latchkey\.exe/.test((e as Error).message));
+    assert.deepEqual(m.ran, []);
+    assert.deepEqual(readdirSync(onDisk(m, 'C:\\Program Files\\Latchkey')), ['latchkey.exe']);
+    assert.equal(existsSync(onDisk(m, 'C:\\ProgramData')), false);
+  });
+
+  test('--user is refused; uninstall needs to know where latchkey.exe is', async (t) => {
+    const m = winMachine(t, { state: 'NonExistent' });
     await assert.rejects(installService({ ...spec, scope: 'user' }, m.deps), isCode('UNSUPPORTED'));
     await assert.rejects(uninstallService({ scope: 'user' }, m.deps), isCode('UNSUPPORTED'));
+    await assert.rejects(uninstallService({ scope: 'system' }, m.deps), isCode('INVALID'));
+    assert.deepEqual(m.ran, []);
   });
 });
 

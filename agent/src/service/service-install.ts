@@ -8,10 +8,12 @@
 import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { dirname, join, posix } from 'node:path';
+import { dirname, join, posix, win32 } from 'node:path';
+import { getAsset, isSea } from 'node:sea';
+import { setTimeout as delay } from 'node:timers/promises';
 import { writeFileAtomic } from '../state/atomic.js';
-import { launchdPlist, systemdUnit, windowsService } from './service-files.js';
-import { LAUNCHD_LABEL, SERVICE_NAME, ServiceError, type Command, type ServiceSpec } from './service-types.js';
+import { launchdPlist, systemdUnit, WINSW_EXE_CONFIG, winswLogDir, winswXml } from './service-files.js';
+import { LAUNCHD_LABEL, SERVICE_NAME, ServiceError, WINSW_BASENAME, type Command, type ServiceSpec } from './service-types.js';
 
 export interface RunResult {
   code: number;
@@ -29,13 +31,17 @@ export interface ServiceDeps {
   home: string;
   /** The user's uid: launchd's per-user domain is gui/<uid>. */
   uid: number;
-  /** root on Unix. undefined when unknown (Windows): sc.exe's "access denied" is reported instead. */
+  /** root on Unix. undefined when unknown (Windows): "access denied" from a write or from WinSW is reported instead. */
   privileged: boolean | undefined;
   run: Run;
+  /** Windows: the bytes of the WinSW service wrapper (the packaged latchkey.exe carries them as a SEA asset). */
+  winsw: () => Promise<Uint8Array>;
+  /** Waits between status polls (Windows); setTimeout when left out. */
+  sleep?: (ms: number) => Promise<void>;
 }
 
 export interface ServiceResult {
-  /** The unit / plist on the machine, null on Windows. */
+  /** The unit / plist / WinSW XML on the machine. */
   path: string | null;
   /** Commands run, in order. */
   commands: Command[];
@@ -45,9 +51,28 @@ export async function installService(s: ServiceSpec, deps: ServiceDeps): Promise
   return forPlatform(s, deps).install();
 }
 
-/** Stops, disables and removes the service of that scope; nothing to do when it is not installed. */
-export async function uninstallService(s: Pick<ServiceSpec, 'scope'>, deps: ServiceDeps): Promise<ServiceResult> {
+/**
+ * Stops, disables and removes the service of that scope; nothing to do when it
+ * is not installed. Windows needs `command` (the agent's own argv): the
+ * wrapper sits beside the agent's executable.
+ */
+export async function uninstallService(s: Pick<ServiceSpec, 'scope'> & { command?: readonly string[] }, deps: ServiceDeps): Promise<ServiceResult> {
   return forPlatform({ command: [], stateDir: '/', ...s }, deps).uninstall();
+}
+
+/** SEA asset key of the WinSW binary in the Windows build (scripts/package.mjs adds it). */
+export const WINSW_ASSET = 'winsw.exe';
+
+/** The WinSW bytes from the running single executable, or a clear error when this is not the packaged latchkey.exe. */
+export async function winswFromSea(): Promise<Uint8Array> {
+  if (!isSea()) {
+    throw new ServiceError('UNSUPPORTED', 'service install on Windows needs the packaged latchkey.exe, which carries the WinSW service wrapper: build it with `pnpm --filter @latchkey/agent package --target win-x64` and run `latchkey.exe service install` from an elevated prompt');
+  }
+  try {
+    return new Uint8Array(getAsset(WINSW_ASSET));
+  } catch (e) {
+    throw new ServiceError('UNSUPPORTED', `this latchkey.exe was built without the WinSW service wrapper (SEA asset ${WINSW_ASSET}); package it again with scripts/package.mjs --target win-x64`, { cause: e });
+  }
 }
 
 /** The real machine: '/' as root, child_process for commands. */
@@ -58,6 +83,8 @@ export function nodeServiceDeps(): ServiceDeps {
     home: homedir(),
     uid: process.getuid?.() ?? -1,
     privileged: process.platform === 'win32' ? undefined : process.getuid?.() === 0,
+    winsw: winswFromSea,
+    sleep: (ms) => delay(ms),
     run: (cmd, args) =>
       new Promise((resolve, reject) => {
         execFile(cmd, args, { windowsHide: true }, (err, stdout, stderr) => {
@@ -99,15 +126,19 @@ function runner(deps: ServiceDeps): { run: Runner; commands: Command[] } {
   const run: Runner = async (cmd: string, args: string[], ok: readonly number[] | 'any' = [0]): Promise<RunResult> => {
     commands.push({ cmd, args });
     const r = await deps.run(cmd, args);
-    if (ok !== 'any' && !ok.includes(r.code)) {
-      const line = [cmd, ...args].join(' ');
-      const why = (r.stderr || r.stdout).trim();
-      if (deps.platform === 'win32' && r.code === 5) throw new ServiceError('NOT_PRIVILEGED', `\`${line}\`: access denied; run it from an elevated (Administrator) prompt`);
-      throw new ServiceError('COMMAND_FAILED', `\`${line}\` failed with exit code ${r.code}${why ? `: ${why}` : ''}`);
-    }
+    if (ok !== 'any' && !ok.includes(r.code)) throw commandFailed(deps, cmd, args, r);
     return r;
   };
   return { run, commands };
+}
+
+function commandFailed(deps: ServiceDeps, cmd: string, args: readonly string[], r: RunResult, hint = ''): ServiceError {
+  const line = [cmd, ...args].join(' ');
+  const why = (r.stderr || r.stdout).trim();
+  if (deps.platform === 'win32' && (r.code === WMI_ACCESS_DENIED || /access(\s+is)?\s*denied/i.test(why))) {
+    return new ServiceError('NOT_PRIVILEGED', `\`${line}\`: access denied; run it from an elevated (Administrator) prompt`);
+  }
+  return new ServiceError('COMMAND_FAILED', `\`${line}\` failed with exit code ${r.code}${why ? `: ${why}` : ''}${hint}`);
 }
 
 const onDisk = (deps: ServiceDeps, p: string): string => join(deps.root, p);
@@ -190,39 +221,139 @@ function launchd(s: ServiceSpec, deps: ServiceDeps): Steps {
   };
 }
 
-/** Win32 error codes that sc.exe / net.exe exit with. */
-const ERROR_SERVICE_ALREADY_RUNNING = 1056;
-const ERROR_SERVICE_DOES_NOT_EXIST = 1060;
-const ERROR_SERVICE_MARKED_FOR_DELETE = 1072;
+// ---------------------------------------------------------------- Windows (WinSW)
 
-// sc.exe: https://learn.microsoft.com/windows-server/administration/windows-commands/sc-create (and sc-config, sc-failure, sc-delete).
+/**
+ * WinSW 1.17 exits with the WMI Win32_Service method result when a call
+ * fails (AccessDenied 2, ServiceAlreadyRunning 10, …), -1 on other errors.
+ */
+const WMI_ACCESS_DENIED = 2;
+const WMI_SERVICE_CANNOT_ACCEPT_CONTROL = 5;
+const WMI_SERVICE_NOT_ACTIVE = 6;
+const WMI_SERVICE_ALREADY_RUNNING = 10;
+/** Longer than the XML's stoptimeout (20 s), after which WinSW kills the agent. */
+const STOP_WAIT_MS = 30_000;
+const POLL_MS = 500;
+
+type WinswState = 'NonExistent' | 'Stopped' | 'Started';
+
+/** A Windows path under deps.root: the path itself on the machine, root/C/… in tests on another OS. */
+function winOnDisk(deps: ServiceDeps, p: string): string {
+  if (deps.root === '/') return p;
+  return join(deps.root, p.replace(/^([A-Za-z]):/, '$1').replaceAll('\\', '/'));
+}
+
+/** Files are written into the agent's directory (Program Files): EPERM there means "not elevated". */
+async function winWrite<T>(what: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'EACCES') throw new ServiceError('NOT_PRIVILEGED', `cannot write ${what}: access denied; run \`latchkey service …\` from an elevated (Administrator) prompt`, { cause: e });
+    if (code === 'EBUSY') throw new ServiceError('COMMAND_FAILED', `cannot replace ${what}: it is in use; stop the service (\`net stop ${SERVICE_NAME}\`) and run this again`, { cause: e });
+    throw e;
+  }
+}
+
+const readBytes = (p: string): Promise<Buffer | null> => readFile(p).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : Promise.reject(e)));
+
+/** Writes `content` unless the file already holds exactly it; true when written. */
+async function putWin(deps: ServiceDeps, path: string, content: string | Uint8Array): Promise<boolean> {
+  const file = winOnDisk(deps, path);
+  const want = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  const before = await readBytes(file);
+  if (before !== null && before.equals(want)) return false;
+  await winWrite(path, () => writeFileAtomic(file, want, { mode: 0o755 }));
+  return true;
+}
+
+/**
+ * WinSW (https://github.com/winsw/winsw, 1.17 from node-windows): the
+ * wrapper `latchkey-service.exe` beside latchkey.exe is the service's
+ * program and reads `latchkey-service.xml` next to it; its `.exe.config`
+ * lets the .NET 2.0 wrapper run on .NET 4. `install` registers the service
+ * (name, start mode, failure actions: read only then), `start`, `stop`,
+ * `uninstall`, and `status` prints NonExistent, Stopped or Started.
+ *
+ * Install: when the files change while a service of that id exists (an
+ * upgrade, another state dir, latchkey.exe moved), the service is stopped,
+ * unregistered and registered again, so the SCM never keeps an old
+ * definition. A running wrapper locks its .exe: a different WinSW binary is
+ * written only after the old one has stopped the service.
+ */
 function windows(s: ServiceSpec, deps: ServiceDeps): Steps {
   if (s.scope !== 'system') throw new ServiceError('UNSUPPORTED', 'Windows services run system-wide: leave out --user');
-  const exists = async (run: Runner) =>
-    (await run('sc.exe', ['query', SERVICE_NAME], [0, ERROR_SERVICE_DOES_NOT_EXIST])).code === 0;
-  // `net stop` waits until the service has stopped (sc.exe stop does not); it fails when it was not running, which is fine.
-  const stop = (run: Runner) => run('net.exe', ['stop', SERVICE_NAME], 'any');
+  const files = () => {
+    const exe = s.command[0];
+    if (!exe || !/^([A-Za-z]:\\|\\\\)/.test(exe)) throw new ServiceError('INVALID', `the agent executable must be an absolute Windows path, got ${JSON.stringify(exe)}`);
+    const dir = win32.dirname(exe);
+    const base = win32.join(dir, WINSW_BASENAME);
+    return { exe: `${base}.exe`, xml: `${base}.xml`, config: `${base}.exe.config` };
+  };
+  const sleep = deps.sleep ?? ((ms: number) => delay(ms));
+
+  const wrapper = (run: Runner, exe: string) => {
+    const status = async (): Promise<WinswState> => {
+      const r = await run(exe, ['status']);
+      const word = r.stdout.trim().split(/\r?\n/).pop()?.trim();
+      if (word === 'NonExistent' || word === 'Stopped' || word === 'Started') return word;
+      throw new ServiceError('COMMAND_FAILED', `\`${exe} status\` printed ${JSON.stringify(r.stdout.trim())}, not NonExistent, Stopped or Started`);
+    };
+    /** WinSW's stop returns once the SCM has the request: wait until the agent and the wrapper are gone. */
+    const stop = async (): Promise<void> => {
+      await run(exe, ['stop'], [0, WMI_SERVICE_CANNOT_ACCEPT_CONTROL, WMI_SERVICE_NOT_ACTIVE]);
+      for (let waited = 0; ; waited += POLL_MS) {
+        if ((await status()) !== 'Started') return;
+        if (waited >= STOP_WAIT_MS) throw new ServiceError('COMMAND_FAILED', `the ${SERVICE_NAME} service did not stop within ${STOP_WAIT_MS / 1000} s; stop it (\`net stop ${SERVICE_NAME}\`) and run this again`);
+        await sleep(POLL_MS);
+      }
+    };
+    return { status, stop };
+  };
+
   return {
     async install() {
-      const def = windowsService(s);
+      const xml = winswXml(s);
+      const f = files();
+      const bytes = await deps.winsw();
       const { run, commands } = runner(deps);
-      if (await exists(run)) {
-        await stop(run);
-        await run(def.config.cmd, def.config.args);
-      } else {
-        await run(def.create.cmd, def.create.args);
+      const w = wrapper(run, f.exe);
+      await winWrite(s.stateDir, () => mkdir(winOnDisk(deps, winswLogDir(s.stateDir)), { recursive: true, mode: 0o700 }));
+      // The .exe.config first: without it the wrapper may not run at all (a machine without .NET 3.5).
+      let changed = await putWin(deps, f.config, WINSW_EXE_CONFIG);
+      const oldExe = await readBytes(winOnDisk(deps, f.exe));
+      const newExe = oldExe === null || !oldExe.equals(bytes);
+      if (oldExe !== null && newExe && (await readBytes(winOnDisk(deps, f.xml))) !== null && (await w.status()) === 'Started') await w.stop();
+      if (await putWin(deps, f.xml, xml)) changed = true;
+      if (newExe && (await putWin(deps, f.exe, bytes))) changed = true;
+      let state = await w.status();
+      if (changed && state !== 'NonExistent') {
+        if (state === 'Started') await w.stop();
+        await run(f.exe, ['uninstall']);
+        state = 'NonExistent';
       }
-      for (const c of [def.failure, def.failureFlag, def.description]) await run(c.cmd, c.args);
-      await run('sc.exe', ['start', SERVICE_NAME], [0, ERROR_SERVICE_ALREADY_RUNNING]);
-      return { path: null, commands };
+      if (state === 'NonExistent') {
+        const r = await run(f.exe, ['install'], 'any');
+        // After an uninstall, Windows deletes the service only once nothing holds it open (services.msc does).
+        const hint = /already exists/i.test(r.stdout + r.stderr) ? '; if the Services console (services.msc) is open, close it and run this again' : '';
+        if (r.code !== 0) throw commandFailed(deps, f.exe, ['install'], r, hint);
+      }
+      if (state !== 'Started') await run(f.exe, ['start'], [0, WMI_SERVICE_ALREADY_RUNNING]);
+      return { path: f.xml, commands };
     },
     async uninstall() {
+      const f = files();
       const { run, commands } = runner(deps);
-      if (await exists(run)) {
-        await stop(run);
-        await run('sc.exe', ['delete', SERVICE_NAME], [0, ERROR_SERVICE_MARKED_FOR_DELETE]);
+      const present = (await readBytes(winOnDisk(deps, f.exe))) !== null && (await readBytes(winOnDisk(deps, f.xml))) !== null;
+      if (present) {
+        const w = wrapper(run, f.exe);
+        const state = await w.status();
+        if (state === 'Started') await w.stop();
+        if (state !== 'NonExistent') await run(f.exe, ['uninstall']);
       }
-      return { path: null, commands };
+      // The wrapper's process may hold its .exe for a moment after the service stopped: rm retries EBUSY/EPERM.
+      for (const p of [f.exe, f.xml, f.config]) await winWrite(p, () => rm(winOnDisk(deps, p), { force: true, maxRetries: 10, retryDelay: 200 }));
+      return { path: f.xml, commands };
     },
   };
 }

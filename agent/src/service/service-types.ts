@@ -6,6 +6,11 @@
 export const SERVICE_NAME = 'latchkey';
 export const LAUNCHD_LABEL = 'com.latchkey.agent';
 export const DISPLAY_NAME = 'Latchkey device agent';
+/**
+ * Windows: the WinSW service wrapper is written beside latchkey.exe under
+ * this base name; WinSW reads `<its own base name>.xml` from its directory.
+ */
+export const WINSW_BASENAME = 'latchkey-service';
 export const DESCRIPTION = "Keeps this device's Latchkey client certificate fresh and answers the server's control channel.";
 
 /** system: root / LocalSystem at boot. user: the logged-in user's agent, for the os keystore (login keychain, libsecret). */
