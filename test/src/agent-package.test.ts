@@ -17,6 +17,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
 import { ROOT, SERVER_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 const AGENT = join(ROOT, 'agent');
@@ -157,6 +158,29 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
     assert.deepEqual([st.state, st.keystore], ['active', 'pkcs11']);
     const re = await agent(['renew', '--force']);
     assert.equal(re.code, 0, re.stderr);
+  });
+
+  test('the binary alone enrolls and renews with --keystore os (gnome-keyring): keytar comes from its SEA asset', { timeout: 180_000 }, async (t) => {
+    const k = await startKeyring(t);
+    if (typeof k === 'string') return void missing(t, `os credential store: ${k}`);
+    const bin = await cliBinary(t);
+    if (!bin) return;
+    if (!existsSync(SERVER_CLI)) return void missing(t, 'server/dist/cli.js is missing: run `pnpm build`');
+    const exe = alone(t, bin, 'latchkey');
+    const stateDir = join(tempDir(t), 'state');
+    const env = { DBUS_SESSION_BUS_ADDRESS: k.address, LATCHKEY_ADDON_CACHE: join(tempDir(t), 'addons'), LATCHKEY_SEA_DEBUG: '1' };
+    const agent = (args: string[]) => run(exe, ['--state-dir', stateDir, ...args], { cwd: join(exe, '..'), env });
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const tok = await cli(['token', 'create', '--data-dir', dataDir, '--json']);
+    const en = await agent(['enroll', '--server', server.url, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--ca-fingerprint', fingerprint, '--keystore', 'os']);
+    assert.equal(en.code, 0, en.stderr);
+    assert.match(en.stderr, /loaded keytar\.node from the SEA asset/);
+    const st = JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keystore: string; serial: string };
+    assert.deepEqual([st.state, st.keystore], ['active', 'os']);
+    const re = await agent(['renew', '--force']);
+    assert.equal(re.code, 0, re.stderr);
+    assert.notEqual((JSON.parse((await agent(['status', '--json'])).stdout) as { serial: string }).serial, st.serial);
   });
 
   test('every import() in the CLI is bundled (a computed specifier would fail inside the executable)', { timeout: 180_000 }, async (t) => {
