@@ -7,11 +7,27 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test, type TestContext } from 'node:test';
 import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
 import { type Pkcs11TestToken, softhsmToken, swtpmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
-import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+import { AGENT_CLI, ROOT, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+
+/** The keys this agent's keystore holds, listed by a separate process through the agent's own keystore code. */
+async function keysInStore(stateDir: string, env: NodeJS.ProcessEnv, ks: unknown): Promise<string[]> {
+  const script = `
+    const { openKeyStore } = await import(${JSON.stringify(pathToFileURL(join(ROOT, 'agent/dist/keystore/open-keystore.js')).href)});
+    const cfg = JSON.parse(process.env.KS);
+    const s = await openKeyStore(cfg, { stateDir: process.env.SD, env: process.env });
+    console.log(JSON.stringify((await s.list()).map((r) => r.id)));
+    await s.close();
+    process.exit(0);`;
+  const r = await run(process.execPath, ['--input-type=module', '-e', script], { env: { ...env, KS: JSON.stringify(ks), SD: stateDir } });
+  assert.equal(r.code, 0, r.stderr);
+  return (JSON.parse(r.stdout) as string[]).sort();
+}
 
 interface Target {
   name: string;
@@ -84,6 +100,35 @@ describe('latchkey with each keystore against a real latchkey-server', () => {
       assert.match(refused.stderr, /DEVICE_REVOKED/);
       assert.equal((await agent(['unenroll'])).code, 0);
       assert.equal((await status()).state, 'not-enrolled');
+    });
+
+    test(`${label}: kill -9 at every step of a renewal leaves a working identity and no stray key in the store`, { timeout: 180_000 }, async (t) => {
+      const target = await make(t);
+      if (typeof target === 'string') return unavailable(t, `${label} keystore: ${target}`);
+      const { dataDir, port, fingerprint } = await initServer(t);
+      const server = await startServer(t, dataDir, port);
+      const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+      const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+      const env = { ...process.env, ...target.env };
+      const agent = (args: string[], extra: NodeJS.ProcessEnv = {}) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env: { ...env, ...extra } });
+      const status = async () => JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keyId: string; serial: string };
+      assert.equal((await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, ...target.args])).code, 0);
+      for (const point of ['after-generate', 'after-issue', 'after-commit']) {
+        const before = await status();
+        const crashed = await agent(['renew', '--force'], { LATCHKEY_TEST_CRASH_AT: point });
+        assert.equal(crashed.signal, 'SIGKILL', `${point}: ${crashed.stderr}`);
+        const after = await status();
+        assert.equal(after.state, 'active');
+        assert.equal(after.serial !== before.serial, point === 'after-commit', `${point}: the identity is the old one before the commit, the new one after`);
+        // Working identity: the next renewal authenticates with it over mTLS, and cleans orphans.
+        const ok = await agent(['renew', '--force']);
+        assert.equal(ok.code, 0, `${point}: ${ok.stderr}`);
+      }
+      const ks = (JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { keystore: unknown }).keystore;
+      assert.deepEqual(await keysInStore(stateDir, env, ks), [(await status()).keyId], 'the store holds the current key and nothing else');
+      const un = await agent(['unenroll']);
+      assert.equal(un.code, 0, un.stderr);
+      assert.deepEqual(await keysInStore(stateDir, env, ks), []);
     });
 
     test(`${label}: \`latchkey run\` renews a 6 s certificate by itself, twice in one daemon`, { timeout: 120_000 }, async (t) => {

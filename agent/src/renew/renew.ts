@@ -5,7 +5,8 @@
  *   old key deleted.
  * Killed at any step, the next start finds a working identity, old or new:
  * identity.json only ever names a key together with that key's certificate,
- * and keys it does not name are orphans, deleted by `cleanOrphanKeys`.
+ * and keys it does not name are orphans, deleted by `cleanOrphanKeys` at the
+ * end of the next successful renewal.
  */
 import { createCsr, parseCertificate, isIssuedBy, certificateToPem } from '@latchkey/pki';
 import type { DeviceFacts } from '@latchkey/protocol';
@@ -72,7 +73,6 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
     crashPoint(ctx.env, 'after-lock');
 
     store = await openKeyStore(id.keystore, { stateDir: ctx.stateDir, env: ctx.env });
-    await cleanOrphanKeys(store, id);
     const current = await store.load(id.key);
     if (!current) {
       throw new AgentError('KEYSTORE', `the device key ${id.key.id} is missing from the ${id.keystore.kind} keystore; the identity cannot be renewed — run \`latchkey unenroll\` and enroll again`);
@@ -98,6 +98,10 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
       crashPoint(ctx.env, 'after-commit');
       await store.delete(id.key);
       crashPoint(ctx.env, 'after-delete');
+      // Keys an interrupted renewal left behind. Deleted last, never before
+      // generate(): tpm2-pkcs11 1.9 hands out wrong object handles for a key
+      // made after a delete in the same process.
+      await cleanOrphanKeys(store, next);
       await updateStatusFile(ctx.stateDir, { state: 'active', lastRenewalAt: next.renewedAt, lastError: undefined });
       return { renewed: true, identity: next, kind: decision.action === 'recover' ? 'recover' : 'renew', previousSerial: cert.serialHex };
     } finally {
