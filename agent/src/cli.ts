@@ -13,7 +13,9 @@ import { enroll } from './enroll.js';
 import { normalizeFingerprint } from './est/est-client.js';
 import { collectFacts } from './facts.js';
 import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
-import { runDaemon, systemClock } from './renew/daemon.js';
+import { createKicks, runDaemon, systemClock } from './renew/daemon.js';
+import { startControlChannel } from './channel/control-channel.js';
+import { forgetRevokedIdentity } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
 import { type RenewJson, renewInChild } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
@@ -166,18 +168,39 @@ async function main(argv: string[]): Promise<number> {
       process.once('SIGTERM', () => stop());
       process.once('SIGINT', () => stop());
       let factsCache: Awaited<ReturnType<typeof collectFacts>> | undefined;
+      const facts = async () => (factsCache ??= await collectFacts());
+      const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
       const id = await readIdentity(stateDir);
-      return runDaemon({
-        ...(id?.keystore.kind === 'pkcs11' ? { renew: () => renewInChild(stateDir, process.env) } : {}),
-        stateDir,
-        env: process.env,
-        clock: systemClock,
-        facts: async () => (factsCache ??= await collectFacts()),
-        log: (l) => process.stderr.write(`${new Date().toISOString()} ${l}\n`),
-        stopped,
-        ...(process.env.LATCHKEY_RUN_SLICE_MS ? { sliceMs: Number(process.env.LATCHKEY_RUN_SLICE_MS) } : {}),
-        ...(process.env.LATCHKEY_BACKOFF_CAP_MS ? { backoff: { baseMs: 500, capMs: Number(process.env.LATCHKEY_BACKOFF_CAP_MS) } } : {}),
-      });
+      const kicks = createKicks();
+      const channel =
+        id && process.env.LATCHKEY_CONTROL_CHANNEL !== 'off'
+          ? startControlChannel({
+              stateDir,
+              env: process.env,
+              facts,
+              log,
+              onRevoked: (reason, at) => kicks.fire({ type: 'revoked', reason, at }),
+              onRenewNow: (reason) => kicks.fire({ type: 'renew-now', ...(reason ? { reason } : {}) }),
+            })
+          : undefined;
+      try {
+        return await runDaemon({
+          ...(id?.keystore.kind === 'pkcs11' ? { renew: (_ctx, force) => renewInChild(stateDir, process.env, force) } : {}),
+          stateDir,
+          env: process.env,
+          clock: systemClock,
+          facts,
+          log,
+          stopped,
+          kicks,
+          onRenewed: () => channel?.reconnect(),
+          onRevoked: (reason, at) => forgetRevokedIdentity(stateDir, process.env, reason, at),
+          ...(process.env.LATCHKEY_RUN_SLICE_MS ? { sliceMs: Number(process.env.LATCHKEY_RUN_SLICE_MS) } : {}),
+          ...(process.env.LATCHKEY_BACKOFF_CAP_MS ? { backoff: { baseMs: 500, capMs: Number(process.env.LATCHKEY_BACKOFF_CAP_MS) } } : {}),
+        });
+      } finally {
+        await channel?.stop();
+      }
     }
     case 'export': {
       const { values: v } = parse({ cert: { type: 'string' }, chain: { type: 'string' } });

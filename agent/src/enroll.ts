@@ -83,7 +83,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
           };
           await writeIdentity(o.stateDir, id);
           committed = true;
-          await updateStatusFile(o.stateDir, { state: 'active', lastError: undefined, lastRenewalAt: id.enrolledAt });
+          await updateStatusFile(o.stateDir, { state: 'active', lastError: undefined, lastRenewalAt: id.enrolledAt, deviceId: undefined, server: undefined, revokedAt: undefined, revocationReason: undefined });
           return id;
         }
         if (o.approvalTimeoutMs !== undefined && Date.now() - started > o.approvalTimeoutMs) {

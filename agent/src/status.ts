@@ -19,6 +19,7 @@ export interface StatusJson {
   notBefore?: string;
   notAfter?: string;
   nextRenewalAt?: string;
+  revokedAt?: string;
   lastRenewalAt?: string;
   lastCheckAt?: string;
   lastError?: { at: string; code: string; message: string };
@@ -26,8 +27,19 @@ export interface StatusJson {
 
 export async function readStatus(stateDir: string, now: Date): Promise<StatusJson> {
   const id = await readIdentity(stateDir);
-  if (!id) return { enrolled: false, state: 'not-enrolled', stateDir };
   const st = await readStatusFile(stateDir);
+  if (!id && st?.state === 'revoked') {
+    return {
+      enrolled: false,
+      state: 'revoked',
+      stateDir,
+      ...(st.deviceId ? { deviceId: st.deviceId } : {}),
+      ...(st.server ? { server: st.server } : {}),
+      ...(st.revokedAt ? { revokedAt: st.revokedAt } : {}),
+      ...(st.lastError ? { lastError: st.lastError } : {}),
+    };
+  }
+  if (!id) return { enrolled: false, state: 'not-enrolled', stateDir };
   const cert = certOf(id);
   const s = summarize(cert);
   const expired = now.getTime() >= cert.notAfter.getTime();
@@ -54,6 +66,9 @@ export async function readStatus(stateDir: string, now: Date): Promise<StatusJso
 }
 
 export function formatStatus(s: StatusJson): string {
+  if (s.state === 'revoked' && !s.enrolled) {
+    return `REVOKED: device ${s.deviceId ?? '?'} was revoked by ${s.server ?? 'the server'} at ${s.revokedAt ?? '?'}; its key and certificate are deleted\nenroll it again with: latchkey enroll --server URL --token T --ca-fingerprint SHA256`;
+  }
   if (!s.enrolled) return `not enrolled (state in ${s.stateDir})\nenroll with: latchkey enroll --server URL --token T --ca-fingerprint SHA256`;
   const rows: [string, string | undefined][] = [
     ['state', s.state],

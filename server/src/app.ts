@@ -14,6 +14,7 @@ import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
 import type { CaContext } from './ca/ca-context.js';
 import type { ServerConfig } from './config/config-schema.js';
+import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
@@ -44,6 +45,7 @@ export interface App {
   app: FastifyInstance;
   crl: CrlService;
   metrics: Metrics;
+  channels: ChannelHub;
 }
 
 export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
@@ -71,6 +73,11 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
   const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);
+  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  // Fastify made its server already: WebSocket upgrades to /v1/agent go to the hub.
+  channels.attach(app.server);
+  // Before the HTTP server stops: upgraded sockets would otherwise hold it open.
+  app.addHook('preClose', async () => channels.close());
   d.bus.subscribe((e) => {
     // Another replica published a CRL: serve the new one.
     if (e.type === 'crl-updated') crl.invalidate();
@@ -122,8 +129,10 @@ export async function buildApp(d: AppDeps): Promise<App> {
     async (admin) => {
       admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, clock }));
+      // Devices connected to this replica's control channel now, and since when.
+      admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: channels.online(), nextCursor: null }));
     },
     { prefix: PATHS.admin },
   );
-  return { app, crl, metrics };
+  return { app, crl, metrics, channels };
 }

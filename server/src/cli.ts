@@ -21,6 +21,7 @@ Usage:
   latchkey-server token list [--json] | token revoke ID
   latchkey-server groups set NAME --lifetime 24h [--require-approval] | groups list [--json]
   latchkey-server devices list [--status S] [--group G] [--json]
+  latchkey-server devices online [--json]          agents connected to this server's control channel now
   latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
 
@@ -218,9 +219,15 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
       print(v, r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter })), ['id', 'name', 'status', 'group', 'lastSeen', 'serial', 'notAfter']));
       return 0;
     }
+    if (sub === 'online') {
+      const { values: v } = parse(rest, {});
+      const r = await admin(v).call<{ items: Record<string, unknown>[]; nextCursor: string | null }>('GET', '/v1/admin/devices/online');
+      print(v, r, () => (r.items.length ? table(r.items, ['deviceId', 'since', 'agentVersion', 'serial', 'remote']) : 'no agent is connected to this server now'));
+      return 0;
+    }
     const { values: v, positionals } = parse(rest, { reason: { type: 'string' } }, 1);
     const id = positionals[0];
-    if (!['show', 'approve', 'revoke'].includes(sub ?? '')) throw new UsageError('devices list | show ID | approve ID | revoke ID [--reason R]');
+    if (!['show', 'approve', 'revoke'].includes(sub ?? '')) throw new UsageError('devices list | online | show ID | approve ID | revoke ID [--reason R]');
     if (!id) throw new UsageError(`devices ${sub} needs a device ID (from \`devices list\`)`);
     const path = `/v1/admin/devices/${encodeURIComponent(id)}`;
     if (sub === 'show') {

@@ -37,10 +37,47 @@ export interface DaemonOptions extends Omit<RenewContext, 'now'> {
    * Performs one renewal; default in this process. The CLI runs pkcs11
    * renewals in a child process instead (see renew-child.ts).
    */
-  renew?: (ctx: RenewContext) => Promise<RenewOutcome>;
+  renew?: (ctx: RenewContext, force: boolean) => Promise<RenewOutcome>;
+  /** Messages from the control channel (renew-now, revoked). */
+  kicks?: Kicks;
+  /** Called after each renewal (the control channel reconnects with the new certificate). */
+  onRenewed?: () => void;
+  /** Called when the server says the device is revoked: forget the identity (delete key and certificate). */
+  onRevoked?: (reason: string, at: string) => Promise<void>;
 }
 
 export type RenewOutcome = { renewed: false } | { renewed: true; kind: 'renew' | 'recover'; previousSerial: string };
+
+export type Kick = { type: 'renew-now'; reason?: string } | { type: 'revoked'; reason: string; at: string };
+
+/** A queue of kicks: none is lost while the loop is busy renewing. */
+export interface Kicks {
+  fire(k: Kick): void;
+  /** Resolves once a kick is queued (consumes nothing). */
+  ready(): Promise<void>;
+  take(): Kick | undefined;
+}
+
+export function createKicks(): Kicks {
+  const queue: Kick[] = [];
+  let wake: (() => void) | undefined;
+  let pending: Promise<void> | undefined;
+  return {
+    fire(k) {
+      queue.push(k);
+      const w = wake;
+      wake = undefined;
+      pending = undefined;
+      w?.();
+    },
+    ready() {
+      if (queue.length) return Promise.resolve();
+      pending ??= new Promise<void>((r) => (wake = r));
+      return pending;
+    },
+    take: () => queue.shift(),
+  };
+}
 
 /** Runs until stopped (exit 0) or the device must be enrolled again (exit 3). */
 export async function runDaemon(o: DaemonOptions): Promise<number> {
@@ -52,6 +89,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   });
   let failures = 0;
   let retryAt = 0;
+  let force = false;
+  let revoked: Extract<Kick, { type: 'revoked' }> | undefined;
   const ctx: RenewContext = { ...o, now: () => o.clock.now() };
   o.log(`latchkey: watching ${o.stateDir}`);
   const st = await readStatusFile(o.stateDir);
@@ -59,7 +98,13 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); enroll it again with a new token`);
     return EXIT_REENROLL;
   }
+  const revokedNow = async (k: Extract<Kick, { type: 'revoked' }>): Promise<number> => {
+    await o.onRevoked?.(k.reason, k.at);
+    o.log(`latchkey: THIS DEVICE HAS BEEN REVOKED (${k.reason}, ${k.at}); its key and certificate are deleted. Enroll it again with a new token: \`latchkey enroll --server URL --token T\``);
+    return EXIT_REENROLL;
+  };
   while (!stop) {
+    if (revoked) return revokedNow(revoked);
     const id = await readIdentity(o.stateDir);
     if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir}); run \`latchkey enroll --server URL --token T\``);
     const cert = certOf(id);
@@ -67,13 +112,17 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     const d = shouldRenew(now, { serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, o.policy);
     await updateStatusFile(o.stateDir, { lastCheckAt: now.toISOString(), nextRenewalAt: d.renewAt.toISOString() }).catch(() => undefined);
     let wakeAt = d.renewAt.getTime();
-    if (d.action !== 'wait' && now.getTime() >= retryAt) {
+    if ((d.action !== 'wait' || force) && now.getTime() >= retryAt) {
       try {
-        const r = await (o.renew ?? ((c) => renewOnce(c, { force: false })))(ctx);
+        const r = await (o.renew ?? ((c, f) => renewOnce(c, { force: f })))(ctx, force);
         failures = 0;
         retryAt = 0;
+        force = false;
         const now = r.renewed ? await readIdentity(o.stateDir) : undefined;
-        if (r.renewed && now) o.log(`latchkey: ${r.kind === 'recover' ? 'recovered the expired' : 'renewed the'} certificate: serial ${r.previousSerial} → ${certOf(now).serialHex}, valid until ${certOf(now).notAfter.toISOString()}`);
+        if (r.renewed && now) {
+          o.log(`latchkey: ${r.kind === 'recover' ? 'recovered the expired' : 'renewed the'} certificate: serial ${r.previousSerial} → ${certOf(now).serialHex}, valid until ${certOf(now).notAfter.toISOString()}`);
+          o.onRenewed?.();
+        }
         continue;
       } catch (e) {
         const err = e instanceof AgentError ? e : new AgentError('SERVER_ERROR', (e as Error).message, {}, { cause: e });
@@ -81,6 +130,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
         if (err.code === 'REENROLL_REQUIRED') {
           const state = err.details.serverCode === 'DEVICE_REVOKED' ? 'revoked' : 'reenroll-required';
           await updateStatusFile(o.stateDir, { state, lastError: { at, code: err.details.serverCode ?? err.code, message: err.message } });
+          if (state === 'revoked') await o.onRevoked?.('unspecified', at);
           o.log(`latchkey: ${state === 'revoked' ? 'THIS DEVICE HAS BEEN REVOKED' : 'THIS DEVICE MUST BE ENROLLED AGAIN'}; renewal stopped. ${err.message}. Enroll it again with a new token: \`latchkey unenroll && latchkey enroll --server URL --token T\``);
           return EXIT_REENROLL;
         }
@@ -92,14 +142,25 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       }
     }
     if (retryAt > now.getTime()) wakeAt = retryAt;
-    // Sleep towards wakeAt in slices; a wall-clock jump ends the sleep early.
-    while (!stop) {
+    // Sleep towards wakeAt in slices; a wall-clock jump or a kick ends the sleep early.
+    let kicked = false;
+    while (!stop && !kicked) {
       const left = wakeAt - o.clock.now().getTime();
       if (left <= 0) break;
       const step = Math.min(left, slice);
       const wall0 = o.clock.now().getTime();
       const mono0 = o.clock.monotonic();
-      await Promise.race([o.clock.sleep(step), o.stopped ?? new Promise(() => undefined)]);
+      await Promise.race([o.clock.sleep(step), o.stopped ?? new Promise<void>(() => undefined), o.kicks?.ready() ?? new Promise<void>(() => undefined)]);
+      const kick = o.kicks?.take();
+      if (kick?.type === 'revoked') {
+        revoked = kick;
+        kicked = true;
+      } else if (kick?.type === 'renew-now') {
+        o.log(`latchkey: the server asks for a renewal now${kick.reason ? ` (${kick.reason})` : ''}`);
+        force = true;
+        retryAt = 0;
+        kicked = true;
+      }
       const drift = o.clock.now().getTime() - wall0 - (o.clock.monotonic() - mono0);
       if (Math.abs(drift) > 5_000) {
         o.log(`latchkey: the clock jumped ${Math.round(drift / 1000)} s (sleep or a time change); checking now`);

@@ -23,9 +23,9 @@ export function selfArgv(): string[] {
   return isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, process.argv[1]];
 }
 
-export function renewInChild(stateDir: string, env: NodeJS.ProcessEnv, argv: string[] = selfArgv()): Promise<RenewOutcome> {
+export function renewInChild(stateDir: string, env: NodeJS.ProcessEnv, force = false, argv: string[] = selfArgv()): Promise<RenewOutcome> {
   return new Promise((resolve, reject) => {
-    const p = spawn(argv[0]!, [...argv.slice(1), '--state-dir', stateDir, 'renew', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(argv[0]!, [...argv.slice(1), '--state-dir', stateDir, 'renew', '--json', ...(force ? ['--force'] : [])], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -36,6 +36,11 @@ export type AgentState = 'active' | 'revoked' | 'reenroll-required';
 
 export interface AgentStatusFile {
   state: AgentState;
+  /** Kept after a revocation deleted the identity, so `status` can still say which device. */
+  deviceId?: string;
+  server?: string;
+  revokedAt?: string;
+  revocationReason?: string;
   lastCheckAt?: string;
   lastRenewalAt?: string;
   nextRenewalAt?: string;

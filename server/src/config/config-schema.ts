@@ -25,6 +25,8 @@ export const ServerConfigSchema = Type.Object(
     crlValiditySeconds: Type.Integer({ minimum: 60, maximum: 30 * 86400 }),
     /** Retry-After while a device waits for approval. */
     approvalRetrySeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    /** How often agents heartbeat on the control channel; a connection silent for 2.5x this is closed. */
+    agentHeartbeatSeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
     /** Largest request body accepted. */
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
@@ -41,6 +43,7 @@ export const CONFIG_DEFAULTS = {
   recoveryGraceSeconds: 14 * 86_400,
   crlValiditySeconds: 3_600,
   approvalRetrySeconds: 10,
+  agentHeartbeatSeconds: 30,
   bodyLimitBytes: 64 * 1024,
   enrollRateLimitPerMinute: 600,
   logLevel: 'info',

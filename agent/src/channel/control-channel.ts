@@ -1,0 +1,178 @@
+/**
+ * The agent's end of the control channel, `wss://…/v1/agent` (DESIGN.md
+ * "Protocols"): authenticated by the device certificate, it says hello
+ * (version, facts), reports its status, heartbeats, and listens for the
+ * server: `revoked` ends everything, `renew-now` wakes the renew loop.
+ * Reconnects with exponential backoff and jitter after any other close, and
+ * at once when asked (a renewal changed the certificate it presents).
+ */
+import type { DeviceFacts } from '@latchkey/protocol';
+import { PROTOCOL_VERSION } from '@latchkey/protocol/wire';
+import WebSocket from 'ws';
+import { openKeyStore } from '../keystore/open-keystore.js';
+import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+import { backoffMs } from '../renew/should-renew.js';
+import { certOf } from '../renew/renew.js';
+import { readIdentity } from '../state/identity.js';
+import { AGENT_VERSION } from '../version.js';
+
+/** Close codes of packages/protocol WS_CLOSE_CODES the agent acts on. */
+const CLOSE_REVOKED = 4003;
+const CLOSE_UNSUPPORTED = 4001;
+const MAX_MESSAGE = 16 * 1024;
+
+export interface ControlChannel {
+  /** Drop the connection and connect again now (the certificate changed). */
+  reconnect(): void;
+  stop(): Promise<void>;
+  readonly connected: boolean;
+}
+
+export interface ControlChannelOptions {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  facts: () => Promise<DeviceFacts>;
+  log: (line: string) => void;
+  onRevoked: (reason: string, at: string) => void;
+  onRenewNow: (reason: string | undefined) => void;
+  backoff?: { baseMs: number; capMs: number };
+  random?: () => number;
+}
+
+export function startControlChannel(o: ControlChannelOptions): ControlChannel {
+  let ws: WebSocket | undefined;
+  let stopped = false;
+  let failures = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let isOpen = false;
+  const random = o.random ?? Math.random;
+
+  const schedule = (ms: number): void => {
+    clearTimeout(timer);
+    if (!stopped) timer = setTimeout(() => void connect(), ms);
+  };
+  const retry = (why: string): void => {
+    failures++;
+    const wait = backoffMs(failures, random(), o.backoff ?? { baseMs: 1000, capMs: 60_000 });
+    o.log(`latchkey: control channel ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
+    schedule(wait);
+  };
+
+  async function connect(): Promise<void> {
+    if (stopped) return;
+    const id = await readIdentity(o.stateDir).catch(() => undefined);
+    if (!id) return retry('has no identity to present');
+    let key;
+    const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env }).catch((e: Error) => e);
+    if (store instanceof Error) return retry(`cannot open the keystore (${store.message})`);
+    try {
+      const k = await store.load(id.key);
+      if (!k) return retry('cannot find the device key');
+      key = await k.tlsKey();
+    } catch (e) {
+      return retry(`cannot use the device key (${(e as Error).message})`);
+    } finally {
+      // The pkcs11 store keeps its module (and the engine's session) for the process.
+      await store.close().catch(() => undefined);
+    }
+    const url = new URL('/v1/agent', id.server);
+    url.protocol = 'wss:';
+    const sock = new WebSocket(url, {
+      ca: id.rootPem,
+      cert: id.certPem + id.chainPem,
+      ...tlsClientKeyOptions(key),
+      handshakeTimeout: 15_000,
+      maxPayload: MAX_MESSAGE,
+      perMessageDeflate: false,
+    } as WebSocket.ClientOptions);
+    ws = sock;
+    let seq = 0;
+    sock.on('open', () => {
+      isOpen = true;
+      void (async () => {
+        sock.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, facts: await o.facts() }));
+        const cert = certOf(id);
+        sock.send(JSON.stringify({ type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind }));
+      })().catch(() => sock.terminate());
+    });
+    sock.on('message', (data) => {
+      let m: { type?: string; heartbeatSeconds?: number; reason?: string; revokedAt?: string };
+      try {
+        m = JSON.parse(data.toString()) as typeof m;
+      } catch {
+        return;
+      }
+      if (m.type === 'welcome') {
+        failures = 0;
+        o.log(`latchkey: control channel connected to ${url.host}`);
+        const every = Math.max(1, Number(m.heartbeatSeconds) || 30) * 1000;
+        clearInterval(heartbeat);
+        heartbeat = setInterval(() => {
+          if (sock.readyState === sock.OPEN) sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
+        }, every);
+      } else if (m.type === 'revoked') {
+        stopped = true;
+        o.onRevoked(String(m.reason ?? 'unspecified'), String(m.revokedAt ?? new Date().toISOString()));
+      } else if (m.type === 'renew-now') {
+        o.onRenewNow(m.reason);
+      }
+    });
+    sock.on('unexpected-response', (_req, res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => {
+        let code: string;
+        try {
+          code = String((JSON.parse(body) as { error?: { code?: string } }).error?.code ?? '');
+        } catch {
+          code = '';
+        }
+        if (code === 'DEVICE_REVOKED') {
+          stopped = true;
+          o.onRevoked('unspecified', new Date().toISOString());
+        } else retry(`was refused (${res.statusCode}${code ? ` ${code}` : ''})`);
+      });
+      sock.terminate();
+    });
+    sock.on('error', () => undefined);
+    sock.on('close', (code) => {
+      isOpen = false;
+      clearInterval(heartbeat);
+      if (ws !== sock) return;
+      if (code === CLOSE_REVOKED) {
+        if (!stopped) {
+          stopped = true;
+          o.onRevoked('unspecified', new Date().toISOString());
+        }
+        return;
+      }
+      if (code === CLOSE_UNSUPPORTED) {
+        o.log('latchkey: the server does not speak this agent\'s protocol version; update the agent');
+        stopped = true;
+        return;
+      }
+      if (!stopped) retry(`closed (${code})`);
+    });
+  }
+
+  void connect();
+  return {
+    reconnect() {
+      const old = ws;
+      ws = undefined;
+      old?.close(1000, 'reconnecting with a renewed certificate');
+      failures = 0;
+      schedule(0);
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      clearInterval(heartbeat);
+      ws?.close(1001, 'agent stopping');
+    },
+    get connected() {
+      return isOpen;
+    },
+  };
+}

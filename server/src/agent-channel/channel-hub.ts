@@ -1,0 +1,188 @@
+/**
+ * The agents' control channel, `wss://…/v1/agent` (DESIGN.md "Protocols"):
+ * one WebSocket per running agent, authenticated by its device certificate
+ * at the upgrade (same checks as re-enrollment: issued by our CA, on record,
+ * not revoked, not expired, device active). The agent says hello with its
+ * version and facts, then reports its status and heartbeats; the server
+ * pushes `revoked` and closes every connection of a device the moment the
+ * revocation event arrives — from this replica or, over LISTEN/NOTIFY, from
+ * any other.
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
+import { AgentMessage, MAX_WS_MESSAGE_BYTES, PATHS, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import type { CaContext } from '../ca/ca-context.js';
+import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
+import type { EventBus } from '../events/event-bus.js';
+import type { Metrics } from '../metrics.js';
+import type { Db } from '../storage/db.js';
+
+const checkAgentMessage = TypeCompiler.Compile(AgentMessage);
+
+export interface OnlineDevice {
+  deviceId: string;
+  since: string;
+  agentVersion: string | null;
+  serial: string;
+  remote: string;
+}
+
+export interface ChannelHub {
+  /** Serves upgrades to PATHS.agentChannel on this server. */
+  attach(server: Server): void;
+  online(): OnlineDevice[];
+  /** Connections open now (all devices). */
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+interface Conn {
+  ws: WebSocket;
+  info: OnlineDevice;
+}
+
+export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; heartbeatSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
+  const byDevice = new Map<string, Set<Conn>>();
+  let count = 0;
+
+  const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
+    const body = JSON.stringify({ error: { code, message } });
+    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  };
+
+  /** Who is knocking: the device behind the TLS client certificate, or why not. */
+  async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; cert: Certificate } | { status: number; code: string; message: string }> {
+    const sock = req.socket as Partial<TLSSocket>;
+    const peer = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate(false) : undefined;
+    const der = peer && 'raw' in peer && Buffer.isBuffer(peer.raw) ? peer.raw : undefined;
+    if (!der) return { status: 401, code: 'CLIENT_CERT_REQUIRED', message: 'the control channel needs the device certificate as TLS client certificate' };
+    let cert: Certificate;
+    try {
+      cert = parseCertificate(der);
+    } catch {
+      return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: 'the client certificate cannot be parsed' };
+    }
+    if (!isIssuedBy(cert, deps.ca.issuing.cert)) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate was not issued by this server's CA" };
+    const row = await certificatesRepo(deps.db.kysely).findBySerial(cert.serialHex);
+    if (!row) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate is not in this server's records" };
+    const device = await devicesRepo(deps.db.kysely).findById(row.device_id);
+    if (!device || device.status !== 'active' || row.revoked_at) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
+    if (deps.clock().getTime() >= cert.notAfter.getTime()) return { status: 403, code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' };
+    return { deviceId: device.id, cert };
+  }
+
+  function send(ws: WebSocket, m: ServerMessage): void {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+  }
+
+  function onConnection(ws: WebSocket, deviceId: string, cert: Certificate, remote: string): void {
+    const conn: Conn = { ws, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
+    let greeted = false;
+    let deadline: NodeJS.Timeout;
+    const arm = (seconds: number): void => {
+      clearTimeout(deadline);
+      deadline = setTimeout(() => ws.close(WS_CLOSE_CODES.heartbeatTimeout, 'no heartbeat'), seconds * 1000);
+      deadline.unref();
+    };
+    arm(10);
+    ws.on('message', (data, isBinary) => {
+      let msg: unknown;
+      try {
+        if (isBinary) throw new Error('binary');
+        msg = JSON.parse(data.toString());
+      } catch {
+        ws.close(WS_CLOSE_CODES.protocolError, 'messages are JSON text frames');
+        return;
+      }
+      if (!checkAgentMessage.Check(msg)) {
+        const err = checkAgentMessage.Errors(msg).First();
+        ws.close(WS_CLOSE_CODES.protocolError, `invalid message: ${err ? `${err.path || '/'} ${err.message}` : 'unknown'}`.slice(0, 120));
+        return;
+      }
+      if (!greeted && msg.type !== 'hello') {
+        ws.close(WS_CLOSE_CODES.protocolError, 'the first message must be hello');
+        return;
+      }
+      arm(deps.heartbeatSeconds * 2.5);
+      if (msg.type === 'hello') {
+        if (msg.protocolVersion !== PROTOCOL_VERSION) {
+          ws.close(WS_CLOSE_CODES.unsupportedVersion, `this server speaks protocol ${PROTOCOL_VERSION}`);
+          return;
+        }
+        greeted = true;
+        conn.info.agentVersion = msg.agentVersion;
+        let set = byDevice.get(deviceId);
+        if (!set) byDevice.set(deviceId, (set = new Set()));
+        set.add(conn);
+        count++;
+        send(ws, { type: 'welcome', deviceId, heartbeatSeconds: deps.heartbeatSeconds });
+        deps.metrics.inc('latchkey_agent_connections_total');
+        devicesRepo(deps.db.kysely)
+          .touch(deviceId, deps.clock().toISOString(), JSON.stringify(msg.facts))
+          .catch((e: Error) => deps.log('could not record the device as seen', { err: e.message }));
+      } else if (msg.type === 'heartbeat') {
+        send(ws, { type: 'heartbeat-ack', seq: msg.seq });
+      } else if (msg.type === 'status') {
+        conn.info.serial = msg.serial;
+      }
+    });
+    ws.on('close', () => {
+      clearTimeout(deadline);
+      const set = byDevice.get(deviceId);
+      if (set?.delete(conn)) {
+        count--;
+        if (set.size === 0) byDevice.delete(deviceId);
+      }
+    });
+    ws.on('error', () => undefined);
+  }
+
+  const unsubscribe = deps.bus.subscribe((e) => {
+    if (e.type !== 'revocation') return;
+    const set = byDevice.get(e.deviceId);
+    if (!set) return;
+    for (const c of set) {
+      send(c.ws, { type: 'revoked', reason: e.reason as Extract<ServerMessage, { type: 'revoked' }>['reason'], revokedAt: e.at });
+      c.ws.close(WS_CLOSE_CODES.revoked, 'revoked');
+    }
+  });
+
+  return {
+    attach(server) {
+      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+        const path = (req.url ?? '').split('?')[0];
+        if (path !== PATHS.agentChannel) {
+          refuse(socket, 403, 'NOT_FOUND', `no WebSocket endpoint at ${path}`);
+          return;
+        }
+        socket.on('error', () => undefined);
+        authenticate(req).then(
+          (r) => {
+            if ('status' in r) return refuse(socket, r.status, r.code, r.message);
+            wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.cert, req.socket.remoteAddress ?? ''));
+          },
+          (e: Error) => {
+            deps.log('control channel authentication failed', { err: e.message });
+            refuse(socket, 403, 'INTERNAL', 'the server could not check the client certificate');
+          },
+        );
+      });
+    },
+    online() {
+      return [...byDevice.values()].flatMap((s) => [...s].map((c) => ({ ...c.info }))).sort((a, b) => a.since.localeCompare(b.since));
+    },
+    get size() {
+      return count;
+    },
+    async close() {
+      unsubscribe();
+      for (const set of byDevice.values()) for (const c of set) c.ws.close(1001, 'server shutting down');
+      await new Promise<void>((r) => wss.close(() => r()));
+    },
+  };
+}

@@ -1,0 +1,62 @@
+/**
+ * The control channel between a real `latchkey run` and a real
+ * `latchkey-server`: the agent connects with its device certificate, the
+ * admin API lists it as online, and `devices revoke` reaches it at once —
+ * the agent deletes its key and certificate, reports revoked and exits 3.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+
+describe('agent control channel (wss /v1/agent) against a real server', () => {
+  test('online in the admin API; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+    const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args]);
+    assert.equal((await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
+    const st = JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string; serial: string };
+
+    const d = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    d.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    const exited = new Promise<number | null>((r) => d.on('exit', (c) => r(c)));
+    t.after(() => {
+      if (d.exitCode === null) d.kill('SIGKILL');
+    });
+    const until = async (what: string, f: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> => {
+      const end = Date.now() + ms;
+      while (!(await f())) {
+        assert.ok(Date.now() < end, `timed out waiting for ${what}:\n${log}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until('the control channel', () => /control channel connected/.test(log));
+    const online = JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: { deviceId: string; since: string; serial: string; agentVersion: string }[] };
+    assert.equal(online.items.length, 1);
+    assert.equal(online.items[0]!.deviceId, st.deviceId);
+    assert.equal(online.items[0]!.serial, st.serial);
+    assert.match(online.items[0]!.agentVersion, /^\d+\.\d+\.\d+$/);
+
+    const t0 = Date.now();
+    const rv = await cli(['devices', 'revoke', st.deviceId, '--reason', 'keyCompromise', '--data-dir', dataDir]);
+    assert.equal(rv.code, 0, rv.stderr);
+    const returned = Date.now();
+    assert.equal(await exited, 3, log);
+    const told = Date.now();
+    t.diagnostic(`revoke returned after ${returned - t0} ms; the agent had acted and exited ${told - returned} ms later`);
+    assert.match(log, /THIS DEVICE HAS BEEN REVOKED \(keyCompromise/);
+    const s = await agent(['status', '--json']);
+    assert.equal(s.code, 3);
+    const after = JSON.parse(s.stdout) as { state: string; deviceId: string };
+    assert.deepEqual([after.state, after.deviceId], ['revoked', st.deviceId]);
+    assert.equal(existsSync(join(stateDir, 'identity.json')), false, 'the certificate is gone');
+    assert.deepEqual(readdirSync(join(stateDir, 'keys')).filter((n) => n.endsWith('.key.pem')), [], 'the key is gone');
+    assert.equal(JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout).items.length, 0);
+    void server;
+  });
+});
