@@ -28,6 +28,7 @@ import { createOcspCache, revocationRoutes } from './revocation/revocation-route
 import type { Db } from './storage/db.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
+import { routeUpgrades } from './upgrade-router.js';
 
 export interface AppDeps {
   db: Db;
@@ -74,8 +75,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);
   const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  // Fastify made its server already: WebSocket upgrades to /v1/agent go to the hub.
-  channels.attach(app.server);
+  // Fastify made its server already: WebSocket upgrades are routed by path.
+  routeUpgrades(app.server, { [PATHS.agentChannel]: channels.handleUpgrade });
   // Before the HTTP server stops: upgraded sockets would otherwise hold it open.
   app.addHook('preClose', async () => channels.close());
   d.bus.subscribe((e) => {

@@ -8,18 +8,19 @@
  * revocation event arrives — from this replica or, over LISTEN/NOTIFY, from
  * any other.
  */
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import { AgentMessage, MAX_WS_MESSAGE_BYTES, PATHS, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
+import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CaContext } from '../ca/ca-context.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../storage/db.js';
+import { refuseUpgrade } from '../upgrade-router.js';
 
 const checkAgentMessage = TypeCompiler.Compile(AgentMessage);
 
@@ -32,8 +33,8 @@ export interface OnlineDevice {
 }
 
 export interface ChannelHub {
-  /** Serves upgrades to PATHS.agentChannel on this server. */
-  attach(server: Server): void;
+  /** Takes an HTTP upgrade to PATHS.agentChannel (see upgrade-router.ts). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   online(): OnlineDevice[];
   /** Connections open now (all devices). */
   readonly size: number;
@@ -49,11 +50,6 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
-
-  const refuse = (socket: Duplex, status: number, code: string, message: string): void => {
-    const body = JSON.stringify({ error: { code, message } });
-    socket.end(`HTTP/1.1 ${status} ${status === 401 ? 'Unauthorized' : 'Forbidden'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-  };
 
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
   async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; cert: Certificate } | { status: number; code: string; message: string }> {
@@ -153,25 +149,17 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   });
 
   return {
-    attach(server) {
-      server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-        const path = (req.url ?? '').split('?')[0];
-        if (path !== PATHS.agentChannel) {
-          refuse(socket, 403, 'NOT_FOUND', `no WebSocket endpoint at ${path}`);
-          return;
-        }
-        socket.on('error', () => undefined);
-        authenticate(req).then(
-          (r) => {
-            if ('status' in r) return refuse(socket, r.status, r.code, r.message);
-            wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.cert, req.socket.remoteAddress ?? ''));
-          },
-          (e: Error) => {
-            deps.log('control channel authentication failed', { err: e.message });
-            refuse(socket, 403, 'INTERNAL', 'the server could not check the client certificate');
-          },
-        );
-      });
+    handleUpgrade(req, socket, head) {
+      authenticate(req).then(
+        (r) => {
+          if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
+          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.cert, req.socket.remoteAddress ?? ''));
+        },
+        (e: Error) => {
+          deps.log('control channel authentication failed', { err: e.message });
+          refuseUpgrade(socket, 500, 'INTERNAL', 'the server could not check the client certificate');
+        },
+      );
     },
     online() {
       return [...byDevice.values()].flatMap((s) => [...s].map((c) => ({ ...c.info }))).sort((a, b) => a.since.localeCompare(b.since));
