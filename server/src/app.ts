@@ -12,6 +12,7 @@ import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
+import { actorOf } from './admin/admin-auth.js';
 import type { CaContext } from './ca/ca-context.js';
 import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
@@ -132,6 +133,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, clock }));
       // Devices connected to this replica's control channel now, and since when.
       admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: channels.online(), nextCursor: null }));
+      // Ask a device's agent to renew now (over its control channel, on whichever replica holds it).
+      admin.post('/devices/:id/renew-now', { config: { minRole: 'operator' } }, async (req) => devices.renewNow((req.params as { id: string }).id, actorOf(req)));
     },
     { prefix: PATHS.admin },
   );

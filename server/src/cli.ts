@@ -22,6 +22,7 @@ Usage:
   latchkey-server groups set NAME --lifetime 24h [--require-approval] | groups list [--json]
   latchkey-server devices list [--status S] [--group G] [--json]
   latchkey-server devices online [--json]          agents connected to this server's control channel now
+  latchkey-server devices renew-now ID             ask a device's agent to renew at once
   latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
 
@@ -217,6 +218,13 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
       for (const k of ['status', 'group', 'q', 'limit']) if (str(v, k)) qs.set(k, str(v, k)!);
       const r = await admin(v).call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices${qs.size ? `?${qs}` : ''}`);
       print(v, r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter })), ['id', 'name', 'status', 'group', 'lastSeen', 'serial', 'notAfter']));
+      return 0;
+    }
+    if (sub === 'renew-now') {
+      const { values: v, positionals } = parse(rest, {}, 1);
+      if (!positionals[0]) throw new UsageError('devices renew-now needs a device ID');
+      const r = await admin(v).call<{ deviceId: string; requestedAt: string }>('POST', `/v1/admin/devices/${encodeURIComponent(positionals[0])}/renew-now`);
+      print(v, r, () => `asked device ${r.deviceId} to renew now (it does so at once if its agent is connected)`);
       return 0;
     }
     if (sub === 'online') {

@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 describe('agent control channel (wss /v1/agent) against a real server', () => {
-  test('online in the admin API; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
+  test('online in the admin API; renew-now renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
     const { dataDir, port, fingerprint } = await initServer(t);
     const server = await startServer(t, dataDir, port);
     const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
@@ -41,6 +41,16 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(online.items[0]!.deviceId, st.deviceId);
     assert.equal(online.items[0]!.serial, st.serial);
     assert.match(online.items[0]!.agentVersion, /^\d+\.\d+\.\d+$/);
+
+    // renew-now: the agent renews at once and reconnects with the new certificate.
+    assert.equal((await cli(['devices', 'renew-now', st.deviceId, '--data-dir', dataDir])).code, 0);
+    await until('the pushed renewal', () => /the server asks for a renewal now/.test(log) && /renewed the certificate/.test(log));
+    const renewed = JSON.parse((await agent(['status', '--json'])).stdout) as { serial: string };
+    assert.notEqual(renewed.serial, st.serial);
+    await until('the reconnection with the new certificate', async () => {
+      const o = JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: { serial: string }[] };
+      return o.items.length === 1 && o.items[0]!.serial === renewed.serial;
+    });
 
     const t0 = Date.now();
     const rv = await cli(['devices', 'revoke', st.deviceId, '--reason', 'keyCompromise', '--data-dir', dataDir]);

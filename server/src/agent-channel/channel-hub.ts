@@ -139,6 +139,10 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   }
 
   const unsubscribe = deps.bus.subscribe((e) => {
+    if (e.type === 'renew-now') {
+      for (const c of byDevice.get(e.deviceId) ?? []) send(c.ws, { type: 'renew-now', reason: 'requested by an administrator' });
+      return;
+    }
     if (e.type !== 'revocation') return;
     const set = byDevice.get(e.deviceId);
     if (!set) return;

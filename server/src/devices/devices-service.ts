@@ -64,6 +64,15 @@ export function createDevicesService(deps: { db: Db; clock: () => Date; crl: Crl
       await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
       return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
     },
+    /** Asks the device's agent to renew now; delivered on its control channel by whichever replica holds it. */
+    async renewNow(id: string, actor: string): Promise<{ deviceId: string; requestedAt: string }> {
+      const d = await find(id);
+      if (d.status !== 'active') throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}; only an active device can renew`);
+      const at = deps.clock().toISOString();
+      await auditRepo(db.kysely).insert({ at, actor, action: 'device.renew-now', target: d.id, details: {} });
+      await deps.bus.publish({ type: 'renew-now', deviceId: d.id, at });
+      return { deviceId: d.id, requestedAt: at };
+    },
     /**
      * Marks the device revoked and revokes every certificate it holds, in one
      * transaction; then the CRLs are rebuilt and the event goes out, before

@@ -14,6 +14,7 @@ export type ServerEvent =
   | { type: 'issuance'; deviceId: string; serial: string; kind: 'enroll' | 'renew' | 'recover'; at: string }
   | { type: 'revocation'; deviceId: string; serials: string[]; reason: string; at: string }
   | { type: 'device-approved'; deviceId: string; at: string }
+  | { type: 'renew-now'; deviceId: string; at: string }
   | { type: 'crl-updated'; ca: 'issuing' | 'root'; crlNumber: number; at: string };
 
 /**
