@@ -131,6 +131,26 @@ function nativeAddons({ embed, outFile, targetName, found }) {
   };
 }
 
+/**
+ * Optional native speed-ups a dependency tries to require inside try/catch
+ * (ws: bufferutil, utf-8-validate). They are not installed; left unresolved,
+ * the executable's require() would warn at start. Bundle a module that
+ * throws, as the missing package would.
+ */
+function optionalAbsent(names) {
+  const filter = new RegExp(`^(${names.map((n) => n.replace(/[-]/g, '\\-')).join('|')})$`);
+  return {
+    name: 'optional-absent',
+    setup(build) {
+      build.onResolve({ filter }, (a) => ({ path: a.path, namespace: 'optional-absent' }));
+      build.onLoad({ filter: /.*/, namespace: 'optional-absent' }, (a) => ({
+        contents: `throw Object.assign(new Error(${JSON.stringify(`optional module ${a.path} is not bundled`)}), { code: 'MODULE_NOT_FOUND' });`,
+        loader: 'js',
+      }));
+    },
+  };
+}
+
 async function bundle({ entry, outFile, embed, targetName }) {
   const esbuild = require('esbuild');
   const found = new Map();
@@ -150,7 +170,7 @@ async function bundle({ entry, outFile, embed, targetName }) {
     legalComments: 'none',
     metafile: true,
     logLevel: 'silent',
-    plugins: [nativeAddons({ embed, outFile, targetName, found })],
+    plugins: [nativeAddons({ embed, outFile, targetName, found }), optionalAbsent(['bufferutil', 'utf-8-validate'])],
   });
   for (const w of result.warnings) say(`esbuild warning: ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}`);
   return { addons: [...found.values()], unbundled: unbundled(readFileSync(outFile, 'utf8')) };
