@@ -21,6 +21,9 @@ import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
 import type { EventBus } from './events/event-bus.js';
+import { createGatewayEventsHub } from './gateway/gateway-events.js';
+import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
+import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
@@ -77,9 +80,12 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const ocspCache = createOcspCache(clock);
   const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
-  routeUpgrades(app.server, { [PATHS.agentChannel]: channels.handleUpgrade });
+  const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const gatewayTokens = createGatewayTokensService({ db: d.db, clock, onRevoked: gatewayEvents.tokenRevoked });
+  routeUpgrades(app.server, { [PATHS.agentChannel]: channels.handleUpgrade, [PATHS.events]: gatewayEvents.handleUpgrade });
   // Before the HTTP server stops: upgraded sockets would otherwise hold it open.
   app.addHook('preClose', async () => channels.close());
+  app.addHook('preClose', async () => gatewayEvents.close());
   d.bus.subscribe((e) => {
     // Another replica published a CRL: serve the new one.
     if (e.type === 'crl-updated') crl.invalidate();
@@ -131,6 +137,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
     async (admin) => {
       admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, clock }));
+      // Gateway tokens for /v1/events and `gateway sync`.
+      await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices connected to this replica's control channel now, and since when.
       admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: channels.online(), nextCursor: null }));
       // Ask a device's agent to renew now (over its control channel, on whichever replica holds it).

@@ -3,10 +3,12 @@
  * latchkey-server: init, start, and admin subcommands (through the admin
  * API). Exit codes: 0 ok, 1 failure, 2 usage or configuration error.
  */
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { Device, TokenCreateResponse, TokenInfo } from '@latchkey/protocol';
+import type { Device, GatewayTokenCreateResponse, GatewayTokenInfo, TokenCreateResponse, TokenInfo } from '@latchkey/protocol';
 import { ApiError, UsageError, adminClientFrom } from './admin-client.js';
 import { ConfigError } from './config/config-load.js';
+import { gatewaySyncCommand } from './gateway/gateway-sync-node.js';
 import { initDataDir } from './init.js';
 import { startServer } from './start.js';
 
@@ -25,6 +27,11 @@ Usage:
   latchkey-server devices renew-now ID             ask a device's agent to renew at once
   latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
+  latchkey-server gateway token create --name N [--json] | gateway token list [--json] | gateway token revoke ID
+  latchkey-server gateway sync --server URL [--token T] [--ca-file ROOT.pem] --crl-file F
+                               (--reload "CMD" | --haproxy-socket PATH) [--once] [--resync-interval 5m]
+                               keeps F (issuing + root CRLs, PEM) current from the event stream;
+                               token from --token or LATCHKEY_GATEWAY_TOKEN
 
 Admin subcommands reach the running server with --data-dir D (URL, CA and
 admin token from it), or --server URL [--ca-file F] and LATCHKEY_ADMIN_TOKEN.
@@ -260,6 +267,57 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     const r = await admin(v).call<{ device: Device; serials: string[] }>('POST', `${path}/revoke`, { reason });
     print(v, r, () => `device ${r.device.id} (${r.device.name}) revoked (${reason}); ${r.serials.length} certificate(s) revoked, CRL updated`);
     return 0;
+  }
+
+  if (cmd === 'gateway' && sub === 'token') {
+    const [op, ...args] = rest;
+    if (op === 'create') {
+      const { values: v } = parse(args, { name: { type: 'string' } });
+      const r = await admin(v).call<GatewayTokenCreateResponse>('POST', '/v1/admin/gateway-tokens', { name: need(v, 'name', 'which gateway the token is for') });
+      print(v, r, () => `${r.token}\n\n(gateway token ${r.info.id} "${r.info.name}"; shown once, store it now; use it as LATCHKEY_GATEWAY_TOKEN for \`gateway sync\`)`);
+      return 0;
+    }
+    if (op === 'list') {
+      const { values: v } = parse(args, {});
+      const r = await admin(v).call<{ items: GatewayTokenInfo[] }>('GET', '/v1/admin/gateway-tokens');
+      print(v, r, () => table(r.items, ['id', 'name', 'createdAt', 'createdBy', 'revokedAt']));
+      return 0;
+    }
+    if (op === 'revoke') {
+      const { values: v, positionals } = parse(args, {}, 1);
+      const id = positionals[0];
+      if (!id) throw new UsageError('gateway token revoke needs the token ID (from `gateway token list`)');
+      await admin(v).call('DELETE', `/v1/admin/gateway-tokens/${encodeURIComponent(id)}`);
+      print(v, { revoked: id }, () => `gateway token ${id} revoked; its event streams are closed`);
+      return 0;
+    }
+    throw new UsageError('gateway token create --name N | list | revoke ID');
+  }
+
+  if (cmd === 'gateway' && sub === 'sync') {
+    const { values: v } = parse(rest, { token: { type: 'string' }, 'crl-file': { type: 'string' }, reload: { type: 'string' }, 'haproxy-socket': { type: 'string' }, once: { type: 'boolean' }, 'resync-interval': { type: 'string' } });
+    const server = need(v, 'server', 'the https://HOST:PORT of latchkey-server');
+    const token = str(v, 'token') ?? env.LATCHKEY_GATEWAY_TOKEN;
+    if (!token) throw new UsageError('no gateway token: give --token or set LATCHKEY_GATEWAY_TOKEN (from `latchkey-server gateway token create`)');
+    const crlFile = need(v, 'crl-file', 'the CRL file the gateway reads (nginx ssl_crl, HAProxy crl-file)');
+    const reload = str(v, 'reload');
+    const haproxySocket = str(v, 'haproxy-socket');
+    if (!reload && !haproxySocket) throw new UsageError('how does the gateway pick up the new CRL file? give --reload "CMD" (e.g. "nginx -s reload") or --haproxy-socket PATH');
+    if (haproxySocket && /\s/.test(crlFile)) throw new UsageError('with --haproxy-socket, the --crl-file path must have no spaces (it is a word on the HAProxy command line)');
+    if (!/^https?:\/\//.test(server)) throw new UsageError('--server is a URL like https://latchkey.example.com:8443');
+    const caFile = str(v, 'ca-file');
+    return gatewaySyncCommand(
+      {
+        server,
+        token,
+        ...(caFile ? { ca: readFileSync(caFile, 'utf8') } : {}),
+        crlFile,
+        ...(reload ? { reload } : {}),
+        ...(haproxySocket ? { haproxySocket } : {}),
+        log: (l) => process.stderr.write(`${new Date().toISOString()} gateway sync: ${l}\n`),
+      },
+      { once: !!v.once, resyncSeconds: str(v, 'resync-interval') ? seconds(str(v, 'resync-interval')!, '--resync-interval') : 300 },
+    );
   }
 
   if (cmd === 'audit' && sub === 'list') {

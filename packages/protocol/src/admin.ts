@@ -191,3 +191,35 @@ export const AuditPage = Page(AuditEvent, 'AuditPage');
 export type AuditPage = Static<typeof AuditPage>;
 export const GroupPage = Page(GroupPolicy, 'GroupPage');
 export type GroupPage = Static<typeof GroupPage>;
+
+// ------------------------------------------------------- gateway tokens
+/** `POST /v1/admin/gateway-tokens`: a token for one gateway's `/v1/events` stream and `gateway sync`. */
+export const GatewayTokenCreateRequest = Type.Object(
+  { name: BoundedText(100, { minLength: 1 }) },
+  { $id: 'GatewayTokenCreateRequest', additionalProperties: false },
+);
+export type GatewayTokenCreateRequest = Static<typeof GatewayTokenCreateRequest>;
+
+/** A gateway token as listed: never its secret (the server keeps only a hash). */
+export const GatewayTokenInfo = Type.Object(
+  {
+    id: Uuid(),
+    name: BoundedText(100),
+    createdAt: Timestamp(),
+    /** "admin:<admin token name>". */
+    createdBy: BoundedText(200),
+    revokedAt: Type.Union([Timestamp(), Type.Null()]),
+  },
+  { $id: 'GatewayTokenInfo' },
+);
+export type GatewayTokenInfo = Static<typeof GatewayTokenInfo>;
+
+/** The only response that ever shows the gateway token secret (`lkg_…`). */
+export const GatewayTokenCreateResponse = Type.Object(
+  { token: Type.String({ minLength: 20, maxLength: 200 }), info: embed(GatewayTokenInfo) },
+  { $id: 'GatewayTokenCreateResponse' },
+);
+export type GatewayTokenCreateResponse = Static<typeof GatewayTokenCreateResponse>;
+
+export const GatewayTokenPage = Page(GatewayTokenInfo, 'GatewayTokenPage');
+export type GatewayTokenPage = Static<typeof GatewayTokenPage>;

@@ -103,6 +103,20 @@ const MIGRATIONS: Migration[] = [
         .execute();
     },
   },
+  {
+    name: '002_gateway_tokens',
+    async up(db) {
+      await db.schema
+        .createTable('gateway_tokens')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('secret_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('name', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('revoked_at', 'text')
+        .execute();
+    },
+  },
 ];
 
 export async function migrate(db: Db): Promise<void> {

@@ -91,6 +91,16 @@ export interface EventsTable {
   payload: string;
 }
 
+/** Tokens of gateways (`/v1/events`, `gateway sync`): only the SHA-256 of the secret is kept. */
+export interface GatewayTokensTable {
+  id: string;
+  secret_hash: string;
+  name: string;
+  created_at: string;
+  created_by: string;
+  revoked_at: string | null;
+}
+
 export interface Database {
   groups: GroupsTable;
   enroll_tokens: EnrollTokensTable;
@@ -100,4 +110,5 @@ export interface Database {
   audit: AuditTable;
   crl_state: CrlStateTable;
   events: EventsTable;
+  gateway_tokens: GatewayTokensTable;
 }

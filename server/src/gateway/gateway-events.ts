@@ -1,0 +1,188 @@
+/**
+ * The gateways' event stream, `wss://…/v1/events` (DESIGN.md "Protocols"),
+ * authenticated by a gateway token at the upgrade. After `subscribe
+ * { since? }` the server replays the persisted revocations and CRL updates
+ * after `since`, in order, then goes on with live ones: it subscribes to the
+ * bus before it reads the table and buffers, so nothing falls in between,
+ * and skips what it already sent. A cursor it cannot replay from gets
+ * `resync-required` with the current cursor. Pings find dead connections;
+ * a revoked gateway token closes its streams (4003).
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { GatewaySubscribe, MAX_WS_MESSAGE_BYTES, WS_CLOSE_CODES, type GatewayEvent } from '@latchkey/protocol';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { hashSecret } from '../est/est-service.js';
+import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
+import type { Db } from '../storage/db.js';
+import { refuseUpgrade } from '../upgrade-router.js';
+import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
+import { gatewayTokensRepo } from './gateway-tokens-repo.js';
+
+const checkSubscribe = TypeCompiler.Compile(GatewaySubscribe);
+const REPLAY_PAGE = 500;
+
+export interface GatewayEventsHub {
+  /** Takes an HTTP upgrade to PATHS.events (see upgrade-router.ts). */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /** Closes the streams of a gateway token that was just revoked. */
+  tokenRevoked(id: string): void;
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+interface Stream {
+  ws: WebSocket;
+  tokenId: string;
+  alive: boolean;
+}
+
+export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): GatewayEventsHub {
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
+  const streams = new Set<Stream>();
+
+  async function authenticate(req: IncomingMessage): Promise<{ tokenId: string; name: string } | { status: number; code: string; message: string }> {
+    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
+    if (!m) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
+    const row = await gatewayTokensRepo(deps.db.kysely).findByHash(hashSecret(m[1]!));
+    if (!row) return { status: 401, code: 'UNAUTHORIZED', message: 'the gateway token is not valid' };
+    if (row.revoked_at) return { status: 403, code: 'FORBIDDEN', message: `the gateway token "${row.name}" was revoked; create a new one with \`latchkey-server gateway token create\`` };
+    return { tokenId: row.id, name: row.name };
+  }
+
+  const send = (ws: WebSocket, m: GatewayEvent): void => {
+    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+  };
+
+  async function currentCursor(): Promise<number> {
+    const r = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.max('id').as('max')).executeTakeFirst();
+    return Number(r?.max ?? 0);
+  }
+
+  /** Replays after `since` (or says resync-required), then delivers live events; `buffered` holds what the bus brought meanwhile. */
+  async function start(s: Stream, since: string | undefined, buffered: DeliveredEvent[], goLive: (fn: (e: DeliveredEvent) => void) => void): Promise<void> {
+    const sent = sentSet();
+    const deliver = (e: DeliveredEvent): void => {
+      if (!e.cursor || sent.has(e.cursor)) return;
+      const g = fromDelivered(e);
+      if (!g) return;
+      sent.add(e.cursor);
+      send(s.ws, g);
+    };
+    if (since !== undefined) {
+      const from = parseCursor(since);
+      const head = await currentCursor();
+      const oldest = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.min('id').as('min')).executeTakeFirst();
+      const min = Number(oldest?.min ?? head + 1);
+      if (from === undefined || from > head || from < min - 1) {
+        // Unknown (another database, garbage) or older than what is kept: start afresh from now.
+        // Events the bus brought since the subscription follow: the gateway fetches the CRLs once more, harmlessly.
+        send(s.ws, { type: 'resync-required', cursor: String(head) });
+      } else {
+        let after = from;
+        for (;;) {
+          const rows = await deps.db.kysely.selectFrom('events').selectAll().where('id', '>', after).where('type', 'in', ['revocation', 'crl-updated']).orderBy('id').limit(REPLAY_PAGE).execute();
+          for (const r of rows) {
+            const cursor = String(r.id);
+            const g = toGatewayEvent(JSON.parse(r.payload) as ServerEvent, cursor);
+            sent.add(cursor);
+            if (g) send(s.ws, g);
+          }
+          if (rows.length < REPLAY_PAGE || s.ws.readyState !== s.ws.OPEN) break;
+          after = Number(rows[rows.length - 1]!.id);
+        }
+      }
+    }
+    for (const e of buffered.splice(0)) deliver(e);
+    goLive(deliver);
+  }
+
+  function onConnection(ws: WebSocket, tokenId: string): void {
+    const s: Stream = { ws, tokenId, alive: true };
+    streams.add(s);
+    let unsubscribe: (() => void) | undefined;
+    ws.on('pong', () => (s.alive = true));
+    ws.on('message', (data, isBinary) => {
+      s.alive = true;
+      let msg: unknown;
+      try {
+        if (isBinary) throw new Error('binary');
+        msg = JSON.parse(data.toString());
+      } catch {
+        ws.close(WS_CLOSE_CODES.protocolError, 'messages are JSON text frames');
+        return;
+      }
+      if (!checkSubscribe.Check(msg)) {
+        const err = checkSubscribe.Errors(msg).First();
+        ws.close(WS_CLOSE_CODES.protocolError, `invalid message: ${err ? `${err.path || '/'} ${err.message}` : 'unknown'}`.slice(0, 120));
+        return;
+      }
+      if (unsubscribe) {
+        ws.close(WS_CLOSE_CODES.protocolError, 'subscribe once per connection');
+        return;
+      }
+      // On the bus first, buffering, then read the table: no gap between replay and live.
+      const buffered: DeliveredEvent[] = [];
+      let live: ((e: DeliveredEvent) => void) | undefined;
+      unsubscribe = deps.bus.subscribe((e) => (live ? live(e) : buffered.push(e)));
+      start(s, msg.since, buffered, (fn) => (live = fn)).catch((e: Error) => {
+        deps.log('gateway event replay failed', { err: e.message });
+        ws.close(1011, 'replay failed; reconnect');
+      });
+    });
+    ws.on('close', () => {
+      unsubscribe?.();
+      streams.delete(s);
+    });
+    ws.on('error', () => undefined);
+  }
+
+  // Pings: a stream that did not answer since the last one is dead. The same
+  // tick notices gateway tokens revoked on another replica.
+  const timer = setInterval(() => {
+    const ids = new Set<string>();
+    for (const s of streams) {
+      if (!s.alive) {
+        s.ws.terminate();
+        continue;
+      }
+      s.alive = false;
+      s.ws.ping();
+      ids.add(s.tokenId);
+    }
+    if (ids.size === 0) return;
+    gatewayTokensRepo(deps.db.kysely)
+      .revokedAmong([...ids])
+      .then((revoked) => revoked.forEach(hub.tokenRevoked))
+      .catch((e: Error) => deps.log('could not check gateway tokens', { err: e.message }));
+  }, deps.pingSeconds * 1000);
+  timer.unref();
+
+  const hub: GatewayEventsHub = {
+    handleUpgrade(req, socket, head) {
+      authenticate(req).then(
+        (r) => {
+          if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
+          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.tokenId));
+        },
+        (e: Error) => {
+          deps.log('gateway token check failed', { err: e.message });
+          refuseUpgrade(socket, 500, 'INTERNAL', 'the server could not check the gateway token');
+        },
+      );
+    },
+    tokenRevoked(id) {
+      for (const s of streams) if (s.tokenId === id) s.ws.close(WS_CLOSE_CODES.revoked, 'gateway token revoked');
+    },
+    get size() {
+      return streams.size;
+    },
+    async close() {
+      clearInterval(timer);
+      for (const s of streams) s.ws.close(1001, 'server shutting down');
+      await new Promise<void>((r) => wss.close(() => r()));
+    },
+  };
+  return hub;
+}

@@ -1,0 +1,241 @@
+/**
+ * The real effects of `gateway sync` (gateway-sync.ts): HTTPS to the
+ * server, the `/v1/events` WebSocket, the atomic CRL file, the reload
+ * command and HAProxy's runtime API over its UNIX socket.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { open, rename, rm } from 'node:fs/promises';
+import { request } from 'node:https';
+import { connect } from 'node:net';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { CRL_PATHS, GatewayEvent, MAX_WS_MESSAGE_BYTES, PATHS, WS_CLOSE_CODES, type CrlIssuer } from '@latchkey/protocol';
+import WebSocket from 'ws';
+import { runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+
+const checkEvent = TypeCompiler.Compile(GatewayEvent);
+
+export interface GatewaySyncConfig {
+  server: string;
+  token: string;
+  /** PEM of the root the server's TLS certificate chains to; system CAs when absent. */
+  ca?: string;
+  crlFile: string;
+  reload?: string;
+  haproxySocket?: string;
+  pingSeconds?: number;
+  log: (line: string) => void;
+}
+
+/** GET of a CRL's PEM; undefined on 404 (the server holds no key for that CA). */
+export function httpsGetCrl(server: string, ca: string | undefined, issuer: CrlIssuer, timeoutMs = 10_000): Promise<string | undefined> {
+  const url = new URL(CRL_PATHS[issuer].pem, server);
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', ...(ca ? { ca } : {}), headers: { accept: 'application/x-pem-file', 'cache-control': 'no-cache' }, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks).toString('utf8');
+        if (res.statusCode === 404) resolve(undefined);
+        else if (res.statusCode !== 200) reject(new Error(`GET ${url.pathname}: HTTP ${res.statusCode}`));
+        else resolve(body);
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url.pathname}: no answer within ${timeoutMs / 1000} s`)));
+    req.on('error', (e) => reject(new Error(`cannot reach ${server}: ${e.message}`)));
+    req.end();
+  });
+}
+
+/** Writes `file` so that readers see the old or the new content, never a mix: temp file, fsync, rename, fsync of the directory. */
+export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  try {
+    await rename(tmp, file);
+  } catch (e) {
+    await rm(tmp, { force: true });
+    throw e;
+  }
+  const dir = await open(dirname(file), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** Runs the reload command through `sh -c`; fails with its stderr on a non-zero exit. */
+export function runReload(cmd: string, timeoutMs = 60_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('sh', ['-c', cmd], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`reload command failed to start: ${e.message}`));
+    });
+    p.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve();
+      else reject(new Error(`reload command exited ${code ?? signal}: ${err.trim().split('\n').slice(-3).join(' / ')}`));
+    });
+  });
+}
+
+/** One command on HAProxy's stats socket (non-interactive mode: one command per connection, the answer ends at close). */
+export function haproxyCommand(socketPath: string, command: string, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = connect(socketPath);
+    const chunks: Buffer[] = [];
+    s.setTimeout(timeoutMs, () => s.destroy(new Error(`no answer from HAProxy on ${socketPath} within ${timeoutMs / 1000} s`)));
+    s.on('connect', () => s.write(command));
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', (e) => reject(new Error(`HAProxy runtime API at ${socketPath}: ${e.message}`)));
+    s.on('close', (hadError) => {
+      if (!hadError) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+  });
+}
+
+/**
+ * The HAProxy (2.4+) runtime API payload that replaces a loaded CRL file:
+ * `set ssl crl-file <file> <<` then the PEM lines and an empty line (the end
+ * of a multi-line payload). The whole command must fit in `tune.bufsize`.
+ */
+export function haproxySetCrlCommand(file: string, pem: string): string {
+  const lines = pem.split(/\r?\n/).filter((l) => l.trim() !== '');
+  return `set ssl crl-file ${file} <<\n${lines.join('\n')}\n\n`;
+}
+
+/** HAProxy's default tune.bufsize: a longer command is cut off (the connection is reset). */
+const HAPROXY_DEFAULT_BUFSIZE = 16384;
+
+export async function haproxyUpdateCrl(socketPath: string, file: string, pem: string): Promise<void> {
+  const command = haproxySetCrlCommand(file, pem);
+  const hint = command.length > HAPROXY_DEFAULT_BUFSIZE - 1024 ? ` (the command is ${command.length} bytes: tune.bufsize in haproxy.cfg must be larger)` : '';
+  let set: string;
+  try {
+    set = await haproxyCommand(socketPath, command);
+  } catch (e) {
+    throw new Error(`${(e as Error).message}${hint}`, { cause: e });
+  }
+  // HAProxy 2.6 answers "transaction created for CRL <file>!" (or "updated" for an open transaction).
+  if (!/transaction (created|updated)/i.test(set)) throw new Error(`HAProxy refused set ssl crl-file ${file}: ${set.trim() || 'empty answer'}${hint}`);
+  const commit = await haproxyCommand(socketPath, `commit ssl crl-file ${file}\n`);
+  if (!/Success!/.test(commit)) {
+    await haproxyCommand(socketPath, `abort ssl crl-file ${file}\n`).catch(() => undefined);
+    throw new Error(`HAProxy refused commit ssl crl-file ${file}: ${commit.trim() || 'empty answer'}`);
+  }
+}
+
+/** `/v1/events` over `ws`, with pings: a server silent for two ping intervals is given up on. */
+export function openEventStream(cfg: Pick<GatewaySyncConfig, 'server' | 'token' | 'ca' | 'pingSeconds'>, h: EventStreamHandlers): EventStream {
+  const url = new URL(PATHS.events, cfg.server);
+  url.protocol = url.protocol === 'http:' ? 'ws:' : 'wss:';
+  const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, maxPayload: MAX_WS_MESSAGE_BYTES, handshakeTimeout: 10_000, ...(cfg.ca ? { ca: cfg.ca } : {}) });
+  let closed = false;
+  let alive = true;
+  const finish = (why: string): void => {
+    if (closed) return;
+    closed = true;
+    clearInterval(ping);
+    h.onClose(why);
+  };
+  const ping = setInterval(() => {
+    if (!alive) {
+      ws.terminate();
+      finish('no answer to ping');
+      return;
+    }
+    alive = false;
+    if (ws.readyState === ws.OPEN) ws.ping();
+  }, (cfg.pingSeconds ?? 15) * 1000);
+  ping.unref();
+  ws.on('open', () => h.onOpen());
+  ws.on('pong', () => (alive = true));
+  ws.on('ping', () => (alive = true));
+  ws.on('unexpected-response', (_req, res) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => {
+      let msg = `HTTP ${res.statusCode}`;
+      try {
+        const e = (JSON.parse(Buffer.concat(chunks).toString()) as { error?: { code?: string; message?: string } }).error;
+        if (e?.message) msg += `: ${e.message}`;
+      } catch {
+        /* not JSON */
+      }
+      ws.terminate();
+      finish(msg);
+    });
+  });
+  ws.on('message', (data, isBinary) => {
+    alive = true;
+    let m: unknown;
+    try {
+      if (isBinary) throw new Error('binary');
+      m = JSON.parse(data.toString());
+    } catch {
+      ws.close(WS_CLOSE_CODES.protocolError, 'messages are JSON text frames');
+      return;
+    }
+    if (checkEvent.Check(m)) h.onEvent(m);
+  });
+  ws.on('close', (code, reason) => finish(`closed ${code}${reason.length ? ` ${reason.toString()}` : ''}`));
+  ws.on('error', (e) => {
+    ws.terminate();
+    finish(e.message);
+  });
+  return {
+    subscribe(since) {
+      if (ws.readyState === ws.OPEN) ws.send(JSON.stringify({ type: 'subscribe', ...(since ? { since } : {}) }));
+    },
+    close() {
+      ws.close(1000, 'gateway sync stopping');
+    },
+  };
+}
+
+export function nodeGatewaySyncEffects(cfg: GatewaySyncConfig): GatewaySyncEffects {
+  return {
+    fetchCrl: (issuer) => httpsGetCrl(cfg.server, cfg.ca, issuer),
+    writeCrlFile: (pem) => writeFileAtomic(cfg.crlFile, pem),
+    async apply(pem) {
+      if (cfg.haproxySocket) await haproxyUpdateCrl(cfg.haproxySocket, cfg.crlFile, pem);
+      if (cfg.reload) await runReload(cfg.reload);
+    },
+    openStream: (h) => openEventStream(cfg, h),
+    sleep: (ms, signal) => sleep(ms, undefined, { signal }),
+    random: Math.random,
+    log: cfg.log,
+  };
+}
+
+/** `latchkey-server gateway sync`: one sync (`once`), or the long-running loop until SIGTERM/SIGINT. */
+export async function gatewaySyncCommand(cfg: GatewaySyncConfig, opts: { once: boolean; resyncSeconds: number }): Promise<number> {
+  const fx = nodeGatewaySyncEffects(cfg);
+  if (opts.once) {
+    await syncOnce(fx, { numbers: {} }, { force: true, why: '--once' });
+    return 0;
+  }
+  const sync = runGatewaySync(fx, { resyncSeconds: opts.resyncSeconds });
+  const stop = (sig: string): void => {
+    cfg.log(`${sig}: stopping`);
+    sync.stop();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  await sync.done;
+  return 0;
+}

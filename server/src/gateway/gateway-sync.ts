@@ -1,0 +1,216 @@
+/**
+ * `latchkey-server gateway sync`: keeps a gateway's CRL file current.
+ * Subscribes to `/v1/events`; on (re)connect, on every revocation or CRL
+ * update, and every `resyncSeconds` as a safety net, it fetches the issuing
+ * and root CRLs, writes them to one file atomically and applies them (reload
+ * command, or HAProxy's runtime API). Reconnects with backoff and jitter.
+ * Every effect is injected (see gateway-sync-effects.ts for the real ones),
+ * so the loop is tested with fakes and a fixed clock.
+ */
+import { parseCrl } from '@latchkey/pki';
+import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
+
+export interface FetchedCrl {
+  issuer: CrlIssuer;
+  pem: string;
+}
+
+export interface EventStreamHandlers {
+  onOpen(): void;
+  onEvent(e: GatewayEvent): void;
+  onClose(why: string): void;
+}
+
+export interface EventStream {
+  subscribe(since: string | undefined): void;
+  close(): void;
+}
+
+export interface GatewaySyncEffects {
+  /** The CRL's PEM, or undefined when the server publishes none for that CA (404). */
+  fetchCrl(issuer: CrlIssuer): Promise<string | undefined>;
+  /** Writes the CRL file atomically (temp file, fsync, rename). */
+  writeCrlFile(pem: string): Promise<void>;
+  /** Makes the gateway use the new file (reload command, HAProxy runtime API). */
+  apply(pem: string): Promise<void>;
+  /** Opens `/v1/events`; `onClose` is called exactly once, also when the connection fails. */
+  openStream(h: EventStreamHandlers): EventStream;
+  sleep(ms: number, signal: AbortSignal): Promise<void>;
+  random(): number;
+  log(line: string): void;
+}
+
+export interface SyncResult {
+  crlNumbers: Partial<Record<CrlIssuer, string>>;
+  serials: number;
+  changed: boolean;
+}
+
+/** Reconnect/retry delay: 0.5 s doubling to 30 s, ±20% jitter. */
+export function backoffMs(attempt: number, random: () => number): number {
+  const base = Math.min(30_000, 500 * 2 ** Math.min(attempt, 10));
+  return Math.round(base * (0.8 + 0.4 * random()));
+}
+
+/** The CRL number and revoked serials of a PEM bundle of CRLs. */
+export function describeCrl(pem: string): { crlNumber: bigint | undefined; serials: string[] } {
+  const c = parseCrl(pem);
+  return { crlNumber: c.crlNumber, serials: c.entries.map((e) => e.serialHex) };
+}
+
+export class StaleCrlError extends Error {
+  override readonly name = 'StaleCrlError';
+}
+
+/**
+ * One sync: fetch both CRLs, refuse to go back to an older CRL number (a
+ * replica that has not seen the newest yet) or to miss serials an event
+ * said are revoked, then write and apply when the content changed (always
+ * when `force`).
+ */
+export async function syncOnce(
+  fx: Pick<GatewaySyncEffects, 'fetchCrl' | 'writeCrlFile' | 'apply' | 'log'>,
+  state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> },
+  opts: { force: boolean; expectSerials?: readonly string[]; why: string },
+): Promise<SyncResult> {
+  const fetched: FetchedCrl[] = [];
+  for (const issuer of ['issuing', 'root'] as const) {
+    const pem = await fx.fetchCrl(issuer);
+    if (pem === undefined) {
+      if (issuer === 'issuing') throw new Error('the server publishes no CRL for its issuing CA');
+      continue;
+    }
+    fetched.push({ issuer, pem });
+  }
+  const numbers: Partial<Record<CrlIssuer, bigint>> = {};
+  let serials: string[] = [];
+  for (const f of fetched) {
+    const d = describeCrl(f.pem);
+    if (d.crlNumber === undefined) throw new Error(`the ${f.issuer} CRL has no CRL number`);
+    const before = state.numbers[f.issuer];
+    if (before !== undefined && d.crlNumber < before) throw new StaleCrlError(`the server sent ${f.issuer} CRL #${d.crlNumber}, older than #${before} already applied`);
+    numbers[f.issuer] = d.crlNumber;
+    if (f.issuer === 'issuing') serials = d.serials;
+  }
+  const missing = (opts.expectSerials ?? []).filter((s) => !serials.includes(s));
+  if (missing.length) throw new StaleCrlError(`the issuing CRL does not list revoked serial(s) ${missing.join(', ')} yet`);
+  const bundle = fetched.map((f) => (f.pem.endsWith('\n') ? f.pem : `${f.pem}\n`)).join('');
+  const changed = bundle !== state.last;
+  const crlNumbers = Object.fromEntries(Object.entries(numbers).map(([k, v]) => [k, String(v)])) as SyncResult['crlNumbers'];
+  const nums = fetched.map((f) => `${f.issuer} #${numbers[f.issuer]}`).join(', ');
+  if (changed || opts.force) {
+    await fx.writeCrlFile(bundle);
+    await fx.apply(bundle);
+    state.last = bundle;
+    fx.log(`synced CRLs (${nums}; ${serials.length} revoked serial(s)) after ${opts.why}`);
+  } else {
+    fx.log(`CRLs unchanged (${nums}) after ${opts.why}`);
+  }
+  state.numbers = { ...state.numbers, ...numbers };
+  return { crlNumbers, serials: serials.length, changed };
+}
+
+export interface GatewaySyncOptions {
+  /** Full resync every so often even without events (0: never). */
+  resyncSeconds: number;
+}
+
+export interface GatewaySync {
+  /** Resolves when stopped. */
+  done: Promise<void>;
+  stop(): void;
+}
+
+/** The long-running sync: stream, syncs coalesced (one at a time, one more if events came meanwhile), reconnects. */
+export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions): GatewaySync {
+  const abort = new AbortController();
+  const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
+  let cursor: string | undefined;
+  let stream: EventStream | undefined;
+
+  // --- the sync scheduler
+  let wanted: { why: string; force: boolean; serials: Set<string> } | undefined;
+  let running = false;
+  let failures = 0;
+  const request = (why: string, serials: readonly string[] = [], force = false): void => {
+    wanted ??= { why, force: false, serials: new Set() };
+    if (!wanted.why.includes(why)) wanted.why = `${wanted.why}, ${why}`;
+    wanted.force ||= force;
+    for (const s of serials) wanted.serials.add(s);
+    void drain();
+  };
+  async function drain(): Promise<void> {
+    if (running) return;
+    running = true;
+    try {
+      while (wanted && !abort.signal.aborted) {
+        const w = wanted;
+        wanted = undefined;
+        try {
+          await syncOnce(fx, state, { force: w.force, expectSerials: [...w.serials], why: w.why });
+          failures = 0;
+        } catch (e) {
+          const delay = backoffMs(failures++, fx.random);
+          fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
+          // Put it back, merged with whatever came meanwhile.
+          const meanwhile = wanted as typeof w | undefined;
+          wanted = meanwhile ? { why: `${w.why}, ${meanwhile.why}`, force: w.force || meanwhile.force, serials: new Set([...w.serials, ...meanwhile.serials]) } : w;
+          await fx.sleep(delay, abort.signal).catch(() => undefined);
+        }
+      }
+    } finally {
+      running = false;
+    }
+  }
+
+  // --- the stream, reconnected with backoff
+  async function loop(): Promise<void> {
+    let attempt = 0;
+    while (!abort.signal.aborted) {
+      let opened = false;
+      const why = await new Promise<string>((resolve) => {
+        stream = fx.openStream({
+          onOpen() {
+            opened = true;
+            attempt = 0;
+            stream!.subscribe(cursor);
+            fx.log(cursor ? `event stream connected; resuming after cursor ${cursor}` : 'event stream connected');
+            // Whatever happened while we were away: fetch everything afresh.
+            request('(re)connect');
+          },
+          onEvent(e) {
+            cursor = e.cursor;
+            if (e.type === 'revocation') request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
+            else if (e.type === 'crl-updated') request(`${e.issuer} CRL #${e.crlNumber}`);
+            else request('resync-required');
+          },
+          onClose: resolve,
+        });
+      });
+      stream = undefined;
+      if (abort.signal.aborted) break;
+      const delay = backoffMs(opened ? 0 : ++attempt, fx.random);
+      fx.log(`event stream ${opened ? 'closed' : 'unavailable'} (${why}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
+      await fx.sleep(delay, abort.signal).catch(() => undefined);
+    }
+  }
+
+  let resync: Promise<void> = Promise.resolve();
+  if (opts.resyncSeconds > 0) {
+    resync = (async () => {
+      while (!abort.signal.aborted) {
+        await fx.sleep(opts.resyncSeconds * 1000, abort.signal).catch(() => undefined);
+        if (!abort.signal.aborted) request('periodic resync');
+      }
+    })();
+  }
+
+  const done = Promise.all([loop(), resync]).then(() => undefined);
+  return {
+    done,
+    stop() {
+      abort.abort();
+      stream?.close();
+    },
+  };
+}
