@@ -9,6 +9,7 @@ import type { Device, GatewayTokenCreateResponse, GatewayTokenInfo, TokenCreateR
 import { ApiError, UsageError, adminClientFrom } from './admin-client.js';
 import { ConfigError } from './config/config-load.js';
 import { gatewaySyncCommand } from './gateway/gateway-sync-node.js';
+import { gatewayConfigCommand } from './gateway/gateway-config.js';
 import { initDataDir } from './init.js';
 import { startServer } from './start.js';
 
@@ -27,6 +28,7 @@ Usage:
   latchkey-server devices renew-now ID             ask a device's agent to renew at once
   latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
+  latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME] [--out DIR]
   latchkey-server gateway token create --name N [--json] | gateway token list [--json] | gateway token revoke ID
   latchkey-server gateway sync --server URL [--token T] [--ca-file ROOT.pem] --crl-file F
                                (--reload "CMD" | --haproxy-socket PATH) [--once] [--resync-interval 5m]
@@ -267,6 +269,10 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     const r = await admin(v).call<{ device: Device; serials: string[] }>('POST', `${path}/revoke`, { reason });
     print(v, r, () => `device ${r.device.id} (${r.device.name}) revoked (${reason}); ${r.serials.length} certificate(s) revoked, CRL updated`);
     return 0;
+  }
+
+  if (cmd === 'gateway' && sub === 'config') {
+    return gatewayConfigCommand(rest, '', out);
   }
 
   if (cmd === 'gateway' && sub === 'token') {

@@ -6,7 +6,7 @@ import { TAG, children, oid, parseOne, printable, readOid, readString, seq, seqO
 import { PkiError, wrapParse } from './errors.js';
 import { OID } from './oids.js';
 
-export type NameAttributeType = 'CN' | 'O' | 'OU' | 'C' | 'L' | 'ST' | 'serialNumber' | 'emailAddress';
+export type NameAttributeType = 'CN' | 'O' | 'OU' | 'C' | 'L' | 'ST' | 'serialNumber' | 'emailAddress' | 'UID';
 
 export interface NameAttribute {
   type: NameAttributeType | string;
@@ -22,6 +22,7 @@ const SHORT_TO_OID: Record<NameAttributeType, string> = {
   ST: OID.stateOrProvinceName,
   serialNumber: OID.serialNumber,
   emailAddress: OID.emailAddress,
+  UID: OID.userId,
 };
 const OID_TO_SHORT = new Map(Object.entries(SHORT_TO_OID).map(([k, v]) => [v, k]));
 
@@ -34,6 +35,8 @@ const UPPER_BOUND: Record<string, number> = {
   [OID.stateOrProvinceName]: 128,
   [OID.serialNumber]: 64,
   [OID.emailAddress]: 255,
+  // RFC 4519 gives uid no bound; RFC 1274 had 256.
+  [OID.userId]: 256,
 };
 
 function attributeValue(typeOid: string, value: string): Buffer {

@@ -9,6 +9,8 @@ export const OID = {
   organizationalUnitName: '2.5.4.11',
   serialNumber: '2.5.4.5',
   emailAddress: '1.2.840.113549.1.9.1',
+  /** uid (RFC 4519 §2.39); OpenSSL's short name is "UID". */
+  userId: '0.9.2342.19200300.100.1.1',
   // certificate extensions (RFC 5280 §4.2)
   subjectKeyIdentifier: '2.5.29.14',
   keyUsage: '2.5.29.15',

@@ -32,7 +32,7 @@ describe('device certificate profile (DESIGN.md "Identities", RFC 5280 §4.2)', 
     const tmp = tempDir(t);
     const text = (await openssl(['x509', '-in', tmp.file('d.pem', certificateToPem(der)), '-noout', '-text'])).stdout;
     assert.match(text, /Version: 3 \(0x2\)/);
-    assert.match(text, /Subject: O = Example Corp, CN = laptop-7\n/);
+    assert.match(text, new RegExp(`Subject: O = Example Corp, CN = laptop-7, UID = ${DEVICE_ID}\\n`));
     assert.match(text, /Issuer: O = Example Corp, CN = Example Corp Latchkey Device CA\n/);
     assert.match(text, new RegExp(`Subject Alternative Name: \\n\\s+URI:spiffe://example.com/device/${DEVICE_ID}, email:alice@example.com\\n`));
     assert.match(text, /Key Usage: critical\s+Digital Signature\n/);
@@ -51,6 +51,31 @@ describe('device certificate profile (DESIGN.md "Identities", RFC 5280 §4.2)', 
     assert.deepEqual(subjectKeyId(c), keyIdentifier(c.spki));
     assert.deepEqual(authorityKeyId(c), ca.issuing.keyId);
     assert.deepEqual(subjectAltNames(c), [{ uri: `spiffe://example.com/device/${DEVICE_ID}` }, { email: 'alice@example.com' }]);
+  });
+
+  test('RFC 4519 §2.39: the device id is the subject UID, as nginx ($ssl_client_s_dn) and HAProxy (ssl_c_s_dn(UID)) read it', async (t) => {
+    const ca = await newCa();
+    const der = await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'laptop, UID=00000000-0000-4000-8000-000000000000', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 86_400 });
+    const tmp = tempDir(t);
+    const pem = tmp.file('d.pem', certificateToPem(der));
+    // nginx prints $ssl_client_s_dn with X509_NAME_print_ex(XN_FLAG_RFC2253), as this does: last RDN
+    // first, so UID leads. OpenSSL escapes ',' but not '=', so only a regex anchored at the start
+    // ("^UID=") is safe against an id smuggled into the CN or O.
+    const rfc2253 = (await openssl(['x509', '-in', pem, '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout;
+    assert.equal(rfc2253, `subject=UID=${DEVICE_ID},CN=laptop\\, UID=00000000-0000-4000-8000-000000000000,O=Example Corp\n`);
+    const dn = rfc2253.slice('subject='.length).trim();
+    assert.equal(/^UID=([0-9a-f-]{36})(?:,|$)/.exec(dn)?.[1], DEVICE_ID);
+    assert.deepEqual([...dn.matchAll(/UID=([0-9a-f-]{36})/g)].map((x) => x[1]), [DEVICE_ID, '00000000-0000-4000-8000-000000000000'], 'an unanchored regex would be fooled');
+    // Our own parser and the SAN agree.
+    const c = parseCertificate(der);
+    assert.deepEqual(c.subject, [
+      { type: 'O', value: 'Example Corp' },
+      { type: 'CN', value: 'laptop, UID=00000000-0000-4000-8000-000000000000' },
+      { type: 'UID', value: DEVICE_ID },
+    ]);
+    assert.deepEqual(subjectAltNames(c), [{ uri: `spiffe://example.com/device/${DEVICE_ID}` }]);
+    const oid = (await openssl(['asn1parse', '-in', pem])).stdout;
+    assert.match(oid, /:userId\n\s*\d+:d=\d+\s+hl=\d+ l=\s*36 prim: UTF8STRING\s+:6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90/);
   });
 
   test('without a bound user there is no email SAN; validity is back-dated 5 minutes', async () => {

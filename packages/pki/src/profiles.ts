@@ -72,7 +72,10 @@ export interface DeviceProfile {
   issue(req: DeviceCertificateRequest): Promise<Buffer>;
 }
 
-/** Device client certificate profile (DESIGN.md "Identities"). */
+/**
+ * Device client certificate profile (DESIGN.md "Identities"): subject
+ * `O=<org>, CN=<device name>, UID=<device id>`, SAN `spiffe://<domain>/device/<id>`.
+ */
 export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
   if (!TRUST_DOMAIN.test(o.trustDomain)) {
     throw new PkiError('ARGUMENT_INVALID', `trust domain "${o.trustDomain}" must be a lower-case DNS name`);
@@ -108,9 +111,13 @@ export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
         {
           serial: r.serial,
           issuerDer,
+          // The device id is also the subject's UID (RFC 4519 §2.39): the SAN URI is
+          // what SPIFFE-aware proxies read, but nginx (without njs) and HAProxy can
+          // only see the subject DN ($ssl_client_s_dn, ssl_c_s_dn(UID)).
           subjectDer: encodeName([
             { type: 'O', value: o.org },
             { type: 'CN', value: r.deviceName },
+            { type: 'UID', value: r.deviceId },
           ]),
           spki: r.spki,
           notBefore: new Date(Math.max(now - backdateMs, o.issuer.cert.notBefore.getTime())),

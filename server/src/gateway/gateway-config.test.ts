@@ -1,0 +1,202 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import { createServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { PEM, pemDecodeAll } from '@latchkey/pki';
+import { PATHS } from '@latchkey/protocol';
+import { UsageError } from '../admin-client.js';
+import { FILES } from '../ca/ca-files.js';
+import { type Harness, harness } from '../testing/harness.js';
+import { GATEWAY_FILES, type GatewayConfigOptions, crlBundle, gatewayConfigCommand, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite } from './gateway-config.js';
+
+const OPTS: GatewayConfigOptions = {
+  listen: { host: '127.0.0.1', port: 8443 },
+  upstream: { tls: false, host: '127.0.0.1', port: 9000 },
+  serverName: 'apps.example.com',
+  dir: '/etc/latchkey-gateway',
+  certSource: 'test',
+  caSubjects: ['CN=Issuing', 'CN=Root'],
+  generatedAt: new Date('2025-01-01T00:00:00Z'),
+};
+
+const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
+
+/** The running server as `gateway config` reaches it: HTTPS with the data dir's TLS certificate, in front of the app. */
+async function serve(t: { after(fn: () => unknown): void }, h: Harness, opts: { noRootCrl?: boolean } = {}): Promise<string> {
+  const s = createServer({ cert: readFileSync(join(h.dataDir, FILES.tlsCert)), key: readFileSync(join(h.dataDir, FILES.tlsKey)) }, (req, res) => {
+    if (opts.noRootCrl && req.url === PATHS.rootCrlPem) {
+      res.writeHead(404).end();
+      return;
+    }
+    void h.app.inject({ method: 'GET', url: req.url ?? '/' }).then((r) => res.writeHead(r.statusCode, { 'content-type': String(r.headers['content-type'] ?? '') }).end(r.rawPayload));
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => s.close(r)));
+  return `https://127.0.0.1:${(s.address() as AddressInfo).port}`;
+}
+
+async function command(argv: string[], dataDir: string): Promise<{ code: number; out: string }> {
+  const lines: string[] = [];
+  const code = await gatewayConfigCommand(argv, dataDir, (s) => lines.push(s));
+  return { code, out: lines.join('\n') };
+}
+
+describe('gateway config: rendering', () => {
+  test('nginx: mTLS against the CA bundle and both CRLs, no session resumption, device id and serial upstream', () => {
+    const c = renderNginxSite(OPTS);
+    for (const line of [
+      '    listen 127.0.0.1:8443 ssl;',
+      '    server_name apps.example.com;',
+      '    ssl_certificate     /etc/latchkey-gateway/gateway.crt.pem;',
+      '    ssl_certificate_key /etc/latchkey-gateway/gateway.key.pem;',
+      '    ssl_protocols TLSv1.2 TLSv1.3;',
+      '    ssl_verify_client on;',
+      '    ssl_verify_depth 2;',
+      '    ssl_client_certificate /etc/latchkey-gateway/ca.pem;',
+      '    ssl_crl /etc/latchkey-gateway/crl.pem;',
+      '    ssl_session_cache off;',
+      '    ssl_session_tickets off;',
+      '    ssl_conf_command NumTickets 0;',
+      '        proxy_set_header X-Latchkey-Device-Id $latchkey_device_id;',
+      '        proxy_set_header X-Latchkey-Client-Serial $ssl_client_serial;',
+      '    server 127.0.0.1:9000;',
+      '        proxy_pass http://latchkey_app;',
+    ]) {
+      assert.ok(c.split('\n').includes(line), `missing: ${line}`);
+    }
+    assert.match(c, /A resumed session \(session id or ticket\) skips certificate verification,\n\s+# so a device revoked after its first handshake could keep reconnecting/);
+    assert.doesNotMatch(c, /proxy_ssl_verify/);
+    const https = renderNginxSite({ ...OPTS, upstream: { tls: true, host: 'app.internal', port: 443 } });
+    assert.match(https, /proxy_pass https:\/\/latchkey_app;\n\s+proxy_ssl_verify on;[\s\S]*proxy_ssl_name app.internal;/);
+    assert.match(renderNginxSite({ ...OPTS, listen: { host: undefined, port: 443 } }), /\n {4}listen 443 ssl;\n/);
+    assert.match(renderNginxMain(OPTS), /\n {4}include \/etc\/latchkey-gateway\/latchkey-gateway.conf;\n {4}access_log access.log latchkey_gateway;\n/);
+  });
+
+  test('RFC 4519 UID: the nginx map takes the device id only from the leading UID of $ssl_client_s_dn (RFC 2253)', () => {
+    const m = /"~(\^UID=[^"]+)" \$latchkey_uid;/.exec(renderNginxSite(OPTS));
+    assert.ok(m, 'the map regex');
+    const re = new RegExp(m[1]!.replace('(?<latchkey_uid>', '('));
+    const id = '6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90';
+    assert.equal(re.exec(`UID=${id},CN=laptop-7,O=Example Corp`)?.[1], id);
+    assert.equal(re.exec(`UID=${id}`)?.[1], id);
+    // A CN or O cannot smuggle one in (OpenSSL escapes ',' but not '='), nor can a longer value pass.
+    assert.equal(re.exec(`CN=x\\,UID=${id},O=Example Corp`), null);
+    assert.equal(re.exec(`UID=${id}0,CN=x`), null);
+    assert.equal(re.exec(`CN=laptop-7,O=Example Corp`), null);
+  });
+
+  test('HAProxy: verify required with CA and CRL files, bigger buffers, no tickets nor session cache, admin socket, headers', () => {
+    const c = renderHaproxy(OPTS);
+    for (const line of [
+      '    tune.bufsize 262144',
+      '    tune.ssl.cachesize 0',
+      '    stats socket /etc/latchkey-gateway/haproxy.sock mode 600 level admin',
+      '    bind 127.0.0.1:8443 ssl crt /etc/latchkey-gateway/gateway.pem ca-file /etc/latchkey-gateway/ca.pem crl-file /etc/latchkey-gateway/crl.pem verify required ssl-min-ver TLSv1.2 no-tls-tickets alpn http/1.1',
+      "    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }",
+      '    http-request set-header X-Latchkey-Device-Id %[ssl_c_s_dn(UID)]',
+      '    http-request set-header X-Latchkey-Client-Serial %[ssl_c_serial,hex]',
+      '    server app 127.0.0.1:9000',
+    ]) {
+      assert.ok(c.split('\n').includes(line), `missing: ${line}`);
+    }
+    assert.match(renderHaproxy({ ...OPTS, listen: { host: '[::1]', port: 8443 } }), /\n {4}bind ::1:8443 ssl /);
+  });
+
+  test('options: listen and upstream forms; nothing that could break out of a directive', () => {
+    assert.deepEqual(parseListen('8443'), { host: undefined, port: 8443 });
+    assert.deepEqual(parseListen('0.0.0.0:443'), { host: '0.0.0.0', port: 443 });
+    assert.deepEqual(parseListen('[::]:443'), { host: '[::]', port: 443 });
+    for (const bad of ['0', '70000', 'host:', 'a b:1', '1.2.3.4:1;x']) assert.throws(() => parseListen(bad), UsageError, bad);
+    assert.deepEqual(parseUpstream('http://127.0.0.1:9000'), { tls: false, host: '127.0.0.1', port: 9000 });
+    assert.deepEqual(parseUpstream('https://app.internal/'), { tls: true, host: 'app.internal', port: 443 });
+    for (const bad of ['ftp://x', 'http://x/app', 'http://u:p@x', 'not a url']) assert.throws(() => parseUpstream(bad), UsageError, bad);
+    assert.throws(() => renderNginxSite({ ...OPTS, serverName: 'x; include /etc/passwd' }), /--server-name/);
+    assert.throws(() => renderHaproxy({ ...OPTS, dir: '/tmp/a b' }), /absolute path/);
+    assert.throws(() => renderNginxSite({ ...OPTS, dir: 'relative' }), /absolute path/);
+  });
+});
+
+describe('gateway config: the command', () => {
+  test('nginx --out: CA bundle, both CRLs (PEM "X509 CRL"), certificate and key; nginx -t accepts it', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h);
+    const out = join(h.dataDir, 'gw');
+    const r = await command(['nginx', '--listen', '127.0.0.1:18443', '--upstream', 'http://127.0.0.1:9000', '--out', out, '--server', server], h.dataDir);
+    assert.equal(r.code, 0);
+    assert.match(r.out, new RegExp(`ssl_crl ${out}/crl.pem;`));
+    assert.match(r.out, /# gateway TLS certificate: a copy of this server's own TLS certificate \(server.crt.pem: O=Example Corp, CN=latchkey.example.com/);
+    assert.equal(readFileSync(join(out, GATEWAY_FILES.nginxSite), 'utf8') + '\n', r.out.slice(0, r.out.indexOf('# wrote')));
+    const crl = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.crl), 'utf8'));
+    assert.deepEqual(crl.map((b) => b.label), [PEM.CRL, PEM.CRL]);
+    assert.deepEqual(crl[0]!.der, (await h.crl.get('issuing'))!.der);
+    assert.deepEqual(crl[1]!.der, (await h.crl.get('root'))!.der);
+    const ca = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.caBundle), 'utf8'));
+    assert.deepEqual(ca.map((b) => b.der), [h.issuing.der, h.root.der]);
+    assert.equal(statSync(join(out, GATEWAY_FILES.key)).mode & 0o777, 0o600);
+    assert.equal(readFileSync(join(out, GATEWAY_FILES.key), 'utf8'), readFileSync(join(h.dataDir, FILES.tlsKey), 'utf8'));
+    if (has('openssl')) {
+      // The CRL file as OpenSSL reads it: one CRL per CA.
+      const v = spawnSync('openssl', ['verify', '-crl_check_all', '-CAfile', join(out, GATEWAY_FILES.caBundle), '-CRLfile', join(out, GATEWAY_FILES.crl), join(out, GATEWAY_FILES.cert)], { encoding: 'utf8' });
+      assert.match(v.stdout + v.stderr, /gateway.crt.pem: OK/);
+    }
+    if (!has('nginx')) return t.skip('nginx is not installed (apt-get install nginx)');
+    const nt = spawnSync('nginx', ['-t', '-p', out, '-c', join(out, GATEWAY_FILES.nginxMain), '-g', `pid ${out}/nginx.pid; error_log stderr;`], { encoding: 'utf8' });
+    assert.equal(nt.status, 0, nt.stderr);
+    assert.match(nt.stderr, /syntax is ok/);
+  });
+
+  test('haproxy --out: one PEM with certificate, chain and key; haproxy -c accepts it', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h);
+    const out = join(h.dataDir, 'gw');
+    const r = await command(['haproxy', '--listen', '127.0.0.1:18443', '--upstream', 'http://127.0.0.1:9000', '--out', out, '--server', server], h.dataDir);
+    assert.equal(r.code, 0);
+    assert.match(r.out, new RegExp(`crl-file ${out}/crl.pem verify required`));
+    const pem = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.haproxyPem), 'utf8'));
+    assert.deepEqual(pem.map((b) => b.label), ['CERTIFICATE', 'CERTIFICATE', 'PRIVATE KEY']);
+    assert.equal(statSync(join(out, GATEWAY_FILES.haproxyPem)).mode & 0o777, 0o600);
+    if (!has('haproxy')) return t.skip('haproxy is not installed (apt-get install haproxy)');
+    const hc = spawnSync('haproxy', ['-c', '-f', join(out, GATEWAY_FILES.haproxy)], { encoding: 'utf8' });
+    assert.equal(hc.status, 0, hc.stdout + hc.stderr);
+  });
+
+  test('without --out it prints the config for /etc/latchkey-gateway and needs no server', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const r = await command(['haproxy'], h.dataDir);
+    assert.equal(r.code, 0);
+    assert.match(r.out, /\n {4}bind :8443 ssl crt \/etc\/latchkey-gateway\/gateway.pem /);
+    assert.match(r.out, /\n {4}server app 127.0.0.1:8080\n/);
+    assert.match(r.out, /run again with --out \/etc\/latchkey-gateway to write them/);
+  });
+
+  test('no root CRL (imported CA): refused with what to do; usage errors', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h, { noRootCrl: true });
+    await assert.rejects(command(['nginx', '--out', join(h.dataDir, 'gw'), '--server', server], h.dataDir), /publishes no root CRL[\s\S]*--root-crl FILE/);
+    await assert.rejects(command(['apache'], h.dataDir), UsageError);
+    await assert.rejects(command(['nginx', '--bogus'], h.dataDir), UsageError);
+    await assert.rejects(command(['nginx', '--cert', 'x'], h.dataDir), /--cert and --key go together/);
+    await assert.rejects(command(['nginx'], join(h.dataDir, 'nowhere')), /no config.json/);
+    await assert.rejects(command(['nginx', '--out', join(h.dataDir, 'gw'), '--server', 'https://127.0.0.1:1'], h.dataDir), /cannot fetch the issuing CA's CRL from https:\/\/127.0.0.1:1\/crl.pem .*start the server/);
+  });
+
+  test('RFC 5280 §5: the CRL bundle takes only CRLs signed by their own CA', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const issuing = (await h.crl.get('issuing'))!.pem;
+    const root = (await h.crl.get('root'))!.pem;
+    const now = h.clock.now;
+    assert.equal(crlBundle([{ pem: issuing, ca: h.issuing, what: 'i' }, { pem: root, ca: h.root, what: 'r' }], now).pem, issuing + root);
+    assert.throws(() => crlBundle([{ pem: root, ca: h.issuing, what: 'issuing CA\'s CRL' }], now), /issuing CA's CRL is not signed by/);
+    assert.throws(() => crlBundle([{ pem: readFileSync(join(h.dataDir, FILES.rootCert), 'utf8'), ca: h.root, what: 'root CRL' }], now), /not one PEM "X509 CRL" block/);
+    const late = crlBundle([{ pem: issuing, ca: h.issuing, what: 'issuing CA\'s CRL' }], new Date(now.getTime() + 30 * 86_400_000));
+    assert.match(late.warnings[0]!, /expired at .*: the gateway will refuse every device/);
+  });
+});

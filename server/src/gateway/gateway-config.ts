@@ -1,0 +1,459 @@
+/**
+ * `latchkey-server gateway config nginx|haproxy`: a working mTLS gateway
+ * configuration for the devices of this server, and (with --out DIR) the
+ * files it refers to: the CA bundle, the CRLs of every CA in the chain, and
+ * the gateway's TLS certificate and key.
+ *
+ * The renderers are pure (options in, text out); the command around them
+ * reads the data dir, fetches the current CRLs from the running server and
+ * writes the files.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type Certificate, PEM, certificateToPem, crlToPem, parseCertificate, parseCrl, pemDecodeAll, subjectString, verifyCrl } from '@latchkey/pki';
+import { PATHS } from '@latchkey/protocol';
+import { UsageError } from '../admin-client.js';
+import { FILES, writeFileAtomic } from '../ca/ca-files.js';
+import { CONFIG_FILE } from '../config/config-load.js';
+
+export type GatewayKind = 'nginx' | 'haproxy';
+
+/** Header names the upstream application reads. */
+export const GATEWAY_HEADERS = { deviceId: 'X-Latchkey-Device-Id', serial: 'X-Latchkey-Client-Serial' } as const;
+
+/** Names of the files in the output directory. */
+export const GATEWAY_FILES = {
+  caBundle: 'ca.pem',
+  crl: 'crl.pem',
+  cert: 'gateway.crt.pem',
+  key: 'gateway.key.pem',
+  /** HAProxy wants certificate, chain and key in one file. */
+  haproxyPem: 'gateway.pem',
+  nginxSite: 'latchkey-gateway.conf',
+  nginxMain: 'nginx.conf',
+  haproxy: 'haproxy.cfg',
+  haproxySocket: 'haproxy.sock',
+} as const;
+
+/** Where the printed config expects its files when no --out is given. */
+export const DEFAULT_GATEWAY_DIR = '/etc/latchkey-gateway';
+
+/**
+ * HAProxy buffer size. `set ssl crl-file` carries the whole CRL file in one
+ * runtime-API command, which must fit in a buffer (default 16 kB, about 250
+ * revoked certificates). 256 kB holds about 4,500; each live connection may
+ * hold two buffers, so do not raise it further without need.
+ */
+export const HAPROXY_BUFSIZE = 262_144;
+
+const UUID_RE = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+
+export interface Listen {
+  /** Undefined: every address. */
+  host: string | undefined;
+  port: number;
+}
+
+export interface Upstream {
+  tls: boolean;
+  /** As written in a URL: IPv6 in brackets. */
+  host: string;
+  port: number;
+}
+
+export interface GatewayConfigOptions {
+  listen: Listen;
+  upstream: Upstream;
+  serverName: string;
+  /** Absolute directory holding the files of GATEWAY_FILES. */
+  dir: string;
+  /** Where the gateway's TLS certificate came from, for the header comment. */
+  certSource: string;
+  /** The CA subjects, for the header comment. */
+  caSubjects: readonly string[];
+  generatedAt: Date;
+}
+
+const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
+const SAFE_NAME = /^[A-Za-z0-9*_.-]{1,253}$/;
+
+export function parseListen(s: string): Listen {
+  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?([0-9]{1,5})$/.exec(s);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || !(port >= 1 && port <= 65535)) throw new UsageError(`--listen "${s}" must be PORT or HOST:PORT, e.g. 8443 or 0.0.0.0:8443`);
+  return { host: m[1], port };
+}
+
+export function parseUpstream(s: string): Upstream {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw new UsageError(`--upstream "${s}" is not a URL; give the application's address, e.g. http://127.0.0.1:8080`);
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username || u.password) {
+    throw new UsageError(`--upstream must be http(s)://HOST[:PORT] with no path, got "${s}"`);
+  }
+  const tls = u.protocol === 'https:';
+  return { tls, host: u.hostname, port: u.port ? Number(u.port) : tls ? 443 : 80 };
+}
+
+const listenNginx = (l: Listen): string => (l.host ? `${l.host}:${l.port}` : String(l.port));
+const listenHaproxy = (l: Listen): string => `${l.host ? l.host.replace(/^\[|\]$/g, '') : ''}:${l.port}`;
+const hostPort = (u: Upstream): string => `${u.host}:${u.port}`;
+const bareHost = (u: Upstream): string => u.host.replace(/^\[|\]$/g, '');
+const file = (o: GatewayConfigOptions, name: string): string => `${o.dir}/${name}`;
+
+function checkOptions(o: GatewayConfigOptions): void {
+  // Everything below is pasted into a config file: refuse what could break out of a directive.
+  if (!SAFE_PATH.test(o.dir)) throw new UsageError(`the output directory "${o.dir}" must be an absolute path of letters, digits and ._/@+-`);
+  if (!SAFE_NAME.test(o.serverName)) throw new UsageError(`--server-name "${o.serverName}" must be a host name (or _)`);
+  if (!/^[A-Za-z0-9.:[\]-]+$/.test(o.upstream.host)) throw new UsageError(`upstream host "${o.upstream.host}" is not a host name or address`);
+}
+
+function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): string[] {
+  return [
+    `# Latchkey mTLS gateway (${kind}), made by \`latchkey-server gateway config ${kind}\` at ${o.generatedAt.toISOString()}.`,
+    ...run.map((l) => `# ${l}`),
+    '#',
+    '# Files:',
+    `#   ${file(o, GATEWAY_FILES.caBundle)}  the CAs device certificates chain to: ${o.caSubjects.join('; ')}`,
+    `#   ${file(o, GATEWAY_FILES.crl)}  CRLs of the issuing CA and of the root. OpenSSL checks every CA in the`,
+    '#     chain when a CRL file is set (X509_V_FLAG_CRL_CHECK_ALL), so both must be there; and once a CRL is past',
+    '#     its nextUpdate every client is refused. Keep it current (it is also how a revocation gets here):',
+    kind === 'nginx'
+      ? `#     latchkey-server gateway sync --server URL --token T --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --reload 'nginx -s reload'`
+      : `#     latchkey-server gateway sync --server URL --token T --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --haproxy-socket ${file(o, GATEWAY_FILES.haproxySocket)}`,
+    `#   ${file(o, kind === 'nginx' ? GATEWAY_FILES.cert : GATEWAY_FILES.haproxyPem)}  this gateway's TLS certificate${kind === 'nginx' ? ` (key: ${GATEWAY_FILES.key})` : ', chain and key'}: ${o.certSource}`,
+    '#',
+    `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
+    `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
+    '# Whatever a client sends in those headers is replaced.',
+  ];
+}
+
+/** The http-context part for nginx: include it inside `http { }` (Debian: /etc/nginx/conf.d/). */
+export function renderNginxSite(o: GatewayConfigOptions): string {
+  checkOptions(o);
+  const upstreamScheme = o.upstream.tls ? 'https' : 'http';
+  return [
+    ...header(o, 'nginx', [
+      'Include this file inside http { } (on Debian: copy it to /etc/nginx/conf.d/), or run it on its own with',
+      `nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;' (written by --out).`,
+    ]),
+    '',
+    '# The device id is the subject UID (RFC 4519) of a Latchkey device certificate. $ssl_client_s_dn is RFC 2253,',
+    '# last RDN first, so the UID leads; anchoring at ^ keeps an id written into the CN or O from matching',
+    "# (OpenSSL escapes ',' in values but not '=').",
+    'map $ssl_client_s_dn $latchkey_device_id {',
+    '    default "";',
+    `    "~^UID=(?<latchkey_uid>${UUID_RE})(,|$)" $latchkey_uid;`,
+    '}',
+    '',
+    `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
+    '',
+    'upstream latchkey_app {',
+    `    server ${hostPort(o.upstream)};`,
+    '    keepalive 16;',
+    '}',
+    '',
+    'server {',
+    `    listen ${listenNginx(o.listen)} ssl;`,
+    `    server_name ${o.serverName};`,
+    '',
+    `    ssl_certificate     ${file(o, GATEWAY_FILES.cert)};`,
+    `    ssl_certificate_key ${file(o, GATEWAY_FILES.key)};`,
+    '    ssl_protocols TLSv1.2 TLSv1.3;',
+    '',
+    '    # Only devices: a client certificate that chains to the issuing CA (depth 1) and the root (depth 2),',
+    '    # checked against the CRLs of both. A revoked or missing certificate gets 400 from nginx.',
+    '    ssl_verify_client on;',
+    '    ssl_verify_depth 2;',
+    `    ssl_client_certificate ${file(o, GATEWAY_FILES.caBundle)};`,
+    `    ssl_crl ${file(o, GATEWAY_FILES.crl)};`,
+    '',
+    '    # No TLS session resumption. A resumed session (session id or ticket) skips certificate verification,',
+    '    # so a device revoked after its first handshake could keep reconnecting on its old session for as long',
+    '    # as the session lived, whatever the CRL says. Every connection makes a full handshake checked against',
+    '    # the current CRL; "off" (not "none") also tells clients not to try.',
+    '    ssl_session_cache off;',
+    '    ssl_session_tickets off;',
+    '    # TLS 1.3: OpenSSL would still send (stateful, here useless) NewSessionTickets; send none.',
+    '    ssl_conf_command NumTickets 0;',
+    '',
+    '    # A verified certificate without a device id (not a device certificate, or issued before the UID was',
+    '    # added to the profile: renewal fixes it) is not let through.',
+    '    if ($latchkey_device_id = "") {',
+    '        return 403;',
+    '    }',
+    '',
+    '    location / {',
+    `        proxy_pass ${upstreamScheme}://latchkey_app;`,
+    ...(o.upstream.tls
+      ? [
+          '        proxy_ssl_verify on;',
+          '        proxy_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;',
+          '        proxy_ssl_server_name on;',
+          `        proxy_ssl_name ${bareHost(o.upstream)};`,
+        ]
+      : []),
+    '        proxy_http_version 1.1;',
+    '        proxy_set_header Connection "";',
+    '        proxy_set_header Host $host;',
+    '        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+    '        proxy_set_header X-Forwarded-Proto https;',
+    '        # Set here, so a client cannot send its own.',
+    `        proxy_set_header ${GATEWAY_HEADERS.deviceId} $latchkey_device_id;`,
+    `        proxy_set_header ${GATEWAY_HEADERS.serial} $ssl_client_serial;`,
+    '    }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** A complete nginx.conf around the site file, for running the gateway on its own (non-root friendly). */
+export function renderNginxMain(o: GatewayConfigOptions): string {
+  checkOptions(o);
+  return [
+    `# Standalone nginx for the Latchkey gateway: nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;'`,
+    '# Relative paths below are under the -p prefix, so it runs without root. pid and error_log are left to -g',
+    "# (or nginx's defaults); add `user www-data;` when started as root.",
+    'worker_processes auto;',
+    'events {',
+    '    worker_connections 1024;',
+    '}',
+    'http {',
+    '    client_body_temp_path client_body_temp;',
+    '    proxy_temp_path proxy_temp;',
+    '    fastcgi_temp_path fastcgi_temp;',
+    '    uwsgi_temp_path uwsgi_temp;',
+    '    scgi_temp_path scgi_temp;',
+    `    include ${file(o, GATEWAY_FILES.nginxSite)};`,
+    '    access_log access.log latchkey_gateway;',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** A complete haproxy.cfg. */
+export function renderHaproxy(o: GatewayConfigOptions): string {
+  checkOptions(o);
+  return [
+    ...header(o, 'haproxy', [`Run: haproxy -f ${file(o, GATEWAY_FILES.haproxy)} (add -db to stay in the foreground).`]),
+    '',
+    'global',
+    '    # `set ssl crl-file` sends the whole CRL file in one runtime-API command, which must fit in one buffer',
+    `    # (default 16 kB: about 250 revoked certificates; ${HAPROXY_BUFSIZE / 1024} kB: about 4,500). Each connection may hold two.`,
+    `    tune.bufsize ${HAPROXY_BUFSIZE}`,
+    '    # No TLS session cache, and no tickets on the bind line: a resumed session skips certificate',
+    '    # verification, so a device revoked after its first handshake could keep reconnecting on its old session',
+    '    # whatever the CRL says. Every connection makes a full handshake checked against the current CRL.',
+    '    # (TLS 1.3 clients still receive a stateful ticket from OpenSSL; with no cache it never resumes.)',
+    '    tune.ssl.cachesize 0',
+    '    # Runtime API: `latchkey-server gateway sync --haproxy-socket` swaps the CRL in place with',
+    `    # "set ssl crl-file ${file(o, GATEWAY_FILES.crl)} <<" + "commit ssl crl-file ${file(o, GATEWAY_FILES.crl)}".`,
+    `    stats socket ${file(o, GATEWAY_FILES.haproxySocket)} mode 600 level admin`,
+    '    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets',
+    '',
+    'defaults',
+    '    mode http',
+    '    timeout connect 5s',
+    '    timeout client 60s',
+    '    timeout server 60s',
+    '    timeout http-request 10s',
+    '',
+    'frontend latchkey_gateway',
+    '    # Only devices: verify required against the issuing CA and the root, with the CRLs of both.',
+    '    # A revoked or missing client certificate fails the TLS handshake with an alert.',
+    `    bind ${listenHaproxy(o.listen)} ssl crt ${file(o, GATEWAY_FILES.haproxyPem)} ca-file ${file(o, GATEWAY_FILES.caBundle)} crl-file ${file(o, GATEWAY_FILES.crl)} verify required ssl-min-ver TLSv1.2 no-tls-tickets alpn http/1.1`,
+    '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
+    '    # before the UID was added to the profile: renewal fixes it) is not let through.',
+    `    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
+    '    # set-header replaces whatever the client sent.',
+    `    http-request set-header ${GATEWAY_HEADERS.deviceId} %[ssl_c_s_dn(UID)]`,
+    `    http-request set-header ${GATEWAY_HEADERS.serial} %[ssl_c_serial,hex]`,
+    '    http-request set-header X-Forwarded-Proto https',
+    '    option forwardfor',
+    '    default_backend latchkey_app',
+    '',
+    'backend latchkey_app',
+    o.upstream.tls
+      ? `    server app ${hostPort(o.upstream)} ssl verify required ca-file /etc/ssl/certs/ca-certificates.crt sni str(${bareHost(o.upstream)}) verifyhost ${bareHost(o.upstream)}`
+      : `    server app ${hostPort(o.upstream)}`,
+    '',
+  ].join('\n');
+}
+
+/** Issuing CRL then root CRL, each checked: PEM label `X509 CRL`, signed by its CA. */
+export function crlBundle(parts: { pem: string; ca: Certificate; what: string }[], now: Date): { pem: string; warnings: string[] } {
+  const warnings: string[] = [];
+  const out = parts.map((p) => {
+    const blocks = pemDecodeAll(p.pem);
+    if (blocks.length !== 1 || blocks[0]!.label !== PEM.CRL) throw new Error(`the ${p.what} is not one PEM "${PEM.CRL}" block`);
+    const crl = parseCrl(blocks[0]!.der);
+    if (!verifyCrl(crl, p.ca)) throw new Error(`the ${p.what} is not signed by ${subjectString(p.ca)}`);
+    if (crl.nextUpdate && crl.nextUpdate.getTime() <= now.getTime()) {
+      warnings.push(`the ${p.what} expired at ${crl.nextUpdate.toISOString()}: the gateway will refuse every device until it is refreshed`);
+    }
+    return crlToPem(crl.der);
+  });
+  return { pem: out.join(''), warnings };
+}
+
+function httpsGet(url: string, ca: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolveP, reject) => {
+    const req = request(url, { ca, timeout: 15_000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolveP({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out after 15 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The running server's local address from the data dir's config (its public URL may not resolve here). */
+function localServerUrl(dataDir: string): string {
+  const c = JSON.parse(readFileSync(join(dataDir, CONFIG_FILE), 'utf8')) as { listen: string };
+  const i = c.listen.lastIndexOf(':');
+  const host = c.listen.slice(0, i);
+  return `https://${host === '0.0.0.0' || host === '::' || host === '[::]' ? '127.0.0.1' : host}:${c.listen.slice(i + 1)}`;
+}
+
+const USAGE = `latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME]
+                               [--out DIR] [--data-dir D] [--server URL] [--cert F --key F] [--root-crl F]`;
+
+/**
+ * `latchkey-server gateway config …` (argv: the words after `gateway config`).
+ * Prints the config; with --out DIR writes it and the files it refers to.
+ */
+export async function gatewayConfigCommand(argv: string[], dataDir: string, out: (s: string) => void): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        listen: { type: 'string' },
+        upstream: { type: 'string' },
+        'server-name': { type: 'string' },
+        out: { type: 'string' },
+        'data-dir': { type: 'string' },
+        server: { type: 'string' },
+        cert: { type: 'string' },
+        key: { type: 'string' },
+        'root-crl': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\nusage: ${USAGE}`);
+  }
+  const v = parsed.values;
+  if (v.help) {
+    out(`usage: ${USAGE}`);
+    return 0;
+  }
+  const [kind, extra] = parsed.positionals;
+  if (kind !== 'nginx' && kind !== 'haproxy') throw new UsageError(`gateway config needs nginx or haproxy\nusage: ${USAGE}`);
+  if (extra) throw new UsageError(`unexpected argument "${extra}"`);
+  const dir = v['data-dir'] ?? dataDir;
+  if (!dir) throw new UsageError('--data-dir is required (the server\'s data dir: its CAs go into the gateway config)');
+  if (!existsSync(join(dir, CONFIG_FILE))) throw new UsageError(`no ${CONFIG_FILE} in ${dir}; is it the server's --data-dir?`);
+  if (!!v.cert !== !!v.key) throw new UsageError('--cert and --key go together (the gateway\'s own TLS certificate and its key)');
+
+  const listen = parseListen(v.listen ?? '8443');
+  const upstream = parseUpstream(v.upstream ?? 'http://127.0.0.1:8080');
+  const outDir = v.out ? resolve(v.out) : undefined;
+  const now = new Date();
+
+  const rootPem = readFileSync(join(dir, FILES.rootCert), 'utf8');
+  const issuingPem = readFileSync(join(dir, FILES.issuingCert), 'utf8');
+  const root = parseCertificate(rootPem);
+  const issuing = parseCertificate(issuingPem);
+
+  // The gateway's own TLS certificate: given, or the server's (fine for a test or a gateway on the same host).
+  const certFile = v.cert ?? join(dir, FILES.tlsCert);
+  const keyFile = v.key ?? join(dir, FILES.tlsKey);
+  const chain = pemDecodeAll(readFileSync(certFile, 'utf8')).filter((b) => b.label === PEM.CERTIFICATE);
+  if (chain.length === 0) throw new Error(`${certFile} holds no certificate`);
+  const certChainPem = chain.map((b) => certificateToPem(b.der)).join('');
+  const leaf = parseCertificate(chain[0]!.der);
+  const certSource = v.cert
+    ? `from ${certFile} (${subjectString(leaf)}, until ${leaf.notAfter.toISOString()})`
+    : `a copy of this server's own TLS certificate (${FILES.tlsCert}: ${subjectString(leaf)}, until ${leaf.notAfter.toISOString()}); pass --cert/--key to use one made for the gateway's name`;
+
+  const opts: GatewayConfigOptions = {
+    listen,
+    upstream,
+    serverName: v['server-name'] ?? '_',
+    dir: outDir ?? DEFAULT_GATEWAY_DIR,
+    certSource,
+    caSubjects: [subjectString(issuing), subjectString(root)],
+    generatedAt: now,
+  };
+  const main = kind === 'nginx' ? renderNginxSite(opts) : renderHaproxy(opts);
+  if (!outDir) {
+    out(main);
+    out(`# Files are expected in ${DEFAULT_GATEWAY_DIR}: run again with --out ${DEFAULT_GATEWAY_DIR} to write them.`);
+    return 0;
+  }
+
+  // The CRLs come from the running server, which regenerates a stale one before serving it.
+  const base = (v.server ?? localServerUrl(dir)).replace(/\/+$/, '');
+  const fetchCrl = async (path: string, what: string): Promise<string | undefined> => {
+    let r;
+    try {
+      r = await httpsGet(base + path, rootPem);
+    } catch (e) {
+      throw new Error(`cannot fetch the ${what} from ${base + path} (${(e as Error).message}); start the server (latchkey-server start --data-dir ${dir}) or give --server URL`, { cause: e });
+    }
+    if (r.status === 404) return undefined;
+    if (r.status !== 200) throw new Error(`${base + path} answered ${r.status} for the ${what}`);
+    return r.body;
+  };
+  const issuingCrl = await fetchCrl(PATHS.crlPem, 'issuing CA\'s CRL');
+  if (!issuingCrl) throw new Error(`${base + PATHS.crlPem} has no CRL; is ${base} this data dir's server?`);
+  const rootCrl = v['root-crl'] ? readFileSync(v['root-crl'], 'utf8') : await fetchCrl(PATHS.rootCrlPem, 'root CA\'s CRL');
+  if (!rootCrl) {
+    throw new Error(`this server does not hold the root's key, so it publishes no root CRL; nginx and HAProxy need one for every CA in the chain: pass your PKI's root CRL with --root-crl FILE`);
+  }
+  const crl = crlBundle([{ pem: issuingCrl, ca: issuing, what: 'issuing CA\'s CRL' }, { pem: rootCrl, ca: root, what: 'root CA\'s CRL' }], now);
+
+  mkdirSync(outDir, { recursive: true, mode: 0o755 });
+  const keyPem = readFileSync(keyFile, 'utf8');
+  const written: string[] = [];
+  const write = (name: string, data: string, mode = 0o644): void => {
+    writeFileAtomic(join(outDir, name), data, mode);
+    written.push(join(outDir, name));
+  };
+  write(GATEWAY_FILES.caBundle, certificateToPem(issuing.der) + certificateToPem(root.der));
+  write(GATEWAY_FILES.crl, crl.pem);
+  if (kind === 'nginx') {
+    write(GATEWAY_FILES.cert, certChainPem);
+    write(GATEWAY_FILES.key, keyPem, 0o600);
+    write(GATEWAY_FILES.nginxSite, main);
+    write(GATEWAY_FILES.nginxMain, renderNginxMain(opts));
+  } else {
+    write(GATEWAY_FILES.haproxyPem, certChainPem + keyPem, 0o600);
+    write(GATEWAY_FILES.haproxy, main);
+  }
+  out(main);
+  out(
+    [
+      ...written.map((w) => `# wrote ${w}`),
+      `# gateway TLS certificate: ${certSource}`,
+      ...crl.warnings.map((w) => `# WARNING: ${w}`),
+      kind === 'nginx'
+        ? `# try it: nginx -t -p ${outDir} -c ${join(outDir, GATEWAY_FILES.nginxMain)} -g 'pid ${outDir}/nginx.pid;'`
+        : `# try it: haproxy -c -f ${join(outDir, GATEWAY_FILES.haproxy)}`,
+    ].join('\n'),
+  );
+  return 0;
+}
+

@@ -1,0 +1,296 @@
+/**
+ * Real nginx and real HAProxy (Debian's), configured by `latchkey-server
+ * gateway config … --out DIR`, in front of a small app that echoes the
+ * headers it got. A device enrolled with openssl + curl gets 200 with its id
+ * upstream; after `devices revoke` and `gateway sync --once` it is refused
+ * (nginx: 400 "The SSL certificate error"; HAProxy: TLS alert), and a TLS
+ * session saved before the revocation is not resumed.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { createServer as createTlsServer } from 'node:tls';
+import { cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
+
+type Ctx = Parameters<typeof requireTools>[0];
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+const listening = (port: number): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.on('error', () => resolve(false));
+  });
+
+/** A long-running tool in the foreground; killed after the test. */
+function daemon(t: Ctx, cmd: string, args: string[]): { proc: ChildProcess; log: () => string } {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  t.after(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await Promise.race([gone, sleep(3000)]);
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  return { proc, log: () => log };
+}
+
+/** The app behind the gateway: answers with the request headers it received, as JSON. */
+async function echoUpstream(t: Ctx): Promise<{ port: number; seen: IncomingHttpHeaders[] }> {
+  const seen: IncomingHttpHeaders[] = [];
+  const s = createHttpServer((req, res) => {
+    seen.push(req.headers);
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(req.headers));
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => s.close(r)));
+  const a = s.address();
+  return { port: typeof a === 'object' && a ? a.port : 0, seen };
+}
+
+interface World {
+  dataDir: string;
+  serverUrl: string;
+  work: string;
+  gw: string;
+  deviceId: string;
+  /** Upper-case hex, as gateways print it. */
+  serial: string;
+  upstream: Awaited<ReturnType<typeof echoUpstream>>;
+  gatewayToken: string;
+  sh: (cmd: string, args: string[]) => Promise<Run>;
+}
+
+/** A running latchkey-server, a device enrolled with openssl + curl, the echo app and a gateway token. */
+async function world(t: Ctx): Promise<World> {
+  const { dataDir, port } = await initServer(t);
+  const server = await startServer(t, dataDir, port);
+  const work = tempDir(t, 'latchkey-gw-');
+  const sh = (cmd: string, args: string[]): Promise<Run> => mustRun(cmd, args, { cwd: work });
+  const rootCa = join(dataDir, 'root.crt.pem');
+
+  const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+  await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'device.key', '-subj', '/CN=laptop-gw', '-outform', 'DER', '-out', 'device.csr']);
+  writeFileSync(join(work, 'device.csr.b64'), readFileSync(join(work, 'device.csr')).toString('base64'));
+  const p7 = await sh('curl', ['-sf', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${server.url}/.well-known/est/simpleenroll`]);
+  writeFileSync(join(work, 'device.p7'), Buffer.from(p7.stdout, 'base64'));
+  await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'device.p7', '-print_certs', '-out', 'device.pem']);
+
+  const list = JSON.parse((await cli(['devices', 'list', '--data-dir', dataDir, '--json'])).stdout) as { items: { id: string }[] };
+  const deviceId = list.items[0]!.id;
+  // The device id is in the subject as UID (what nginx and HAProxy read) and in the SAN URI.
+  const subject = (await sh('openssl', ['x509', '-in', 'device.pem', '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout.trim();
+  assert.equal(subject, `subject=UID=${deviceId},CN=laptop-gw,O=Example Corp`);
+  const serial = (await sh('openssl', ['x509', '-in', 'device.pem', '-noout', '-serial'])).stdout.trim().replace(/^serial=/, '').toUpperCase();
+
+  const gt = await cli(['gateway', 'token', 'create', '--name', 'e2e-gateway', '--data-dir', dataDir, '--json']);
+  assert.equal(gt.code, 0, gt.stderr);
+  const gatewayToken = (JSON.parse(gt.stdout) as { token: string }).token;
+  return { dataDir, serverUrl: server.url, work, gw: join(work, 'gw'), deviceId, serial, upstream: await echoUpstream(t), gatewayToken, sh };
+}
+
+async function gatewayConfig(w: World, kind: 'nginx' | 'haproxy', listenPort: number): Promise<string> {
+  const args = [kind, '--listen', `127.0.0.1:${listenPort}`, '--upstream', `http://127.0.0.1:${w.upstream.port}`, '--out', w.gw, '--data-dir', w.dataDir];
+  const r = await cli(['gateway', 'config', ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /# gateway TLS certificate: a copy of this server's own TLS certificate/);
+  return r.stdout;
+}
+
+/** `gateway sync --once`: fetches both CRLs into the gateway's CRL file and reloads it. */
+async function syncOnce(w: World, how: string[]): Promise<void> {
+  const r = await cli(['gateway', 'sync', '--once', '--server', w.serverUrl, '--token', w.gatewayToken, '--ca-file', join(w.gw, 'ca.pem'), '--crl-file', join(w.gw, 'crl.pem'), ...how]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+}
+
+/** curl with the device certificate; the body, the HTTP status and curl's exit code and stderr. */
+async function curlDevice(w: World, port: number, opts: { cert?: boolean; headers?: string[] } = {}): Promise<{ code: number | null; status: string; body: string; stderr: string }> {
+  const r = await run('curl', ['-s', '-S', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', join(w.dataDir, 'root.crt.pem'), ...(opts.cert === false ? [] : ['--cert', 'device.pem', '--key', 'device.key']), ...(opts.headers ?? []).flatMap((h) => ['-H', h]), `https://127.0.0.1:${port}/hello`], { cwd: w.work });
+  const i = r.stdout.lastIndexOf('\n');
+  return { code: r.code, status: r.stdout.slice(i + 1), body: r.stdout.slice(0, Math.max(i, 0)), stderr: r.stderr };
+}
+
+/** One HTTP request over `openssl s_client`, saving (-sess_out) or offering (-sess_in) a TLS session. */
+function sClient(w: World, port: number, version: '-tls1_2' | '-tls1_3', sess: { out?: string; in?: string }): Promise<Run> {
+  return run(
+    'timeout',
+    ['15', 'openssl', 's_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', version, '-CAfile', join(w.dataDir, 'root.crt.pem'), '-cert', 'device.pem', '-key', 'device.key', '-ign_eof', ...(sess.out ? ['-sess_out', sess.out] : []), ...(sess.in ? ['-sess_in', sess.in] : [])],
+    { cwd: w.work, input: 'GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' },
+  );
+}
+
+const reused = (r: Run): boolean => /^Reused, /m.test(r.stdout);
+
+/**
+ * The gateway offered nothing a client could resume: no session id and no
+ * ticket (TLS 1.2), no NewSessionTicket (TLS 1.3), so s_client saved nothing.
+ */
+function assertNothingToResume(r: Run, sessFile: string, what: string): void {
+  assert.match(r.stdout, /^New, TLSv1\.[23]/m, `${what}: no full handshake\n${r.stdout}${r.stderr}`);
+  assert.doesNotMatch(r.stdout, /^Reused, /m, `${what}: resumed`);
+  // (In TLS 1.3 the Session-ID line is the client's legacy_session_id echoed back, not a resumable session.)
+  if (/^\s+Protocol\s+: TLSv1\.2$/m.test(r.stdout)) assert.match(r.stdout, /^\s+Session-ID: \n/m, `${what}: the server gave a session id`);
+  assert.doesNotMatch(r.stdout, /TLS session ticket:|Post-Handshake New Session Ticket arrived/, `${what}: the server sent a session ticket`);
+  assert.equal(existsSync(sessFile), false, `${what}: s_client saved a resumable session`);
+}
+
+/**
+ * Control for the resumption checks: the same s_client calls against a TLS
+ * server that does resume (node's defaults) save a session and report
+ * "Reused", so "nothing saved, not reused" at the gateway is the gateway's
+ * doing, not a blind probe. Returns those sessions (same client certificate,
+ * same server name) for offering to the gateway after the revocation.
+ */
+async function resumingControl(t: Ctx, w: World): Promise<Record<'-tls1_2' | '-tls1_3', string>> {
+  const s = createTlsServer({ cert: readFileSync(join(w.dataDir, 'server.crt.pem')), key: readFileSync(join(w.dataDir, 'server.key.pem')), requestCert: true, rejectUnauthorized: false }, (sock) => {
+    sock.on('data', () => sock.end('HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n'));
+    sock.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => s.close(r)));
+  const a = s.address();
+  const port = typeof a === 'object' && a ? a.port : 0;
+  for (const v of ['-tls1_2', '-tls1_3'] as const) {
+    const f = join(w.work, `control${v}.sess`);
+    const first = await sClient(w, port, v, { out: f });
+    assert.doesNotMatch(first.stdout, /^Reused, /m);
+    const second = await sClient(w, port, v, { in: f });
+    assert.ok(reused(second), `control ${v}: a resuming server must show "Reused"\n${second.stdout}\n${second.stderr}`);
+  }
+  return { '-tls1_2': join(w.work, 'control-tls1_2.sess'), '-tls1_3': join(w.work, 'control-tls1_3.sess') };
+}
+
+describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on 127.0.0.1)', () => {
+  test('nginx: device gets 200 with X-Latchkey-Device-Id upstream; after revoke + gateway sync (nginx -s reload) it gets 400, and no saved TLS session is resumed', { timeout: 180_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'nginx', 'timeout')) return;
+    const w = await world(t);
+    const port = await freePort();
+    const printed = await gatewayConfig(w, 'nginx', port);
+    assert.match(printed, /ssl_verify_client on;/);
+    const conf = join(w.gw, 'nginx.conf');
+    const global = `pid ${w.gw}/nginx.pid; error_log ${w.gw}/error.log info;`;
+    const nginx = daemon(t, 'nginx', ['-p', w.gw, '-c', conf, '-g', `daemon off; ${global}`]);
+    await until('nginx to listen', async () => ((await listening(port)) ? true : nginx.proc.exitCode !== null ? assert.fail(`nginx exited:\n${nginx.log()}`) : undefined));
+
+    // An enrolled device: 200, and the app sees its id and serial, not what the client claims.
+    const ok = await curlDevice(w, port, { headers: ['X-Latchkey-Device-Id: 00000000-0000-4000-8000-000000000000', 'X-Latchkey-Client-Serial: 01'] });
+    assert.equal(ok.status, '200', ok.body + ok.stderr);
+    const seen = JSON.parse(ok.body) as Record<string, string>;
+    assert.equal(seen['x-latchkey-device-id'], w.deviceId);
+    assert.equal(seen['x-latchkey-client-serial'], w.serial);
+    // No client certificate: nginx's 400, and the app never sees the request.
+    const before = w.upstream.seen.length;
+    const anon = await curlDevice(w, port, { cert: false });
+    assert.equal(anon.status, '400');
+    assert.match(anon.body, /No required SSL certificate was sent/);
+    assert.equal(w.upstream.seen.length, before);
+
+    // No session resumption: nginx hands out neither session ids (TLS 1.2) nor tickets (TLS 1.3,
+    // NumTickets 0), so a device has nothing saved that could skip the certificate check once revoked.
+    const foreign = await resumingControl(t, w);
+    for (const v of ['-tls1_2', '-tls1_3'] as const) {
+      const f = join(w.work, `nginx${v}.sess`);
+      const first = await sClient(w, port, v, { out: f });
+      assert.match(first.stdout, /HTTP\/1.1 200 OK/, first.stderr);
+      assertNothingToResume(first, f, `nginx ${v}`);
+    }
+
+    // The admin revokes the device; gateway sync fetches both CRLs and reloads nginx.
+    const rv = await cli(['devices', 'revoke', w.deviceId, '--reason', 'keyCompromise', '--data-dir', w.dataDir]);
+    assert.equal(rv.code, 0, rv.stderr);
+    await syncOnce(w, ['--reload', `nginx -p ${w.gw} -c ${conf} -g '${global}' -s reload`]);
+    // `nginx -s reload` only signals the master: until its new workers (with the new CRL) take over, an old
+    // worker may still let the device through. From the first refusal on, nothing reaches the app.
+    const deviceSeen = (): number => w.upstream.seen.filter((h) => h['x-latchkey-device-id'] === w.deviceId).length;
+    const refused = await until('nginx to refuse the revoked device', async () => {
+      const r = await curlDevice(w, port);
+      return r.status === '400' ? r : undefined;
+    }, 10_000);
+    const seenAtRefusal = deviceSeen();
+    assert.match(refused.body, /<title>400 The SSL certificate error<\/title>/);
+    assert.match(readFileSync(join(w.gw, 'error.log'), 'utf8'), /client SSL certificate verify error: \(23:certificate revoked\)/);
+
+    // A session offered anyway (the best a client has: one from another server, same certificate and name)
+    // is not resumed: full handshake, and the same 400.
+    for (const v of ['-tls1_2', '-tls1_3'] as const) {
+      const f = join(w.work, `nginx-after${v}.sess`);
+      const r = await sClient(w, port, v, { in: foreign[v], out: f });
+      assertNothingToResume(r, f, `nginx ${v} after revoke`);
+      assert.match(r.stdout, /HTTP\/1.1 400 Bad Request[\s\S]*The SSL certificate error/, r.stdout + r.stderr);
+    }
+    for (let i = 0; i < 10; i++) assert.equal((await curlDevice(w, port)).status, '400');
+    assert.equal(deviceSeen(), seenAtRefusal, 'nothing reached the app after the first refusal');
+  });
+
+  test('HAProxy: device gets 200 with X-Latchkey-Device-Id upstream; after revoke + gateway sync (runtime API set/commit ssl crl-file) the handshake fails with an alert, also when resuming', { timeout: 180_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'haproxy', 'timeout')) return;
+    const w = await world(t);
+    const port = await freePort();
+    const printed = await gatewayConfig(w, 'haproxy', port);
+    assert.match(printed, /verify required/);
+    const haproxy = daemon(t, 'haproxy', ['-f', join(w.gw, 'haproxy.cfg'), '-db']);
+    await until('HAProxy to listen', async () => ((await listening(port)) ? true : haproxy.proc.exitCode !== null ? assert.fail(`haproxy exited:\n${haproxy.log()}`) : undefined));
+
+    const ok = await curlDevice(w, port, { headers: ['X-Latchkey-Device-Id: 00000000-0000-4000-8000-000000000000', 'X-Latchkey-Client-Serial: 01'] });
+    assert.equal(ok.status, '200', ok.body + ok.stderr);
+    const seen = JSON.parse(ok.body) as Record<string, string>;
+    assert.equal(seen['x-latchkey-device-id'], w.deviceId);
+    assert.equal(seen['x-latchkey-client-serial'], w.serial);
+    const anon = await curlDevice(w, port, { cert: false });
+    assert.notEqual(anon.code, 0, 'no client certificate, no connection');
+    assert.match(anon.stderr, /alert certificate required|alert handshake failure/);
+
+    // No session resumption. TLS 1.2: no session id, no ticket, nothing saved. TLS 1.3: OpenSSL still sends
+    // a stateful ticket, so s_client saves a session, but with no session cache HAProxy never resumes it.
+    const foreign = await resumingControl(t, w);
+    const tls12 = join(w.work, 'haproxy-tls1_2.sess');
+    const first12 = await sClient(w, port, '-tls1_2', { out: tls12 });
+    assert.match(first12.stdout, /HTTP\/1.1 200 OK/, first12.stderr);
+    assertNothingToResume(first12, tls12, 'HAProxy -tls1_2');
+    const tls13 = join(w.work, 'haproxy-tls1_3.sess');
+    const first13 = await sClient(w, port, '-tls1_3', { out: tls13 });
+    assert.match(first13.stdout, /HTTP\/1.1 200 OK/, first13.stderr);
+    assert.ok(existsSync(tls13), 'HAProxy sent a TLS 1.3 ticket and s_client saved the session');
+    const again13 = await sClient(w, port, '-tls1_3', { in: tls13 });
+    assert.match(again13.stdout, /^New, TLSv1\.3/m, again13.stdout + again13.stderr);
+    assert.match(again13.stdout, /HTTP\/1.1 200 OK/);
+
+    const rv = await cli(['devices', 'revoke', w.deviceId, '--reason', 'keyCompromise', '--data-dir', w.dataDir]);
+    assert.equal(rv.code, 0, rv.stderr);
+    await syncOnce(w, ['--haproxy-socket', join(w.gw, 'haproxy.sock')]);
+    // The runtime API swaps the CRL in place: the very next handshake is checked against it.
+    const refused = await curlDevice(w, port);
+    assert.notEqual(refused.code, 0, `a revoked device got through: ${refused.status} ${refused.body}`);
+    assert.match(refused.stderr, /alert certificate revoked/);
+
+    // The TLS 1.3 session saved while the device was good, and one from elsewhere for TLS 1.2: not resumed.
+    for (const [v, sess] of [['-tls1_3', tls13], ['-tls1_2', foreign['-tls1_2']]] as const) {
+      const r = await sClient(w, port, v, { in: sess });
+      assert.ok(!reused(r), `HAProxy resumed a ${v} session for a revoked device`);
+      assert.match(r.stdout + r.stderr, /alert certificate revoked/);
+      assert.doesNotMatch(r.stdout, /HTTP\/1.1 200/);
+    }
+    assert.equal(w.upstream.seen.filter((h) => h['x-latchkey-device-id'] === w.deviceId).length, 4, 'the app saw the device only while it was good');
+  });
+});
