@@ -6,6 +6,8 @@
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Static, TSchema } from '@sinclair/typebox';
+import type { TypeCheck } from '@sinclair/typebox/compiler';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -25,4 +27,26 @@ export function routeUpgrades(server: Server, routes: Record<string, UpgradeHand
     if (!handler) return refuseUpgrade(socket, 404, 'NOT_FOUND', `no WebSocket endpoint at ${path}`);
     handler(req, socket, head);
   });
+}
+
+/**
+ * Reads one WebSocket message against its schema; anything else (binary,
+ * not JSON, not the schema) closes the socket with `protocolError` and
+ * returns undefined.
+ */
+export function readWsMessage<S extends TSchema>(ws: { close(code: number, reason: string): void }, data: { toString(): string }, isBinary: boolean, check: TypeCheck<S>, protocolError: number): Static<S> | undefined {
+  let msg: unknown;
+  try {
+    if (isBinary) throw new Error('binary');
+    msg = JSON.parse(data.toString());
+  } catch {
+    ws.close(protocolError, 'messages are JSON text frames');
+    return undefined;
+  }
+  if (!check.Check(msg)) {
+    const err = check.Errors(msg).First();
+    ws.close(protocolError, `invalid message: ${err ? `${err.path || '/'} ${err.message}` : 'unknown'}`.slice(0, 120));
+    return undefined;
+  }
+  return msg;
 }

@@ -20,7 +20,7 @@ import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../storage/db.js';
-import { refuseUpgrade } from '../upgrade-router.js';
+import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
 
 const checkAgentMessage = TypeCompiler.Compile(AgentMessage);
 
@@ -87,19 +87,8 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     };
     arm(10);
     ws.on('message', (data, isBinary) => {
-      let msg: unknown;
-      try {
-        if (isBinary) throw new Error('binary');
-        msg = JSON.parse(data.toString());
-      } catch {
-        ws.close(WS_CLOSE_CODES.protocolError, 'messages are JSON text frames');
-        return;
-      }
-      if (!checkAgentMessage.Check(msg)) {
-        const err = checkAgentMessage.Errors(msg).First();
-        ws.close(WS_CLOSE_CODES.protocolError, `invalid message: ${err ? `${err.path || '/'} ${err.message}` : 'unknown'}`.slice(0, 120));
-        return;
-      }
+      const msg = readWsMessage(ws, data, isBinary, checkAgentMessage, WS_CLOSE_CODES.protocolError);
+      if (!msg) return;
       if (!greeted && msg.type !== 'hello') {
         ws.close(WS_CLOSE_CODES.protocolError, 'the first message must be hello');
         return;

@@ -16,7 +16,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { hashSecret } from '../est/est-service.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
-import { refuseUpgrade } from '../upgrade-router.js';
+import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
 import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
 import { gatewayTokensRepo } from './gateway-tokens-repo.js';
 
@@ -105,19 +105,8 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
     ws.on('pong', () => (s.alive = true));
     ws.on('message', (data, isBinary) => {
       s.alive = true;
-      let msg: unknown;
-      try {
-        if (isBinary) throw new Error('binary');
-        msg = JSON.parse(data.toString());
-      } catch {
-        ws.close(WS_CLOSE_CODES.protocolError, 'messages are JSON text frames');
-        return;
-      }
-      if (!checkSubscribe.Check(msg)) {
-        const err = checkSubscribe.Errors(msg).First();
-        ws.close(WS_CLOSE_CODES.protocolError, `invalid message: ${err ? `${err.path || '/'} ${err.message}` : 'unknown'}`.slice(0, 120));
-        return;
-      }
+      const msg = readWsMessage(ws, data, isBinary, checkSubscribe, WS_CLOSE_CODES.protocolError);
+      if (!msg) return;
       if (unsubscribe) {
         ws.close(WS_CLOSE_CODES.protocolError, 'subscribe once per connection');
         return;
