@@ -181,6 +181,7 @@ async function main(argv: string[]): Promise<number> {
               log,
               onRevoked: (reason, at) => kicks.fire({ type: 'revoked', reason, at }),
               onRenewNow: (reason) => kicks.fire({ type: 'renew-now', ...(reason ? { reason } : {}) }),
+              onPolicy: (p) => kicks.fire({ type: 'policy', ...p }),
             })
           : undefined;
       try {

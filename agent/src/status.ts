@@ -2,7 +2,7 @@
 import { readIdentity, readStatusFile } from './state/identity.js';
 import { summarize } from './identity-fns.js';
 import { certOf, receivedAt } from './renew/renew.js';
-import { renewalTime } from './renew/should-renew.js';
+import { renewPolicyOf, renewalTime } from './renew/should-renew.js';
 
 export interface StatusJson {
   enrolled: boolean;
@@ -23,6 +23,7 @@ export interface StatusJson {
   lastRenewalAt?: string;
   lastCheckAt?: string;
   lastError?: { at: string; code: string; message: string };
+  policy?: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number; receivedAt: string };
 }
 
 export async function readStatus(stateDir: string, now: Date): Promise<StatusJson> {
@@ -58,7 +59,8 @@ export async function readStatus(stateDir: string, now: Date): Promise<StatusJso
     serial: s.serial,
     notBefore: s.notBefore.toISOString(),
     notAfter: s.notAfter.toISOString(),
-    ...(state === 'active' || state === 'expired' ? { nextRenewalAt: renewalTime({ serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }).toISOString() } : {}),
+    ...(state === 'active' || state === 'expired' ? { nextRenewalAt: renewalTime({ serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, renewPolicyOf(st?.policy)).toISOString() } : {}),
+    ...(st?.policy ? { policy: st.policy } : {}),
     ...(st?.lastRenewalAt ? { lastRenewalAt: st.lastRenewalAt } : {}),
     ...(st?.lastCheckAt ? { lastCheckAt: st.lastCheckAt } : {}),
     ...(st?.lastError ? { lastError: st.lastError } : {}),
@@ -82,6 +84,7 @@ export function formatStatus(s: StatusJson): string {
     ['server', s.server],
     ['root SHA-256', s.rootFingerprint],
     ['last renewal', s.lastRenewalAt],
+    ['group policy', s.policy ? `certificates live ${s.policy.certLifetimeSeconds} s, renewed at ${Math.round(s.policy.renewFraction * 100)}% (from the server, ${s.policy.receivedAt})` : undefined],
     ['last error', s.lastError ? `${s.lastError.at} ${s.lastError.code}: ${s.lastError.message}` : 'none'],
   ];
   return rows.filter(([, v]) => v !== undefined).map(([k, v]) => `${k.padEnd(13)} ${v}`).join('\n');

@@ -136,7 +136,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   await app.register(
     async (admin) => {
       admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
-      await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, clock }));
+      await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices connected to this replica's control channel now, and since when.

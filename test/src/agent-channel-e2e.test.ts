@@ -1,7 +1,8 @@
 /**
  * The control channel between a real `latchkey run` and a real
  * `latchkey-server`: the agent connects with its device certificate, the
- * admin API lists it as online, and `devices revoke` reaches it at once —
+ * admin API lists it as online, `devices renew-now` and a group policy change
+ * reach it and it renews, and `devices revoke` reaches it at once —
  * the agent deletes its key and certificate, reports revoked and exits 3.
  */
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { describe, test } from 'node:test';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 describe('agent control channel (wss /v1/agent) against a real server', () => {
-  test('online in the admin API; renew-now renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
+  test('online in the admin API; renew-now renews at once; a shorter group lifetime is pushed and renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
     const { dataDir, port, fingerprint } = await initServer(t);
     const server = await startServer(t, dataDir, port);
     const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
@@ -51,6 +52,25 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
       const o = JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: { serial: string }[] };
       return o.items.length === 1 && o.items[0]!.serial === renewed.serial;
     });
+
+    // Policy: the group's policy arrives after welcome; shortening the group's
+    // lifetime reaches the connected agent, whose longer-lived certificate is renewed at once.
+    await until('the group policy after welcome', async () => (JSON.parse((await agent(['status', '--json'])).stdout) as { policy?: unknown }).policy !== undefined);
+    const before = JSON.parse((await agent(['status', '--json'])).stdout) as { serial: string; notAfter: string; policy: { certLifetimeSeconds: number; renewFraction: number } };
+    assert.ok(before.policy.certLifetimeSeconds > 3600, `the default group's lifetime (${before.policy.certLifetimeSeconds} s) is longer than an hour`);
+    assert.ok(before.policy.renewFraction > 0 && before.policy.renewFraction < 1);
+    const set = await cli(['groups', 'set', 'default', '--lifetime', '1h', '--data-dir', dataDir]);
+    assert.equal(set.code, 0, set.stderr);
+    await until('the renewal under the shorter lifetime', () => /now live 3600 s and this one has longer left; renewing now/.test(log));
+    let shorter!: { serial: string; notAfter: string; policy: { certLifetimeSeconds: number } };
+    await until('the certificate of the new policy', async () => {
+      shorter = JSON.parse((await agent(['status', '--json'])).stdout) as typeof shorter;
+      return shorter.serial !== before.serial;
+    });
+    assert.equal(shorter.policy.certLifetimeSeconds, 3600);
+    const left = Date.parse(shorter.notAfter) - Date.now();
+    assert.ok(left <= 3600_000 && left > 3500_000, `the new certificate lives an hour (${left} ms left)`);
+    assert.match((await agent(['status'])).stdout, /group policy\s+certificates live 3600 s, renewed at 67%/);
 
     const t0 = Date.now();
     const rv = await cli(['devices', 'revoke', st.deviceId, '--reason', 'keyCompromise', '--data-dir', dataDir]);

@@ -2,7 +2,8 @@
  * The agent's end of the control channel, `wss://…/v1/agent` (DESIGN.md
  * "Protocols"): authenticated by the device certificate, it says hello
  * (version, facts), reports its status, heartbeats, and listens for the
- * server: `revoked` ends everything, `renew-now` wakes the renew loop.
+ * server: `revoked` ends everything, `renew-now` wakes the renew loop,
+ * `policy` (the group's lifetime and renewal point) goes to the renew loop.
  * Reconnects with exponential backoff and jitter after any other close, and
  * at once when asked (a renewal changed the certificate it presents).
  */
@@ -35,6 +36,8 @@ export interface ControlChannelOptions {
   log: (line: string) => void;
   onRevoked: (reason: string, at: string) => void;
   onRenewNow: (reason: string | undefined) => void;
+  /** The device group's policy: sent after welcome and whenever an administrator changes the group. */
+  onPolicy?: (p: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number }) => void;
   backoff?: { baseMs: number; capMs: number };
   random?: () => number;
 }
@@ -96,8 +99,15 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
         sock.send(JSON.stringify({ type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind }));
       })().catch(() => sock.terminate());
     });
+    const beat = (seconds: unknown): void => {
+      const every = Math.min(3600, Math.max(1, Number(seconds) || 30)) * 1000;
+      clearInterval(heartbeat);
+      heartbeat = setInterval(() => {
+        if (sock.readyState === sock.OPEN) sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
+      }, every);
+    };
     sock.on('message', (data) => {
-      let m: { type?: string; heartbeatSeconds?: number; reason?: string; revokedAt?: string };
+      let m: { type?: string; heartbeatSeconds?: number; reason?: string; revokedAt?: string; certLifetimeSeconds?: number; renewFraction?: number };
       try {
         m = JSON.parse(data.toString()) as typeof m;
       } catch {
@@ -106,11 +116,13 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       if (m.type === 'welcome') {
         failures = 0;
         o.log(`latchkey: control channel connected to ${url.host}`);
-        const every = Math.max(1, Number(m.heartbeatSeconds) || 30) * 1000;
-        clearInterval(heartbeat);
-        heartbeat = setInterval(() => {
-          if (sock.readyState === sock.OPEN) sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
-        }, every);
+        beat(m.heartbeatSeconds);
+      } else if (m.type === 'policy') {
+        const { certLifetimeSeconds: life, renewFraction: f, heartbeatSeconds: hb } = m;
+        // Checked here too: a policy that makes no sense is ignored, never half-applied.
+        if (!Number.isInteger(life) || life! < 5 || typeof f !== 'number' || !(f > 0 && f < 1) || !Number.isInteger(hb) || hb! < 1 || hb! > 3600) return;
+        beat(hb);
+        o.onPolicy?.({ certLifetimeSeconds: life!, renewFraction: f, heartbeatSeconds: hb! });
       } else if (m.type === 'revoked') {
         stopped = true;
         o.onRevoked(String(m.reason ?? 'unspecified'), String(m.revokedAt ?? new Date().toISOString()));

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { certificateToPem, createCaHierarchy, createDeviceProfile, randomSerial } from '@latchkey/pki';
-import { writeIdentity } from '../state/identity.js';
-import { type Clock, runDaemon } from './daemon.js';
+import { readStatusFile, writeIdentity } from '../state/identity.js';
+import { type Clock, createKicks, runDaemon } from './daemon.js';
 
 async function identityIn(dir: string, now: Date, lifetimeSeconds: number): Promise<void> {
   const key = () => crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
@@ -72,4 +72,40 @@ test('the loop sleeps in slices towards the renewal time and notices a wall-cloc
   assert.equal(code, 0);
   assert.deepEqual(fc.sleeps.slice(0, 3), [30_000, 30_000, 30_000], 'sleeps are sliced');
   assert.ok(logs.some((l) => /the clock jumped 7200 s/.test(l)), logs.join('\n'));
+});
+
+test("a policy from the server moves the next renewal, is kept in status.json, and a shorter lifetime renews at once", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-daemon-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const start = new Date('2026-03-01T12:00:00Z');
+  await identityIn(dir, start, 86_400);
+  const fc = fakeClock(start);
+  const logs: string[] = [];
+  const kicks = createKicks();
+  const renewCalls: boolean[] = [];
+  let stop!: () => void;
+  const stopped = new Promise<void>((r) => (stop = r));
+  let nextBefore = '';
+  fc.onSleep = (n) => {
+    if (n === 1) {
+      void readStatusFile(dir).then((s) => (nextBefore = s!.nextRenewalAt!));
+      kicks.fire({ type: 'policy', certLifetimeSeconds: 86_400, renewFraction: 0.25, heartbeatSeconds: 30 });
+    }
+    if (n === 3) kicks.fire({ type: 'policy', certLifetimeSeconds: 3600, renewFraction: 0.25, heartbeatSeconds: 30 });
+    if (n === 5) stop();
+  };
+  const code = await runDaemon({
+    stateDir: dir, env: {}, clock: fc.clock, log: (l) => logs.push(l), facts: async () => ({}) as never, sliceMs: 30_000, stopped, kicks,
+    renew: async (_ctx, force) => {
+      renewCalls.push(force);
+      return { renewed: false };
+    },
+  });
+  assert.equal(code, 0);
+  const st = await readStatusFile(dir);
+  assert.deepEqual({ ...st!.policy, receivedAt: undefined }, { certLifetimeSeconds: 3600, renewFraction: 0.25, heartbeatSeconds: 30, receivedAt: undefined });
+  const movedBy = Date.parse(nextBefore) - Date.parse(st!.nextRenewalAt!);
+  assert.ok(movedBy > 0.3 * 86_400_000, `the renewal moved from about 2/3 to about 1/4 of the lifetime (${nextBefore} → ${st!.nextRenewalAt})`);
+  assert.deepEqual(renewCalls, [true], 'only the shorter lifetime forced a renewal');
+  assert.ok(logs.some((l) => /now live 3600 s and this one has longer left; renewing now/.test(l)), logs.join('\n'));
 });

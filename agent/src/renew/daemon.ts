@@ -8,7 +8,7 @@
  */
 import { AgentError, EXIT_REENROLL } from '../errors.js';
 import { readIdentity, readStatusFile, updateStatusFile } from '../state/identity.js';
-import { backoffMs, shouldRenew } from './should-renew.js';
+import { backoffMs, outlivesPolicy, renewPolicyOf, shouldRenew } from './should-renew.js';
 import { type RenewContext, certOf, receivedAt, renewOnce } from './renew.js';
 
 export interface Clock {
@@ -48,7 +48,10 @@ export interface DaemonOptions extends Omit<RenewContext, 'now'> {
 
 export type RenewOutcome = { renewed: false } | { renewed: true; kind: 'renew' | 'recover'; previousSerial: string };
 
-export type Kick = { type: 'renew-now'; reason?: string } | { type: 'revoked'; reason: string; at: string };
+export type Kick =
+  | { type: 'renew-now'; reason?: string }
+  | { type: 'revoked'; reason: string; at: string }
+  | { type: 'policy'; certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number };
 
 /** A queue of kicks: none is lost while the loop is busy renewing. */
 export interface Kicks {
@@ -94,6 +97,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const ctx: RenewContext = { ...o, now: () => o.clock.now() };
   o.log(`latchkey: watching ${o.stateDir}`);
   const st = await readStatusFile(o.stateDir);
+  // The server's last policy holds until it sends another (also across restarts).
+  let policy = o.policy ?? renewPolicyOf(st?.policy);
   if (st && st.state !== 'active') {
     o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); enroll it again with a new token`);
     return EXIT_REENROLL;
@@ -109,7 +114,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
     if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir}); run \`latchkey enroll --server URL --token T\``);
     const cert = certOf(id);
     const now = o.clock.now();
-    const d = shouldRenew(now, { serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, o.policy);
+    const d = shouldRenew(now, { serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, policy);
     await updateStatusFile(o.stateDir, { lastCheckAt: now.toISOString(), nextRenewalAt: d.renewAt.toISOString() }).catch(() => undefined);
     let wakeAt = d.renewAt.getTime();
     if ((d.action !== 'wait' || force) && now.getTime() >= retryAt) {
@@ -154,6 +159,16 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       const kick = o.kicks?.take();
       if (kick?.type === 'revoked') {
         revoked = kick;
+        kicked = true;
+      } else if (kick?.type === 'policy') {
+        const { type: _, ...p } = kick;
+        policy = renewPolicyOf(p);
+        await updateStatusFile(o.stateDir, { policy: { ...p, receivedAt: o.clock.now().toISOString() } }).catch(() => undefined);
+        if (outlivesPolicy(o.clock.now(), cert, p.certLifetimeSeconds)) {
+          o.log(`latchkey: the group's certificates now live ${p.certLifetimeSeconds} s and this one has longer left; renewing now`);
+          force = true;
+          retryAt = 0;
+        }
         kicked = true;
       } else if (kick?.type === 'renew-now') {
         o.log(`latchkey: the server asks for a renewal now${kick.reason ? ` (${kick.reason})` : ''}`);

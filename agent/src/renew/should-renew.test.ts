@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffMs, renewalTime, serialJitter, shouldRenew } from './should-renew.js';
+import { backoffMs, renewalTime, serialJitter, shouldRenew, DEFAULT_RENEW_POLICY, outlivesPolicy, renewPolicyOf } from './should-renew.js';
 
 const T0 = new Date('2026-03-01T12:00:00Z');
 const at = (s: number): Date => new Date(T0.getTime() + s * 1000);
@@ -45,4 +45,20 @@ test('backoff doubles up to the cap with full jitter and never hits zero', () =>
   assert.equal(backoffMs(3, 0.5, o), 2000);
   assert.equal(backoffMs(30, 0.999, o), 59_940);
   assert.equal(backoffMs(5, 0, o), 500);
+});
+
+test("the server's renew fraction moves the renewal point; a nonsensical one is ignored", () => {
+  const c = { serialHex: 'ab', notBefore: T0, notAfter: at(86_400), receivedAt: T0 };
+  const half = renewalTime(c, renewPolicyOf({ renewFraction: 0.5 })).getTime() - T0.getTime();
+  assert.ok(half >= 0.45 * 86_400_000 && half <= 0.55 * 86_400_000, `${half}`);
+  for (const bad of [0, 1, -0.5, 2, '0.5', undefined]) assert.deepEqual(renewPolicyOf({ renewFraction: bad }), DEFAULT_RENEW_POLICY);
+  assert.deepEqual(renewPolicyOf(undefined), DEFAULT_RENEW_POLICY);
+});
+
+test('a certificate outlives the policy when it has more left than a fresh one would get (one minute of slack)', () => {
+  const c = { notAfter: at(86_400) };
+  assert.equal(outlivesPolicy(T0, c, 3600), true);
+  assert.equal(outlivesPolicy(T0, c, 86_400), false);
+  assert.equal(outlivesPolicy(T0, c, 86_400 - 59), false, 'backdating and delivery time are not a reason to renew');
+  assert.equal(outlivesPolicy(at(86_400 - 3000), c, 3600), false);
 });

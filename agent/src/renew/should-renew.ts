@@ -18,6 +18,22 @@ export interface RenewPolicy {
 
 export const DEFAULT_RENEW_POLICY: RenewPolicy = Object.freeze({ fraction: 2 / 3, jitter: 0.1 });
 
+/** The renewal policy from the server's last `policy` message, if it sent one that makes sense. */
+export function renewPolicyOf(p: { renewFraction?: unknown } | undefined): RenewPolicy {
+  const f = p?.renewFraction;
+  return typeof f === 'number' && f > 0 && f < 1 ? { fraction: f, jitter: DEFAULT_RENEW_POLICY.jitter } : DEFAULT_RENEW_POLICY;
+}
+
+/**
+ * Renew now when the group's lifetime was shortened below what the current
+ * certificate has left: a fresh certificate would expire sooner, so the old
+ * one outlives the policy. One minute of slack absorbs the server's backdating
+ * and the time the message took.
+ */
+export function outlivesPolicy(now: Date, cert: { notAfter: Date }, certLifetimeSeconds: number): boolean {
+  return cert.notAfter.getTime() - now.getTime() > certLifetimeSeconds * 1000 + 60_000;
+}
+
 export interface CertTimes {
   serialHex: string;
   notBefore: Date;

@@ -45,6 +45,15 @@ export interface AgentStatusFile {
   lastRenewalAt?: string;
   nextRenewalAt?: string;
   lastError?: { at: string; code: string; message: string };
+  /** The device group's policy, as the server last sent it over the control channel. */
+  policy?: ServerPolicyRecord;
+}
+
+export interface ServerPolicyRecord {
+  certLifetimeSeconds: number;
+  renewFraction: number;
+  heartbeatSeconds: number;
+  receivedAt: string;
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {

@@ -97,7 +97,7 @@ export type ServerRenewNow = Static<typeof ServerRenewNow>;
 export const ServerPolicy = Type.Object(
   {
     type: Type.Literal('policy'),
-    certLifetimeSeconds: Type.Integer({ minimum: 60, maximum: 366 * 86400 }),
+    certLifetimeSeconds: Type.Integer({ minimum: 5, maximum: 366 * 86400 }),
     /** Renew when this fraction of the lifetime has passed (default 2/3, before jitter). */
     renewFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
     heartbeatSeconds: HeartbeatSeconds(),

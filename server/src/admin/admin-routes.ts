@@ -5,6 +5,7 @@ import { DeviceListQuery, GroupPolicy, RevokeRequest, TokenCreateRequest, type A
 import { auditRepo } from '../audit/audit-repo.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import type { DevicesService } from '../devices/devices-service.js';
+import type { EventBus } from '../events/event-bus.js';
 import { LatchkeyError } from '../errors.js';
 import type { Db } from '../storage/db.js';
 import { groupsRepo } from '../tokens/tokens-repo.js';
@@ -14,7 +15,7 @@ import { actorOf } from './admin-auth.js';
 const role = (minRole: AdminRole) => ({ config: { minRole } });
 const IdParams = Type.Object({ id: Type.String({ maxLength: 64 }) });
 
-export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: TokensService; devices: DevicesService; clock: () => Date }) {
+export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: TokensService; devices: DevicesService; bus: EventBus; clock: () => Date }) {
   return async (app: FastifyInstance): Promise<void> => {
     app.post('/tokens', { ...role('operator'), schema: { body: TokenCreateRequest } }, async (req, reply) =>
       reply.code(201).send(await deps.tokens.create(req.body as TokenCreateRequest, actorOf(req))),
@@ -42,6 +43,8 @@ export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: Tokens
         await auditRepo(trx).insert({ at, actor: actorOf(req), action: 'group.set', target: name, details: body });
       });
       await deps.db.durable();
+      // Connected agents of this group get the new policy now (on every replica).
+      await deps.bus.publish({ type: 'policy', group: name, at });
       return { name, ...body };
     });
 

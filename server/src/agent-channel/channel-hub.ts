@@ -6,7 +6,9 @@
  * version and facts, then reports its status and heartbeats; the server
  * pushes `revoked` and closes every connection of a device the moment the
  * revocation event arrives — from this replica or, over LISTEN/NOTIFY, from
- * any other.
+ * any other. After welcome it sends the device group's policy (certificate
+ * lifetime, renewal point, heartbeat) and sends it again to every connected
+ * agent of the group when an administrator changes the group.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -17,6 +19,7 @@ import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, t
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CaContext } from '../ca/ca-context.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
+import { groupsRepo } from '../tokens/tokens-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../storage/db.js';
@@ -44,7 +47,11 @@ export interface ChannelHub {
 interface Conn {
   ws: WebSocket;
   info: OnlineDevice;
+  group: string;
 }
+
+/** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
+export const RENEW_FRACTION = 2 / 3;
 
 export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; heartbeatSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
@@ -52,7 +59,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   let count = 0;
 
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
-  async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; cert: Certificate } | { status: number; code: string; message: string }> {
+  async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; group: string; cert: Certificate } | { status: number; code: string; message: string }> {
     const sock = req.socket as Partial<TLSSocket>;
     const peer = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate(false) : undefined;
     const der = peer && 'raw' in peer && Buffer.isBuffer(peer.raw) ? peer.raw : undefined;
@@ -69,15 +76,23 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     const device = await devicesRepo(deps.db.kysely).findById(row.device_id);
     if (!device || device.status !== 'active' || row.revoked_at) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
     if (deps.clock().getTime() >= cert.notAfter.getTime()) return { status: 403, code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' };
-    return { deviceId: device.id, cert };
+    return { deviceId: device.id, group: device.group_name, cert };
   }
 
-  function send(ws: WebSocket, m: ServerMessage): void {
-    if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
+  function send(ws: WebSocket, m: ServerMessage | string): void {
+    if (ws.readyState === ws.OPEN) ws.send(typeof m === 'string' ? m : JSON.stringify(m));
   }
 
-  function onConnection(ws: WebSocket, deviceId: string, cert: Certificate, remote: string): void {
-    const conn: Conn = { ws, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
+  /** The `policy` message for a group, serialized once for all its agents; undefined if the group is gone. */
+  async function policyOf(group: string): Promise<string | undefined> {
+    const g = await groupsRepo(deps.db.kysely).get(group);
+    if (!g) return undefined;
+    const m: ServerMessage = { type: 'policy', certLifetimeSeconds: g.cert_lifetime_seconds, renewFraction: RENEW_FRACTION, heartbeatSeconds: deps.heartbeatSeconds };
+    return JSON.stringify(m);
+  }
+
+  function onConnection(ws: WebSocket, deviceId: string, group: string, cert: Certificate, remote: string): void {
+    const conn: Conn = { ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
     let deadline: NodeJS.Timeout;
     const arm = (seconds: number): void => {
@@ -106,6 +121,10 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         set.add(conn);
         count++;
         send(ws, { type: 'welcome', deviceId, heartbeatSeconds: deps.heartbeatSeconds });
+        policyOf(group).then(
+          (p) => p && send(ws, p),
+          (e: Error) => deps.log('could not read the group policy', { err: e.message }),
+        );
         deps.metrics.inc('latchkey_agent_connections_total');
         devicesRepo(deps.db.kysely)
           .touch(deviceId, deps.clock().toISOString(), JSON.stringify(msg.facts))
@@ -128,6 +147,17 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   }
 
   const unsubscribe = deps.bus.subscribe((e) => {
+    if (e.type === 'policy') {
+      if (count === 0) return;
+      policyOf(e.group).then(
+        (p) => {
+          if (!p) return;
+          for (const set of byDevice.values()) for (const c of set) if (c.group === e.group) send(c.ws, p);
+        },
+        (err: Error) => deps.log('could not read the group policy', { err: err.message }),
+      );
+      return;
+    }
     if (e.type === 'renew-now') {
       for (const c of byDevice.get(e.deviceId) ?? []) send(c.ws, { type: 'renew-now', reason: 'requested by an administrator' });
       return;
@@ -146,7 +176,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       authenticate(req).then(
         (r) => {
           if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
-          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.cert, req.socket.remoteAddress ?? ''));
+          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.group, r.cert, req.socket.remoteAddress ?? ''));
         },
         (e: Error) => {
           deps.log('control channel authentication failed', { err: e.message });

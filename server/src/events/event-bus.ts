@@ -15,6 +15,8 @@ export type ServerEvent =
   | { type: 'revocation'; deviceId: string; serials: string[]; reason: string; at: string }
   | { type: 'device-approved'; deviceId: string; at: string }
   | { type: 'renew-now'; deviceId: string; at: string }
+  | { type: 'policy'; group: string; at: string }
+  | { type: 'gateway-token-revoked'; tokenId: string; at: string }
   | { type: 'crl-updated'; ca: 'issuing' | 'root'; crlNumber: number; at: string };
 
 /**
