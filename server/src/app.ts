@@ -81,7 +81,14 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  const gatewayTokens = createGatewayTokensService({ db: d.db, clock, onRevoked: gatewayEvents.tokenRevoked });
+  // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
+  const gatewayTokens = createGatewayTokensService({
+    db: d.db,
+    clock,
+    onRevoked: (tokenId) => {
+      d.bus.publish({ type: 'gateway-token-revoked', tokenId, at: clock().toISOString() }).catch((e: Error) => app.log.error({ err: e }, 'could not announce a revoked gateway token'));
+    },
+  });
   routeUpgrades(app.server, { [PATHS.agentChannel]: channels.handleUpgrade, [PATHS.events]: gatewayEvents.handleUpgrade });
   // Before the HTTP server stops: upgraded sockets would otherwise hold it open.
   app.addHook('preClose', async () => channels.close());
@@ -91,6 +98,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     if (e.type === 'crl-updated') crl.invalidate();
     // A revocation anywhere: no reused OCSP answer may say good any more.
     if (e.type === 'revocation') ocspCache.clear();
+    if (e.type === 'gateway-token-revoked') gatewayEvents.tokenRevoked(e.tokenId);
   });
 
   app.setErrorHandler((err, req, reply) => {

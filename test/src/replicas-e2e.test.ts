@@ -2,20 +2,53 @@
  * Two `latchkey-server start` processes on one PostgreSQL database: an agent
  * connected to replica A is told, and its connection closed, when the revoke
  * is made on replica B; the CRL is regenerated once (one CRL number step) and
- * served byte for byte the same by both replicas.
+ * served byte for byte the same by both replicas. A replica killed with
+ * SIGKILL and restarted loses no event: a gateway following it catches up
+ * from its cursor on what happened on the other replica meanwhile, and a
+ * gateway token revoked on one replica is shut out of the other at once.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseCrl } from '@latchkey/pki';
-import { AGENT_CLI, cli, freePort, freshPgDatabase, initServer, run, startServer, tempDir } from './support/processes.js';
+import { AGENT_CLI, SERVER_CLI, cli, freePort, freshPgDatabase, initServer, run, startServer, tempDir } from './support/processes.js';
 
 async function getCrl(url: string, ca: string): Promise<string> {
   const r = await run('curl', ['-sf', '--cacert', ca, `${url}/crl.pem`]);
   assert.equal(r.code, 0, r.stderr);
   return r.stdout;
+}
+
+/** Two replicas of one freshly initialised server on a fresh PostgreSQL database. */
+async function twoReplicas(t: Parameters<typeof initServer>[0]) {
+  const databaseUrl = await freshPgDatabase(t);
+  if (!databaseUrl) return undefined;
+  const a = await initServer(t, { databaseUrl });
+  // Replica B: the same CA, config and database, its own port.
+  const dirB = join(tempDir(t), 'data');
+  cpSync(a.dataDir, dirB, { recursive: true });
+  const portB = await freePort();
+  const cfgB = join(dirB, 'config.json');
+  writeFileSync(cfgB, JSON.stringify({ ...JSON.parse(readFileSync(cfgB, 'utf8')), listen: `127.0.0.1:${portB}` }));
+  return { a, dirB, portB, A: await startServer(t, a.dataDir, a.port), B: await startServer(t, dirB, portB), ca: join(a.dataDir, 'root.crt.pem') };
+}
+
+async function until(what: string, f: () => boolean | Promise<boolean>, ms: number, log: () => string): Promise<number> {
+  const start = Date.now();
+  while (!(await f())) {
+    assert.ok(Date.now() - start < ms, `timed out after ${ms} ms waiting for ${what}:\n${log()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return Date.now() - start;
+}
+
+/** Serials in the issuing CA's CRL, the first of the file gateway sync writes. */
+function crlFileSerials(file: string): string[] {
+  if (!existsSync(file)) return [];
+  const first = readFileSync(file, 'utf8').split(/(?<=-----END X509 CRL-----\n?)/)[0]!;
+  return parseCrl(first).entries.map((e) => e.serialHex);
 }
 
 describe('several replicas on one PostgreSQL', () => {
@@ -66,5 +99,58 @@ describe('several replicas on one PostgreSQL', () => {
     const crl = parseCrl(crlA);
     assert.equal(crl.crlNumber, (before ?? 0n) + 1n, 'regenerated once');
     assert.equal(crl.entries.length, 1);
+  });
+
+  test('a replica killed (SIGKILL) and restarted loses no event; a gateway token revoked on one replica is shut out of the other at once', { timeout: 120_000 }, async (t) => {
+    const r = await twoReplicas(t);
+    if (!r) return;
+    const { a, dirB, B, ca } = r;
+    let A = r.A;
+    const work = tempDir(t, 'latchkey-gw-');
+    const devices: { deviceId: string; serial: string }[] = [];
+    for (const n of [1, 2, 3]) {
+      const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dirB, '--json'])).stdout) as { token: string }).token;
+      const stateDir = join(work, `agent-${n}`);
+      const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', B.url, '--token', token, '--ca-fingerprint', a.fingerprint, '--keystore', 'file']);
+      assert.equal(e.code, 0, e.stderr);
+      devices.push(JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'status', '--json'])).stdout) as { deviceId: string; serial: string });
+    }
+    const gwToken = (JSON.parse((await cli(['gateway', 'token', 'create', '--name', 'edge-1', '--json', '--data-dir', a.dataDir])).stdout) as { token: string }).token;
+
+    // A gateway follows replica A.
+    const crlFile = join(work, 'crl.pem');
+    const sync = spawn(process.execPath, [SERVER_CLI, 'gateway', 'sync', '--server', A.url, '--ca-file', ca, '--crl-file', crlFile, '--reload', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_GATEWAY_TOKEN: gwToken } });
+    let log = '';
+    sync.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    sync.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    t.after(() => {
+      if (sync.exitCode === null) sync.kill('SIGKILL');
+    });
+    const logs = () => `${log}\n--- A:\n${A.log()}\n--- B:\n${B.log()}`;
+    await until('the event stream on A and the first sync', () => /event stream connected/.test(log) && /synced CRLs \(issuing #\d+, root #\d+; 0 revoked/.test(log), 20_000, logs);
+
+    // A live event through A gives the gateway a cursor.
+    assert.equal((await cli(['devices', 'revoke', devices[0]!.deviceId, '--data-dir', dirB])).code, 0);
+    await until('the first revocation', () => crlFileSerials(crlFile).includes(devices[0]!.serial), 2000, logs);
+
+    // Replica A dies; a device is revoked on B while A is down; A comes back.
+    await A.stop('SIGKILL');
+    await until('the stream to notice', () => /event stream (closed|unavailable)/.test(log), 10_000, logs);
+    assert.equal((await cli(['devices', 'revoke', devices[1]!.deviceId, '--reason', 'keyCompromise', '--data-dir', dirB])).code, 0);
+    assert.ok(!crlFileSerials(crlFile).includes(devices[1]!.serial), 'A is down: the gateway has not heard yet');
+    A = await startServer(t, a.dataDir, a.port);
+    await until('the catch-up through the restarted replica A', () => crlFileSerials(crlFile).includes(devices[1]!.serial), 40_000, logs);
+    assert.match(log, /event stream connected; resuming after cursor \d+/);
+    // And it keeps following live events made on B.
+    assert.equal((await cli(['devices', 'revoke', devices[2]!.deviceId, '--data-dir', dirB])).code, 0);
+    const ms = await until('the live event from B', () => crlFileSerials(crlFile).includes(devices[2]!.serial), 2000, logs);
+    t.diagnostic(`revoke on B → CRL file written by the gateway following A: ${ms} ms`);
+    assert.deepEqual(crlFileSerials(crlFile).sort(), devices.map((d) => d.serial).sort());
+
+    // The gateway's token is revoked on B: A closes its stream at once (not at its next token check).
+    const id = (JSON.parse((await cli(['gateway', 'token', 'list', '--json', '--data-dir', dirB])).stdout) as { items: { id: string }[] }).items[0]!.id;
+    assert.equal((await cli(['gateway', 'token', 'revoke', id, '--data-dir', dirB])).code, 0);
+    const closed = await until('the stream on A to close', () => /closed 4003/.test(log), 5000, logs);
+    t.diagnostic(`gateway token revoked on B → stream on A closed ${closed} ms later`);
   });
 });
