@@ -4,7 +4,7 @@
  * Exit codes: 0 ok, 1 failure, 2 usage error, 3 this device must be enrolled
  * again (revoked, or expired past the recovery window).
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,6 +35,9 @@ usage: latchkey [--state-dir D] <command> [options]
   renew [--force] [--json]    renew now if due (or always, with --force)
   run                         the daemon: renews before expiry, backs off while the server is away
   export --cert F [--chain F] write the certificate (and CA chain) as PEM
+  connect --to HOST:PORT [--listen 127.0.0.1:PORT | --stdio] [--ca FILE] [--servername NAME]
+                              forward local TCP connections (or stdin/stdout, for an SSH ProxyCommand)
+                              to an mTLS gateway with this device's certificate; renewals are picked up live
   unenroll                    delete the key and the identity from this device
   service install|uninstall [--user]  run \`latchkey run\` as a system (or user) service
 state dir: --state-dir, LATCHKEY_STATE_DIR, or the platform default
@@ -202,6 +205,37 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await channel?.stop();
       }
+    }
+    case 'connect': {
+      const { values: v } = parse({ to: { type: 'string' }, listen: { type: 'string' }, stdio: { type: 'boolean' }, ca: { type: 'string' }, servername: { type: 'string' }, 'allow-remote': { type: 'boolean' } });
+      const { connectStdio, isLoopback, parseHostPort, startForwarder } = await import('./connect/forwarder.js');
+      if (!v.to) throw new AgentError('USAGE', 'connect needs --to GATEWAY:PORT');
+      if (v.stdio && v.listen) throw new AgentError('USAGE', 'connect takes --listen or --stdio, not both');
+      let extraCaPem: string | undefined;
+      if (v.ca) {
+        extraCaPem = await readFile(v.ca as string, 'utf8').catch((e: Error) => {
+          throw new AgentError('USAGE', `--ca ${v.ca as string}: ${e.message}`);
+        });
+        if (!extraCaPem.includes('-----BEGIN CERTIFICATE-----')) throw new AgentError('USAGE', `--ca ${v.ca as string} holds no PEM certificate`);
+      }
+      const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
+      const common = { stateDir, env: process.env, to: parseHostPort(v.to as string, '--to'), log, ...(v.servername ? { servername: v.servername as string } : {}), ...(extraCaPem ? { extraCaPem } : {}) };
+      if (v.stdio) {
+        await connectStdio(common, process.stdin, process.stdout);
+        return 0;
+      }
+      const listen = parseHostPort((v.listen as string | undefined) ?? '127.0.0.1:0', '--listen');
+      if (!isLoopback(listen.host) && !v['allow-remote']) {
+        throw new AgentError('USAGE', `--listen ${listen.host} is not a loopback address: anyone who can reach it would use this device's identity; add --allow-remote if that is really meant`);
+      }
+      const fwd = await startForwarder({ ...common, listen });
+      process.stdout.write(`forwarding ${fwd.address.host}:${fwd.address.port} → ${common.to.host}:${common.to.port} (mTLS as this device; Ctrl-C to stop)\n`);
+      await new Promise<void>((r) => {
+        process.once('SIGTERM', r);
+        process.once('SIGINT', r);
+      });
+      await fwd.close();
+      return 0;
     }
     case 'export': {
       const { values: v } = parse({ cert: { type: 'string' }, chain: { type: 'string' } });

@@ -1,0 +1,270 @@
+/**
+ * `latchkey connect`: a local TCP listener whose connections leave this
+ * machine wrapped in mTLS with the device identity (SSH, RDP, databases
+ * behind an mTLS gateway such as nginx `stream` with `ssl_verify_client on`).
+ *
+ * Every new connection uses the identity as it is now: identity.json is
+ * checked (one stat) at each accept and re-read when it changed, so a renewal
+ * by `latchkey run` is picked up without dropping the listener or the
+ * connections already open. If the identity is gone (revoked, unenrolled),
+ * new connections are closed with a clear log line.
+ *
+ * The gateway's certificate is verified against the system's trust store,
+ * the Latchkey root and any `--ca` file, with the hostname of `--to`.
+ */
+import { stat } from 'node:fs/promises';
+import { isIP, type AddressInfo, type Server, type Socket, createServer } from 'node:net';
+import { join } from 'node:path';
+import { type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
+import { AgentError } from '../errors.js';
+import { openKeyStore } from '../keystore/open-keystore.js';
+import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+import { certOf } from '../renew/renew.js';
+import { readIdentity, readStatusFile } from '../state/identity.js';
+import { STATE_FILES } from '../state/paths.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** `HOST:PORT` or `[V6]:PORT`; the port is required. */
+export function parseHostPort(s: string, what: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || !(port >= 0 && port <= 65535)) throw new AgentError('USAGE', `${what} must be HOST:PORT (or [IPv6]:PORT), got "${s}"`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+/** Loopback only, unless the user explicitly shares the device identity with the network. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || /^127\./.test(host) || host === '::1';
+}
+
+export interface ConnectIdentity {
+  context: SecureContext;
+  deviceId: string;
+  serial: string;
+}
+
+export interface ForwarderOptions {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  to: HostPort;
+  /** SNI and the name checked in the gateway's certificate; default the host of `to` (no SNI for an IP). */
+  servername?: string;
+  /** Extra trusted CAs (PEM) for the gateway's certificate. */
+  extraCaPem?: string;
+  log: (line: string) => void;
+  /** Abandon a TLS handshake with the gateway after this long. Default 15 s. */
+  handshakeTimeoutMs?: number;
+}
+
+/** What the forwarder needs per connection: the current identity as a TLS context (cached while identity.json is unchanged). */
+export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env' | 'extraCaPem'>): { current(): Promise<ConnectIdentity> } {
+  let cached: { mtimeMs: number; size: number; id: ConnectIdentity } | undefined;
+  let loading: Promise<ConnectIdentity> | undefined;
+  const file = join(o.stateDir, STATE_FILES.identity);
+
+  async function load(): Promise<ConnectIdentity> {
+    const st = await stat(file).catch(() => undefined);
+    if (!st) {
+      cached = undefined;
+      const s = await readStatusFile(o.stateDir).catch(() => undefined);
+      if (s?.state === 'revoked') throw new AgentError('REENROLL_REQUIRED', `this device was revoked${s.revokedAt ? ` at ${s.revokedAt}` : ''}; its key and certificate are deleted`);
+      throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir})`);
+    }
+    if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.id;
+    const id = await readIdentity(o.stateDir);
+    if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir})`);
+    const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env });
+    let tlsKey;
+    try {
+      const k = await store.load(id.key);
+      if (!k) throw new AgentError('KEYSTORE', `the device key ${id.key.id} is missing from the ${id.keystore.kind} keystore`);
+      tlsKey = await k.tlsKey();
+    } finally {
+      // The pkcs11 store keeps its module (and the engine's session) for the process.
+      await store.close().catch(() => undefined);
+    }
+    const context = createSecureContext({
+      ca: [...rootCertificates, id.rootPem, ...(o.extraCaPem ? [o.extraCaPem] : [])],
+      cert: id.certPem + id.chainPem,
+      ...tlsClientKeyOptions(tlsKey),
+      minVersion: 'TLSv1.2',
+    });
+    const next = { context, deviceId: id.deviceId, serial: certOf(id).serialHex };
+    cached = { mtimeMs: st.mtimeMs, size: st.size, id: next };
+    return next;
+  }
+
+  return {
+    current() {
+      // Concurrent accepts share one reload.
+      loading ??= load().finally(() => (loading = undefined));
+      return loading;
+    },
+  };
+}
+
+/** One mTLS connection to the gateway with the current identity; resolves once the handshake is done. */
+export function dialGateway(o: ForwarderOptions, id: ConnectIdentity): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const servername = o.servername ?? (isIP(o.to.host) ? undefined : o.to.host);
+    const s = tlsConnect({
+      host: o.to.host,
+      port: o.to.port,
+      secureContext: id.context,
+      // Node checks the gateway's certificate against servername if set, else against the host (an IP: its IP SANs).
+      ...(servername ? { servername } : {}),
+    });
+    const timer = setTimeout(() => s.destroy(new Error(`no TLS handshake with ${o.to.host}:${o.to.port} within ${(o.handshakeTimeoutMs ?? 15_000) / 1000} s`)), o.handshakeTimeoutMs ?? 15_000);
+    s.once('secureConnect', () => {
+      clearTimeout(timer);
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+/** Why the gateway (or the network) said no, in words an IT person can act on. */
+export function describeDialError(e: Error & { code?: string }, to: HostPort): string {
+  const m = e.message;
+  if (/certificate revoked/i.test(m)) return `the gateway refused this device's certificate: it is revoked (${m})`;
+  if (/alert|handshake failure|certificate required|bad certificate|unknown ca/i.test(m)) return `the gateway refused the TLS handshake (${m}); is this device's certificate revoked, expired or from another CA?`;
+  if (e.code === 'ECONNREFUSED') return `nothing listens on ${to.host}:${to.port}`;
+  if (e.code === 'ERR_TLS_CERT_ALTNAME_INVALID' || e.code === 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' || e.code === 'SELF_SIGNED_CERT_IN_CHAIN' || e.code === 'DEPTH_ZERO_SELF_SIGNED_CERT') {
+    return `the gateway's own certificate is not trusted (${m}); pass --ca FILE with its CA, or --servername NAME`;
+  }
+  // A TLS 1.3 server rejects the client certificate after the client's Finished: the socket just closes.
+  // With TLS 1.3 the server checks the client certificate after the client's handshake is done: a
+  // refusal shows up as a reset, or as the gateway having ended the connection before sending a byte.
+  if (e.code === 'ECONNRESET' || e.code === 'EPIPE' || /socket hang up|disconnected before|ended by the other party/i.test(m)) {
+    return `the gateway closed the connection before sending anything (${m}); it refused the TLS client certificate if this repeats: is this device revoked or its certificate expired? (latchkey status)`;
+  }
+  return m;
+}
+
+/** Splices a local socket and a gateway socket until either side is done. */
+export function splice(local: Socket, remote: TLSSocket, onClose: (bytes: { up: number; down: number }, remoteError?: Error) => void): void {
+  let up = 0;
+  let down = 0;
+  local.on('data', (d: Buffer) => (up += d.length));
+  remote.on('data', (d: Buffer) => (down += d.length));
+  local.pipe(remote);
+  remote.pipe(local);
+  let closed = false;
+  let remoteError: Error | undefined;
+  const close = (): void => {
+    if (closed) return;
+    closed = true;
+    local.destroy();
+    remote.destroy();
+    onClose({ up, down }, remoteError);
+  };
+  local.on('error', close);
+  remote.on('error', (e) => {
+    remoteError = e;
+    close();
+  });
+  local.on('close', close);
+  remote.on('close', close);
+}
+
+export interface Forwarder {
+  address: HostPort;
+  /** Connections open now. */
+  readonly open: number;
+  close(): Promise<void>;
+}
+
+/** Listens on `listen` and forwards each connection to the gateway over mTLS. */
+export async function startForwarder(o: ForwarderOptions & { listen: HostPort }): Promise<Forwarder> {
+  const source = createIdentitySource(o);
+  // Fail before listening if the identity cannot be used at all.
+  const first = await source.current();
+  o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}`);
+  let open = 0;
+  let lastSerial = first.serial;
+  const sockets = new Set<Socket>();
+  const server: Server = createServer({ pauseOnConnect: true }, (local) => {
+    sockets.add(local);
+    local.on('close', () => sockets.delete(local));
+    local.on('error', () => undefined);
+    const from = `${local.remoteAddress}:${local.remotePort}`;
+    void (async () => {
+      let id: ConnectIdentity;
+      try {
+        id = await source.current();
+      } catch (e) {
+        o.log(`latchkey connect: refusing ${from}: ${(e as Error).message}`);
+        local.destroy();
+        return;
+      }
+      if (id.serial !== lastSerial) {
+        o.log(`latchkey connect: now presenting the renewed certificate ${id.serial} (was ${lastSerial})`);
+        lastSerial = id.serial;
+      }
+      let remote: TLSSocket;
+      try {
+        remote = await dialGateway(o, id);
+      } catch (e) {
+        o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${describeDialError(e as Error, o.to)}`);
+        local.destroy();
+        return;
+      }
+      if (local.destroyed) {
+        remote.destroy();
+        return;
+      }
+      open++;
+      splice(local, remote, (bytes, err) => {
+        open--;
+        // With TLS 1.3 the gateway checks the client certificate after the client's handshake is done:
+        // a refusal arrives as an alert on the first read.
+        if (err && bytes.down === 0) o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${describeDialError(err, o.to)}`);
+      });
+      local.resume();
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(new AgentError('USAGE', e.code === 'EADDRINUSE' ? `${o.listen.host}:${o.listen.port} is already in use; pick another --listen port` : `cannot listen on ${o.listen.host}:${o.listen.port}: ${e.message}`)),
+    );
+    server.listen(o.listen.port, o.listen.host, () => resolve());
+  });
+  const a = server.address() as AddressInfo;
+  return {
+    address: { host: a.address, port: a.port },
+    get open() {
+      return open;
+    },
+    async close() {
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        for (const s of sockets) s.destroy();
+      });
+    },
+  };
+}
+
+/** `--stdio`: one connection, stdin/stdout to the gateway (an SSH ProxyCommand). */
+export async function connectStdio(o: ForwarderOptions, stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<void> {
+  const id = await createIdentitySource(o).current();
+  let remote: TLSSocket;
+  try {
+    remote = await dialGateway(o, id);
+  } catch (e) {
+    throw new AgentError('SERVER_REFUSED', `${o.to.host}:${o.to.port}: ${describeDialError(e as Error, o.to)}`);
+  }
+  await new Promise<void>((resolve) => {
+    stdin.pipe(remote);
+    remote.pipe(stdout);
+    remote.on('close', () => resolve());
+    remote.on('error', () => resolve());
+    stdin.on('end', () => remote.end());
+  });
+}

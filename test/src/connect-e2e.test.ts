@@ -1,0 +1,237 @@
+/**
+ * `latchkey connect` through real nginx `stream` with `ssl_verify_client on`
+ * (the Latchkey CA bundle and CRLs from `gateway config`) in front of a TCP
+ * echo service: bytes go through with the device certificate; a renewal is
+ * picked up by new connections without dropping the listener or an open
+ * connection; after `devices revoke` + `gateway sync` nginx refuses the
+ * device and the forwarder says why. Also `--stdio` (an SSH ProxyCommand).
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { AGENT_CLI, cli, freePort, initServer, requireTools, run, startServer, tempDir } from './support/processes.js';
+
+type Ctx = Parameters<typeof requireTools>[0];
+const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms: number, log: () => string): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    assert.ok(Date.now() < end, `timed out after ${ms} ms waiting for ${what}\n${log()}`);
+    await sleep(50);
+  }
+}
+
+/** A long-running process, its output collected; killed after the test. */
+function daemon(t: Ctx, cmd: string, args: string[], env?: NodeJS.ProcessEnv): { proc: ChildProcess; out: () => string } {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  t.after(async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const gone = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGTERM');
+    await Promise.race([gone, sleep(3000)]);
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  return { proc, out: () => out };
+}
+
+/** The TCP service behind the gateway: answers every line with "echo: line". */
+async function echoService(t: Ctx): Promise<number> {
+  const s = createServer((c) => {
+    c.on('error', () => undefined);
+    let buf = '';
+    c.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        c.write(`echo: ${buf.slice(0, i)}\n`);
+        buf = buf.slice(i + 1);
+      }
+    });
+  });
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => s.close(r)));
+  return (s.address() as { port: number }).port;
+}
+
+/** A line-oriented client of the forwarder. */
+async function lineClient(port: number): Promise<{ ask: (line: string) => Promise<string>; closed: Promise<void>; sock: Socket }> {
+  const sock = connect(port, '127.0.0.1');
+  await new Promise<void>((resolve, reject) => {
+    sock.once('connect', resolve);
+    sock.once('error', reject);
+  });
+  let buf = '';
+  const waiters: ((l: string) => void)[] = [];
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  sock.on('error', () => undefined);
+  sock.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const l = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      waiters.shift()?.(l);
+    }
+  });
+  return {
+    sock,
+    closed,
+    ask: (line) =>
+      new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no answer to "${line}" within 10 s`)), 10_000);
+        void closed.then(() => reject(new Error(`connection closed before an answer to "${line}"`)));
+        waiters.push((l) => {
+          clearTimeout(timer);
+          resolve(l);
+        });
+        sock.write(`${line}\n`);
+      }),
+  };
+}
+
+/** What one fresh connection through the forwarder gets: the echo, or closed without one. */
+async function tryOnce(port: number): Promise<string | 'closed'> {
+  const c = await lineClient(port);
+  try {
+    return await c.ask('ping');
+  } catch {
+    return 'closed';
+  } finally {
+    c.sock.destroy();
+  }
+}
+
+describe('latchkey connect (local TCP → mTLS) through real nginx stream', () => {
+  test('forwards with the device certificate; picks up a renewal without dropping the listener or an open connection; refused after revoke; --stdio', { timeout: 120_000 }, async (t) => {
+    if (!requireTools(t, 'nginx')) return;
+    if (!existsSync(STREAM_MODULE)) {
+      const msg = `missing nginx's stream module ${STREAM_MODULE} (apt-get install libnginx-mod-stream)`;
+      if (process.env.LATCHKEY_REQUIRE_ALL === '1') throw new Error(`${msg}; required because LATCHKEY_REQUIRE_ALL=1`);
+      t.skip(msg);
+      return;
+    }
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const work = tempDir(t, 'latchkey-connect-');
+    const stateDir = join(work, 'agent');
+    const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args]);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    const e = await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file']);
+    assert.equal(e.code, 0, e.stderr);
+    const st = JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string; serial: string };
+
+    // The gateway: nginx stream, mTLS with the CA bundle and CRLs that `gateway config` writes.
+    const gw = join(work, 'gw');
+    const gwPort = await freePort();
+    const echoPort = await echoService(t);
+    const gc = await cli(['gateway', 'config', 'nginx', '--listen', `127.0.0.1:${gwPort}`, '--upstream', `http://127.0.0.1:${echoPort}`, '--out', gw, '--data-dir', dataDir]);
+    assert.equal(gc.code, 0, gc.stderr);
+    const conf = join(gw, 'stream.conf');
+    writeFileSync(
+      conf,
+      [
+        `load_module ${STREAM_MODULE};`,
+        'worker_processes 1;',
+        'events { worker_connections 256; }',
+        'stream {',
+        "    log_format lk '$ssl_client_serial $ssl_client_verify';",
+        `    access_log ${gw}/stream-access.log lk;`,
+        '    server {',
+        `        listen 127.0.0.1:${gwPort} ssl;`,
+        `        ssl_certificate ${gw}/gateway.crt.pem;`,
+        `        ssl_certificate_key ${gw}/gateway.key.pem;`,
+        `        ssl_client_certificate ${gw}/ca.pem;`,
+        '        ssl_verify_client on;',
+        '        ssl_verify_depth 2;',
+        `        ssl_crl ${gw}/crl.pem;`,
+        '        ssl_session_cache off;',
+        '        ssl_session_tickets off;',
+        `        proxy_pass 127.0.0.1:${echoPort};`,
+        '    }',
+        '}',
+        '',
+      ].join('\n'),
+    );
+    const global = `pid ${gw}/nginx.pid; error_log ${gw}/error.log info;`;
+    const nginx = daemon(t, 'nginx', ['-p', gw, '-c', conf, '-g', `daemon off; ${global}`]);
+    await until('nginx to listen', () => new Promise<true | undefined>((r) => {
+      if (nginx.proc.exitCode !== null) assert.fail(`nginx exited:\n${nginx.out()}`);
+      const s = connect(gwPort, '127.0.0.1');
+      s.on('connect', () => (s.destroy(), r(true)));
+      s.on('error', () => r(undefined));
+    }), 15_000, nginx.out);
+
+    // The forwarder, on a port it picks and prints.
+    const fwd = daemon(t, process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'connect', '--to', `127.0.0.1:${gwPort}`]);
+    const logs = () => `--- connect:\n${fwd.out()}\n--- nginx:\n${nginx.out()}${existsSync(join(gw, 'error.log')) ? readFileSync(join(gw, 'error.log'), 'utf8').slice(-3000) : ''}`;
+    const local = Number(await until('the forwarder to listen', () => /forwarding 127\.0\.0\.1:(\d+) → 127\.0\.0\.1:\d+/.exec(fwd.out())?.[1], 15_000, logs));
+
+    const c1 = await lineClient(local);
+    assert.equal(await c1.ask('hello'), 'echo: hello');
+    assert.equal(await c1.ask('again'), 'echo: again');
+    const served = (): string[] => (existsSync(join(gw, 'stream-access.log')) ? readFileSync(join(gw, 'stream-access.log'), 'utf8').trim().split('\n').filter((l) => l && !l.startsWith('- ')) : []); // not the readiness probe's plain TCP connect
+
+    // Renewal: the open connection stays up; the next connection presents the new certificate.
+    const rn = await agent(['renew', '--force', '--json']);
+    assert.equal(rn.code, 0, rn.stderr);
+    const renewed = (JSON.parse(rn.stdout) as { serial: string }).serial;
+    assert.notEqual(renewed, st.serial);
+    assert.equal(await c1.ask('still here'), 'echo: still here', 'the connection opened before the renewal is not dropped');
+    assert.equal(await tryOnce(local), 'echo: ping');
+    c1.sock.end();
+    await c1.closed;
+    // nginx logs a stream session when it ends: $ssl_client_serial is upper-case hex.
+    const sessions = await until('both sessions in the access log', () => (served().length >= 2 ? served() : undefined), 5000, logs);
+    // The new connection (ended first) presented the renewed certificate; the old one kept the old certificate.
+    assert.deepEqual(sessions.map((l) => l.split(' ')), [[renewed.toUpperCase(), 'SUCCESS'], [st.serial.toUpperCase(), 'SUCCESS']]);
+    assert.match(fwd.out(), new RegExp(`now presenting the renewed certificate ${renewed}`));
+
+    // --stdio: one connection over stdin/stdout (ssh -o ProxyCommand='latchkey connect --to gw:port --stdio').
+    // stdin stays open until the answer is back, as with ssh (nginx stream closes both ways on the client's FIN).
+    const px = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'connect', '--to', `127.0.0.1:${gwPort}`, '--stdio'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let pxOut = '';
+    let pxErr = '';
+    px.stdout.on('data', (d: Buffer) => (pxOut += d.toString()));
+    px.stderr.on('data', (d: Buffer) => (pxErr += d.toString()));
+    const pxExit = new Promise<number | null>((r) => px.on('exit', (c) => r(c)));
+    px.stdin.write('over stdio\n');
+    await until('the answer over stdio', () => (pxOut.includes('\n') ? true : undefined), 10_000, () => pxErr);
+    px.stdin.end();
+    assert.equal(await pxExit, 0, pxErr);
+    assert.equal(pxOut, 'echo: over stdio\n');
+
+    // Revoked: the admin revokes, gateway sync reloads nginx with the new CRL; nginx refuses the device.
+    const rv = await cli(['devices', 'revoke', st.deviceId, '--reason', 'keyCompromise', '--data-dir', dataDir]);
+    assert.equal(rv.code, 0, rv.stderr);
+    const gt = JSON.parse((await cli(['gateway', 'token', 'create', '--name', 'stream', '--data-dir', dataDir, '--json'])).stdout) as { token: string };
+    const sync = await cli(['gateway', 'sync', '--once', '--server', server.url, '--token', gt.token, '--ca-file', join(gw, 'ca.pem'), '--crl-file', join(gw, 'crl.pem'), '--reload', `nginx -p ${gw} -c ${conf} -g '${global}' -s reload`]);
+    assert.equal(sync.code, 0, sync.stderr);
+    // After `nginx -s reload` an old worker (with the old CRL) may still accept connections until it
+    // exits: wait for three refusals in a row, then every connection is refused.
+    let inARow = 0;
+    await until('nginx to refuse the revoked device', async () => ((inARow = (await tryOnce(local)) === 'closed' ? inARow + 1 : 0) >= 3 ? true : undefined), 15_000, logs);
+    for (let i = 0; i < 5; i++) assert.equal(await tryOnce(local), 'closed', 'refused from then on');
+    assert.match(readFileSync(join(gw, 'error.log'), 'utf8'), /certificate revoked/);
+    await until('the forwarder to say why', () => (/failed: the gateway (refused|closed the connection before sending anything)/.test(fwd.out()) ? true : undefined), 5000, logs);
+    // The listener itself is still up (the device may be enrolled again).
+    assert.equal(fwd.proc.exitCode, null);
+
+    // Usage errors: exit 2 with a reason.
+    const bad = await agent(['connect', '--to', 'no-port']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--to must be HOST:PORT/);
+    const remote = await agent(['connect', '--to', `127.0.0.1:${gwPort}`, '--listen', '0.0.0.0:0']);
+    assert.equal(remote.code, 2);
+    assert.match(remote.stderr, /not a loopback address/);
+  });
+});
