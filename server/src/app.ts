@@ -16,6 +16,7 @@ import { actorOf } from './admin/admin-auth.js';
 import type { CaContext } from './ca/ca-context.js';
 import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
+import { createPresence } from './agent-channel/presence.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
@@ -78,7 +79,9 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
   const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);
-  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  // Which agents are connected, on every replica (agent_sessions + replicas tables).
+  const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
@@ -91,7 +94,10 @@ export async function buildApp(d: AppDeps): Promise<App> {
   });
   routeUpgrades(app.server, { [PATHS.agentChannel]: channels.handleUpgrade, [PATHS.events]: gatewayEvents.handleUpgrade });
   // Before the HTTP server stops: upgraded sockets would otherwise hold it open.
-  app.addHook('preClose', async () => channels.close());
+  app.addHook('preClose', async () => {
+    await channels.close();
+    await presence.close().catch((e: Error) => app.log.warn({ err: e }, 'could not remove this replica from the presence tables'));
+  });
   app.addHook('preClose', async () => gatewayEvents.close());
   d.bus.subscribe((e) => {
     // Another replica published a CRL: serve the new one.
@@ -147,8 +153,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
-      // Devices connected to this replica's control channel now, and since when.
-      admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: channels.online(), nextCursor: null }));
+      // Devices whose agent is connected to the control channel now (any replica), and since when.
+      admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: await presence.online(), nextCursor: null }));
       // Ask a device's agent to renew now (over its control channel, on whichever replica holds it).
       admin.post('/devices/:id/renew-now', { config: { minRole: 'operator' } }, async (req) => devices.renewNow((req.params as { id: string }).id, actorOf(req)));
     },

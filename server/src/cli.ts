@@ -24,7 +24,7 @@ Usage:
   latchkey-server token list [--json] | token revoke ID
   latchkey-server groups set NAME --lifetime 24h [--require-approval] | groups list [--json]
   latchkey-server devices list [--status S] [--group G] [--json]
-  latchkey-server devices online [--json]          agents connected to this server's control channel now
+  latchkey-server devices online [--json]          agents connected to the control channel now (any replica)
   latchkey-server devices renew-now ID             ask a device's agent to renew at once
   latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
@@ -239,7 +239,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     if (sub === 'online') {
       const { values: v } = parse(rest, {});
       const r = await admin(v).call<{ items: Record<string, unknown>[]; nextCursor: string | null }>('GET', '/v1/admin/devices/online');
-      print(v, r, () => (r.items.length ? table(r.items, ['deviceId', 'since', 'agentVersion', 'serial', 'remote']) : 'no agent is connected to this server now'));
+      print(v, r, () => (r.items.length ? table(r.items, ['deviceId', 'since', 'agentVersion', 'serial', 'remote', 'replica']) : 'no agent is connected now'));
       return 0;
     }
     const { values: v, positionals } = parse(rest, { reason: { type: 'string' } }, 1);

@@ -10,6 +10,7 @@
  * lifetime, renewal point, heartbeat) and sends it again to every connected
  * agent of the group when an administrator changes the group.
  */
+import { randomUUID } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -22,6 +23,7 @@ import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { groupsRepo } from '../tokens/tokens-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
+import type { Presence } from './presence.js';
 import type { Db } from '../storage/db.js';
 import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
 
@@ -45,6 +47,8 @@ export interface ChannelHub {
 }
 
 interface Conn {
+  /** Its row in agent_sessions (presence). */
+  id: string;
   ws: WebSocket;
   info: OnlineDevice;
   group: string;
@@ -53,7 +57,7 @@ interface Conn {
 /** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
 export const RENEW_FRACTION = 2 / 3;
 
-export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; heartbeatSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
@@ -92,7 +96,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   }
 
   function onConnection(ws: WebSocket, deviceId: string, group: string, cert: Certificate, remote: string): void {
-    const conn: Conn = { ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
+    const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
     let deadline: NodeJS.Timeout;
     const arm = (seconds: number): void => {
@@ -120,6 +124,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         if (!set) byDevice.set(deviceId, (set = new Set()));
         set.add(conn);
         count++;
+        deps.presence.add({ id: conn.id, ...conn.info });
         send(ws, { type: 'welcome', deviceId, heartbeatSeconds: deps.heartbeatSeconds });
         policyOf(group).then(
           (p) => p && send(ws, p),
@@ -133,6 +138,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         send(ws, { type: 'heartbeat-ack', seq: msg.seq });
       } else if (msg.type === 'status') {
         conn.info.serial = msg.serial;
+        deps.presence.setSerial(conn.id, msg.serial);
       }
     });
     ws.on('close', () => {
@@ -140,6 +146,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       const set = byDevice.get(deviceId);
       if (set?.delete(conn)) {
         count--;
+        deps.presence.remove(conn.id);
         if (set.size === 0) byDevice.delete(deviceId);
       }
     });

@@ -117,6 +117,29 @@ const MIGRATIONS: Migration[] = [
         .execute();
     },
   },
+  {
+    name: '003_presence',
+    async up(db) {
+      await db.schema
+        .createTable('replicas')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('started_at', 'text', (c) => c.notNull())
+        .addColumn('seen_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('agent_sessions')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('replica_id', 'text', (c) => c.notNull())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('since', 'text', (c) => c.notNull())
+        .addColumn('agent_version', 'text')
+        .addColumn('serial', 'text', (c) => c.notNull())
+        .addColumn('remote', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('agent_sessions_replica').on('agent_sessions').column('replica_id').execute();
+      await db.schema.createIndex('agent_sessions_device').on('agent_sessions').column('device_id').execute();
+    },
+  },
 ];
 
 export async function migrate(db: Db): Promise<void> {

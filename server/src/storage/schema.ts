@@ -101,6 +101,24 @@ export interface GatewayTokensTable {
   revoked_at: string | null;
 }
 
+/** A running server process (replica), for presence: its rows count while it keeps seen_at fresh. */
+export interface ReplicasTable {
+  id: string;
+  started_at: string;
+  seen_at: string;
+}
+
+/** One open agent control channel, on the replica that holds it. */
+export interface AgentSessionsTable {
+  id: string;
+  replica_id: string;
+  device_id: string;
+  since: string;
+  agent_version: string | null;
+  serial: string;
+  remote: string;
+}
+
 export interface Database {
   groups: GroupsTable;
   enroll_tokens: EnrollTokensTable;
@@ -111,4 +129,6 @@ export interface Database {
   crl_state: CrlStateTable;
   events: EventsTable;
   gateway_tokens: GatewayTokensTable;
+  replicas: ReplicasTable;
+  agent_sessions: AgentSessionsTable;
 }

@@ -1,0 +1,74 @@
+/**
+ * Presence on both engines: two replicas on one database see each other's
+ * sessions; a replica that stops heartbeating stops counting; writes are
+ * batched and a session opened and closed before a flush never lands.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { migrate } from '../storage/migrations.js';
+import { openDb, type Db } from '../storage/db.js';
+import { ENGINES, freshPgDatabase } from '../testing/harness.js';
+import { STALE_MS, createPresence } from './presence.js';
+
+describe('presence (devices online across replicas)', () => {
+  for (const engine of ENGINES) {
+    test(`${engine}: shared between replicas, batched, stale replicas drop out, close cleans up`, async (t) => {
+      let opts: Parameters<typeof openDb>[0];
+      if (engine === 'postgres') {
+        const pg = await freshPgDatabase(t);
+        if (!pg) return;
+        opts = { databaseUrl: pg.url };
+        t.after(() => pg.drop());
+      } else {
+        const dir = mkdtempSync(join(tmpdir(), 'latchkey-presence-'));
+        t.after(() => rmSync(dir, { recursive: true, force: true }));
+        opts = { dataDir: dir };
+      }
+      const dbs: Db[] = [await openDb(opts), await openDb(opts)];
+      t.after(async () => {
+        for (const d of dbs) await d.close();
+      });
+      await migrate(dbs[0]!);
+      let now = Date.parse('2026-03-01T12:00:00Z');
+      const clock = () => new Date(now);
+      const logs: string[] = [];
+      const log = (m: string) => logs.push(m);
+      const a = await createPresence({ db: dbs[0]!, clock, log });
+      const b = await createPresence({ db: dbs[1]!, clock, log });
+      const s = (id: string, deviceId: string, since: string) => ({ id, deviceId, since, agentVersion: '1.0.0', serial: `${id}-serial`, remote: '127.0.0.1' });
+
+      a.add(s('a1', 'dev-1', '2026-03-01T11:00:00Z'));
+      b.add(s('b1', 'dev-2', '2026-03-01T11:30:00Z'));
+      b.setSerial('b1', 'renewed');
+      // Opened and closed before a flush: never written.
+      a.add(s('a2', 'dev-3', '2026-03-01T11:45:00Z'));
+      a.remove('a2');
+      await b.flush();
+      const seenFromA = await a.online();
+      assert.deepEqual(seenFromA.map((o) => [o.deviceId, o.serial, o.replica]), [['dev-1', 'a1-serial', a.replicaId], ['dev-2', 'renewed', b.replicaId]]);
+      assert.deepEqual(await b.online(), seenFromA, 'both replicas see the same');
+      const rows = await dbs[0]!.kysely.selectFrom('agent_sessions').select('id').execute();
+      assert.deepEqual(rows.map((r) => r.id).sort(), ['a1', 'b1']);
+
+      a.remove('a1');
+      assert.deepEqual((await b.online()).length, 2, 'not flushed yet by A');
+      assert.deepEqual((await a.online()).map((o) => o.deviceId), ['dev-2']);
+
+      // B stops heartbeating (killed): its sessions stop counting once its row is stale.
+      now += STALE_MS + 1000;
+      await dbs[0]!.kysely.updateTable('replicas').set({ seen_at: new Date(now).toISOString() }).where('id', '=', a.replicaId).execute();
+      assert.deepEqual(await a.online(), [], "a dead replica's agents are not online");
+
+      // A clean close removes the replica and its sessions.
+      a.add(s('a3', 'dev-4', '2026-03-01T12:00:00Z'));
+      await a.close();
+      const left = await dbs[0]!.kysely.selectFrom('agent_sessions').select('replica_id').execute();
+      assert.ok(left.every((r) => r.replica_id === b.replicaId), 'only the dead replica B has rows left');
+      await b.close();
+      assert.deepEqual(logs, []);
+    });
+  }
+});
