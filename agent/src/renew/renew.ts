@@ -11,6 +11,7 @@
 import { createCsr, parseCertificate, isIssuedBy, certificateToPem } from '@latchkey/pki';
 import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
+import { updateBrowserAfterRenewal } from '../browser/browser.js';
 import { AgentError } from '../errors.js';
 import { simpleReenroll } from '../est/est-client.js';
 import { deviceIdOf } from '../identity-fns.js';
@@ -103,6 +104,8 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
       // made after a delete in the same process.
       await cleanOrphanKeys(store, next);
       await updateStatusFile(ctx.stateDir, { state: 'active', lastRenewalAt: next.renewedAt, lastError: undefined });
+      // `latchkey browser enable`: the new identity replaces the old in the browser's store. Never throws.
+      await updateBrowserAfterRenewal(ctx.stateDir, ctx.env, next, fresh);
       return { renewed: true, identity: next, kind: decision.action === 'recover' ? 'recover' : 'renew', previousSerial: cert.serialHex };
     } finally {
       if (!committed) await store.delete(fresh.ref).catch(() => undefined);

@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { removeBrowserCertificate } from '../browser/browser.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { readIdentity, updateStatusFile } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
@@ -34,6 +35,8 @@ export async function forgetRevokedIdentity(stateDir: string, env: NodeJS.Proces
         await store.close().catch(() => undefined);
       }
     }
+    // `latchkey browser enable`: the revoked certificate leaves the browser's store too. Never throws.
+    await removeBrowserCertificate(stateDir, env, id);
   } finally {
     await release();
   }
