@@ -15,9 +15,10 @@ import { collectFacts } from './facts.js';
 import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
 import { createKicks, runDaemon, systemClock } from './renew/daemon.js';
 import { startControlChannel } from './channel/control-channel.js';
+import { runChannelChild, startControlChannelInChild } from './channel/channel-child.js';
 import { forgetRevokedIdentity } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
-import { type RenewJson, renewInChild } from './renew/renew-child.js';
+import { type RenewJson, renewInChild, selfArgv } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
 import { type KeystoreConfig, readIdentity } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
@@ -39,6 +40,8 @@ usage: latchkey [--state-dir D] <command> [options]
                               forward local TCP connections (or stdin/stdout, for an SSH ProxyCommand)
                               to an mTLS gateway with this device's certificate; renewals are picked up live
   unenroll                    delete the key and the identity from this device
+  browser enable|disable|status [--json]  keep the certificate in the browsers' store (Linux: ~/.pki/nssdb;
+                              macOS: login keychain; Windows: user store), replaced at each renewal
   service install|uninstall [--user]  run \`latchkey run\` as a system (or user) service
 state dir: --state-dir, LATCHKEY_STATE_DIR, or the platform default
 exit codes: 0 ok, 1 failure, 2 usage, 3 the device must be enrolled again`;
@@ -175,9 +178,10 @@ async function main(argv: string[]): Promise<number> {
       const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
       const id = await readIdentity(stateDir);
       const kicks = createKicks();
+      // pkcs11: the channel runs in a child process, restarted after each renewal (see channel-child.ts).
       const channel =
         id && process.env.LATCHKEY_CONTROL_CHANNEL !== 'off'
-          ? startControlChannel({
+          ? (id.keystore.kind === 'pkcs11' ? startControlChannelInChild : startControlChannel)({
               stateDir,
               env: process.env,
               facts,
@@ -228,7 +232,9 @@ async function main(argv: string[]): Promise<number> {
       if (!isLoopback(listen.host) && !v['allow-remote']) {
         throw new AgentError('USAGE', `--listen ${listen.host} is not a loopback address: anyone who can reach it would use this device's identity; add --allow-remote if that is really meant`);
       }
-      const fwd = await startForwarder({ ...common, listen });
+      // For pkcs11 keys, each connection runs in `latchkey connect --stdio` (see forwarder.ts viaChild).
+      const childArgv = [...selfArgv(), '--state-dir', stateDir, 'connect', '--stdio', '--to', v.to as string, ...(v.ca ? ['--ca', v.ca as string] : []), ...(v.servername ? ['--servername', v.servername as string] : [])];
+      const fwd = await startForwarder({ ...common, listen, childArgv });
       process.stdout.write(`forwarding ${fwd.address.host}:${fwd.address.port} → ${common.to.host}:${common.to.port} (mTLS as this device; Ctrl-C to stop)\n`);
       await new Promise<void>((r) => {
         process.once('SIGTERM', r);
@@ -236,6 +242,11 @@ async function main(argv: string[]): Promise<number> {
       });
       await fwd.close();
       return 0;
+    }
+    case '_channel': {
+      // Internal: the control channel of a pkcs11 daemon, in its own process (channel-child.ts).
+      parse({});
+      return runChannelChild(stateDir, process.env, () => collectFacts());
     }
     case 'export': {
       const { values: v } = parse({ cert: { type: 'string' }, chain: { type: 'string' } });
@@ -263,6 +274,7 @@ async function main(argv: string[]): Promise<number> {
           await store.close();
         }
         if (id.keystore.kind === 'pkcs11') await forgetPkcs11Pin({ stateDir, env: process.env }, id.keystore);
+        await (await import('./browser/browser.js')).removeBrowserCertificate(stateDir, process.env, id);
         await rm(join(stateDir, STATE_FILES.identity), { force: true });
         await rm(join(stateDir, STATE_FILES.status), { force: true });
         process.stdout.write(`unenrolled device ${id.deviceId}: key and certificate deleted from this device (revoke it on the server with \`latchkey-server devices revoke ${id.deviceId}\`)\n`);
@@ -270,6 +282,10 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await release();
       }
+    }
+    case 'browser': {
+      const { browserCommand } = await import('./browser/browser-command.js');
+      return browserCommand(rest, stateDir);
     }
     case 'service': {
       const { installServiceCommand } = await import('./service/service-command.js');

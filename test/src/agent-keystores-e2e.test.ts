@@ -131,7 +131,7 @@ describe('latchkey with each keystore against a real latchkey-server', () => {
       assert.deepEqual(await keysInStore(stateDir, env, ks), []);
     });
 
-    test(`${label}: \`latchkey run\` renews a 6 s certificate by itself, twice in one daemon`, { timeout: 120_000 }, async (t) => {
+    test(`${label}: \`latchkey run\` renews a 6 s certificate by itself, twice in one daemon; its control channel follows the new certificate and brings the revocation`, { timeout: 120_000 }, async (t) => {
       const target = await make(t);
       if (typeof target === 'string') return unavailable(t, `${label} keystore: ${target}`);
       const { dataDir, port, fingerprint } = await initServer(t);
@@ -156,8 +156,22 @@ describe('latchkey with each keystore against a real latchkey-server', () => {
         await new Promise((r) => setTimeout(r, 200));
       }
       assert.doesNotMatch(log, /renewal failed/);
-      daemon.kill('SIGTERM');
-      assert.equal(await exited, 0);
+      // The control channel follows: after each renewal it reconnects presenting the new certificate.
+      const current = (JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'status', '--json'], { env })).stdout) as { serial: string }).serial;
+      const until = Date.now() + 20_000;
+      for (;;) {
+        const o = JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: { serial: string }[] };
+        if (o.items.some((i) => i.serial === current)) break;
+        assert.ok(Date.now() < until, `the control channel did not reconnect with the renewed certificate ${current}: ${JSON.stringify(o.items)}\n${log}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // Revoked over that channel: the daemon deletes the key from the store and exits 3.
+      const ks = (JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { keystore: unknown }).keystore;
+      const deviceId = (JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'status', '--json'], { env })).stdout) as { deviceId: string }).deviceId;
+      assert.equal((await cli(['devices', 'revoke', deviceId, '--data-dir', dataDir])).code, 0);
+      assert.equal(await exited, 3, log);
+      assert.match(log, /THIS DEVICE HAS BEEN REVOKED/);
+      assert.deepEqual(await keysInStore(stateDir, env, ks), [], 'the key is deleted from the store');
     });
   }
 

@@ -12,6 +12,7 @@
  * The gateway's certificate is verified against the system's trust store,
  * the Latchkey root and any `--ca` file, with the hostname of `--to`.
  */
+import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { isIP, type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -152,12 +153,18 @@ export function describeDialError(e: Error & { code?: string }, to: HostPort): s
 export function splice(local: Socket, remote: TLSSocket, onClose: (bytes: { up: number; down: number }, remoteError?: Error) => void): void {
   let up = 0;
   let down = 0;
+  let localEnded = false;
+  let remoteError: Error | undefined;
   local.on('data', (d: Buffer) => (up += d.length));
+  local.on('end', () => (localEnded = true));
   remote.on('data', (d: Buffer) => (down += d.length));
+  // The gateway hanging up first, before a single byte, is how a TLS 1.3 refusal of the certificate often looks.
+  remote.on('end', () => {
+    if (down === 0 && !localEnded) remoteError ??= Object.assign(new Error('the connection was closed'), { code: 'EPIPE' });
+  });
   local.pipe(remote);
   remote.pipe(local);
   let closed = false;
-  let remoteError: Error | undefined;
   const close = (): void => {
     if (closed) return;
     closed = true;
@@ -181,12 +188,43 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
+/**
+ * One connection through a child `latchkey connect --stdio`: for pkcs11 keys,
+ * whose OpenSSL engine never sees a key made after its first load in a
+ * process (libp11 0.4.12 on tpm2-pkcs11), so a long-lived forwarder could not
+ * present a renewed key. A fresh process per connection always can.
+ */
+function viaChild(o: ForwarderOptions, argv: string[], local: Socket, from: string, done: () => void): void {
+  const p = spawn(argv[0]!, argv.slice(1), { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
+  local.pipe(p.stdin!);
+  p.stdout!.pipe(local);
+  p.stdin!.on('error', () => undefined);
+  local.on('close', () => {
+    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
+  });
+  p.on('error', (e) => {
+    o.log(`latchkey connect: ${from}: cannot start the connection process: ${e.message}`);
+    local.destroy();
+  });
+  p.on('exit', (code) => {
+    if (code !== 0 && err.trim()) o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${err.trim().split('\n').pop()!.replace(/^latchkey: /, '').replace(`${o.to.host}:${o.to.port}: `, '')}`);
+    local.end();
+    done();
+  });
+  local.resume();
+}
+
 /** Listens on `listen` and forwards each connection to the gateway over mTLS. */
-export async function startForwarder(o: ForwarderOptions & { listen: HostPort }): Promise<Forwarder> {
+export async function startForwarder(o: ForwarderOptions & { listen: HostPort; childArgv?: string[] }): Promise<Forwarder> {
   const source = createIdentitySource(o);
+  const id0 = await readIdentity(o.stateDir);
+  // pkcs11 keys are used in a child process per connection (see viaChild); other keys in this one.
+  const childArgv = id0?.keystore.kind === 'pkcs11' ? o.childArgv : undefined;
   // Fail before listening if the identity cannot be used at all.
-  const first = await source.current();
-  o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}`);
+  const first = childArgv ? { deviceId: id0!.deviceId, serial: certOf(id0!).serialHex } : await source.current();
+  o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}${childArgv ? ' (pkcs11: a process per connection)' : ''}`);
   let open = 0;
   let lastSerial = first.serial;
   const sockets = new Set<Socket>();
@@ -195,6 +233,11 @@ export async function startForwarder(o: ForwarderOptions & { listen: HostPort })
     local.on('close', () => sockets.delete(local));
     local.on('error', () => undefined);
     const from = `${local.remoteAddress}:${local.remotePort}`;
+    if (childArgv) {
+      open++;
+      viaChild(o, childArgv, local, from, () => open--);
+      return;
+    }
     void (async () => {
       let id: ConnectIdentity;
       try {
@@ -260,11 +303,22 @@ export async function connectStdio(o: ForwarderOptions, stdin: NodeJS.ReadableSt
   } catch (e) {
     throw new AgentError('SERVER_REFUSED', `${o.to.host}:${o.to.port}: ${describeDialError(e as Error, o.to)}`);
   }
-  await new Promise<void>((resolve) => {
+  let down = 0;
+  let inputEnded = false;
+  remote.on('data', (d: Buffer) => (down += d.length));
+  const failed = await new Promise<Error | undefined>((resolve) => {
     stdin.pipe(remote);
     remote.pipe(stdout);
-    remote.on('close', () => resolve());
-    remote.on('error', () => resolve());
-    stdin.on('end', () => remote.end());
+    remote.on('close', () => resolve(undefined));
+    remote.on('error', (e) => resolve(e));
+    stdin.on('end', () => {
+      inputEnded = true;
+      remote.end();
+    });
   });
+  // With TLS 1.3 a refused client certificate shows up only now: the gateway hangs up before its first byte.
+  if (down === 0 && (failed || !inputEnded)) {
+    const e = failed ?? Object.assign(new Error('the connection was closed'), { code: 'EPIPE' });
+    throw new AgentError('SERVER_REFUSED', `${o.to.host}:${o.to.port}: ${describeDialError(e, o.to)}`);
+  }
 }
