@@ -7,67 +7,14 @@
  * session saved before the revocation is not resumed.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
+import { echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until } from './support/gateways.js';
 import { cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
 
 type Ctx = Parameters<typeof requireTools>[0];
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
-const listening = (port: number): Promise<boolean> =>
-  new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    s.on('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.on('error', () => resolve(false));
-  });
-
-/** A long-running tool in the foreground; killed after the test. */
-function daemon(t: Ctx, cmd: string, args: string[]): { proc: ChildProcess; log: () => string } {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
-  t.after(async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await Promise.race([gone, sleep(3000)]);
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  });
-  return { proc, log: () => log };
-}
-
-/** The app behind the gateway: answers with the request headers it received, as JSON. */
-async function echoUpstream(t: Ctx): Promise<{ port: number; seen: IncomingHttpHeaders[] }> {
-  const seen: IncomingHttpHeaders[] = [];
-  const s = createHttpServer((req, res) => {
-    seen.push(req.headers);
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(req.headers));
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise((r) => s.close(r)));
-  const a = s.address();
-  return { port: typeof a === 'object' && a ? a.port : 0, seen };
-}
 
 interface World {
   dataDir: string;
@@ -111,8 +58,7 @@ async function world(t: Ctx): Promise<World> {
 }
 
 async function gatewayConfig(w: World, kind: 'nginx' | 'haproxy', listenPort: number): Promise<string> {
-  const args = [kind, '--listen', `127.0.0.1:${listenPort}`, '--upstream', `http://127.0.0.1:${w.upstream.port}`, '--out', w.gw, '--data-dir', w.dataDir];
-  const r = await cli(['gateway', 'config', ...args]);
+  const r = await writeGatewayConfig({ dataDir: w.dataDir, kind, listenPort, upstreamPort: w.upstream.port, out: w.gw });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /# gateway TLS certificate: a copy of this server's own TLS certificate/);
   return r.stdout;
@@ -188,10 +134,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     const port = await freePort();
     const printed = await gatewayConfig(w, 'nginx', port);
     assert.match(printed, /ssl_verify_client on;/);
-    const conf = join(w.gw, 'nginx.conf');
-    const global = `pid ${w.gw}/nginx.pid; error_log ${w.gw}/error.log info;`;
-    const nginx = daemon(t, 'nginx', ['-p', w.gw, '-c', conf, '-g', `daemon off; ${global}`]);
-    await until('nginx to listen', async () => ((await listening(port)) ? true : nginx.proc.exitCode !== null ? assert.fail(`nginx exited:\n${nginx.log()}`) : undefined));
+    const nginx = await startNginx(t, w.gw, port);
 
     // An enrolled device: 200, and the app sees its id and serial, not what the client claims.
     const ok = await curlDevice(w, port, { headers: ['X-Latchkey-Device-Id: 00000000-0000-4000-8000-000000000000', 'X-Latchkey-Client-Serial: 01'] });
@@ -219,7 +162,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     // The admin revokes the device; gateway sync fetches both CRLs and reloads nginx.
     const rv = await cli(['devices', 'revoke', w.deviceId, '--reason', 'keyCompromise', '--data-dir', w.dataDir]);
     assert.equal(rv.code, 0, rv.stderr);
-    await syncOnce(w, ['--reload', `nginx -p ${w.gw} -c ${conf} -g '${global}' -s reload`]);
+    await syncOnce(w, ['--reload', nginx.reload]);
     // `nginx -s reload` only signals the master: until its new workers (with the new CRL) take over, an old
     // worker may still let the device through. From the first refusal on, nothing reaches the app.
     const deviceSeen = (): number => w.upstream.seen.filter((h) => h['x-latchkey-device-id'] === w.deviceId).length;
@@ -229,7 +172,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     }, 10_000);
     const seenAtRefusal = deviceSeen();
     assert.match(refused.body, /<title>400 The SSL certificate error<\/title>/);
-    assert.match(readFileSync(join(w.gw, 'error.log'), 'utf8'), /client SSL certificate verify error: \(23:certificate revoked\)/);
+    assert.match(readFileSync(nginx.errorLog, 'utf8'), /client SSL certificate verify error: \(23:certificate revoked\)/);
 
     // A session offered anyway (the best a client has: one from another server, same certificate and name)
     // is not resumed: full handshake, and the same 400.
@@ -249,8 +192,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     const port = await freePort();
     const printed = await gatewayConfig(w, 'haproxy', port);
     assert.match(printed, /verify required/);
-    const haproxy = daemon(t, 'haproxy', ['-f', join(w.gw, 'haproxy.cfg'), '-db']);
-    await until('HAProxy to listen', async () => ((await listening(port)) ? true : haproxy.proc.exitCode !== null ? assert.fail(`haproxy exited:\n${haproxy.log()}`) : undefined));
+    const haproxy = await startHaproxy(t, w.gw, port);
 
     const ok = await curlDevice(w, port, { headers: ['X-Latchkey-Device-Id: 00000000-0000-4000-8000-000000000000', 'X-Latchkey-Client-Serial: 01'] });
     assert.equal(ok.status, '200', ok.body + ok.stderr);
@@ -278,7 +220,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
 
     const rv = await cli(['devices', 'revoke', w.deviceId, '--reason', 'keyCompromise', '--data-dir', w.dataDir]);
     assert.equal(rv.code, 0, rv.stderr);
-    await syncOnce(w, ['--haproxy-socket', join(w.gw, 'haproxy.sock')]);
+    await syncOnce(w, ['--haproxy-socket', haproxy.socket]);
     // The runtime API swaps the CRL in place: the very next handshake is checked against it.
     const refused = await curlDevice(w, port);
     assert.notEqual(refused.code, 0, `a revoked device got through: ${refused.status} ${refused.body}`);
