@@ -8,10 +8,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Device, GatewayTokenCreateResponse, GatewayTokenInfo, TokenCreateResponse, TokenInfo } from '@latchkey/protocol';
 import { ApiError, UsageError, adminClientFrom } from './admin-client.js';
 import { ConfigError } from './config/config-load.js';
-import { gatewaySyncCommand } from './gateway/gateway-sync-node.js';
-import { gatewayConfigCommand } from './gateway/gateway-config.js';
-import { initDataDir } from './init.js';
-import { startServer } from './start.js';
+// init, start and the gateway commands are imported where used: admin commands stay quick to start
+// (they load the admin client only, not fastify, the database drivers and the CA).
 
 const USAGE = `latchkey-server — enrollment server and issuing CA for device mTLS
 
@@ -114,6 +112,7 @@ async function main(argv: string[], out: (s: string) => void): Promise<number> {
       if (!cert || !key || key.startsWith('--')) throw new UsageError('--import-ca takes two files: CERT KEY');
       ca = { cert, key, root: need(v, 'import-root', 'the root the imported CA chains to') };
     }
+    const { initDataDir } = await import('./init.js');
     const r = await initDataDir({
       dataDir: need(v, 'data-dir', 'where the CA, config and database live'),
       org: need(v, 'org', 'organization name for certificate subjects'),
@@ -151,6 +150,7 @@ Next:
   if (cmd === 'start') {
     const { values: v } = parse(argv.slice(1), { listen: { type: 'string' }, 'database-url': { type: 'string' } });
     const dataDir = need(v, 'data-dir', 'the directory made by `latchkey-server init`');
+    const { startServer } = await import('./start.js');
     const s = await startServer(dataDir, env, { ...(str(v, 'listen') ? { listen: str(v, 'listen')! } : {}), ...(str(v, 'database-url') ? { databaseUrl: str(v, 'database-url')! } : {}) }, (l) => process.stderr.write(l + '\n'));
     process.stderr.write(`Enroll a first device:
   latchkey-server token create --data-dir ${dataDir}
@@ -272,6 +272,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
   }
 
   if (cmd === 'gateway' && sub === 'config') {
+    const { gatewayConfigCommand } = await import('./gateway/gateway-config.js');
     return gatewayConfigCommand(rest, '', out);
   }
 
@@ -312,6 +313,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     if (haproxySocket && /\s/.test(crlFile)) throw new UsageError('with --haproxy-socket, the --crl-file path must have no spaces (it is a word on the HAProxy command line)');
     if (!/^https?:\/\//.test(server)) throw new UsageError('--server is a URL like https://latchkey.example.com:8443');
     const caFile = str(v, 'ca-file');
+    const { gatewaySyncCommand } = await import('./gateway/gateway-sync-node.js');
     return gatewaySyncCommand(
       {
         server,
