@@ -89,4 +89,29 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout).items.length, 0);
     void server;
   });
+
+  test('a daemon started after its device was revoked learns it from the control channel at once: exit 3, key and certificate deleted', { timeout: 60_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+    const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args]);
+    assert.equal((await agent(['enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
+    const st = JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string };
+    assert.equal((await cli(['devices', 'revoke', st.deviceId, '--data-dir', dataDir])).code, 0);
+    // The certificate is far from due, so only the control channel's refusal (403 DEVICE_REVOKED) can tell it.
+    const d = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    d.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    t.after(() => {
+      if (d.exitCode === null) d.kill('SIGKILL');
+    });
+    const code = await Promise.race([new Promise<number | null>((r) => d.on('exit', (c) => r(c))), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000))]);
+    assert.equal(code, 3, log);
+    assert.match(log, /THIS DEVICE HAS BEEN REVOKED/);
+    assert.doesNotMatch(log, /reconnecting in/, 'no retry loop');
+    assert.equal(existsSync(join(stateDir, 'identity.json')), false);
+    assert.deepEqual(readdirSync(join(stateDir, 'keys')).filter((n) => n.endsWith('.key.pem')), []);
+    assert.equal((JSON.parse((await agent(['status', '--json'])).stdout) as { state: string }).state, 'revoked');
+  });
 });

@@ -130,10 +130,21 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
         o.onRenewNow(m.reason);
       }
     });
+    let refused = false;
     sock.on('unexpected-response', (_req, res) => {
+      // The upgrade was answered with an HTTP error: read why, then drop the socket (one retry, from here).
+      refused = true;
       let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
+      res.on('data', (d: Buffer) => {
+        if (body.length < MAX_MESSAGE) body += d.toString();
+      });
+      res.on('error', () => undefined);
+      let done = false;
+      const finish = (): void => {
+        if (done) return;
+        done = true;
+        clearTimeout(cutoff);
+        sock.terminate();
         let code: string;
         try {
           code = String((JSON.parse(body) as { error?: { code?: string } }).error?.code ?? '');
@@ -144,14 +155,16 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
           stopped = true;
           o.onRevoked('unspecified', new Date().toISOString());
         } else retry(`was refused (${res.statusCode}${code ? ` ${code}` : ''})`);
-      });
-      sock.terminate();
+      };
+      const cutoff = setTimeout(finish, 10_000);
+      res.on('end', finish);
+      res.on('close', finish);
     });
     sock.on('error', () => undefined);
     sock.on('close', (code) => {
       isOpen = false;
       clearInterval(heartbeat);
-      if (ws !== sock) return;
+      if (ws !== sock || refused) return;
       if (code === CLOSE_REVOKED) {
         if (!stopped) {
           stopped = true;
