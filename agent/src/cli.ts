@@ -189,6 +189,7 @@ async function main(argv: string[]): Promise<number> {
               onRevoked: (reason, at) => kicks.fire({ type: 'revoked', reason, at }),
               onRenewNow: (reason) => kicks.fire({ type: 'renew-now', ...(reason ? { reason } : {}) }),
               onPolicy: (p) => kicks.fire({ type: 'policy', ...p }),
+              ...(process.env.LATCHKEY_BACKOFF_CAP_MS ? { backoff: { baseMs: 500, capMs: Number(process.env.LATCHKEY_BACKOFF_CAP_MS) } } : {}),
             })
           : undefined;
       try {

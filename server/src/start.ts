@@ -16,6 +16,7 @@ import { renewServiceCertificatesIfNeeded } from './init.js';
 import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
+import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 
 export interface Started {
   url: string;
@@ -71,6 +72,9 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   log(`latchkey-server listening on https://${host.includes(':') ? `[${host}]` : host}:${actualPort} (${db.engine}); devices use ${config.url}`);
+  const fileLimit = openFileLimit();
+  const cap = agentConnectionCap(config.maxAgentConnections, fileLimit);
+  log(`control channel: up to ${Number.isFinite(cap) ? cap : 'unlimited'} agent connections${config.maxAgentConnections ? ' (maxAgentConnections)' : fileLimit ? ` (open-file limit ${fileLimit} less a reserve; raise LimitNOFILE / ulimit -n for more)` : ''}`);
   let closing: Promise<void> | undefined;
   return {
     url: config.url,

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
@@ -113,5 +113,41 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(existsSync(join(stateDir, 'identity.json')), false);
     assert.deepEqual(readdirSync(join(stateDir, 'keys')).filter((n) => n.endsWith('.key.pem')), []);
     assert.equal((JSON.parse((await agent(['status', '--json'])).stdout) as { state: string }).state, 'revoked');
+  });
+
+  test('a full control channel (maxAgentConnections) answers 503 SERVER_BUSY; the refused agent backs off and gets in when there is room', { timeout: 90_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const cfg = join(dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')), maxAgentConnections: 1 }));
+    const server = await startServer(t, dataDir, port);
+    for (let i = 0; i < 50 && !/control channel: up to/.test(server.log()); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(server.log(), /control channel: up to 1 agent connections \(maxAgentConnections\)/);
+    const daemons = [];
+    for (const n of [1, 2]) {
+      const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+      const stateDir = join(tempDir(t, 'latchkey-agent-'), `state-${n}`);
+      assert.equal((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
+      const d = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_BACKOFF_CAP_MS: '2000' } });
+      const entry = { d, log: '' };
+      d.stderr.on('data', (b: Buffer) => (entry.log += b.toString()));
+      t.after(() => {
+        if (d.exitCode === null) d.kill('SIGKILL');
+      });
+      daemons.push(entry);
+      const end = Date.now() + 20_000;
+      const want = n === 1 ? /control channel connected/ : /control channel was refused \(503 SERVER_BUSY\)/;
+      while (!want.test(entry.log)) {
+        assert.ok(Date.now() < end, entry.log);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    assert.doesNotMatch(daemons[1]!.log, /control channel connected/);
+    daemons[0]!.d.kill('SIGTERM');
+    const end = Date.now() + 30_000;
+    while (!/control channel connected/.test(daemons[1]!.log)) {
+      assert.ok(Date.now() < end, daemons[1]!.log);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal((JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: unknown[] }).items.length, 1);
   });
 });

@@ -54,13 +54,18 @@ interface Conn {
   group: string;
 }
 
+/** Sends per event-loop turn when a message goes to many agents. */
+const FANOUT_SLICE = 500;
+
 /** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
 export const RENEW_FRACTION = 2 / 3;
 
-export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
+  let authenticating = 0;
+  let lastFullLog = 0;
 
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
   async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; group: string; cert: Certificate } | { status: number; code: string; message: string }> {
@@ -159,7 +164,15 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       policyOf(e.group).then(
         (p) => {
           if (!p) return;
-          for (const set of byDevice.values()) for (const c of set) if (c.group === e.group) send(c.ws, p);
+          // To every agent of the group, in slices: tens of thousands of sends in one go would stall
+          // heartbeats and requests for a second.
+          const to: Conn[] = [];
+          for (const set of byDevice.values()) for (const c of set) if (c.group === e.group) to.push(c);
+          const slice = (i: number): void => {
+            for (const c of to.slice(i, i + FANOUT_SLICE)) send(c.ws, p);
+            if (i + FANOUT_SLICE < to.length) setImmediate(slice, i + FANOUT_SLICE);
+          };
+          slice(0);
         },
         (err: Error) => deps.log('could not read the group policy', { err: err.message }),
       );
@@ -180,7 +193,19 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
 
   return {
     handleUpgrade(req, socket, head) {
-      authenticate(req).then(
+      // Full: refuse before the open-file limit is reached, so the server keeps answering everyone else.
+      if (wss.clients.size + authenticating >= deps.maxConnections) {
+        deps.metrics.inc('latchkey_agent_connections_refused_busy_total');
+        if (Date.now() - lastFullLog > 60_000) {
+          lastFullLog = Date.now();
+          deps.log(`control channel full (${deps.maxConnections} connections, maxAgentConnections); agents are told to retry later`);
+        }
+        return refuseUpgrade(socket, 503, 'SERVER_BUSY', `this server holds ${deps.maxConnections} agent connections, its maximum; retry later`, { 'Retry-After': '60' });
+      }
+      authenticating++;
+      authenticate(req)
+        .finally(() => authenticating--)
+        .then(
         (r) => {
           if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
           wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.group, r.cert, req.socket.remoteAddress ?? ''));

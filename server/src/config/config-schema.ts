@@ -27,6 +27,11 @@ export const ServerConfigSchema = Type.Object(
     approvalRetrySeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
     /** How often agents heartbeat on the control channel; a connection silent for 2.5x this is closed. */
     agentHeartbeatSeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    /**
+     * Most agent control channels one server process holds; 0: its open-file limit minus a reserve
+     * for everything else (HTTPS requests, the database, logs). Past it agents get 503 and retry.
+     */
+    maxAgentConnections: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     /** Largest request body accepted. */
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
@@ -44,6 +49,7 @@ export const CONFIG_DEFAULTS = {
   crlValiditySeconds: 3_600,
   approvalRetrySeconds: 10,
   agentHeartbeatSeconds: 30,
+  maxAgentConnections: 0,
   bodyLimitBytes: 64 * 1024,
   enrollRateLimitPerMinute: 600,
   logLevel: 'info',

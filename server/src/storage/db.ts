@@ -67,6 +67,9 @@ export async function openDb(opts: { dataDir?: string; sqliteFile?: string; data
     };
   }
   await migrate(db);
+  // SQLite: open the WAL descriptor now, not at the first revocation, which may come when the
+  // process is short of file descriptors (tens of thousands of agent connections).
+  if (db.engine === 'sqlite') await db.durable().catch(() => undefined);
   return db;
 }
 
