@@ -9,8 +9,9 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
-import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+import { AGENT_CLI, ROOT, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 describe('agent control channel (wss /v1/agent) against a real server', () => {
   test('online in the admin API; renew-now renews at once; a shorter group lifetime is pushed and renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
@@ -149,5 +150,47 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal((JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: unknown[] }).items.length, 1);
+  });
+
+  test('a server that stops answering is noticed by the missing heartbeat answers, and a network change reconnects at once', { timeout: 90_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const cfg = join(dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')), agentHeartbeatSeconds: 1 }));
+    const server = await startServer(t, dataDir, port);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+    assert.equal((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
+    // The agent's channel in this process, with the network's addresses under the test's control.
+    const { startControlChannel } = (await import(pathToFileURL(join(ROOT, 'agent/dist/channel/control-channel.js')).href)) as typeof import('../../agent/dist/channel/control-channel.js');
+    const { collectFacts } = (await import(pathToFileURL(join(ROOT, 'agent/dist/facts.js')).href)) as typeof import('../../agent/dist/facts.js');
+    let log = '';
+    let nets = 'eth0/10.0.0.2';
+    const ch = startControlChannel({ stateDir, env: process.env, facts: collectFacts, log: (l) => (log += `${l}\n`), onRevoked: () => undefined, onRenewNow: () => undefined, backoff: { baseMs: 200, capMs: 1000 }, watchMs: 200, addresses: () => nets });
+    t.after(() => ch.stop());
+    const connects = () => log.match(/control channel connected/g)?.length ?? 0;
+    const until = async (what: string, f: () => boolean, ms: number) => {
+      const end = Date.now() + ms;
+      while (!f()) {
+        assert.ok(Date.now() < end, `timed out waiting for ${what}:\n${log}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await until('the first connection', () => connects() === 1, 15_000);
+
+    // The network changes (new Wi-Fi, VPN up): a new connection at once.
+    nets = 'wlan0/192.168.1.5';
+    await until('the reconnection after the network change', () => connects() === 2, 5000);
+    assert.match(log, /the network changed; reconnecting the control channel/);
+
+    // The server freezes (SIGSTOP): the agent notices the silence within 2 heartbeats + 5 s, then gets back in.
+    server.proc.kill('SIGSTOP');
+    const frozen = Date.now();
+    try {
+      await until('the silence to be noticed', () => /got no answer for \d+ s; reconnecting/.test(log), 15_000);
+      t.diagnostic(`silence noticed ${Date.now() - frozen} ms after the server froze (heartbeat 1 s)`);
+    } finally {
+      server.proc.kill('SIGCONT');
+    }
+    await until('the reconnection after the server came back', () => connects() >= 3, 20_000);
   });
 });

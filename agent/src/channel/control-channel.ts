@@ -5,10 +5,15 @@
  * server: `revoked` ends everything, `renew-now` wakes the renew loop,
  * `policy` (the group's lifetime and renewal point) goes to the renew loop.
  * Reconnects with exponential backoff and jitter after any other close, and
- * at once when asked (a renewal changed the certificate it presents).
+ * at once when asked (a renewal changed the certificate it presents). A
+ * connection that stops answering heartbeats is dropped; waking from sleep
+ * (the wall clock jumped past the monotonic one) or a change of the
+ * machine's network addresses reconnects at once, since the old TCP
+ * connection is most likely dead without either end knowing yet.
  */
 import type { DeviceFacts } from '@latchkey/protocol';
 import { PROTOCOL_VERSION } from '@latchkey/protocol/wire';
+import { networkInterfaces } from 'node:os';
 import WebSocket from 'ws';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { tlsClientKeyOptions } from '../keystore/tls-key.js';
@@ -40,6 +45,23 @@ export interface ControlChannelOptions {
   onPolicy?: (p: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number }) => void;
   backoff?: { baseMs: number; capMs: number };
   random?: () => number;
+  /** How often to look for sleep and network changes. Default 5 s. */
+  watchMs?: number;
+  /** The machine's network addresses, to notice a change (default os.networkInterfaces). */
+  addresses?: () => string;
+}
+
+/** The non-internal addresses of this machine, as one comparable string. */
+export function addressFingerprint(ifaces: ReturnType<typeof networkInterfaces> = networkInterfaces()): string {
+  return Object.entries(ifaces)
+    .flatMap(([name, list]) => (list ?? []).filter((a) => !a.internal).map((a) => `${name}/${a.address}`))
+    .sort()
+    .join(',');
+}
+
+/** A connection is dead when nothing came back for two heartbeats and a bit. */
+export function heartbeatOverdue(nowMs: number, lastHeardMs: number, everyMs: number): boolean {
+  return nowMs - lastHeardMs > everyMs * 2 + 5000;
 }
 
 export function startControlChannel(o: ControlChannelOptions): ControlChannel {
@@ -47,7 +69,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
   let stopped = false;
   let failures = 0;
   let timer: NodeJS.Timeout | undefined;
-  let heartbeat: NodeJS.Timeout | undefined;
+  
   let isOpen = false;
   const random = o.random ?? Math.random;
 
@@ -91,6 +113,8 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     } as WebSocket.ClientOptions);
     ws = sock;
     let seq = 0;
+    // This connection's own heartbeat timer (a reconnect may overlap the old socket's closing).
+    let heartbeat: NodeJS.Timeout | undefined;
     sock.on('open', () => {
       isOpen = true;
       void (async () => {
@@ -99,14 +123,23 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
         sock.send(JSON.stringify({ type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind }));
       })().catch(() => sock.terminate());
     });
+    // Anything from the server (acks included) shows the connection is alive.
+    let lastHeard = performance.now();
     const beat = (seconds: unknown): void => {
       const every = Math.min(3600, Math.max(1, Number(seconds) || 30)) * 1000;
       clearInterval(heartbeat);
       heartbeat = setInterval(() => {
-        if (sock.readyState === sock.OPEN) sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
+        if (sock.readyState !== sock.OPEN) return;
+        if (heartbeatOverdue(performance.now(), lastHeard, every)) {
+          o.log(`latchkey: the control channel got no answer for ${Math.round((performance.now() - lastHeard) / 1000)} s; reconnecting`);
+          sock.terminate();
+          return;
+        }
+        sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
       }, every);
     };
     sock.on('message', (data) => {
+      lastHeard = performance.now();
       let m: { type?: string; heartbeatSeconds?: number; reason?: string; revokedAt?: string; certLifetimeSeconds?: number; renewFraction?: number };
       try {
         m = JSON.parse(data.toString()) as typeof m;
@@ -162,8 +195,8 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     });
     sock.on('error', () => undefined);
     sock.on('close', (code) => {
-      isOpen = false;
       clearInterval(heartbeat);
+      if (ws === sock) isOpen = false;
       if (ws !== sock || refused) return;
       if (code === CLOSE_REVOKED) {
         if (!stopped) {
@@ -181,23 +214,53 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     });
   }
 
+  // Sleep and network changes: the TCP connection is most likely dead; do not wait for heartbeats to say so.
+  const watchMs = o.watchMs ?? 5000;
+  const addresses = o.addresses ?? (() => addressFingerprint());
+  let wall = Date.now();
+  let mono = performance.now();
+  let nets = addresses();
+  const watch = setInterval(() => {
+    const drift = Date.now() - wall - (performance.now() - mono);
+    wall = Date.now();
+    mono = performance.now();
+    const nowNets = addresses();
+    const changed = nowNets !== nets;
+    nets = nowNets;
+    if (stopped) return;
+    if (Math.abs(drift) > 5000 || changed) {
+      o.log(`latchkey: ${changed ? 'the network changed' : `woke up (the clock jumped ${Math.round(drift / 1000)} s)`}; reconnecting the control channel`);
+      // The old connection cannot be trusted to close politely.
+      const old = ws;
+      ws = undefined;
+      isOpen = false;
+      old?.terminate();
+      failures = 0;
+      schedule(0);
+    }
+  }, watchMs);
+  watch.unref();
+
   void connect();
-  return {
+  const api: ControlChannel = {
     reconnect() {
       const old = ws;
       ws = undefined;
+      isOpen = false;
       old?.close(1000, 'reconnecting with a renewed certificate');
       failures = 0;
       schedule(0);
     },
     async stop() {
       stopped = true;
+      clearInterval(watch);
       clearTimeout(timer);
-      clearInterval(heartbeat);
+      
       ws?.close(1001, 'agent stopping');
     },
     get connected() {
       return isOpen;
     },
   };
+  return api;
 }

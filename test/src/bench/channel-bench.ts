@@ -265,7 +265,7 @@ async function main(): Promise<void> {
   if (init.code !== 0) throw new Error(init.stderr);
   const cfgFile = join(dataDir, 'config.json');
   // Rate limits are for the internet, not for a benchmark from one address.
-  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), enrollRateLimitPerMinute: 1_000_000, logLevel: 'warn', agentHeartbeatSeconds: HEARTBEAT }));
+  writeFileSync(cfgFile, JSON.stringify({ ...JSON.parse(readFileSync(cfgFile, 'utf8')), enrollRateLimitPerMinute: 1_000_000, logLevel: 'warn', agentHeartbeatSeconds: HEARTBEAT, ...(process.env.BENCH_MAX_AGENT_CONNECTIONS ? { maxAgentConnections: Number(process.env.BENCH_MAX_AGENT_CONNECTIONS) } : {}) }));
   phase = 'server start';
   const proc = await startServerProcess(dataDir, nofile);
   let pid = proc.pid!;
