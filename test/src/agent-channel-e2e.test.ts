@@ -9,9 +9,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
-import { AGENT_CLI, ROOT, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+import { startControlChannel } from '../../agent/dist/channel/control-channel.js';
+import { collectFacts } from '../../agent/dist/facts.js';
+import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 describe('agent control channel (wss /v1/agent) against a real server', () => {
   test('online in the admin API; renew-now renews at once; a shorter group lifetime is pushed and renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
@@ -161,8 +162,6 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
     assert.equal((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
     // The agent's channel in this process, with the network's addresses under the test's control.
-    const { startControlChannel } = (await import(pathToFileURL(join(ROOT, 'agent/dist/channel/control-channel.js')).href)) as typeof import('../../agent/dist/channel/control-channel.js');
-    const { collectFacts } = (await import(pathToFileURL(join(ROOT, 'agent/dist/facts.js')).href)) as typeof import('../../agent/dist/facts.js');
     let log = '';
     let nets = 'eth0/10.0.0.2';
     const ch = startControlChannel({ stateDir, env: process.env, facts: collectFacts, log: (l) => (log += `${l}\n`), onRevoked: () => undefined, onRenewNow: () => undefined, backoff: { baseMs: 200, capMs: 1000 }, watchMs: 200, addresses: () => nets });
