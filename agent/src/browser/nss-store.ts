@@ -9,8 +9,8 @@
  *   in files, none in argv.
  * - A key on a PKCS#11 token (pkcs11 keystore) stays there: the token's module
  *   is registered in the database (`modutil -add "Latchkey token"`) and only
- *   the certificate is imported; NSS pairs them by CKA_ID (SHA-1 of the
- *   public key, which is how node-webcrypto-p11 names keys). The browser then
+ *   the certificate is imported; NSS pairs them by CKA_ID (SHA-1 of the EC
+ *   point, which the pkcs11 keystore sets on every key it makes). The browser then
  *   asks for the token PIN, and must see the module's own environment
  *   (SOFTHSM2_CONF, TPM2_PKCS11_TCTI, …).
  *

@@ -7,7 +7,12 @@
  *
  * Objects: a key pair per key, private and public object both labelled
  * `latchkey:<namespace>:<keyId>`; `list()` returns the private keys whose
- * label has this store's namespace prefix.
+ * label has this store's namespace prefix. Both objects carry CKA_ID = SHA-1
+ * of the EC point (04||X||Y), the id NSS looks a certificate's key up by
+ * (PK11_MakeIDFromPubKey), so a browser finds the key on the token for the
+ * certificate the agent imports. Keys made before carry node-webcrypto-p11's
+ * own id (SHA-1 of the SPKI, 16 bytes); they still load, as the store finds
+ * keys by label and tlsKey() names a key by the CKA_ID it reads from it.
  *
  * Process-wide facts this module manages (they come from PKCS#11 and OpenSSL,
  * not from us):
@@ -31,7 +36,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tls from 'node:tls';
 import { Crypto, type CryptoKey as P11CryptoKey, TemplateBuilder, type ITemplate, type ITemplateBuildParameters, type Pkcs11EcKeyGenParams } from 'node-webcrypto-p11';
-import { webCryptoSigner } from '@latchkey/pki';
+import { keyIdentifier, webCryptoSigner } from '@latchkey/pki';
 import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, KeystoreError, type TlsKey, isKeyId, newKeyId } from './keystore.js';
 
 export interface Pkcs11KeyStoreOptions {
@@ -186,6 +191,13 @@ class DeviceKeyTemplateBuilder extends TemplateBuilder {
   }
 }
 
+/**
+ * The CKA_ID NSS pairs a certificate with its key by: SHA-1 of the EC public
+ * point, the subjectPublicKey bits of the SPKI (NSS PK11_MakeIDFromPubKey over
+ * the key's publicValue; the same bytes as RFC 5280 §4.2.1.2 method 1).
+ */
+const nssKeyId = (spki: Uint8Array): Buffer => keyIdentifier(spki);
+
 // ------------------------------------------------------------ the store
 
 interface OpenState {
@@ -307,9 +319,12 @@ export function createPkcs11KeyStore(opts: Pkcs11KeyStoreOptions): KeyStore {
   const failed = (what: string, e: unknown): KeystoreError =>
     e instanceof KeystoreError ? e : new KeystoreError('KEYSTORE_FAILED', `${what} on ${tokenName()} failed (${pkcs11Message(e)})`, { cause: e });
 
+  const keyOf = async (st: OpenState, o: P11Object): Promise<P11CryptoKey> => (await st.crypto.keyStorage.getItem(P11CryptoKeyId(o))) as P11CryptoKey;
+  const spkiOf = async (st: OpenState, pubObj: P11Object): Promise<Buffer> => Buffer.from(await st.crypto.subtle.exportKey('spki', await keyOf(st, pubObj)));
+
   const wrap = async (st: OpenState, ref: KeyRef, privObj: P11Object, pubObj: P11Object): Promise<DeviceKey> => {
-    const privateKey = (await st.crypto.keyStorage.getItem(P11CryptoKeyId(privObj))) as P11CryptoKey;
-    const publicKey = (await st.crypto.keyStorage.getItem(P11CryptoKeyId(pubObj))) as P11CryptoKey;
+    const privateKey = await keyOf(st, privObj);
+    const publicKey = await keyOf(st, pubObj);
     const spki = Buffer.from(await st.crypto.subtle.exportKey('spki', publicKey));
     const ckaId = privObj.getAttribute({ id: null }).id as Buffer;
     const key: DeviceKey = {
@@ -380,6 +395,29 @@ export function createPkcs11KeyStore(opts: Pkcs11KeyStoreOptions): KeyStore {
       if (attrs.extractable !== false || attrs.sensitive !== true) {
         for (const o of [priv, pub]) o.destroy();
         throw new KeystoreError('KEYSTORE_FAILED', `${tokenName()} made an extractable or non-sensitive private key; the pkcs11 keystore needs a token that keeps keys inside`);
+      }
+      // The id is known only once the key exists: set it on both objects
+      // (C_SetAttributeValue; SoftHSM2 and tpm2-pkcs11 take it, as they take
+      // node-webcrypto-p11's own id set the same way inside generateKey).
+      try {
+        const id = nssKeyId(await spkiOf(st, pub));
+        for (const o of [priv, pub]) o.setAttribute({ id });
+        for (const o of [priv, pub]) {
+          if (!Buffer.from(o.getAttribute({ id: null }).id as Buffer).equals(id)) throw new Error('the token kept another CKA_ID');
+        }
+      } catch (e) {
+        for (const o of [priv, pub]) {
+          try {
+            o.destroy();
+          } catch {
+            // gone already
+          }
+        }
+        throw new KeystoreError(
+          'KEYSTORE_FAILED',
+          `${tokenName()} did not let the new key take the CKA_ID browsers (NSS) find it by, SHA-1 of its public key (${pkcs11Message(e)}); the key was deleted`,
+          { cause: e },
+        );
       }
       return wrap(st, ref, priv, pub);
     },
