@@ -76,7 +76,16 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks });
   const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks });
   const tokens = createTokensService({ db: d.db, config: d.config, clock });
-  const devices = createDevicesService({ db: d.db, clock, crl, bus: d.bus, metrics, onCrlError: (e) => app.log.error({ err: e }, 'CRL rebuild after a revocation failed; retrying on the next CRL request') });
+  const devices = createDevicesService({
+    db: d.db,
+    clock,
+    crl,
+    bus: d.bus,
+    metrics,
+    onCrlError: (e) => app.log.error({ err: e }, 'CRL rebuild after a revocation failed; retrying on the next CRL request'),
+    // presence is made below; this runs only when a request comes in.
+    onlineAmong: (ids) => presence.onlineAmong(ids),
+  });
   const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
   const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);

@@ -226,7 +226,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
       const qs = new URLSearchParams();
       for (const k of ['status', 'group', 'q', 'limit']) if (str(v, k)) qs.set(k, str(v, k)!);
       const r = await admin(v).call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices${qs.size ? `?${qs}` : ''}`);
-      print(v, r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter })), ['id', 'name', 'status', 'group', 'lastSeen', 'serial', 'notAfter']));
+      print(v, r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no' })), ['id', 'name', 'status', 'group', 'online', 'lastSeen', 'serial', 'notAfter']));
       return 0;
     }
     if (sub === 'renew-now') {

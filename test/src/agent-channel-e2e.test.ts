@@ -44,6 +44,10 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(online.items[0]!.deviceId, st.deviceId);
     assert.equal(online.items[0]!.serial, st.serial);
     assert.match(online.items[0]!.agentVersion, /^\d+\.\d+\.\d+$/);
+    // The inventory says so too.
+    const shown = JSON.parse((await cli(['devices', 'show', st.deviceId, '--json', '--data-dir', dataDir])).stdout) as { online?: boolean };
+    assert.equal(shown.online, true);
+    assert.match((await cli(['devices', 'list', '--data-dir', dataDir])).stdout, new RegExp(`${st.deviceId}.*\\byes\\b`));
 
     // renew-now: the agent renews at once and reconnects with the new certificate.
     assert.equal((await cli(['devices', 'renew-now', st.deviceId, '--data-dir', dataDir])).code, 0);
@@ -89,6 +93,7 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(existsSync(join(stateDir, 'identity.json')), false, 'the certificate is gone');
     assert.deepEqual(readdirSync(join(stateDir, 'keys')).filter((n) => n.endsWith('.key.pem')), [], 'the key is gone');
     assert.equal(JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout).items.length, 0);
+    assert.equal((JSON.parse((await cli(['devices', 'list', '--json', '--data-dir', dataDir])).stdout) as { items: { online?: boolean }[] }).items[0]!.online, false);
     void server;
   });
 

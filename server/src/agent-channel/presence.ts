@@ -40,6 +40,8 @@ export interface Presence {
   remove(id: string): void;
   /** Connected agents on every live replica, oldest first. */
   online(): Promise<OnlineSession[]>;
+  /** Which of these devices have an agent connected now (any live replica). */
+  onlineAmong(deviceIds: readonly string[]): Promise<Set<string>>;
   /** Waits for pending writes. */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -133,6 +135,19 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
         .orderBy('agent_sessions.since')
         .execute();
       return rows.map((r) => ({ deviceId: r.device_id, since: r.since, agentVersion: r.agent_version, serial: r.serial, remote: r.remote, replica: r.replica_id }));
+    },
+    async onlineAmong(deviceIds) {
+      if (deviceIds.length === 0) return new Set();
+      await flush();
+      const rows = await k
+        .selectFrom('agent_sessions')
+        .innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id')
+        .select('agent_sessions.device_id')
+        .distinct()
+        .where('replicas.seen_at', '>=', ago(STALE_MS))
+        .where('agent_sessions.device_id', 'in', [...deviceIds])
+        .execute();
+      return new Set(rows.map((r) => r.device_id));
     },
     flush,
     async close() {

@@ -33,7 +33,16 @@ function decodeCursor(c: string): { firstSeen: string; id: string } {
   return { firstSeen, id };
 }
 
-export function createDevicesService(deps: { db: Db; clock: () => Date; crl: CrlService; bus: EventBus; metrics: Metrics; onCrlError?: (e: unknown) => void }) {
+export function createDevicesService(deps: {
+  db: Db;
+  clock: () => Date;
+  crl: CrlService;
+  bus: EventBus;
+  metrics: Metrics;
+  onCrlError?: (e: unknown) => void;
+  /** Which of these devices have an agent connected now (presence); `online` is left out without it. */
+  onlineAmong?: (ids: readonly string[]) => Promise<Set<string>>;
+}) {
   const { db } = deps;
   const find = async (id: string): Promise<DevicesTable> => {
     const d = UUID.test(id) ? await devicesRepo(db.kysely).findById(id) : undefined;
@@ -45,13 +54,15 @@ export function createDevicesService(deps: { db: Db; clock: () => Date; crl: Crl
       const limit = q.limit ?? 100;
       const rows = await devicesRepo(db.kysely).list({ ...q, limit: limit + 1, ...(q.cursor ? { after: decodeCursor(q.cursor) } : {}) });
       const page = rows.slice(0, limit);
-      const items = await Promise.all(page.map(async (d) => toDevice(d, await certificatesRepo(db.kysely).latestForDevice(d.id))));
+      const online = await deps.onlineAmong?.(page.map((d) => d.id));
+      const items = await Promise.all(page.map(async (d) => ({ ...toDevice(d, await certificatesRepo(db.kysely).latestForDevice(d.id)), ...(online ? { online: online.has(d.id) } : {}) })));
       return { items, nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
     },
     async show(id: string) {
       const d = await find(id);
       const certs = await certificatesRepo(db.kysely).listByDevice(d.id);
-      return { ...toDevice(d, certs[0]), certificates: certs.map((c) => ({ serial: c.serial, kind: c.kind, notBefore: c.not_before, notAfter: c.not_after, issuedAt: c.issued_at, revokedAt: c.revoked_at, revocationReason: c.revocation_reason })) };
+      const online = await deps.onlineAmong?.([d.id]);
+      return { ...toDevice(d, certs[0]), ...(online ? { online: online.has(d.id) } : {}), certificates: certs.map((c) => ({ serial: c.serial, kind: c.kind, notBefore: c.not_before, notAfter: c.not_after, issuedAt: c.issued_at, revokedAt: c.revoked_at, revocationReason: c.revocation_reason })) };
     },
     async approve(id: string, actor: string): Promise<Device> {
       const d = await find(id);
