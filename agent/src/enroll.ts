@@ -6,6 +6,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { createCsr } from '@latchkey/pki';
+import { updateBrowserAfterRenewal } from './browser/browser.js';
 import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
@@ -84,6 +85,8 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
           await writeIdentity(o.stateDir, id);
           committed = true;
           await updateStatusFile(o.stateDir, { state: 'active', lastError: undefined, lastRenewalAt: id.enrolledAt, deviceId: undefined, server: undefined, revokedAt: undefined, revocationReason: undefined });
+          // `latchkey browser enable` outlives an unenroll: the new identity goes in the browser's store. Never throws.
+          await updateBrowserAfterRenewal(o.stateDir, o.env, id, key);
           return id;
         }
         if (o.approvalTimeoutMs !== undefined && Date.now() - started > o.approvalTimeoutMs) {

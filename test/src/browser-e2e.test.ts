@@ -25,7 +25,7 @@ type Ctx = Parameters<typeof requireTools>[0];
 const POLICY_DIR = '/etc/chromium/policies/managed';
 
 /** The enrolled agent, with HOME pointing at a temp dir (its NSS database is $HOME/.pki/nssdb). */
-async function enrolledAgent(t: Ctx): Promise<{ dataDir: string; serverUrl: string; home: string; nssDb: string; agent: (args: string[]) => Promise<Run>; deviceId: string; serial: string; work: string }> {
+async function enrolledAgent(t: Ctx): Promise<{ dataDir: string; serverUrl: string; home: string; nssDb: string; agent: (args: string[]) => Promise<Run>; deviceId: string; serial: string; work: string; fingerprint: string }> {
   const { dataDir, port, fingerprint } = await initServer(t);
   const server = await startServer(t, dataDir, port);
   const work = tempDir(t, 'latchkey-browser-e2e-');
@@ -39,7 +39,7 @@ async function enrolledAgent(t: Ctx): Promise<{ dataDir: string; serverUrl: stri
   assert.equal(e.code, 0, e.stderr);
   assert.ok(!e.stdout.includes(token) && !e.stderr.includes(token));
   const st = JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string; serial: string };
-  return { dataDir, serverUrl: server.url, home, nssDb: join(home, '.pki', 'nssdb'), agent, deviceId: st.deviceId, serial: st.serial, work };
+  return { dataDir, serverUrl: server.url, home, nssDb: join(home, '.pki', 'nssdb'), agent, deviceId: st.deviceId, serial: st.serial, work, fingerprint };
 }
 
 const nickname = (deviceId: string): string => `Latchkey device ${deviceId}`;
@@ -250,6 +250,13 @@ describe('browsers: the device certificate in the NSS database, used by headless
     assert.equal(un.code, 0, un.stderr);
     assert.deepEqual(await nssSerials(a.nssDb, nick), []);
     assert.deepEqual(await nssKeys(a.nssDb, a.work), []);
+    // The setting stays: enrolling again puts the new identity in the store.
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', a.dataDir, '--json'])).stdout) as { token: string }).token;
+    const again = await a.agent(['enroll', '--server', a.serverUrl, '--token', token, '--ca-fingerprint', a.fingerprint, '--keystore', 'file']);
+    assert.equal(again.code, 0, again.stderr);
+    const st2 = JSON.parse((await a.agent(['status', '--json'])).stdout) as { deviceId: string; serial: string };
+    assert.deepEqual(await nssSerials(a.nssDb, nickname(st2.deviceId)), [st2.serial], 'the re-enrolled identity is in the store');
+    assert.equal((await a.agent(['unenroll'])).code, 0);
     const ne = await a.agent(['browser', 'enable']);
     assert.equal(ne.code, 1);
     assert.match(ne.stderr, /not enrolled/);
