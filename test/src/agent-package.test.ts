@@ -11,7 +11,7 @@
  * tests a binary built elsewhere (the CLI tests only).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -158,6 +158,22 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
     assert.deepEqual([st.state, st.keystore], ['active', 'pkcs11']);
     const re = await agent(['renew', '--force']);
     assert.equal(re.code, 0, re.stderr);
+    // `run`: the pkcs11 control channel lives in a child process of the binary itself (`_channel`).
+    const d = spawn(exe, ['--state-dir', stateDir, 'run'], { cwd: join(exe, '..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    d.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    const exited = new Promise<number | null>((r) => d.on('exit', (c) => r(c)));
+    t.after(() => {
+      if (d.exitCode === null) d.kill('SIGKILL');
+    });
+    const end = Date.now() + 30_000;
+    while (!/control channel connected/.test(log)) {
+      assert.ok(Date.now() < end && d.exitCode === null, log);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const id = (JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string }).deviceId;
+    assert.equal((await cli(['devices', 'revoke', id, '--data-dir', dataDir])).code, 0);
+    assert.equal(await exited, 3, log);
   });
 
   test('the binary alone enrolls and renews with --keystore os (gnome-keyring): keytar comes from its SEA asset', { timeout: 180_000 }, async (t) => {
