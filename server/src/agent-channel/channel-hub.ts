@@ -19,7 +19,6 @@ import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
 import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CaContext } from '../ca/ca-context.js';
-import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { groupsRepo } from '../tokens/tokens-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
@@ -54,6 +53,9 @@ interface Conn {
   group: string;
 }
 
+/** How long a group's policy message is reused for connecting agents. */
+const POLICY_CACHE_MS = 5000;
+
 /** Sends per event-loop turn when a message goes to many agents. */
 const FANOUT_SLICE = 500;
 
@@ -70,8 +72,8 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
   async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; group: string; cert: Certificate } | { status: number; code: string; message: string }> {
     const sock = req.socket as Partial<TLSSocket>;
-    const peer = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate(false) : undefined;
-    const der = peer && 'raw' in peer && Buffer.isBuffer(peer.raw) ? peer.raw : undefined;
+    // The DER alone (getPeerCertificate would also translate every field to JS).
+    const der = typeof sock.getPeerX509Certificate === 'function' ? sock.getPeerX509Certificate()?.raw : undefined;
     if (!der) return { status: 401, code: 'CLIENT_CERT_REQUIRED', message: 'the control channel needs the device certificate as TLS client certificate' };
     let cert: Certificate;
     try {
@@ -80,24 +82,38 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: 'the client certificate cannot be parsed' };
     }
     if (!isIssuedBy(cert, deps.ca.issuing.cert)) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate was not issued by this server's CA" };
-    const row = await certificatesRepo(deps.db.kysely).findBySerial(cert.serialHex);
+    // The certificate's record and its device in one query (every reconnecting agent pays for it).
+    const row = await deps.db.kysely
+      .selectFrom('certificates')
+      .innerJoin('devices', 'devices.id', 'certificates.device_id')
+      .select(['certificates.device_id', 'certificates.revoked_at', 'devices.status', 'devices.group_name'])
+      .where('certificates.serial', '=', cert.serialHex)
+      .executeTakeFirst();
     if (!row) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate is not in this server's records" };
-    const device = await devicesRepo(deps.db.kysely).findById(row.device_id);
-    if (!device || device.status !== 'active' || row.revoked_at) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
+    if (row.status !== 'active' || row.revoked_at) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
     if (deps.clock().getTime() >= cert.notAfter.getTime()) return { status: 403, code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' };
-    return { deviceId: device.id, group: device.group_name, cert };
+    return { deviceId: row.device_id, group: row.group_name, cert };
   }
 
   function send(ws: WebSocket, m: ServerMessage | string): void {
     if (ws.readyState === ws.OPEN) ws.send(typeof m === 'string' ? m : JSON.stringify(m));
   }
 
-  /** The `policy` message for a group, serialized once for all its agents; undefined if the group is gone. */
-  async function policyOf(group: string): Promise<string | undefined> {
-    const g = await groupsRepo(deps.db.kysely).get(group);
-    if (!g) return undefined;
-    const m: ServerMessage = { type: 'policy', certLifetimeSeconds: g.cert_lifetime_seconds, renewFraction: RENEW_FRACTION, heartbeatSeconds: deps.heartbeatSeconds };
-    return JSON.stringify(m);
+  /**
+   * The `policy` message for a group, serialized once for all its agents;
+   * undefined if the group is gone. Kept a few seconds for the agents
+   * connecting meanwhile; a policy event (any replica) reads it afresh.
+   */
+  const policies = new Map<string, { at: number; msg: Promise<string | undefined> }>();
+  function policyOf(group: string, fresh = false): Promise<string | undefined> {
+    const hit = policies.get(group);
+    if (!fresh && hit && Date.now() - hit.at < POLICY_CACHE_MS) return hit.msg;
+    const msg = groupsRepo(deps.db.kysely)
+      .get(group)
+      .then((g) => (g ? JSON.stringify({ type: 'policy', certLifetimeSeconds: g.cert_lifetime_seconds, renewFraction: RENEW_FRACTION, heartbeatSeconds: deps.heartbeatSeconds } satisfies ServerMessage) : undefined));
+    policies.set(group, { at: Date.now(), msg });
+    msg.catch(() => policies.delete(group));
+    return msg;
   }
 
   function onConnection(ws: WebSocket, deviceId: string, group: string, cert: Certificate, remote: string): void {
@@ -129,16 +145,14 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         if (!set) byDevice.set(deviceId, (set = new Set()));
         set.add(conn);
         count++;
-        deps.presence.add({ id: conn.id, ...conn.info });
+        // Presence, and the device's last_seen and facts, written in the next batch.
+        deps.presence.add({ id: conn.id, ...conn.info }, JSON.stringify(msg.facts));
         send(ws, { type: 'welcome', deviceId, heartbeatSeconds: deps.heartbeatSeconds });
         policyOf(group).then(
           (p) => p && send(ws, p),
           (e: Error) => deps.log('could not read the group policy', { err: e.message }),
         );
         deps.metrics.inc('latchkey_agent_connections_total');
-        devicesRepo(deps.db.kysely)
-          .touch(deviceId, deps.clock().toISOString(), JSON.stringify(msg.facts))
-          .catch((e: Error) => deps.log('could not record the device as seen', { err: e.message }));
       } else if (msg.type === 'heartbeat') {
         send(ws, { type: 'heartbeat-ack', seq: msg.seq });
       } else if (msg.type === 'status') {
@@ -160,8 +174,11 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
 
   const unsubscribe = deps.bus.subscribe((e) => {
     if (e.type === 'policy') {
-      if (count === 0) return;
-      policyOf(e.group).then(
+      if (count === 0) {
+        policies.delete(e.group);
+        return;
+      }
+      policyOf(e.group, true).then(
         (p) => {
           if (!p) return;
           // To every agent of the group, in slices: tens of thousands of sends in one go would stall

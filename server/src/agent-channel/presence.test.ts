@@ -11,6 +11,9 @@ import { describe, test } from 'node:test';
 import { migrate } from '../storage/migrations.js';
 import { openDb, type Db } from '../storage/db.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
+import { randomUUID } from 'node:crypto';
+import { devicesRepo } from '../devices/devices-repo.js';
+import { groupsRepo } from '../tokens/tokens-repo.js';
 import { STALE_MS, createPresence } from './presence.js';
 
 describe('presence (devices online across replicas)', () => {
@@ -56,6 +59,21 @@ describe('presence (devices online across replicas)', () => {
       a.remove('a1');
       assert.deepEqual((await b.online()).length, 2, 'not flushed yet by A');
       assert.deepEqual((await a.online()).map((o) => o.deviceId), ['dev-2']);
+
+      // A hello's facts become the device's last_seen and facts, also for a session gone before the flush.
+      await groupsRepo(dbs[0]!.kysely).ensure({ name: 'default', cert_lifetime_seconds: 86400, require_approval: 0, created_at: '2026-03-01T00:00:00Z' });
+      const device = (id: string) => ({ id, name: id, status: 'active' as const, group_name: 'default', token_id: null, pending_spki_hash: null, pending_csr: null, facts: null, user_email: null, first_seen: '2026-03-01T00:00:00Z', last_seen: null, approved_at: null, approved_by: null, revoked_at: null, revocation_reason: null });
+      const [d1, d2] = [randomUUID(), randomUUID()];
+      await devicesRepo(dbs[0]!.kysely).insert(device(d1));
+      await devicesRepo(dbs[0]!.kysely).insert(device(d2));
+      b.add(s('b2', d1, '2026-03-01T11:50:00Z'), JSON.stringify({ hostname: 'laptop-1' }));
+      b.add(s('b3', d2, '2026-03-01T11:51:00Z'), JSON.stringify({ hostname: 'laptop-2' }));
+      b.remove('b3');
+      await b.flush();
+      const rowsSeen = await dbs[0]!.kysely.selectFrom('devices').select(['id', 'last_seen', 'facts']).orderBy('last_seen').execute();
+      assert.deepEqual(rowsSeen.map((r) => [r.id, r.last_seen, JSON.parse(r.facts!).hostname]), [[d1, '2026-03-01T11:50:00Z', 'laptop-1'], [d2, '2026-03-01T11:51:00Z', 'laptop-2']]);
+      assert.deepEqual((await a.onlineAmong([d1, d2, 'dev-2'])), new Set([d1, 'dev-2']), 'b3 never counted as online');
+      b.remove('b2');
 
       // B stops heartbeating (killed): its sessions stop counting once its row is stale.
       now += STALE_MS + 1000;

@@ -35,7 +35,8 @@ export interface OnlineSession extends Omit<Session, 'id'> {
 
 export interface Presence {
   readonly replicaId: string;
-  add(s: Session): void;
+  /** A session opened; with the facts the agent reported, the device's last_seen and facts are updated too. */
+  add(s: Session, factsJson?: string): void;
   setSerial(id: string, serial: string): void;
   remove(id: string): void;
   /** Connected agents on every live replica, oldest first. */
@@ -47,7 +48,12 @@ export interface Presence {
   close(): Promise<void>;
 }
 
-type Op = { kind: 'add'; row: AgentSessionsTable } | { kind: 'serial'; serial: string } | { kind: 'remove' };
+type Op =
+  | { kind: 'add'; row: AgentSessionsTable; factsJson?: string }
+  | { kind: 'serial'; serial: string }
+  | { kind: 'remove' }
+  /** A session that came and went between two flushes: only the device's last_seen and facts remain to write. */
+  | { kind: 'seen'; deviceId: string; at: string; factsJson: string };
 
 export async function createPresence(deps: { db: Db; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): Promise<Presence> {
   const replicaId = randomUUID();
@@ -63,10 +69,15 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
 
   async function write(ops: Map<string, Op>): Promise<void> {
     const adds: AgentSessionsTable[] = [];
+    const seen: { id: string; at: string; facts: string }[] = [];
     const removes: string[] = [];
     const serials: [string, string][] = [];
     for (const [id, op] of ops) {
-      if (op.kind === 'add') adds.push(op.row);
+      if (op.kind === 'add') {
+        adds.push(op.row);
+        if (op.factsJson !== undefined) seen.push({ id: op.row.device_id, at: op.row.since, facts: op.factsJson });
+      }
+      else if (op.kind === 'seen') seen.push({ id: op.deviceId, at: op.at, facts: op.factsJson });
       else if (op.kind === 'remove') removes.push(id);
       else serials.push([id, op.serial]);
     }
@@ -74,6 +85,7 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
       for (let i = 0; i < removes.length; i += CHUNK) await trx.deleteFrom('agent_sessions').where('id', 'in', removes.slice(i, i + CHUNK)).execute();
       for (let i = 0; i < adds.length; i += CHUNK) await trx.insertInto('agent_sessions').values(adds.slice(i, i + CHUNK)).execute();
       for (const [id, serial] of serials) await trx.updateTable('agent_sessions').set({ serial }).where('id', '=', id).execute();
+      for (const s of seen) await trx.updateTable('devices').set({ last_seen: s.at, facts: s.facts }).where('id', '=', s.id).execute();
     });
   }
 
@@ -92,7 +104,10 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
 
   function queue(id: string, op: Op): void {
     const prev = pending.get(id);
-    if (op.kind === 'remove' && prev?.kind === 'add') pending.delete(id);
+    if (op.kind === 'remove' && prev?.kind === 'add') {
+      if (prev.factsJson !== undefined) pending.set(id, { kind: 'seen', deviceId: prev.row.device_id, at: prev.row.since, factsJson: prev.factsJson });
+      else pending.delete(id);
+    }
     else if (op.kind === 'serial' && prev?.kind === 'add') prev.row.serial = op.serial;
     else pending.set(id, op);
     if (!timer) {
@@ -116,8 +131,8 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
 
   return {
     replicaId,
-    add(s) {
-      queue(s.id, { kind: 'add', row: { id: s.id, replica_id: replicaId, device_id: s.deviceId, since: s.since, agent_version: s.agentVersion, serial: s.serial, remote: s.remote } });
+    add(s, factsJson) {
+      queue(s.id, { kind: 'add', ...(factsJson !== undefined ? { factsJson } : {}), row: { id: s.id, replica_id: replicaId, device_id: s.deviceId, since: s.since, agent_version: s.agentVersion, serial: s.serial, remote: s.remote } });
     },
     setSerial(id, serial) {
       queue(id, { kind: 'serial', serial });

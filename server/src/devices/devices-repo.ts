@@ -13,10 +13,6 @@ export interface DeviceFilter {
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
   findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
-  /** The device said hello on its control channel: seen now, with the facts it reported. */
-  async touch(id: string, at: string, factsJson: string): Promise<void> {
-    await db.updateTable('devices').set({ last_seen: at, facts: factsJson }).where('id', '=', id).execute();
-  },
   findPending: (tokenId: string, spkiHash: string) =>
     db.selectFrom('devices').selectAll().where('token_id', '=', tokenId).where('pending_spki_hash', '=', spkiHash).executeTakeFirst(),
   list(f: DeviceFilter) {
