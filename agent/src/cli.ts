@@ -20,7 +20,7 @@ import { forgetRevokedIdentity } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
 import { type RenewJson, renewInChild, selfArgv } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
-import { type KeystoreConfig, readIdentity } from './state/identity.js';
+import { type KeystoreConfig, readIdentity, updateStatusFile } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
 import { STATE_FILES, resolveStateDir } from './state/paths.js';
 import { formatStatus, readStatus } from './status.js';
@@ -192,6 +192,16 @@ async function main(argv: string[]): Promise<number> {
               ...(process.env.LATCHKEY_BACKOFF_CAP_MS ? { backoff: { baseMs: 500, capMs: Number(process.env.LATCHKEY_BACKOFF_CAP_MS) } } : {}),
             })
           : undefined;
+      // `latchkey status` shows whether this daemon's control channel is up, and since when.
+      let shown: boolean | undefined;
+      const showChannel = (): void => {
+        if (!channel || channel.connected === shown) return;
+        shown = channel.connected;
+        void updateStatusFile(stateDir, { channel: { connected: shown, since: new Date().toISOString(), pid: process.pid } }).catch(() => undefined);
+      };
+      const channelWatch = setInterval(showChannel, 1000);
+      channelWatch.unref();
+      showChannel();
       try {
         return await runDaemon({
           ...(id?.keystore.kind === 'pkcs11' ? { renew: (_ctx, force) => renewInChild(stateDir, process.env, force) } : {}),
@@ -208,7 +218,9 @@ async function main(argv: string[]): Promise<number> {
           ...(process.env.LATCHKEY_BACKOFF_CAP_MS ? { backoff: { baseMs: 500, capMs: Number(process.env.LATCHKEY_BACKOFF_CAP_MS) } } : {}),
         });
       } finally {
+        clearInterval(channelWatch);
         await channel?.stop();
+        if (channel) await updateStatusFile(stateDir, { channel: undefined }).catch(() => undefined);
       }
     }
     case 'connect': {

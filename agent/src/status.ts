@@ -24,6 +24,18 @@ export interface StatusJson {
   lastCheckAt?: string;
   lastError?: { at: string; code: string; message: string };
   policy?: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number; receivedAt: string };
+  /** The control channel of `latchkey run`, as the daemon last recorded it. */
+  controlChannel?: { state: 'connected' | 'disconnected' | 'daemon-not-running'; since?: string; pid?: number };
+}
+
+/** Whether a process is alive (signal 0). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export async function readStatus(stateDir: string, now: Date): Promise<StatusJson> {
@@ -61,6 +73,7 @@ export async function readStatus(stateDir: string, now: Date): Promise<StatusJso
     notAfter: s.notAfter.toISOString(),
     ...(state === 'active' || state === 'expired' ? { nextRenewalAt: renewalTime({ serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, renewPolicyOf(st?.policy)).toISOString() } : {}),
     ...(st?.policy ? { policy: st.policy } : {}),
+    controlChannel: st?.channel && alive(st.channel.pid) ? { state: st.channel.connected ? 'connected' : 'disconnected', since: st.channel.since, pid: st.channel.pid } : { state: 'daemon-not-running' },
     ...(st?.lastRenewalAt ? { lastRenewalAt: st.lastRenewalAt } : {}),
     ...(st?.lastCheckAt ? { lastCheckAt: st.lastCheckAt } : {}),
     ...(st?.lastError ? { lastError: st.lastError } : {}),
@@ -84,6 +97,14 @@ export function formatStatus(s: StatusJson): string {
     ['server', s.server],
     ['root SHA-256', s.rootFingerprint],
     ['last renewal', s.lastRenewalAt],
+    [
+      'control channel',
+      s.controlChannel
+        ? s.controlChannel.state === 'daemon-not-running'
+          ? 'not open (`latchkey run` is not running)'
+          : `${s.controlChannel.state} since ${s.controlChannel.since} (latchkey run, pid ${s.controlChannel.pid})`
+        : undefined,
+    ],
     ['group policy', s.policy ? `certificates live ${s.policy.certLifetimeSeconds} s, renewed at ${Math.round(s.policy.renewFraction * 100)}% (from the server, ${s.policy.receivedAt})` : undefined],
     ['last error', s.lastError ? `${s.lastError.at} ${s.lastError.code}: ${s.lastError.message}` : 'none'],
   ];

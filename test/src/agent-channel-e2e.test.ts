@@ -44,6 +44,12 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     assert.equal(online.items[0]!.deviceId, st.deviceId);
     assert.equal(online.items[0]!.serial, st.serial);
     assert.match(online.items[0]!.agentVersion, /^\d+\.\d+\.\d+$/);
+    // `latchkey status` shows the daemon's channel.
+    await until('status to show the channel', async () => {
+      const cc = (JSON.parse((await agent(['status', '--json'])).stdout) as { controlChannel?: { state: string; pid: number } }).controlChannel;
+      return cc?.state === 'connected' && cc.pid === d.pid;
+    });
+    assert.match((await agent(['status'])).stdout, new RegExp(`control channel connected since \\S+ \\(latchkey run, pid ${d.pid}\\)`));
     // The inventory says so too.
     const shown = JSON.parse((await cli(['devices', 'show', st.deviceId, '--json', '--data-dir', dataDir])).stdout) as { online?: boolean };
     assert.equal(shown.online, true);
@@ -129,10 +135,12 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     const server = await startServer(t, dataDir, port);
     for (let i = 0; i < 50 && !/control channel: up to/.test(server.log()); i++) await new Promise((r) => setTimeout(r, 20));
     assert.match(server.log(), /control channel: up to 1 agent connections \(maxAgentConnections\)/);
-    const daemons = [];
+    const daemons: { d: ReturnType<typeof spawn>; log: string }[] = [];
+    const stateDirs: string[] = [];
     for (const n of [1, 2]) {
       const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
       const stateDir = join(tempDir(t, 'latchkey-agent-'), `state-${n}`);
+      stateDirs.push(stateDir);
       assert.equal((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file'])).code, 0);
       const d = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_BACKOFF_CAP_MS: '2000' } });
       const entry = { d, log: '' };
@@ -150,6 +158,9 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
     }
     assert.doesNotMatch(daemons[1]!.log, /control channel connected/);
     daemons[0]!.d.kill('SIGTERM');
+    await new Promise<void>((r) => (daemons[0]!.d.exitCode !== null ? r() : daemons[0]!.d.once('exit', () => r())));
+    const stopped = JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDirs[0]!, 'status', '--json'])).stdout) as { controlChannel?: { state: string } };
+    assert.equal(stopped.controlChannel?.state, 'daemon-not-running');
     const end = Date.now() + 30_000;
     while (!/control channel connected/.test(daemons[1]!.log)) {
       assert.ok(Date.now() < end, daemons[1]!.log);

@@ -47,6 +47,8 @@ export interface AgentStatusFile {
   lastError?: { at: string; code: string; message: string };
   /** The device group's policy, as the server last sent it over the control channel. */
   policy?: ServerPolicyRecord;
+  /** The running daemon's control channel: connected or not, since when, and the daemon's pid. */
+  channel?: { connected: boolean; since: string; pid: number };
 }
 
 export interface ServerPolicyRecord {
@@ -101,10 +103,21 @@ export async function readStatusFile(stateDir: string): Promise<AgentStatusFile 
   return readJson<AgentStatusFile>(join(stateDir, STATE_FILES.status)).catch(() => undefined);
 }
 
-export async function updateStatusFile(stateDir: string, patch: Partial<AgentStatusFile>): Promise<AgentStatusFile> {
-  const cur = (await readStatusFile(stateDir)) ?? { state: 'active' as const };
-  const next = { ...cur, ...patch };
-  for (const k of Object.keys(next) as (keyof AgentStatusFile)[]) if (next[k] === undefined) delete next[k];
-  await writeFileAtomic(join(stateDir, STATE_FILES.status), `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
-  return next;
+/** Updates of status.json in this process, one at a time (read, merge, replace): none is lost to another. */
+const statusQueue = new Map<string, Promise<unknown>>();
+
+export function updateStatusFile(stateDir: string, patch: Partial<AgentStatusFile>): Promise<AgentStatusFile> {
+  const prev = statusQueue.get(stateDir) ?? Promise.resolve();
+  const run = prev.catch(() => undefined).then(async () => {
+    const cur = (await readStatusFile(stateDir)) ?? { state: 'active' as const };
+    const next = { ...cur, ...patch };
+    for (const k of Object.keys(next) as (keyof AgentStatusFile)[]) if (next[k] === undefined) delete next[k];
+    await writeFileAtomic(join(stateDir, STATE_FILES.status), `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+    return next;
+  });
+  statusQueue.set(stateDir, run);
+  void run.finally(() => {
+    if (statusQueue.get(stateDir) === run) statusQueue.delete(stateDir);
+  }).catch(() => undefined);
+  return run;
 }
