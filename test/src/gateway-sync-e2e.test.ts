@@ -48,7 +48,9 @@ describe('gateway sync against a real server', () => {
       const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
       const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', server.url, '--token', token, '--ca-fingerprint', fingerprint, '--keystore', 'file']);
       assert.equal(e.code, 0, e.stderr);
-      devices.push(JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'status', '--json'])).stdout) as { deviceId: string; serial: string });
+      const st = JSON.parse((await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'status', '--json'])).stdout) as { deviceId: string; serial: string };
+      // As crlSerials() gives them: lower-case hex without leading zeros (openssl drops them).
+      devices.push({ ...st, serial: st.serial.toLowerCase().replace(/^0+/, '') });
     }
 
     const crlFile = join(work, 'crl.pem');
