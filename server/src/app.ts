@@ -53,6 +53,8 @@ export interface App {
   crl: CrlService;
   metrics: Metrics;
   channels: ChannelHub;
+  /** HTTP requests being handled now (a graceful stop waits for them). */
+  inFlight(): number;
 }
 
 export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
@@ -70,6 +72,12 @@ export async function buildApp(d: AppDeps): Promise<App> {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     ...d.fastify,
   } as FastifyServerOptions) as unknown as FastifyInstance;
+  let inFlight = 0;
+  // The response's 'close' comes once it is sent, or when the connection dies first.
+  app.addHook('onRequest', async (_req, reply) => {
+    inFlight++;
+    reply.raw.once('close', () => inFlight--);
+  });
 
   const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
   const commitLocks = keyedMutex();
@@ -170,5 +178,5 @@ export async function buildApp(d: AppDeps): Promise<App> {
     },
     { prefix: PATHS.admin },
   );
-  return { app, crl, metrics, channels };
+  return { app, crl, metrics, channels, inFlight: () => inFlight };
 }

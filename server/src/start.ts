@@ -42,7 +42,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
   // The bus exists before the app and its logger: report to stderr like the start-up lines.
   const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });
-  const { app, crl } = await buildApp({
+  const { app, crl, inFlight } = await buildApp({
     db,
     ca,
     config,
@@ -82,6 +82,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
     close() {
       closing ??= (async () => {
         crl.stop();
+        log(`shutting down: ${inFlight()} request(s) in flight are answered first; new ones get 503`);
         await app.close();
         await bus.close();
         await db.close();
