@@ -49,6 +49,8 @@ export interface ControlChannelOptions {
   watchMs?: number;
   /** The machine's network addresses, to notice a change (default os.networkInterfaces). */
   addresses?: () => string;
+  /** Wall and monotonic clocks in ms (default Date.now and performance.now), to notice a sleep. */
+  clock?: { wall: () => number; mono: () => number };
 }
 
 /** The non-internal addresses of this machine, as one comparable string. */
@@ -217,13 +219,14 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
   // Sleep and network changes: the TCP connection is most likely dead; do not wait for heartbeats to say so.
   const watchMs = o.watchMs ?? 5000;
   const addresses = o.addresses ?? (() => addressFingerprint());
-  let wall = Date.now();
-  let mono = performance.now();
+  const clock = o.clock ?? { wall: () => Date.now(), mono: () => performance.now() };
+  let wall = clock.wall();
+  let mono = clock.mono();
   let nets = addresses();
   const watch = setInterval(() => {
-    const drift = Date.now() - wall - (performance.now() - mono);
-    wall = Date.now();
-    mono = performance.now();
+    const drift = clock.wall() - wall - (clock.mono() - mono);
+    wall = clock.wall();
+    mono = clock.mono();
     const nowNets = addresses();
     const changed = nowNets !== nets;
     nets = nowNets;
