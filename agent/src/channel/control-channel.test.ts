@@ -27,7 +27,7 @@ test('waking from sleep (the wall clock ran ahead of the monotonic one) reconnec
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-channel-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   let wall = 1_000_000;
-  let mono = 0;
+  const mono = 0;
   const logs: string[] = [];
   // No identity in the state dir: the channel only retries, which is all this test needs.
   const ch = startControlChannel({ stateDir: dir, env: {}, facts: async () => ({}) as never, log: (l) => logs.push(l), onRevoked: () => undefined, onRenewNow: () => undefined, backoff: { baseMs: 60_000, capMs: 60_000 }, watchMs: 20, addresses: () => 'eth0/10.0.0.2', clock: { wall: () => wall, mono: () => mono } });
