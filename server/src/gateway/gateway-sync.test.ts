@@ -192,6 +192,35 @@ describe('gateway sync: the loop', () => {
     sync.stop();
     await sync.done;
   });
+
+  test('a revocation already in the applied CRL (its crl-updated came first) fetches nothing; one that is not does', async () => {
+    const f = fakes();
+    let fetches = 0;
+    const fetchCrl = f.fx.fetchCrl;
+    f.fx.fetchCrl = async (issuer) => {
+      fetches++;
+      return fetchCrl(issuer);
+    };
+    f.crls.issuing = await crlPem('issuing', 1);
+    const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
+    f.stream().onOpen();
+    await f.settle();
+    f.crls.issuing = await crlPem('issuing', 2, ['0a01']);
+    f.stream().onEvent({ type: 'crl-updated', cursor: '5', issuer: 'issuing', crlNumber: '2', url: '/crl.pem' });
+    await f.settle();
+    const after = fetches;
+    f.stream().onEvent({ type: 'revocation', cursor: '6', deviceId: '00000000-0000-4000-8000-000000000001', serials: ['0a01'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
+    await f.settle();
+    assert.equal(fetches, after, 'nothing fetched');
+    assert.match(f.logs.join('\n'), /revocation of 00000000-0000-4000-8000-000000000001: already in the applied CRL/);
+    f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0a02']);
+    f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', serials: ['0a02'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
+    await f.settle();
+    assert.ok(fetches > after, 'a serial not applied yet is fetched');
+    assert.equal(f.writes.length, 3);
+    sync.stop();
+    await sync.done;
+  });
 });
 
 describe('gateway sync: files and HAProxy', () => {

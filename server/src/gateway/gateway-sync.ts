@@ -70,7 +70,7 @@ export class StaleCrlError extends Error {
  */
 export async function syncOnce(
   fx: Pick<GatewaySyncEffects, 'fetchCrl' | 'writeCrlFile' | 'apply' | 'log'>,
-  state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> },
+  state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>>; serials?: ReadonlySet<string> },
   opts: { force: boolean; expectSerials?: readonly string[]; why: string },
 ): Promise<SyncResult> {
   const fetched: FetchedCrl[] = [];
@@ -107,6 +107,7 @@ export async function syncOnce(
     fx.log(`CRLs unchanged (${nums}) after ${opts.why}`);
   }
   state.numbers = { ...state.numbers, ...numbers };
+  state.serials = new Set(serials);
   return { crlNumbers, serials: serials.length, changed };
 }
 
@@ -124,7 +125,7 @@ export interface GatewaySync {
 /** The long-running sync: stream, syncs coalesced (one at a time, one more if events came meanwhile), reconnects. */
 export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions): GatewaySync {
   const abort = new AbortController();
-  const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
+  const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>>; serials?: ReadonlySet<string> } = { numbers: {} };
   let cursor: string | undefined;
   let stream: EventStream | undefined;
 
@@ -180,7 +181,11 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           },
           onEvent(e) {
             cursor = e.cursor;
-            if (e.type === 'revocation') request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
+            if (e.type === 'revocation') {
+              // The server announces the new CRL first: a revocation already in the applied CRL needs no fetch.
+              if (e.issuer === 'issuing' && state.serials && e.serials.every((s) => state.serials!.has(s))) fx.log(`revocation of ${e.deviceId}: already in the applied CRL`);
+              else request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
+            }
             else if (e.type === 'crl-updated') request(`${e.issuer} CRL #${e.crlNumber}`);
             else request('resync-required');
           },
