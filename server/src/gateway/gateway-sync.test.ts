@@ -213,11 +213,19 @@ describe('gateway sync: the loop', () => {
     await f.settle();
     assert.equal(fetches, after, 'nothing fetched');
     assert.match(f.logs.join('\n'), /revocation of 00000000-0000-4000-8000-000000000001: already in the applied CRL/);
-    f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0a02']);
+    // The usual order on the wire: crl-updated, then at once the revocation, while the first fetch is still running.
+    f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0a03']);
+    const before = fetches;
+    f.stream().onEvent({ type: 'crl-updated', cursor: '6a', issuer: 'issuing', crlNumber: '3', url: '/crl.pem' });
+    f.stream().onEvent({ type: 'revocation', cursor: '6b', deviceId: '00000000-0000-4000-8000-000000000003', serials: ['0a03'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
+    await f.settle();
+    assert.equal(fetches - before, 2, 'one sync (issuing and root CRLs), not two');
+    assert.match(f.logs.join('\n'), /revocation of 00000000-0000-4000-8000-000000000003: already in the applied CRL/);
+    f.crls.issuing = await crlPem('issuing', 4, ['0a01', '0a02', '0a03']);
     f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', serials: ['0a02'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
     await f.settle();
     assert.ok(fetches > after, 'a serial not applied yet is fetched');
-    assert.equal(f.writes.length, 3);
+    assert.equal(f.writes.length, 4);
     sync.stop();
     await sync.done;
   });

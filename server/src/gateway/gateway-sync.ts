@@ -130,13 +130,17 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
   let stream: EventStream | undefined;
 
   // --- the sync scheduler
-  let wanted: { why: string; force: boolean; serials: Set<string> } | undefined;
+  // onlyRevocations: every reason is a revocation whose serials were given; such a sync is skipped
+  // when the CRL applied meanwhile (its crl-updated event comes first) already lists them.
+  let wanted: { why: string; force: boolean; serials: Set<string>; onlyRevocations: boolean } | undefined;
   let running = false;
   let failures = 0;
   const request = (why: string, serials: readonly string[] = [], force = false): void => {
-    wanted ??= { why, force: false, serials: new Set() };
+    const revocation = serials.length > 0;
+    wanted ??= { why, force: false, serials: new Set(), onlyRevocations: true };
     if (!wanted.why.includes(why)) wanted.why = `${wanted.why}, ${why}`;
     wanted.force ||= force;
+    wanted.onlyRevocations &&= revocation;
     for (const s of serials) wanted.serials.add(s);
     void drain();
   };
@@ -147,6 +151,10 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
       while (wanted && !abort.signal.aborted) {
         const w = wanted;
         wanted = undefined;
+        if (w.onlyRevocations && !w.force && state.serials && [...w.serials].every((s) => state.serials!.has(s))) {
+          fx.log(`${w.why}: already in the applied CRL`);
+          continue;
+        }
         try {
           await syncOnce(fx, state, { force: w.force, expectSerials: [...w.serials], why: w.why });
           failures = 0;
@@ -155,7 +163,7 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
           // Put it back, merged with whatever came meanwhile.
           const meanwhile = wanted as typeof w | undefined;
-          wanted = meanwhile ? { why: `${w.why}, ${meanwhile.why}`, force: w.force || meanwhile.force, serials: new Set([...w.serials, ...meanwhile.serials]) } : w;
+          wanted = meanwhile ? { why: `${w.why}, ${meanwhile.why}`, force: w.force || meanwhile.force, serials: new Set([...w.serials, ...meanwhile.serials]), onlyRevocations: w.onlyRevocations && meanwhile.onlyRevocations } : w;
           await fx.sleep(delay, abort.signal).catch(() => undefined);
         }
       }
@@ -181,11 +189,8 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           },
           onEvent(e) {
             cursor = e.cursor;
-            if (e.type === 'revocation') {
-              // The server announces the new CRL first: a revocation already in the applied CRL needs no fetch.
-              if (e.issuer === 'issuing' && state.serials && e.serials.every((s) => state.serials!.has(s))) fx.log(`revocation of ${e.deviceId}: already in the applied CRL`);
-              else request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
-            }
+            // The server announces the new CRL first: a revocation already in the applied CRL needs no fetch (see drain).
+            if (e.type === 'revocation') request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
             else if (e.type === 'crl-updated') request(`${e.issuer} CRL #${e.crlNumber}`);
             else request('resync-required');
           },

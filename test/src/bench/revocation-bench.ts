@@ -443,7 +443,8 @@ async function main(): Promise<void> {
   for (const [name, w] of [['nginx', nginxSync], ['HAProxy', haproxySync]] as const) {
     const failed = syncLines(w).filter((l) => /CRL sync failed|event stream (closed|unavailable)/.test(l.text));
     const unchanged = syncLines(w).filter((l) => /^CRLs unchanged .*revocation of/.test(l.text)).length;
-    console.log(`  ${name} gateway sync: ${failed.length} failed syncs or stream drops${failed.length ? ` (first: ${failed[0]!.text})` : ''}; ${unchanged} fetches after a revocation event found the CRL already applied (the crl-updated event came first)`);
+    const skipped = syncLines(w).filter((l) => /revocation of .*: already in the applied CRL/.test(l.text)).length;
+    console.log(`  ${name} gateway sync: ${failed.length} failed syncs or stream drops${failed.length ? ` (first: ${failed[0]!.text})` : ''}; ${skipped} revocation events already in the applied CRL (no fetch: the crl-updated event came first); ${unchanged} fetches after a revocation event found the CRL unchanged`);
   }
   if (server.proc.exitCode !== null) console.log(`\n(the server exited early: ${server.log()})`);
 }
