@@ -63,7 +63,7 @@ export interface ForwarderOptions {
 
 /** What the forwarder needs per connection: the current identity as a TLS context (cached while identity.json is unchanged). */
 export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env' | 'extraCaPem'>): { current(): Promise<ConnectIdentity> } {
-  let cached: { mtimeMs: number; size: number; id: ConnectIdentity } | undefined;
+  let cached: { ino: number; mtimeMs: number; size: number; id: ConnectIdentity } | undefined;
   let loading: Promise<ConnectIdentity> | undefined;
   const file = join(o.stateDir, STATE_FILES.identity);
 
@@ -75,7 +75,8 @@ export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env
       if (s?.state === 'revoked') throw new AgentError('REENROLL_REQUIRED', `this device was revoked${s.revokedAt ? ` at ${s.revokedAt}` : ''}; its key and certificate are deleted`);
       throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir})`);
     }
-    if (cached && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.id;
+    // identity.json is replaced by rename: a renewal gives it a new inode.
+    if (cached && cached.ino === st.ino && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.id;
     const id = await readIdentity(o.stateDir);
     if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir})`);
     const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env });
@@ -95,7 +96,7 @@ export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env
       minVersion: 'TLSv1.2',
     });
     const next = { context, deviceId: id.deviceId, serial: certOf(id).serialHex };
-    cached = { mtimeMs: st.mtimeMs, size: st.size, id: next };
+    cached = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, id: next };
     return next;
   }
 
