@@ -52,12 +52,12 @@ export const certificatesRepo = (db: Executor) => ({
     db.selectFrom('certificates').select(['serial', 'kind', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'revocation_reason']).where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial').execute(),
   latestForDevice: (deviceId: string) =>
     db.selectFrom('certificates').selectAll().where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial', 'desc').limit(1).executeTakeFirst(),
-  /** Revokes every certificate of the device not yet revoked; returns their serials. */
-  async revokeAllForDevice(deviceId: string, at: string, reason: string): Promise<string[]> {
-    const rows = await db.selectFrom('certificates').select('serial').where('device_id', '=', deviceId).where('revoked_at', 'is', null).execute();
+  /** Revokes every certificate of the device not yet revoked; returns their serials and expiry. */
+  async revokeAllForDevice(deviceId: string, at: string, reason: string): Promise<{ serial: string; notAfter: string }[]> {
+    const rows = await db.selectFrom('certificates').select(['serial', 'not_after']).where('device_id', '=', deviceId).where('revoked_at', 'is', null).execute();
     if (rows.length === 0) return [];
     await db.updateTable('certificates').set({ revoked_at: at, revocation_reason: reason }).where('device_id', '=', deviceId).where('revoked_at', 'is', null).execute();
-    return rows.map((r) => r.serial);
+    return rows.map((r) => ({ serial: r.serial, notAfter: r.not_after }));
   },
   /** Revoked certificates that have not expired: what a CRL must list (RFC 5280 §3.3). */
   revokedUnexpired: (now: string) =>

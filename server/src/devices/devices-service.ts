@@ -92,18 +92,23 @@ export function createDevicesService(deps: {
     async revoke(id: string, reason: RevokeReason, actor: string): Promise<{ device: Device; serials: string[] }> {
       const d = await find(id);
       const at = deps.clock().toISOString();
-      const serials = await db.kysely.transaction().execute(async (trx) => {
+      const revoked = await db.kysely.transaction().execute(async (trx) => {
         if (!(await devicesRepo(trx).revoke(d.id, at, reason))) throw new LatchkeyError('CONFLICT', `device ${id} is already revoked`);
         const s = await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason);
-        await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s } });
+        await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s.map((c) => c.serial) } });
         return s;
       });
+      const serials = revoked.map((c) => c.serial);
+      // The event names only certificates a CRL will list (unexpired, RFC 5280 §3.3): a gateway waits until
+      // its CRL shows every serial an event names, and an expired one never shows. Renewals do not revoke
+      // the previous certificate, so an old device has many expired ones.
+      const live = revoked.filter((c) => c.notAfter > at).map((c) => c.serial);
       await db.durable();
       deps.metrics.inc('latchkey_revocations_total');
       // The revocation is committed whatever happens next; a failed CRL rebuild
       // is retried on the next CRL request (and by the timer), never skipped.
       await deps.crl.regenerate(['issuing']).catch((e: unknown) => deps.onCrlError?.(e));
-      await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials, reason, at });
+      await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials: live, reason, at });
       return { device: toDevice({ ...d, status: 'revoked', revoked_at: at, revocation_reason: reason }, undefined), serials };
     },
   };

@@ -265,5 +265,21 @@ for (const engine of ENGINES) {
       assert.equal(ok.ws.readyState, WebSocket.OPEN);
       ok.ws.close();
     });
+
+    test('a revocation event names only certificates a CRL will list (unexpired); the admin answer names all it revoked', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const a = await enrolledDevice(h);
+      // An older certificate of the same device, long expired (renewals do not revoke their predecessor).
+      const past = new Date(h.clock.now.getTime() - 90 * 86_400_000).toISOString();
+      await h.db.kysely.insertInto('certificates').values({ serial: '0e0e', device_id: a.id, kind: 'enroll', not_before: past, not_after: past, spki_hash: 'x', pem: '-', issued_at: past, revoked_at: null, revocation_reason: null }).execute();
+      const events: { type: string; serials?: string[] }[] = [];
+      const off = h.bus.subscribe((e) => events.push(e));
+      t.after(off);
+      const r = await adminCall(h, 'POST', `/v1/admin/devices/${a.id}/revoke`, {});
+      assert.equal(r.status, 200);
+      assert.deepEqual((r.json as { serials: string[] }).serials.sort(), ['0e0e', a.serial].sort());
+      assert.deepEqual(events.filter((e) => e.type === 'revocation').map((e) => e.serials), [[a.serial]]);
+    });
   });
 }

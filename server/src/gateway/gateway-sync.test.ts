@@ -193,6 +193,27 @@ describe('gateway sync: the loop', () => {
     await sync.done;
   });
 
+  test('a serial the CRL never lists holds the sync back only MAX_STALE_TRIES times; later CRLs are still applied', async () => {
+    const f = fakes();
+    f.crls.issuing = await crlPem('issuing', 1);
+    const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
+    f.stream().onOpen();
+    await f.settle();
+    f.crls.issuing = await crlPem('issuing', 2, ['0a01']);
+    // Names an expired certificate (0b0b) that no CRL will ever list.
+    f.stream().onEvent({ type: 'revocation', cursor: '6', deviceId: '00000000-0000-4000-8000-000000000001', serials: ['0a01', '0b0b'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
+    for (let i = 0; i < 40 && !/syncing without waiting for it/.test(f.logs.join('\n')); i++) await f.settle();
+    await f.settle();
+    assert.match(f.logs.join('\n'), /still does not list 0a01, 0b0b after 5 tries; syncing without waiting for it/);
+    assert.equal(f.writes.length, 2, 'CRL #2 applied');
+    f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0c0c']);
+    f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', serials: ['0c0c'], issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
+    await f.settle();
+    assert.equal(f.writes.length, 3, 'the next revocation goes through at once');
+    sync.stop();
+    await sync.done;
+  });
+
   test('a revocation already in the applied CRL (its crl-updated came first) fetches nothing; one that is not does', async () => {
     const f = fakes();
     let fetches = 0;

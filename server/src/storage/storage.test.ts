@@ -113,7 +113,7 @@ for (const engine of ENGINES) {
       await certificatesRepo(s.db.kysely).insert(cert('aa', at(100)));
       await certificatesRepo(s.db.kysely).insert(cert('bb', at(10)));
       const revoked = await certificatesRepo(s.db.kysely).revokeAllForDevice(dev, at(5), 'keyCompromise');
-      assert.deepEqual(revoked.sort(), ['aa', 'bb']);
+      assert.deepEqual(revoked.map((r) => [r.serial, r.notAfter]).sort(), [['aa', at(100)], ['bb', at(10)]]);
       assert.deepEqual((await certificatesRepo(s.db.kysely).revokedUnexpired(at(6))).map((r) => r.serial), ['aa', 'bb']);
       assert.deepEqual((await certificatesRepo(s.db.kysely).revokedUnexpired(at(20))).map((r) => r.serial), ['aa']);
       assert.deepEqual(await certificatesRepo(s.db.kysely).revokeAllForDevice(dev, at(7), 'keyCompromise'), []);
