@@ -99,6 +99,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   const st = await readStatusFile(o.stateDir);
   // The server's last policy holds until it sends another (also across restarts).
   let policy = o.policy ?? renewPolicyOf(st?.policy);
+  const forcedFor = new Set<string>();
   if (st && st.state !== 'active') {
     o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); enroll it again with a new token`);
     return EXIT_REENROLL;
@@ -164,7 +165,10 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
         const { type: _, ...p } = kick;
         policy = renewPolicyOf(p);
         await updateStatusFile(o.stateDir, { policy: { ...p, receivedAt: o.clock.now().toISOString() } }).catch(() => undefined);
-        if (outlivesPolicy(o.clock.now(), cert, p.certLifetimeSeconds)) {
+        // Once per certificate and lifetime: if the server keeps issuing longer ones (its maximum), do not loop.
+        const key = `${cert.serialHex}/${p.certLifetimeSeconds}`;
+        if (outlivesPolicy(cert, p.certLifetimeSeconds) && !forcedFor.has(key)) {
+          forcedFor.add(key);
           o.log(`latchkey: the group's certificates now live ${p.certLifetimeSeconds} s and this one has longer left; renewing now`);
           force = true;
           retryAt = 0;

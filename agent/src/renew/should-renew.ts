@@ -24,14 +24,18 @@ export function renewPolicyOf(p: { renewFraction?: unknown } | undefined): Renew
   return typeof f === 'number' && f > 0 && f < 1 ? { fraction: f, jitter: DEFAULT_RENEW_POLICY.jitter } : DEFAULT_RENEW_POLICY;
 }
 
+/** The server backdates notBefore by this much (slow clocks); a certificate's validity is its lifetime plus this. */
+export const BACKDATE_SECONDS = 300;
+
 /**
- * Renew now when the group's lifetime was shortened below what the current
- * certificate has left: a fresh certificate would expire sooner, so the old
- * one outlives the policy. One minute of slack absorbs the server's backdating
- * and the time the message took.
+ * Renew now when the group's lifetime was shortened below the one this
+ * certificate was issued with. Judged from the certificate's own validity
+ * (notAfter − notBefore), never from the local clock: a laptop whose clock is
+ * slow would otherwise see every fresh certificate as outliving the policy and
+ * renew in a loop. One minute of slack.
  */
-export function outlivesPolicy(now: Date, cert: { notAfter: Date }, certLifetimeSeconds: number): boolean {
-  return cert.notAfter.getTime() - now.getTime() > certLifetimeSeconds * 1000 + 60_000;
+export function outlivesPolicy(cert: { notBefore: Date; notAfter: Date }, certLifetimeSeconds: number): boolean {
+  return cert.notAfter.getTime() - cert.notBefore.getTime() > (certLifetimeSeconds + BACKDATE_SECONDS + 60) * 1000;
 }
 
 export interface CertTimes {
