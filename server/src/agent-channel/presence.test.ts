@@ -1,47 +1,59 @@
 /**
  * Presence on both engines: two replicas on one database see each other's
  * sessions; a replica that stops heartbeating stops counting; writes are
- * batched and a session opened and closed before a flush never lands.
+ * batched and a session opened and closed before a flush never lands; a
+ * replica whose rows another replica garbage-collected writes them again at
+ * its next heartbeat; a failed batch is retried.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { describe, test, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { migrate } from '../storage/migrations.js';
 import { openDb, type Db } from '../storage/db.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
 import { randomUUID } from 'node:crypto';
 import { devicesRepo } from '../devices/devices-repo.js';
 import { groupsRepo } from '../tokens/tokens-repo.js';
-import { STALE_MS, createPresence } from './presence.js';
+import { REPLICA_HEARTBEAT_MS, STALE_MS, createPresence } from './presence.js';
+
+/** Two connections to one fresh, migrated database (two replicas); undefined when PostgreSQL is not available. */
+async function openDbs(t: TestContext, engine: (typeof ENGINES)[number]): Promise<Db[] | undefined> {
+  let opts: Parameters<typeof openDb>[0];
+  if (engine === 'postgres') {
+    const pg = await freshPgDatabase(t);
+    if (!pg) return undefined;
+    opts = { databaseUrl: pg.url };
+    t.after(() => pg.drop());
+  } else {
+    const dir = mkdtempSync(join(tmpdir(), 'latchkey-presence-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    opts = { dataDir: dir };
+  }
+  const dbs: Db[] = [await openDb(opts), await openDb(opts)];
+  t.after(async () => {
+    for (const d of dbs) await d.close();
+  });
+  await migrate(dbs[0]!);
+  return dbs;
+}
+
+const session = (id: string, deviceId: string, since: string) => ({ id, deviceId, since, agentVersion: '1.0.0', serial: `${id}-serial`, remote: '127.0.0.1' });
 
 describe('presence (devices online across replicas)', () => {
   for (const engine of ENGINES) {
     test(`${engine}: shared between replicas, batched, stale replicas drop out, close cleans up`, async (t) => {
-      let opts: Parameters<typeof openDb>[0];
-      if (engine === 'postgres') {
-        const pg = await freshPgDatabase(t);
-        if (!pg) return;
-        opts = { databaseUrl: pg.url };
-        t.after(() => pg.drop());
-      } else {
-        const dir = mkdtempSync(join(tmpdir(), 'latchkey-presence-'));
-        t.after(() => rmSync(dir, { recursive: true, force: true }));
-        opts = { dataDir: dir };
-      }
-      const dbs: Db[] = [await openDb(opts), await openDb(opts)];
-      t.after(async () => {
-        for (const d of dbs) await d.close();
-      });
-      await migrate(dbs[0]!);
+      const dbs = await openDbs(t, engine);
+      if (!dbs) return;
       let now = Date.parse('2026-03-01T12:00:00Z');
       const clock = () => new Date(now);
       const logs: string[] = [];
       const log = (m: string) => logs.push(m);
       const a = await createPresence({ db: dbs[0]!, clock, log });
       const b = await createPresence({ db: dbs[1]!, clock, log });
-      const s = (id: string, deviceId: string, since: string) => ({ id, deviceId, since, agentVersion: '1.0.0', serial: `${id}-serial`, remote: '127.0.0.1' });
+      const s = session;
 
       a.add(s('a1', 'dev-1', '2026-03-01T11:00:00Z'));
       b.add(s('b1', 'dev-2', '2026-03-01T11:30:00Z'));
@@ -87,6 +99,83 @@ describe('presence (devices online across replicas)', () => {
       assert.ok(left.every((r) => r.replica_id === b.replicaId), 'only the dead replica B has rows left');
       await b.close();
       assert.deepEqual(logs, []);
+    });
+
+    test(`${engine}: rows garbage-collected by another replica come back at the next heartbeat; a failed batch is retried`, async (t) => {
+      const dbs = await openDbs(t, engine);
+      if (!dbs) return;
+      let now = Date.parse('2026-03-01T12:00:00Z');
+      const clock = () => new Date(now);
+      const logs: string[] = [];
+      const log = (m: string) => logs.push(m);
+      const a = await createPresence({ db: dbs[0]!, clock, log });
+      const b = await createPresence({ db: dbs[1]!, clock, log });
+      const ofA = async () => (await b.online()).filter((o) => o.replica === a.replicaId).map((o) => [o.deviceId, o.serial]);
+
+      a.add(session('a1', 'dev-1', '2026-03-01T11:00:00Z'));
+      a.add(session('a2', 'dev-2', '2026-03-01T11:01:00Z'));
+      a.add(session('a3', 'dev-3', '2026-03-01T11:02:00Z'));
+      a.setSerial('a1', 'renewed');
+      await a.flush();
+      assert.deepEqual(await ofA(), [['dev-1', 'renewed'], ['dev-2', 'a2-serial'], ['dev-3', 'a3-serial']]);
+
+      // A misses its heartbeats (paused VM, database failover) and B's heartbeat garbage-collects its rows.
+      now += 121_000;
+      await b.beat();
+      assert.equal((await dbs[1]!.kysely.selectFrom('replicas').select('id').where('id', '=', a.replicaId).execute()).length, 0);
+      assert.deepEqual(await dbs[1]!.kysely.selectFrom('agent_sessions').select('id').where('replica_id', '=', a.replicaId).execute(), []);
+      assert.deepEqual(await ofA(), []);
+      // Changes A made meanwhile, not yet written, count too.
+      a.remove('a3');
+      a.setSerial('a2', 'renewed-2');
+      await a.beat();
+      assert.deepEqual(await ofA(), [['dev-1', 'renewed'], ['dev-2', 'renewed-2']], "A's sessions are online again");
+      assert.equal(logs.length, 1);
+      assert.match(logs[0]!, /writing them again/);
+      // And its row stays fresh from then on.
+      now += REPLICA_HEARTBEAT_MS;
+      await a.beat();
+      now += STALE_MS - 1000;
+      await b.beat();
+      assert.deepEqual((await ofA()).length, 2);
+
+      // A replica whose database connection fails for one batch.
+      logs.length = 0;
+      let failures = 0;
+      const real = dbs[0]!.kysely;
+      const flaky = new Proxy(real, {
+        get(target, prop) {
+          if (prop === 'transaction' && failures > 0) {
+            failures--;
+            return () => ({ execute: async () => { await sleep(10); throw new Error('connection lost'); } });
+          }
+          const v: unknown = Reflect.get(target, prop, target);
+          return typeof v === 'function' ? (v as (...args: unknown[]) => unknown).bind(target) : v;
+        },
+      });
+      const c = await createPresence({ db: { ...dbs[0]!, kysely: flaky }, clock, log });
+      const ofC = async () => (await dbs[1]!.kysely.selectFrom('agent_sessions').select(['id', 'serial']).where('replica_id', '=', c.replicaId).orderBy('id').execute()).map((r) => [r.id, r.serial]);
+      c.add(session('c1', 'dev-4', '2026-03-01T11:10:00Z'));
+      c.add(session('c2', 'dev-5', '2026-03-01T11:11:00Z'));
+      await c.flush();
+      assert.deepEqual(await ofC(), [['c1', 'c1-serial'], ['c2', 'c2-serial']]);
+
+      failures = 1;
+      c.remove('c1');
+      c.add(session('c3', 'dev-6', '2026-03-01T11:12:00Z'));
+      const failing = c.flush();
+      // Queued while the failing batch is in flight: newer than its ops.
+      c.setSerial('c3', 'renewed');
+      c.remove('c2');
+      await failing;
+      assert.equal(logs.length, 1);
+      assert.match(logs[0]!, /could not record control-channel sessions; retrying/);
+      assert.deepEqual(await ofC(), [['c1', 'c1-serial'], ['c2', 'c2-serial']], 'nothing written yet');
+      // The retry timer writes the failed batch and what came after it, without anyone flushing.
+      for (let i = 0; i < 60 && (await ofC()).length !== 1; i++) await sleep(50);
+      assert.deepEqual(await ofC(), [['c3', 'renewed']], 'the lost removes and add landed');
+      assert.equal(logs.length, 1);
+      for (const p of [a, b, c]) await p.close();
     });
   }
 });

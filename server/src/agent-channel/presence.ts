@@ -5,6 +5,12 @@
  * counting once its row is older than STALE_MS, and the others delete its
  * rows later. Writes are batched (one transaction per FLUSH_MS) so thousands
  * of agents reconnecting at once cost a few statements, not one each.
+ *
+ * A batch that fails is merged back into the pending writes and retried
+ * (RETRY_MS later, or at the next flush), so a lost remove cannot leave a
+ * ghost session behind. If another replica garbage-collected this one (it
+ * missed heartbeats for GC_MS: database failover, paused VM), the next
+ * heartbeat notices its row is gone and writes it and its live sessions again.
  */
 import { randomUUID } from 'node:crypto';
 import type { AgentSessionsTable } from '../storage/schema.js';
@@ -17,6 +23,8 @@ export const STALE_MS = 30_000;
 /** Its rows are deleted after this long. */
 const GC_MS = 120_000;
 const FLUSH_MS = 100;
+/** After a failed batch, the next attempt. */
+const RETRY_MS = 1_000;
 const CHUNK = 500;
 
 export interface Session {
@@ -43,8 +51,14 @@ export interface Presence {
   online(): Promise<OnlineSession[]>;
   /** Which of these devices have an agent connected now (any live replica). */
   onlineAmong(deviceIds: readonly string[]): Promise<Set<string>>;
-  /** Waits for pending writes. */
+  /** Waits for pending writes (a batch that fails is logged and retried later, not rejected). */
   flush(): Promise<void>;
+  /**
+   * The heartbeat, run every REPLICA_HEARTBEAT_MS: refreshes this replica's
+   * row (writing it and its live sessions again if another replica deleted
+   * them) and deletes the rows of replicas silent for longer than GC_MS.
+   */
+  beat(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -55,6 +69,15 @@ type Op =
   /** A session that came and went between two flushes: only the device's last_seen and facts remain to write. */
   | { kind: 'seen'; deviceId: string; at: string; factsJson: string };
 
+/** One op for a session id from an older one (not yet written) and a newer one; undefined when nothing is left to write. */
+function combine(prev: Op | undefined, op: Op): Op | undefined {
+  if (prev?.kind === 'add' && op.kind === 'remove') {
+    return prev.factsJson !== undefined ? { kind: 'seen', deviceId: prev.row.device_id, at: prev.row.since, factsJson: prev.factsJson } : undefined;
+  }
+  if (prev?.kind === 'add' && op.kind === 'serial') return { ...prev, row: { ...prev.row, serial: op.serial } };
+  return op;
+}
+
 export async function createPresence(deps: { db: Db; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): Promise<Presence> {
   const replicaId = randomUUID();
   const k = deps.db.kysely;
@@ -64,10 +87,16 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
 
   // Pending writes by session id; a session added and removed before a flush never reaches the database.
   let pending = new Map<string, Op>();
-  let flushing: Promise<void> | undefined;
+  // The sessions this replica holds now, as their rows should read once pending writes land.
+  const live = new Map<string, AgentSessionsTable>();
+  // Set when this replica's rows were deleted behind its back: the next batch writes every live session again.
+  let resync = false;
+  // Resolves to whether the batch in flight was written.
+  let flushing: Promise<boolean> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let closed = false;
 
-  async function write(ops: Map<string, Op>): Promise<void> {
+  async function write(ops: Map<string, Op>, rewrite: AgentSessionsTable[]): Promise<void> {
     const adds: AgentSessionsTable[] = [];
     const seen: { id: string; at: string; facts: string }[] = [];
     const removes: string[] = [];
@@ -83,61 +112,96 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
     }
     await k.transaction().execute(async (trx) => {
       for (let i = 0; i < removes.length; i += CHUNK) await trx.deleteFrom('agent_sessions').where('id', 'in', removes.slice(i, i + CHUNK)).execute();
-      for (let i = 0; i < adds.length; i += CHUNK) await trx.insertInto('agent_sessions').values(adds.slice(i, i + CHUNK)).execute();
+      // A batch retried after an ambiguous failure, or a session already rewritten by a resync, may find its row there.
+      for (const rows of [rewrite, adds]) {
+        for (let i = 0; i < rows.length; i += CHUNK) {
+          await trx.insertInto('agent_sessions').values(rows.slice(i, i + CHUNK)).onConflict((oc) => oc.column('id').doNothing()).execute();
+        }
+      }
       for (const [id, serial] of serials) await trx.updateTable('agent_sessions').set({ serial }).where('id', '=', id).execute();
       for (const s of seen) await trx.updateTable('devices').set({ last_seen: s.at, facts: s.facts }).where('id', '=', s.id).execute();
     });
   }
 
+  function schedule(ms: number): void {
+    if (timer) return;
+    timer = setTimeout(() => void flush(), ms);
+    timer.unref();
+  }
+
   function flush(): Promise<void> {
     clearTimeout(timer);
     timer = undefined;
-    if (flushing) return flushing.then(() => (pending.size ? flush() : undefined));
-    if (pending.size === 0) return Promise.resolve();
+    // After a failed batch the retry timer takes over; retrying here at once would spin while the database is down.
+    if (flushing) return flushing.then((ok) => (ok && (pending.size || resync) ? flush() : undefined));
+    if (pending.size === 0 && !resync) return Promise.resolve();
     const ops = pending;
     pending = new Map();
-    flushing = write(ops)
-      .catch((e: Error) => deps.log('could not record control-channel sessions (devices online may be off until they reconnect)', { err: e.message, sessions: ops.size }))
+    const rewrite = resync ? [...live.values()].map((row) => ({ ...row })) : [];
+    resync = false;
+    flushing = write(ops, rewrite)
+      .then(() => true)
+      .catch((e: Error) => {
+        // Ops queued meanwhile are newer: replay them over the failed ones.
+        const merged = ops;
+        for (const [id, op] of pending) {
+          const next = combine(merged.get(id), op);
+          if (next) merged.set(id, next);
+          else merged.delete(id);
+        }
+        pending = merged;
+        if (rewrite.length) resync = true;
+        deps.log(`could not record control-channel sessions; retrying in ${RETRY_MS} ms`, { err: e.message, sessions: ops.size });
+        clearTimeout(timer);
+        timer = undefined;
+        if (!closed) schedule(RETRY_MS);
+        return false;
+      })
       .finally(() => (flushing = undefined));
-    return flushing;
+    return flushing.then(() => undefined);
   }
 
   function queue(id: string, op: Op): void {
-    const prev = pending.get(id);
-    if (op.kind === 'remove' && prev?.kind === 'add') {
-      if (prev.factsJson !== undefined) pending.set(id, { kind: 'seen', deviceId: prev.row.device_id, at: prev.row.since, factsJson: prev.factsJson });
-      else pending.delete(id);
+    const next = combine(pending.get(id), op);
+    if (next) pending.set(id, next);
+    else pending.delete(id);
+    schedule(FLUSH_MS);
+  }
+
+  async function beat(): Promise<void> {
+    const refreshed = await k.updateTable('replicas').set({ seen_at: now() }).where('id', '=', replicaId).executeTakeFirst();
+    if (Number(refreshed.numUpdatedRows) === 0) {
+      // Another replica took this one for dead and deleted its rows: write them again.
+      deps.log('this replica\'s presence rows were deleted (missed heartbeats?); writing them again', { sessions: live.size });
+      await k.insertInto('replicas').values({ id: replicaId, started_at: now(), seen_at: now() }).onConflict((oc) => oc.column('id').doNothing()).execute();
+      resync = true;
+      await flush();
     }
-    else if (op.kind === 'serial' && prev?.kind === 'add') prev.row.serial = op.serial;
-    else pending.set(id, op);
-    if (!timer) {
-      timer = setTimeout(() => void flush(), FLUSH_MS);
-      timer.unref();
+    // Clean up after replicas that died without doing it themselves.
+    const dead = (await k.selectFrom('replicas').select('id').where('seen_at', '<', ago(GC_MS)).execute()).map((r) => r.id);
+    if (dead.length) {
+      await k.deleteFrom('agent_sessions').where('replica_id', 'in', dead).execute();
+      await k.deleteFrom('replicas').where('id', 'in', dead).execute();
     }
   }
 
-  const beat = setInterval(() => {
-    void (async () => {
-      await k.updateTable('replicas').set({ seen_at: now() }).where('id', '=', replicaId).execute();
-      // Clean up after replicas that died without doing it themselves.
-      const dead = (await k.selectFrom('replicas').select('id').where('seen_at', '<', ago(GC_MS)).execute()).map((r) => r.id);
-      if (dead.length) {
-        await k.deleteFrom('agent_sessions').where('replica_id', 'in', dead).execute();
-        await k.deleteFrom('replicas').where('id', 'in', dead).execute();
-      }
-    })().catch((e: Error) => deps.log('replica heartbeat failed', { err: e.message }));
-  }, REPLICA_HEARTBEAT_MS);
-  beat.unref();
+  const heartbeat = setInterval(() => void beat().catch((e: Error) => deps.log('replica heartbeat failed', { err: e.message })), REPLICA_HEARTBEAT_MS);
+  heartbeat.unref();
 
   return {
     replicaId,
     add(s, factsJson) {
-      queue(s.id, { kind: 'add', ...(factsJson !== undefined ? { factsJson } : {}), row: { id: s.id, replica_id: replicaId, device_id: s.deviceId, since: s.since, agent_version: s.agentVersion, serial: s.serial, remote: s.remote } });
+      const row: AgentSessionsTable = { id: s.id, replica_id: replicaId, device_id: s.deviceId, since: s.since, agent_version: s.agentVersion, serial: s.serial, remote: s.remote };
+      live.set(s.id, { ...row });
+      queue(s.id, { kind: 'add', ...(factsJson !== undefined ? { factsJson } : {}), row });
     },
     setSerial(id, serial) {
+      const row = live.get(id);
+      if (row) row.serial = serial;
       queue(id, { kind: 'serial', serial });
     },
     remove(id) {
+      live.delete(id);
       queue(id, { kind: 'remove' });
     },
     async online() {
@@ -165,9 +229,13 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
       return new Set(rows.map((r) => r.device_id));
     },
     flush,
+    beat,
     async close() {
-      clearInterval(beat);
+      clearInterval(heartbeat);
       await flush();
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
       await k.deleteFrom('agent_sessions').where('replica_id', '=', replicaId).execute();
       await k.deleteFrom('replicas').where('id', '=', replicaId).execute();
     },
