@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { startControlChannel } from '../../agent/dist/channel/control-channel.js';
 import { collectFacts } from '../../agent/dist/facts.js';
-import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
+import WebSocket from 'ws';
+import { AGENT_CLI, cli, mustRun, requireTools, initServer, run, startServer, tempDir } from './support/processes.js';
 
 describe('agent control channel (wss /v1/agent) against a real server', () => {
   test('online in the admin API; renew-now renews at once; a shorter group lifetime is pushed and renews at once; revoked → told at once, key and certificate deleted, exit 3', { timeout: 90_000 }, async (t) => {
@@ -207,5 +208,34 @@ describe('agent control channel (wss /v1/agent) against a real server', () => {
       server.proc.kill('SIGCONT');
     }
     await until('the reconnection after the server came back', () => connects() >= 3, 20_000);
+  });
+
+  test('a connection that has not said hello yet is closed by a revocation too', { timeout: 60_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl')) return;
+    const { dataDir, port } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const work = tempDir(t, 'latchkey-raw-');
+    const sh = (cmd: string, args: string[]) => mustRun(cmd, args, { cwd: work });
+    const rootCa = join(dataDir, 'root.crt.pem');
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+    await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'device.key', '-subj', '/CN=raw', '-outform', 'DER', '-out', 'device.csr']);
+    writeFileSync(join(work, 'device.csr.b64'), readFileSync(join(work, 'device.csr')).toString('base64'));
+    const p7 = await sh('curl', ['-sf', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${server.url}/.well-known/est/simpleenroll`]);
+    writeFileSync(join(work, 'device.p7'), Buffer.from(p7.stdout, 'base64'));
+    await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'device.p7', '-print_certs', '-out', 'device.pem']);
+    const deviceId = (JSON.parse((await cli(['devices', 'list', '--json', '--data-dir', dataDir])).stdout) as { items: { id: string }[] }).items[0]!.id;
+    // Connected, but silent: no hello (an agent still gathering its facts).
+    const ws = new WebSocket(`wss://127.0.0.1:${port}/v1/agent`, { ca: readFileSync(rootCa), cert: readFileSync(join(work, 'device.pem')), key: readFileSync(join(work, 'device.key')) });
+    const got: string[] = [];
+    ws.on('message', (d) => got.push(d.toString()));
+    const closed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    assert.equal((await cli(['devices', 'revoke', deviceId, '--data-dir', dataDir])).code, 0);
+    const code = await Promise.race([closed, new Promise<number>((r) => setTimeout(() => r(-1), 5000))]);
+    assert.equal(code, 4003, 'closed as revoked, at once (not at the 10 s hello deadline)');
+    assert.match(got.join('\n'), /"type":"revoked"/);
   });
 });

@@ -68,6 +68,15 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
   let count = 0;
   let authenticating = 0;
   let lastFullLog = 0;
+  /** Every open socket of a device, greeted or not yet: a revocation closes them all. */
+  const socketsByDevice = new Map<string, Set<WebSocket>>();
+  /**
+   * Devices revoked in the last minute, with when: a connection whose
+   * authentication read the database before the revocation, but whose upgrade
+   * completes after the revocation event, is closed at once.
+   */
+  const recentlyRevoked = new Map<string, number>();
+  const RECENT_MS = 60_000;
 
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
   async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; group: string; cert: Certificate } | { status: number; code: string; message: string }> {
@@ -116,7 +125,18 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     return msg;
   }
 
-  function onConnection(ws: WebSocket, deviceId: string, group: string, cert: Certificate, remote: string): void {
+  function onConnection(ws: WebSocket, deviceId: string, group: string, cert: Certificate, remote: string, authStarted: number): void {
+    const revokedAt = recentlyRevoked.get(deviceId);
+    if (revokedAt !== undefined && revokedAt >= authStarted) {
+      ws.close(WS_CLOSE_CODES.revoked, 'revoked');
+      return;
+    }
+    let socks = socketsByDevice.get(deviceId);
+    if (!socks) socketsByDevice.set(deviceId, (socks = new Set()));
+    socks.add(ws);
+    ws.once('close', () => {
+      if (socks.delete(ws) && socks.size === 0) socketsByDevice.delete(deviceId);
+    });
     const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
     let deadline: NodeJS.Timeout;
@@ -200,11 +220,13 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       return;
     }
     if (e.type !== 'revocation') return;
-    const set = byDevice.get(e.deviceId);
-    if (!set) return;
-    for (const c of set) {
-      send(c.ws, { type: 'revoked', reason: e.reason as Extract<ServerMessage, { type: 'revoked' }>['reason'], revokedAt: e.at });
-      c.ws.close(WS_CLOSE_CODES.revoked, 'revoked');
+    const now = Date.now();
+    recentlyRevoked.set(e.deviceId, now);
+    for (const [id, at] of recentlyRevoked) if (now - at > RECENT_MS) recentlyRevoked.delete(id);
+    // Greeted or not (an agent still gathering its facts for hello): every socket of the device.
+    for (const ws of socketsByDevice.get(e.deviceId) ?? []) {
+      send(ws, { type: 'revoked', reason: e.reason as Extract<ServerMessage, { type: 'revoked' }>['reason'], revokedAt: e.at });
+      ws.close(WS_CLOSE_CODES.revoked, 'revoked');
     }
   });
 
@@ -220,12 +242,13 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         return refuseUpgrade(socket, 503, 'SERVER_BUSY', `this server holds ${deps.maxConnections} agent connections, its maximum; retry later`, { 'Retry-After': '60' });
       }
       authenticating++;
+      const authStarted = Date.now();
       authenticate(req)
         .finally(() => authenticating--)
         .then(
         (r) => {
           if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
-          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.group, r.cert, req.socket.remoteAddress ?? ''));
+          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.deviceId, r.group, r.cert, req.socket.remoteAddress ?? '', authStarted));
         },
         (e: Error) => {
           deps.log('control channel authentication failed', { err: e.message });
@@ -241,8 +264,13 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     },
     async close() {
       unsubscribe();
-      for (const set of byDevice.values()) for (const c of set) c.ws.close(1001, 'server shutting down');
+      for (const socks of socketsByDevice.values()) for (const ws of socks) ws.close(1001, 'server shutting down');
+      // Peers that do not answer the closing handshake are cut off after a short grace.
+      const cutoff = setTimeout(() => {
+        for (const ws of wss.clients) ws.terminate();
+      }, 2000);
       await new Promise<void>((r) => wss.close(() => r()));
+      clearTimeout(cutoff);
     },
   };
 }
