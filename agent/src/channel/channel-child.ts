@@ -63,11 +63,25 @@ export function startControlChannelInChild(o: ControlChannelOptions & { argv?: s
   let crashes = 0;
   let timer: NodeJS.Timeout | undefined;
 
+  const restartLater = (why: string, started: number): void => {
+    // It died on its own: start another, backing off if it keeps dying early.
+    crashes = Date.now() - started < 10_000 ? crashes + 1 : 1;
+    const wait = backoffMs(crashes, (o.random ?? Math.random)(), o.backoff ?? { baseMs: 1000, capMs: 60_000 });
+    o.log(`latchkey: the control channel process ${why}; restarting in ${(wait / 1000).toFixed(1)} s`);
+    clearTimeout(timer);
+    timer = setTimeout(spawnChild, wait);
+  };
+
   const spawnChild = (): void => {
     if (stopped) return;
-    const p = spawn(argv[0]!, [...argv.slice(1), '--state-dir', o.stateDir, '_channel'], { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
-    child = p;
     const started = Date.now();
+    let p: ChildProcess;
+    try {
+      p = spawn(argv[0]!, [...argv.slice(1), '--state-dir', o.stateDir, '_channel'], { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    } catch (e) {
+      return restartLater(`could not be started (${(e as Error).message})`, started);
+    }
+    child = p;
     createInterface({ input: p.stdout! }).on('line', (text) => {
       let l: ChannelLine;
       try {
@@ -75,6 +89,9 @@ export function startControlChannelInChild(o: ControlChannelOptions & { argv?: s
       } catch {
         return;
       }
+      // A child being replaced (reconnect) may still talk for a moment: only the current one counts,
+      // except that a revocation is a revocation whoever heard it.
+      if (child !== p && l.event !== 'revoked') return;
       if (l.event === 'log') o.log(l.line);
       else if (l.event === 'connected') {
         connected = true;
@@ -85,24 +102,25 @@ export function startControlChannelInChild(o: ControlChannelOptions & { argv?: s
         o.onRevoked(l.reason, l.at);
       } else if (l.event === 'renew-now') o.onRenewNow(l.reason);
       else if (l.event === 'policy') {
-        const { event: _, ...p } = l;
-        o.onPolicy?.(p);
+        const { event: _, ...policy } = l;
+        o.onPolicy?.(policy);
       }
     });
     let err = '';
     p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
-    p.on('error', (e) => o.log(`latchkey: cannot start the control channel process: ${e.message}`));
+    p.on('error', (e) => {
+      // Failed to start (no 'exit' follows) or failed to be killed.
+      if (child !== p || p.exitCode !== null || p.pid !== undefined) return o.log(`latchkey: control channel process: ${e.message}`);
+      child = undefined;
+      connected = false;
+      restartLater(`could not be started (${e.message})`, started);
+    });
     p.on('exit', (code, signal) => {
-      if (child === p) {
-        child = undefined;
-        connected = false;
-      }
-      if (stopped || child !== undefined) return;
-      // It died on its own: start another, backing off if it keeps dying early.
-      crashes = Date.now() - started < 10_000 ? crashes + 1 : 1;
-      const wait = backoffMs(crashes, (o.random ?? Math.random)(), o.backoff ?? { baseMs: 1000, capMs: 60_000 });
-      o.log(`latchkey: the control channel process ended (${signal ?? `exit ${code}`})${err.trim() ? `: ${err.trim().split('\n').pop()}` : ''}; restarting in ${(wait / 1000).toFixed(1)} s`);
-      timer = setTimeout(spawnChild, wait);
+      if (child !== p) return;
+      child = undefined;
+      connected = false;
+      if (stopped) return;
+      restartLater(`ended (${signal ?? `exit ${code}`})${err.trim() ? `: ${err.trim().split('\n').pop()}` : ''}`, started);
     });
   };
 

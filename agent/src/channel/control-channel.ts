@@ -79,30 +79,38 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     clearTimeout(timer);
     if (!stopped) timer = setTimeout(() => void connect(), ms);
   };
-  const retry = (why: string): void => {
+  const retry = (why: string, retryAfterSeconds = 0): void => {
     failures++;
-    const wait = backoffMs(failures, random(), o.backoff ?? { baseMs: 1000, capMs: 60_000 });
+    // A busy server's Retry-After is a floor (with jitter on top, so a fleet does not come back at once).
+    const wait = Math.max(backoffMs(failures, random(), o.backoff ?? { baseMs: 1000, capMs: 60_000 }), retryAfterSeconds * 1000 * (1 + random() / 2));
     o.log(`latchkey: control channel ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
     schedule(wait);
   };
 
+  // Each connect() attempt has a generation; one superseded while it awaited (a reconnect, a wake,
+  // stop()) gives up instead of opening a second socket nobody would close.
+  let generation = 0;
   async function connect(): Promise<void> {
     if (stopped) return;
+    const gen = ++generation;
+    const current = (): boolean => !stopped && gen === generation;
     const id = await readIdentity(o.stateDir).catch(() => undefined);
+    if (!current()) return;
     if (!id) return retry('has no identity to present');
     let key;
     const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env }).catch((e: Error) => e);
-    if (store instanceof Error) return retry(`cannot open the keystore (${store.message})`);
+    if (store instanceof Error) return void (current() && retry(`cannot open the keystore (${store.message})`));
     try {
       const k = await store.load(id.key);
-      if (!k) return retry('cannot find the device key');
+      if (!k) return void (current() && retry('cannot find the device key'));
       key = await k.tlsKey();
     } catch (e) {
-      return retry(`cannot use the device key (${(e as Error).message})`);
+      return void (current() && retry(`cannot use the device key (${(e as Error).message})`));
     } finally {
       // The pkcs11 store keeps its module (and the engine's session) for the process.
       await store.close().catch(() => undefined);
     }
+    if (!current()) return;
     const url = new URL('/v1/agent', id.server);
     url.protocol = 'wss:';
     const sock = new WebSocket(url, {
@@ -189,7 +197,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
         if (code === 'DEVICE_REVOKED') {
           stopped = true;
           o.onRevoked('unspecified', new Date().toISOString());
-        } else retry(`was refused (${res.statusCode}${code ? ` ${code}` : ''})`);
+        } else retry(`was refused (${res.statusCode}${code ? ` ${code}` : ''})`, Math.min(3600, Number(res.headers['retry-after']) || 0));
       };
       const cutoff = setTimeout(finish, 10_000);
       res.on('end', finish);
