@@ -81,8 +81,10 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
   };
   const retry = (why: string, retryAfterSeconds = 0): void => {
     failures++;
-    // A busy server's Retry-After is a floor (with jitter on top, so a fleet does not come back at once).
-    const wait = Math.max(backoffMs(failures, random(), o.backoff ?? { baseMs: 1000, capMs: 60_000 }), retryAfterSeconds * 1000 * (1 + random() / 2));
+    // A busy server's Retry-After is a floor (with jitter on top, so a fleet does not come back at once),
+    // within the backoff's cap.
+    const b = o.backoff ?? { baseMs: 1000, capMs: 60_000 };
+    const wait = Math.max(backoffMs(failures, random(), b), Math.min(b.capMs, retryAfterSeconds * 1000 * (1 + random() / 2)));
     o.log(`latchkey: control channel ${why}; reconnecting in ${(wait / 1000).toFixed(1)} s`);
     schedule(wait);
   };
