@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { isIP, type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
-import { type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
+import { type ConnectionOptions, type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { AgentError } from '../errors.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { tlsClientKeyOptions } from '../keystore/tls-key.js';
@@ -113,13 +113,17 @@ export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env
 export function dialGateway(o: ForwarderOptions, id: ConnectIdentity): Promise<TLSSocket> {
   return new Promise((resolve, reject) => {
     const servername = o.servername ?? (isIP(o.to.host) ? undefined : o.to.host);
-    const s = tlsConnect({
+    // allowHalfOpen: the local client may shut down its sending side and still wait for the reply (see splice).
+    // tls.connect honours it, @types/node's ConnectionOptions does not list it.
+    const options: ConnectionOptions & { allowHalfOpen: boolean } = {
       host: o.to.host,
       port: o.to.port,
       secureContext: id.context,
+      allowHalfOpen: true,
       // Node checks the gateway's certificate against servername if set, else against the host (an IP: its IP SANs).
       ...(servername ? { servername } : {}),
-    });
+    };
+    const s = tlsConnect(options);
     const timer = setTimeout(() => s.destroy(new Error(`no TLS handshake with ${o.to.host}:${o.to.port} within ${(o.handshakeTimeoutMs ?? 15_000) / 1000} s`)), o.handshakeTimeoutMs ?? 15_000);
     s.once('secureConnect', () => {
       clearTimeout(timer);
@@ -150,7 +154,13 @@ export function describeDialError(e: Error & { code?: string }, to: HostPort): s
   return m;
 }
 
-/** Splices a local socket and a gateway socket until either side is done. */
+/**
+ * Splices a local socket and a gateway socket until both directions are done.
+ * Both sockets are half-open capable: the end of one side is forwarded (by pipe)
+ * as end() to the other, and a side that closed after delivering all its data lets
+ * the other flush its writes before it is destroyed. An error, or a side closing
+ * before its end, destroys both. `onClose` runs once, after both sockets closed.
+ */
 export function splice(local: Socket, remote: TLSSocket, onClose: (bytes: { up: number; down: number }, remoteError?: Error) => void): void {
   let up = 0;
   let down = 0;
@@ -161,25 +171,37 @@ export function splice(local: Socket, remote: TLSSocket, onClose: (bytes: { up: 
   remote.on('data', (d: Buffer) => (down += d.length));
   // The gateway hanging up first, before a single byte, is how a TLS 1.3 refusal of the certificate often looks.
   remote.on('end', () => {
-    if (down === 0 && !localEnded) remoteError ??= Object.assign(new Error('the connection was closed'), { code: 'EPIPE' });
+    if (down === 0 && !localEnded) {
+      remoteError ??= Object.assign(new Error('the connection was closed'), { code: 'EPIPE' });
+      local.destroy();
+      remote.destroy();
+    }
   });
   local.pipe(remote);
   remote.pipe(local);
-  let closed = false;
-  const close = (): void => {
-    if (closed) return;
-    closed = true;
+  let closes = 0;
+  const closed = (from: Socket, to: Socket): void => {
+    if (from.readableEnded) {
+      // Everything `from` received is queued on `to` (pipe ended it): let it flush, then drop it.
+      to.end();
+      if (to.writableFinished) to.destroy();
+      else to.once('finish', () => to.destroy());
+    } else {
+      to.destroy();
+    }
+    if (++closes === 2) onClose({ up, down }, remoteError);
+  };
+  local.on('error', () => {
     local.destroy();
     remote.destroy();
-    onClose({ up, down }, remoteError);
-  };
-  local.on('error', close);
+  });
   remote.on('error', (e) => {
     remoteError = e;
-    close();
+    local.destroy();
+    remote.destroy();
   });
-  local.on('close', close);
-  remote.on('close', close);
+  local.once('close', () => closed(local, remote));
+  remote.once('close', () => closed(remote, local));
 }
 
 export interface Forwarder {
@@ -195,7 +217,7 @@ export interface Forwarder {
  * process (libp11 0.4.12 on tpm2-pkcs11), so a long-lived forwarder could not
  * present a renewed key. A fresh process per connection always can.
  */
-function viaChild(o: ForwarderOptions, argv: string[], local: Socket, from: string, done: () => void): void {
+export function viaChild(o: ForwarderOptions, argv: string[], local: Socket, from: string, done: () => void): void {
   const p = spawn(argv[0]!, argv.slice(1), { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
   let err = '';
   p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
@@ -209,9 +231,14 @@ function viaChild(o: ForwarderOptions, argv: string[], local: Socket, from: stri
     o.log(`latchkey connect: ${from}: cannot start the connection process: ${e.message}`);
     local.destroy();
   });
-  p.on('exit', (code) => {
+  // 'close', not 'exit': the child's stdout may still hold unread data when it exits;
+  // pipe() ends `local` once it has all been written.
+  p.on('close', (code) => {
     if (code !== 0 && err.trim()) o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${err.trim().split('\n').pop()!.replace(/^latchkey: /, '').replace(`${o.to.host}:${o.to.port}: `, '')}`);
+    // Half-open `local`: once its writes are flushed, nothing more can come from the child.
     local.end();
+    if (local.writableFinished) local.destroy();
+    else local.once('finish', () => local.destroy());
     done();
   });
   local.resume();
@@ -229,7 +256,7 @@ export async function startForwarder(o: ForwarderOptions & { listen: HostPort; c
   let open = 0;
   let lastSerial = first.serial;
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ pauseOnConnect: true }, (local) => {
+  const server: Server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (local) => {
     sockets.add(local);
     local.on('close', () => sockets.delete(local));
     local.on('error', () => undefined);
@@ -304,12 +331,25 @@ export async function connectStdio(o: ForwarderOptions, stdin: NodeJS.ReadableSt
   } catch (e) {
     throw new AgentError('SERVER_REFUSED', `${o.to.host}:${o.to.port}: ${describeDialError(e as Error, o.to)}`);
   }
+  await spliceStdio(o, remote, stdin, stdout);
+}
+
+/**
+ * The `--stdio` splice: resolves once the gateway closed and everything it sent
+ * has been handed to `stdout` (the caller exits the process right after, and
+ * writes to a pipe are asynchronous on Linux). Throws if the gateway hung up
+ * before its first byte while the input was still open (a TLS 1.3 refusal).
+ */
+export async function spliceStdio(o: Pick<ForwarderOptions, 'to'>, remote: TLSSocket, stdin: NodeJS.ReadableStream, stdout: NodeJS.WritableStream): Promise<void> {
   let down = 0;
   let inputEnded = false;
   remote.on('data', (d: Buffer) => (down += d.length));
   const failed = await new Promise<Error | undefined>((resolve) => {
     stdin.pipe(remote);
-    remote.pipe(stdout);
+    // stdout is not ended by the pipe (process.stdout cannot be): flushing is awaited below.
+    remote.pipe(stdout, { end: false });
+    // The gateway's end is the end of the session (there is no half-closing a process's stdout).
+    remote.on('end', () => remote.end());
     remote.on('close', () => resolve(undefined));
     remote.on('error', (e) => resolve(e));
     stdin.on('end', () => {
@@ -317,9 +357,16 @@ export async function connectStdio(o: ForwarderOptions, stdin: NodeJS.ReadableSt
       remote.end();
     });
   });
+  stdin.unpipe(remote);
   // With TLS 1.3 a refused client certificate shows up only now: the gateway hangs up before its first byte.
   if (down === 0 && (failed || !inputEnded)) {
     const e = failed ?? Object.assign(new Error('the connection was closed'), { code: 'EPIPE' });
     throw new AgentError('SERVER_REFUSED', `${o.to.host}:${o.to.port}: ${describeDialError(e, o.to)}`);
   }
+  // Everything read from the gateway was written to stdout (the pipe paused the gateway while stdout was full);
+  // an empty write calls back once all the writes before it are flushed.
+  await new Promise<void>((resolve) => {
+    if ((stdout as { destroyed?: boolean }).destroyed || (stdout as { writableEnded?: boolean }).writableEnded) resolve();
+    else stdout.write('', () => resolve());
+  });
 }
