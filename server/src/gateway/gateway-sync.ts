@@ -38,6 +38,8 @@ export interface GatewaySyncEffects {
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   random(): number;
   log(line: string): void;
+  /** Milliseconds, for how long a sync has waited for a serial (default Date.now). */
+  now?(): number;
 }
 
 export interface SyncResult {
@@ -58,8 +60,8 @@ export function describeCrl(pem: string): { crlNumber: bigint | undefined; seria
   return { crlNumber: c.crlNumber, serials: c.entries.map((e) => e.serialHex) };
 }
 
-/** How many times a sync waits for a serial an event named before applying the CRL without it. */
-export const MAX_STALE_TRIES = 5;
+/** How long a sync waits for a serial an event named before applying the CRL without it. */
+export const MAX_STALE_WAIT_MS = 60_000;
 
 export class StaleCrlError extends Error {
   override readonly name = 'StaleCrlError';
@@ -138,7 +140,7 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
   let wanted: { why: string; force: boolean; serials: Set<string>; onlyRevocations: boolean } | undefined;
   let running = false;
   let failures = 0;
-  let staleTries = 0;
+  let staleSince: number | undefined;
   const request = (why: string, serials: readonly string[] = [], force = false): void => {
     const revocation = serials.length > 0;
     wanted ??= { why, force: false, serials: new Set(), onlyRevocations: true };
@@ -162,17 +164,18 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
         try {
           await syncOnce(fx, state, { force: w.force, expectSerials: [...w.serials], why: w.why });
           failures = 0;
-          staleTries = 0;
+          staleSince = undefined;
         } catch (e) {
           const delay = backoffMs(failures++, fx.random);
           fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
           // A serial the server's CRLs keep not listing (e.g. an event from an older server that named an
           // expired certificate) must not hold the gateway's CRL back for good: stop waiting for it.
-          if (e instanceof StaleCrlError && w.serials.size > 0 && ++staleTries >= MAX_STALE_TRIES) {
-            fx.log(`the server's CRL still does not list ${[...w.serials].join(', ')} after ${staleTries} tries; syncing without waiting for it`);
+          const now = fx.now?.() ?? Date.now();
+          if (e instanceof StaleCrlError && w.serials.size > 0 && now - (staleSince ??= now) >= MAX_STALE_WAIT_MS) {
+            fx.log(`the server's CRL still does not list ${[...w.serials].join(', ')} after ${Math.round((now - staleSince) / 1000)} s; syncing without waiting for it`);
             w.serials.clear();
             w.onlyRevocations = false;
-            staleTries = 0;
+            staleSince = undefined;
           }
           // Put it back, merged with whatever came meanwhile.
           const meanwhile = wanted as typeof w | undefined;
