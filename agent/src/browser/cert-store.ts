@@ -17,11 +17,12 @@
  * other way, macOS `security import` — in argv: see macos-store.ts.
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createPrivateKey } from 'node:crypto';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCertificate } from '@latchkey/pki';
+import { type Pkcs12Profile, buildPkcs12, randomPkcs12Password } from './pkcs12.js';
 
 export type CertStoreKind = 'nss' | 'macos' | 'windows';
 
@@ -142,6 +143,15 @@ export async function withPrivateDir<T>(fn: (dir: string) => Promise<T>, base: s
 }
 
 export const writePrivate = (path: string, data: string | Uint8Array): Promise<void> => writeFile(path, data, { mode: 0o600, flag: 'wx' });
+
+/** The device's certificate and key as `device.p12` in a private dir (withPrivateDir), under a fresh random password. */
+export async function writeDeviceBundle(dir: string, o: { der: Buffer; keyPem: string; friendlyName: string; profile: Pkcs12Profile }): Promise<{ bundle: string; password: string }> {
+  const password = randomPkcs12Password();
+  const bundle = join(dir, 'device.p12');
+  const pkcs8 = createPrivateKey(o.keyPem).export({ type: 'pkcs8', format: 'der' });
+  await writePrivate(bundle, buildPkcs12({ certs: [o.der], pkcs8, password, friendlyName: o.friendlyName, profile: o.profile }));
+  return { bundle, password };
+}
 
 /** A failed command as an error: the tool, what it said (with any secret cut out), never the argv. */
 export function commandFailed(what: string, r: CommandResult, secrets: readonly string[] = []): BrowserStoreError {

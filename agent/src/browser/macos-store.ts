@@ -17,12 +17,9 @@
  *   or `delete-certificate -Z` for a certificate left without its key.
  * - A key on a PKCS#11 token cannot be put in the keychain: not supported.
  */
-import { createPrivateKey } from 'node:crypto';
-import { join } from 'node:path';
 import { parseCertificate, pemDecodeAll } from '@latchkey/pki';
 import { deviceIdOf } from '../identity-fns.js';
-import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writePrivate } from './cert-store.js';
-import { buildPkcs12, randomPkcs12Password } from './pkcs12.js';
+import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writeDeviceBundle } from './cert-store.js';
 
 export interface MacosStoreOptions {
   /** ~/Library/Keychains/login.keychain-db */
@@ -72,10 +69,7 @@ export function createMacosStore(o: MacosStoreOptions): CertStore {
       const entry = entryOf(der, label);
       const pem = c.key.pem;
       await withPrivateDir(async (dir) => {
-        const password = randomPkcs12Password();
-        const bundle = join(dir, 'device.p12');
-        const pkcs8 = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
-        await writePrivate(bundle, buildPkcs12({ certs: [der], pkcs8, password, friendlyName: label, profile: 'legacy-3des-sha1' }));
+        const { bundle, password } = await writeDeviceBundle(dir, { der, keyPem: pem, friendlyName: label, profile: 'legacy-3des-sha1' });
         const r = await o.run('security', ['import', bundle, '-k', o.keychain, '-f', 'pkcs12', '-x', '-P', password]);
         if (r.code !== 0) throw commandFailed('security import', r, [password]);
       }, o.tmp);

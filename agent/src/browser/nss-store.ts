@@ -20,13 +20,11 @@
  * any certificate left without a key) go first, the new one is imported
  * right after, and the import is checked with `certutil -L -n NICKNAME -a`.
  */
-import { createPrivateKey } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseCertificate, pemDecodeAll } from '@latchkey/pki';
-import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writePrivate } from './cert-store.js';
-import { buildPkcs12, randomPkcs12Password } from './pkcs12.js';
+import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writeDeviceBundle, writePrivate } from './cert-store.js';
 
 /** The module name the agent registers a token under in the NSS database. */
 export const NSS_TOKEN_MODULE = 'Latchkey token';
@@ -118,12 +116,9 @@ export function createNssStore(o: NssStoreOptions): CertStore {
           await writePrivate(certFile, der);
           await must('certutil -A (importing the device certificate)', 'certutil', ['-A', '-d', db, '-n', nickname, '-t', ',,', '-i', certFile]);
         } else {
-          const password = randomPkcs12Password();
+          const { bundle, password } = await writeDeviceBundle(dir, { der, keyPem: c.key.pem, friendlyName: nickname, profile: 'aes256-sha256' });
           const passwordFile = join(dir, 'bundle.pw');
           await writePrivate(passwordFile, password);
-          const pkcs8 = createPrivateKey(c.key.pem).export({ type: 'pkcs8', format: 'der' });
-          const bundle = join(dir, 'device.p12');
-          await writePrivate(bundle, buildPkcs12({ certs: [der], pkcs8, password, friendlyName: nickname, profile: 'aes256-sha256' }));
           await removeNickname(nickname, dbPassword, true);
           await must('pk12util -i (importing the device certificate and key)', 'pk12util', ['-i', bundle, '-d', db, '-w', passwordFile, '-k', dbPassword], [password]);
         }

@@ -14,12 +14,9 @@
  * - A key on a PKCS#11 token: not supported (the store would need the
  *   vendor's CSP / minidriver; the agent's token cannot be handed over).
  */
-import { createPrivateKey } from 'node:crypto';
-import { join } from 'node:path';
 import { parseCertificate } from '@latchkey/pki';
 import { deviceIdOf } from '../identity-fns.js';
-import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writePrivate } from './cert-store.js';
-import { buildPkcs12, randomPkcs12Password } from './pkcs12.js';
+import { BrowserStoreError, type BrowserCredential, type CertStore, type CertStoreStatus, type Runner, type StoreEntry, checkDeviceId, commandFailed, entryLabel, entryOf, withPrivateDir, writeDeviceBundle } from './cert-store.js';
 
 export const WINDOWS_STORE = 'Cert:\\CurrentUser\\My';
 
@@ -91,10 +88,7 @@ export function createWindowsStore(o: WindowsStoreOptions): CertStore {
       const entry = entryOf(der, label);
       const pem = c.key.pem;
       await withPrivateDir(async (dir) => {
-        const password = randomPkcs12Password();
-        const bundle = join(dir, 'device.p12');
-        const pkcs8 = createPrivateKey(pem).export({ type: 'pkcs8', format: 'der' });
-        await writePrivate(bundle, buildPkcs12({ certs: [der], pkcs8, password, friendlyName: label, profile: 'aes256-sha256' }));
+        const { bundle, password } = await writeDeviceBundle(dir, { der, keyPem: pem, friendlyName: label, profile: 'aes256-sha256' });
         const r = await ps(SCRIPTS.import(bundle, label), `${password}\n`);
         if (r.code !== 0) throw commandFailed('Import-PfxCertificate', r, [password]);
         if (!r.stdout.toUpperCase().includes(entry.sha1)) throw new BrowserStoreError('COMMAND_FAILED', `Import-PfxCertificate did not report the device certificate ${entry.sha1}: ${r.stdout.trim().slice(-300)}`);
