@@ -7,17 +7,17 @@
  * device and the forwarder says why. Also `--stdio` (an SSH ProxyCommand).
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { swtpmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
+import { daemon, sleep } from './support/gateways.js';
 import { AGENT_CLI, cli, freePort, initServer, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 type Ctx = Parameters<typeof requireTools>[0];
 const STREAM_MODULE = '/usr/lib/nginx/modules/ngx_stream_module.so';
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function until<T>(what: string, f: () => Promise<T | undefined> | T | undefined, ms: number, log: () => string): Promise<T> {
   const end = Date.now() + ms;
@@ -27,22 +27,6 @@ async function until<T>(what: string, f: () => Promise<T | undefined> | T | unde
     assert.ok(Date.now() < end, `timed out after ${ms} ms waiting for ${what}\n${log()}`);
     await sleep(50);
   }
-}
-
-/** A long-running process, its output collected; killed after the test. */
-function daemon(t: Ctx, cmd: string, args: string[], env?: NodeJS.ProcessEnv): { proc: ChildProcess; out: () => string } {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  t.after(async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    const gone = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await Promise.race([gone, sleep(3000)]);
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  });
-  return { proc, out: () => out };
 }
 
 /** The TCP service behind the gateway: answers every line with "echo: line". */
@@ -187,16 +171,16 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     const global = `pid ${gw}/nginx.pid; error_log ${gw}/error.log info;`;
     const nginx = daemon(t, 'nginx', ['-p', gw, '-c', conf, '-g', `daemon off; ${global}`]);
     await until('nginx to listen', () => new Promise<true | undefined>((r) => {
-      if (nginx.proc.exitCode !== null) assert.fail(`nginx exited:\n${nginx.out()}`);
+      if (nginx.proc.exitCode !== null) assert.fail(`nginx exited:\n${nginx.log()}`);
       const s = connect(gwPort, '127.0.0.1');
       s.on('connect', () => (s.destroy(), r(true)));
       s.on('error', () => r(undefined));
-    }), 15_000, nginx.out);
+    }), 15_000, nginx.log);
 
     // The forwarder, on a port it picks and prints.
     const fwd = daemon(t, process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'connect', '--to', `127.0.0.1:${gwPort}`], env);
-    const logs = () => `--- connect:\n${fwd.out()}\n--- nginx:\n${nginx.out()}${existsSync(join(gw, 'error.log')) ? readFileSync(join(gw, 'error.log'), 'utf8').slice(-3000) : ''}`;
-    const local = Number(await until('the forwarder to listen', () => /forwarding 127\.0\.0\.1:(\d+) → 127\.0\.0\.1:\d+/.exec(fwd.out())?.[1], 15_000, logs));
+    const logs = () => `--- connect:\n${fwd.log()}\n--- nginx:\n${nginx.log()}${existsSync(join(gw, 'error.log')) ? readFileSync(join(gw, 'error.log'), 'utf8').slice(-3000) : ''}`;
+    const local = Number(await until('the forwarder to listen', () => /forwarding 127\.0\.0\.1:(\d+) → 127\.0\.0\.1:\d+/.exec(fwd.log())?.[1], 15_000, logs));
 
     const c1 = await lineClient(local);
     assert.equal(await c1.ask('hello'), 'echo: hello');
@@ -217,7 +201,7 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     // Two sessions: the one opened before the renewal (old certificate, still up across it) and the new
     // one (renewed certificate). nginx logs each when it ends, in whichever order they close.
     assert.deepEqual(sessions.map((l) => l.split(' ')).sort(), [[renewed.toUpperCase(), 'SUCCESS'], [st.serial.toUpperCase(), 'SUCCESS']].sort());
-    if (!target.args.includes('pkcs11')) assert.match(fwd.out(), new RegExp(`now presenting the renewed certificate ${renewed}`));
+    if (!target.args.includes('pkcs11')) assert.match(fwd.log(), new RegExp(`now presenting the renewed certificate ${renewed}`));
 
     // --stdio: one connection over stdin/stdout (ssh -o ProxyCommand='latchkey connect --to gw:port --stdio').
     // stdin stays open until the answer is back, as with ssh (nginx stream closes both ways on the client's FIN).
@@ -245,7 +229,7 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     await until('nginx to refuse the revoked device', async () => ((inARow = (await tryOnce(local)) === 'closed' ? inARow + 1 : 0) >= 3 ? true : undefined), 15_000, logs);
     for (let i = 0; i < 5; i++) assert.equal(await tryOnce(local), 'closed', 'refused from then on');
     assert.match(readFileSync(join(gw, 'error.log'), 'utf8'), /certificate revoked/);
-    await until('the forwarder to say why', () => (/failed: the gateway (refused|closed the connection before sending anything)/.test(fwd.out()) ? true : undefined), 5000, logs);
+    await until('the forwarder to say why', () => (/failed: the gateway (refused|closed the connection before sending anything)/.test(fwd.log()) ? true : undefined), 5000, logs);
     // The listener itself is still up (the device may be enrolled again).
     assert.equal(fwd.proc.exitCode, null);
 

@@ -44,8 +44,8 @@ export interface Daemon {
 }
 
 /** A long-running tool in the foreground; stopped after the test (SIGTERM, SIGKILL after 3 s). */
-export function daemon(t: Hooks, cmd: string, args: string[]): Daemon {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+export function daemon(t: Hooks, cmd: string, args: string[], env?: NodeJS.ProcessEnv): Daemon {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(env ? { env } : {}) });
   let log = '';
   proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
