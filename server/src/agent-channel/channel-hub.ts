@@ -39,8 +39,7 @@ export interface OnlineDevice {
 export interface ChannelHub {
   /** Takes an HTTP upgrade to PATHS.agentChannel (see upgrade-router.ts). */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
-  online(): OnlineDevice[];
-  /** Connections open now (all devices). */
+  /** Connections open now (all devices; who they are is in presence.ts, across replicas). */
   readonly size: number;
   close(): Promise<void>;
 }
@@ -255,9 +254,6 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
           refuseUpgrade(socket, 500, 'INTERNAL', 'the server could not check the client certificate');
         },
       );
-    },
-    online() {
-      return [...byDevice.values()].flatMap((s) => [...s].map((c) => ({ ...c.info }))).sort((a, b) => a.since.localeCompare(b.since));
     },
     get size() {
       return count;
