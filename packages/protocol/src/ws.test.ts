@@ -106,7 +106,7 @@ describe('control channel: server → agent', () => {
 });
 
 describe('gateway event stream', () => {
-  const revocation = { type: 'revocation', cursor: '17', deviceId, serials: ['ab01', 'cd02'], issuer: 'issuing', reason: 'superseded', at };
+  const revocation = { type: 'revocation', cursor: '17', deviceId, crlNumber: '42', issuer: 'issuing', reason: 'superseded', at };
 
   test('revocation, crl-updated and resync-required pass', () => {
     assert.ok(Value.Check(GatewayEvent, revocation));
@@ -120,9 +120,10 @@ describe('gateway event stream', () => {
     assert.ok(!Value.Check(GatewayEvent, { type: 'resync-required' }));
   });
 
-  test('revocation lists at least one hex serial of a known issuer', () => {
-    assert.ok(!Value.Check(GatewayEvent, { ...revocation, serials: [] }));
-    assert.ok(!Value.Check(GatewayEvent, { ...revocation, serials: ['0xAB'] }));
+  test('revocation names a CRL number of a known issuer, and no list of serials', () => {
+    const { crlNumber: _n, ...noNumber } = revocation;
+    assert.ok(!Value.Check(GatewayEvent, noNumber));
+    assert.ok(!Value.Check(GatewayEvent, { ...revocation, crlNumber: '0x2A' }));
     assert.ok(!Value.Check(GatewayEvent, { ...revocation, issuer: 'policy' }));
   });
 

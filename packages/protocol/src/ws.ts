@@ -118,13 +118,19 @@ export type ServerMessage = Static<typeof ServerMessage>;
 export const GatewaySubscribe = Type.Object({ type: Type.Literal('subscribe'), since: Type.Optional(Cursor()) }, { $id: 'GatewaySubscribe', ...closed });
 export type GatewaySubscribe = Static<typeof GatewaySubscribe>;
 
-/** A device was revoked: drop its connections and refuse these serials now, before the next CRL. */
+/**
+ * A device was revoked. The event names the device and the first CRL number
+ * of `issuer` that lists its certificates; it carries no list of serials, so
+ * it stays small however many certificates the device held. A gateway whose
+ * applied CRL has that number (or a later one) has nothing to fetch.
+ */
 export const RevocationEvent = Type.Object(
   {
     type: Type.Literal('revocation'),
     cursor: Cursor(),
     deviceId: Uuid(),
-    serials: Type.Array(SerialHex(), { minItems: 1, maxItems: 1000 }),
+    /** RFC 5280 §5.2.3 CRLNumber in decimal of the first `issuer` CRL listing this revocation. */
+    crlNumber: Type.String({ pattern: '^(0|[1-9][0-9]{0,48})$' }),
     issuer: embed(CrlIssuer),
     reason: embed(RevokeReason),
     at: Timestamp(),

@@ -108,7 +108,8 @@ export function createDevicesService(deps: {
       // The revocation is committed whatever happens next; a failed CRL rebuild
       // is retried on the next CRL request (and by the timer), never skipped.
       await deps.crl.regenerate(['issuing']).catch((e: unknown) => deps.onCrlError?.(e));
-      await deps.bus.publish({ type: 'revocation', deviceId: d.id, serials: live, reason, at });
+      const crlNumber = (await deps.crl.get('issuing'))?.crlNumber ?? 0;
+      await deps.bus.publish({ type: 'revocation', deviceId: d.id, crlNumber, reason, at });
       return { device: toDevice({ ...d, status: 'revoked', revoked_at: at, revocation_reason: reason }, undefined), serials };
     },
   };

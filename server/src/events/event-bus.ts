@@ -12,7 +12,8 @@ import type { Db } from '../storage/db.js';
 
 export type ServerEvent =
   | { type: 'issuance'; deviceId: string; serial: string; kind: 'enroll' | 'renew' | 'recover'; at: string }
-  | { type: 'revocation'; deviceId: string; serials: string[]; reason: string; at: string }
+  /** `crlNumber`: the first issuing CRL that lists the device's certificates. No list of serials: events stay small. */
+  | { type: 'revocation'; deviceId: string; crlNumber: number; reason: string; at: string }
   | { type: 'device-approved'; deviceId: string; at: string }
   | { type: 'renew-now'; deviceId: string; at: string }
   | { type: 'policy'; group: string; at: string }

@@ -11,14 +11,12 @@ export function parseCursor(c: string): number | undefined {
 
 /**
  * The gateway's view of a persisted event, or undefined for events gateways
- * do not see (issuances, approvals) and revocations without a certificate
- * (a pending device: nothing to put on a CRL).
+ * do not see (issuances, approvals).
  */
 export function toGatewayEvent(e: ServerEvent, cursor: string): Exclude<GatewayEvent, { type: 'resync-required' }> | undefined {
   if (!cursor) return undefined;
   if (e.type === 'revocation') {
-    if (e.serials.length === 0) return undefined;
-    return { type: 'revocation', cursor, deviceId: e.deviceId, serials: e.serials, issuer: 'issuing', reason: e.reason as RevokeReason, at: e.at };
+    return { type: 'revocation', cursor, deviceId: e.deviceId, crlNumber: String(e.crlNumber), issuer: 'issuing', reason: e.reason as RevokeReason, at: e.at };
   }
   if (e.type === 'crl-updated') {
     return { type: 'crl-updated', cursor, issuer: e.ca, crlNumber: String(e.crlNumber), url: CRL_PATHS[e.ca].pem };

@@ -75,8 +75,8 @@ export class StaleCrlError extends Error {
  */
 export async function syncOnce(
   fx: Pick<GatewaySyncEffects, 'fetchCrl' | 'writeCrlFile' | 'apply' | 'log'>,
-  state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>>; serials?: ReadonlySet<string> },
-  opts: { force: boolean; expectSerials?: readonly string[]; why: string },
+  state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> },
+  opts: { force: boolean; expectCrlNumber?: bigint; why: string },
 ): Promise<SyncResult> {
   const fetched: FetchedCrl[] = [];
   for (const issuer of ['issuing', 'root'] as const) {
@@ -97,8 +97,10 @@ export async function syncOnce(
     numbers[f.issuer] = d.crlNumber;
     if (f.issuer === 'issuing') serials = d.serials;
   }
-  const missing = (opts.expectSerials ?? []).filter((s) => !serials.includes(s));
-  if (missing.length) throw new StaleCrlError(`the issuing CRL does not list revoked serial(s) ${missing.join(', ')} yet`);
+  const issuingNumber = numbers.issuing;
+  if (opts.expectCrlNumber !== undefined && issuingNumber !== undefined && issuingNumber < opts.expectCrlNumber) {
+    throw new StaleCrlError(`the server sent issuing CRL #${issuingNumber}, but the revocation is listed from #${opts.expectCrlNumber} on (a replica that has not caught up)`);
+  }
   const bundle = fetched.map((f) => (f.pem.endsWith('\n') ? f.pem : `${f.pem}\n`)).join('');
   const changed = bundle !== state.last;
   const crlNumbers = Object.fromEntries(Object.entries(numbers).map(([k, v]) => [k, String(v)])) as SyncResult['crlNumbers'];
@@ -112,7 +114,6 @@ export async function syncOnce(
     fx.log(`CRLs unchanged (${nums}) after ${opts.why}`);
   }
   state.numbers = { ...state.numbers, ...numbers };
-  state.serials = new Set(serials);
   return { crlNumbers, serials: serials.length, changed };
 }
 
@@ -130,24 +131,24 @@ export interface GatewaySync {
 /** The long-running sync: stream, syncs coalesced (one at a time, one more if events came meanwhile), reconnects. */
 export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions): GatewaySync {
   const abort = new AbortController();
-  const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>>; serials?: ReadonlySet<string> } = { numbers: {} };
+  const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
   let cursor: string | undefined;
   let stream: EventStream | undefined;
 
   // --- the sync scheduler
-  // onlyRevocations: every reason is a revocation whose serials were given; such a sync is skipped
-  // when the CRL applied meanwhile (its crl-updated event comes first) already lists them.
-  let wanted: { why: string; force: boolean; serials: Set<string>; onlyRevocations: boolean } | undefined;
+  // onlyRevocations: every reason is a revocation; such a sync is skipped when the issuing CRL applied
+  // meanwhile (its crl-updated event comes first) has the number the revocations named, or a later one.
+  let wanted: { why: string; force: boolean; crlNumber?: bigint; onlyRevocations: boolean } | undefined;
   let running = false;
   let failures = 0;
   let staleSince: number | undefined;
-  const request = (why: string, serials: readonly string[] = [], force = false): void => {
-    const revocation = serials.length > 0;
-    wanted ??= { why, force: false, serials: new Set(), onlyRevocations: true };
+  const maxNumber = (a: bigint | undefined, b: bigint | undefined): bigint | undefined => (a === undefined ? b : b === undefined || a >= b ? a : b);
+  const request = (why: string, crlNumber?: bigint, force = false): void => {
+    wanted ??= { why, force: false, onlyRevocations: true };
     if (!wanted.why.includes(why)) wanted.why = `${wanted.why}, ${why}`;
     wanted.force ||= force;
-    wanted.onlyRevocations &&= revocation;
-    for (const s of serials) wanted.serials.add(s);
+    wanted.onlyRevocations &&= crlNumber !== undefined;
+    wanted.crlNumber = maxNumber(wanted.crlNumber, crlNumber);
     void drain();
   };
   async function drain(): Promise<void> {
@@ -157,29 +158,33 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
       while (wanted && !abort.signal.aborted) {
         const w = wanted;
         wanted = undefined;
-        if (w.onlyRevocations && !w.force && state.serials && [...w.serials].every((s) => state.serials!.has(s))) {
+        const applied = state.numbers.issuing;
+        if (w.onlyRevocations && !w.force && w.crlNumber !== undefined && applied !== undefined && applied >= w.crlNumber) {
           fx.log(`${w.why}: already in the applied CRL`);
           continue;
         }
         try {
-          await syncOnce(fx, state, { force: w.force, expectSerials: [...w.serials], why: w.why });
+          await syncOnce(fx, state, { force: w.force, ...(w.crlNumber !== undefined ? { expectCrlNumber: w.crlNumber } : {}), why: w.why });
           failures = 0;
           staleSince = undefined;
         } catch (e) {
           const delay = backoffMs(failures++, fx.random);
           fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
-          // A serial the server's CRLs keep not listing (e.g. an event from an older server that named an
-          // expired certificate) must not hold the gateway's CRL back for good: stop waiting for it.
+          // A CRL number the server keeps not reaching (a replica left behind, a restored database) must
+          // not hold the gateway's CRL back for good: stop waiting for it.
           const now = fx.now?.() ?? Date.now();
-          if (e instanceof StaleCrlError && w.serials.size > 0 && now - (staleSince ??= now) >= MAX_STALE_WAIT_MS) {
-            fx.log(`the server's CRL still does not list ${[...w.serials].join(', ')} after ${Math.round((now - staleSince) / 1000)} s; syncing without waiting for it`);
-            w.serials.clear();
+          if (e instanceof StaleCrlError && w.crlNumber !== undefined && now - (staleSince ??= now) >= MAX_STALE_WAIT_MS) {
+            fx.log(`the server's issuing CRL still has not reached #${w.crlNumber} after ${Math.round((now - staleSince) / 1000)} s; syncing without waiting for it`);
+            delete w.crlNumber;
             w.onlyRevocations = false;
             staleSince = undefined;
           }
           // Put it back, merged with whatever came meanwhile.
           const meanwhile = wanted as typeof w | undefined;
-          wanted = meanwhile ? { why: `${w.why}, ${meanwhile.why}`, force: w.force || meanwhile.force, serials: new Set([...w.serials, ...meanwhile.serials]), onlyRevocations: w.onlyRevocations && meanwhile.onlyRevocations } : w;
+          if (meanwhile) {
+            const n = maxNumber(w.crlNumber, meanwhile.crlNumber);
+            wanted = { why: `${w.why}, ${meanwhile.why}`, force: w.force || meanwhile.force, onlyRevocations: w.onlyRevocations && meanwhile.onlyRevocations, ...(n !== undefined ? { crlNumber: n } : {}) };
+          } else wanted = w;
           await fx.sleep(delay, abort.signal).catch(() => undefined);
         }
       }
@@ -206,7 +211,7 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           onEvent(e) {
             cursor = e.cursor;
             // The server announces the new CRL first: a revocation already in the applied CRL needs no fetch (see drain).
-            if (e.type === 'revocation') request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? e.serials : []);
+            if (e.type === 'revocation') request(`revocation of ${e.deviceId}`, e.issuer === 'issuing' ? BigInt(e.crlNumber) : undefined);
             else if (e.type === 'crl-updated') request(`${e.issuer} CRL #${e.crlNumber}`);
             else request('resync-required');
           },

@@ -146,7 +146,7 @@ for (const engine of ENGINES) {
       let e1: DeliveredEvent;
       let e2: DeliveredEvent;
       try {
-        e1 = await a.publish({ type: 'revocation', deviceId: randomUUID(), serials: ['ab'], reason: 'keyCompromise', at: at(1) });
+        e1 = await a.publish({ type: 'revocation', deviceId: randomUUID(), crlNumber: 2, reason: 'keyCompromise', at: at(1) });
         e2 = await a.publish({ type: 'crl-updated', ca: 'issuing', crlNumber: 2, at: at(2) });
         await Promise.race([arrived, new Promise((_, rej) => setTimeout(() => rej(new Error('events did not arrive')), 5000))]);
       } finally {
