@@ -99,10 +99,6 @@ export function createDevicesService(deps: {
         return s;
       });
       const serials = revoked.map((c) => c.serial);
-      // The event names only certificates a CRL will list (unexpired, RFC 5280 §3.3): a gateway waits until
-      // its CRL shows every serial an event names, and an expired one never shows. Renewals do not revoke
-      // the previous certificate, so an old device has many expired ones.
-      const live = revoked.filter((c) => c.notAfter > at).map((c) => c.serial);
       await db.durable();
       deps.metrics.inc('latchkey_revocations_total');
       // The revocation is committed whatever happens next; a failed CRL rebuild
