@@ -31,6 +31,8 @@ import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
+import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
+import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
@@ -44,6 +46,8 @@ export interface AppDeps {
   clock?: () => Date;
   /** The TLS client certificate of a request (DER). Default: the TLS socket's peer certificate. */
   clientCert?: (req: FastifyRequest) => Buffer | undefined;
+  /** Test-only crash points (see util/crash-point.ts); the process entry point sets it from its environment. */
+  crashPoint?: CrashPoint;
   /** Process options: logger, and `https` for TLS (see start.ts). */
   fastify?: FastifyServerOptions & { https?: ServerOptions };
 }
@@ -51,6 +55,8 @@ export interface AppDeps {
 export interface App {
   app: FastifyInstance;
   crl: CrlService;
+  /** Committed revocations still owing their CRL and event: start() delivers leftovers and sweeps. */
+  outbox: RevocationOutbox;
   metrics: Metrics;
   channels: ChannelHub;
   /** HTTP requests being handled now (a graceful stop waits for them). */
@@ -81,16 +87,20 @@ export async function buildApp(d: AppDeps): Promise<App> {
 
   const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
   const commitLocks = keyedMutex();
-  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks });
-  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks });
+  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
+  // Per device, after its certificate authenticated it: bounds what one enrolled laptop can make us do.
+  const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
+  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks, reenrollLimiter });
   const tokens = createTokensService({ db: d.db, config: d.config, clock });
+  const outbox = createRevocationOutbox({ db: d.db, crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
   const devices = createDevicesService({
     db: d.db,
     clock,
-    crl,
     bus: d.bus,
     metrics,
-    onCrlError: (e) => app.log.error({ err: e }, 'CRL rebuild after a revocation failed; retrying on the next CRL request'),
+    outbox,
+    crashPoint: d.crashPoint ?? noCrash,
+    onDeliveryError: (e) => app.log.error({ err: e }, 'CRL rebuild or event after a revocation failed; the revocation is committed and its delivery is retried every few seconds'),
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
@@ -178,5 +188,5 @@ export async function buildApp(d: AppDeps): Promise<App> {
     },
     { prefix: PATHS.admin },
   );
-  return { app, crl, metrics, channels, inFlight: () => inFlight };
+  return { app, crl, outbox, metrics, channels, inFlight: () => inFlight };
 }

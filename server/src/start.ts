@@ -16,6 +16,7 @@ import { renewServiceCertificatesIfNeeded } from './init.js';
 import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
+import { crashPointFromEnv } from './util/crash-point.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 
 export interface Started {
@@ -42,11 +43,12 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
   // The bus exists before the app and its logger: report to stderr like the start-up lines.
   const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });
-  const { app, crl, inFlight } = await buildApp({
+  const { app, crl, outbox, inFlight } = await buildApp({
     db,
     ca,
     config,
     bus,
+    crashPoint: crashPointFromEnv(process.env),
     fastify: {
       logger: {
         level: config.logLevel,
@@ -69,6 +71,8 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   const port = Number(config.listen.slice(lastColon + 1));
   await app.listen({ host, port });
   crl.start();
+  // Revocations committed before a crash owe their CRL and event: delivered now, then swept.
+  outbox.start();
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   log(`latchkey-server listening on https://${host.includes(':') ? `[${host}]` : host}:${actualPort} (${db.engine}); devices use ${config.url}`);
@@ -82,6 +86,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
     close() {
       closing ??= (async () => {
         crl.stop();
+        outbox.stop();
         log(`shutting down: ${inFlight()} request(s) in flight are answered first; new ones get 503`);
         await app.close();
         await bus.close();

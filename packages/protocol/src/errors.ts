@@ -21,6 +21,8 @@ export const ERROR_CODES = {
   APPROVAL_PENDING: { status: 202, meaning: 'the device waits for admin approval; retry after Retry-After seconds' },
   DEVICE_REVOKED: { status: 403, meaning: 'the device is revoked; it needs a new enrollment token' },
   CERT_EXPIRED_PAST_GRACE: { status: 403, meaning: 'the certificate expired longer ago than the recovery grace window; enroll again with a token' },
+  CERT_SUPERSEDED: { status: 403, meaning: 'the client certificate was replaced by a later one of the same device; only the latest renews' },
+  TOO_MANY_CERTIFICATES: { status: 429, meaning: 'the device holds as many unexpired certificates as allowed; retry once the oldest expires (Retry-After)' },
   CLIENT_CERT_REQUIRED: { status: 401, meaning: 'this endpoint needs the device certificate as TLS client certificate' },
   CLIENT_CERT_UNKNOWN: { status: 403, meaning: 'the client certificate was not issued by this server' },
   UNAUTHORIZED: { status: 401, meaning: 'credentials are missing or wrong' },

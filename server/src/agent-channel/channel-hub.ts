@@ -94,11 +94,16 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     const row = await deps.db.kysely
       .selectFrom('certificates')
       .innerJoin('devices', 'devices.id', 'certificates.device_id')
-      .select(['certificates.device_id', 'certificates.revoked_at', 'devices.status', 'devices.group_name'])
+      .select(['certificates.device_id', 'certificates.revoked_at', 'certificates.revocation_reason', 'devices.status', 'devices.group_name'])
       .where('certificates.serial', '=', cert.serialHex)
       .executeTakeFirst();
     if (!row) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate is not in this server's records" };
-    if (row.status !== 'active' || row.revoked_at) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
+    // A certificate superseded by a renewal stays usable until its overlap ends (revoked_at ahead).
+    const revokedNow = row.revoked_at !== null && row.revoked_at <= deps.clock().toISOString();
+    if (row.status === 'active' && revokedNow && row.revocation_reason === 'superseded') {
+      return { status: 403, code: 'CERT_SUPERSEDED', message: 'this certificate was superseded by a later one of this device; connect with the current one (is this identity copied to another machine?)' };
+    }
+    if (row.status !== 'active' || revokedNow) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
     if (deps.clock().getTime() >= cert.notAfter.getTime()) return { status: 403, code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' };
     return { deviceId: row.device_id, group: row.group_name, cert };
   }

@@ -32,6 +32,15 @@ export const ServerConfigSchema = Type.Object(
      * for everything else (HTTPS requests, the database, logs). Past it agents get 503 and retry.
      */
     maxAgentConnections: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
+    /**
+     * Most unexpired certificates one device may hold (revoked or superseded ones count: a CRL lists
+     * them until they expire). A renewal past it is refused until the oldest expires.
+     */
+    maxCertificatesPerDevice: Type.Integer({ minimum: 2, maximum: 1000 }),
+    /** How long a renewed device's previous certificate stays valid before it is revoked as superseded. */
+    supersededOverlapSeconds: Type.Integer({ minimum: 0, maximum: 7 * 86400 }),
+    /** Re-enrollment attempts per minute per device (each replica counts its own). */
+    reenrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 100_000 }),
     /** Largest request body accepted. */
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
@@ -50,6 +59,9 @@ export const CONFIG_DEFAULTS = {
   approvalRetrySeconds: 10,
   agentHeartbeatSeconds: 30,
   maxAgentConnections: 0,
+  maxCertificatesPerDevice: 4,
+  supersededOverlapSeconds: 300,
+  reenrollRateLimitPerMinute: 30,
   bodyLimitBytes: 64 * 1024,
   enrollRateLimitPerMinute: 600,
   logLevel: 'info',

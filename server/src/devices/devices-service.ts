@@ -4,7 +4,9 @@ import { auditRepo } from '../audit/audit-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
-import type { CrlService } from '../revocation/crl-service.js';
+import { outboxRepo } from '../revocation/outbox-repo.js';
+import type { RevocationOutbox } from '../revocation/revocation-outbox.js';
+import { type CrashPoint, noCrash } from '../util/crash-point.js';
 import type { Db } from '../storage/db.js';
 import type { DevicesTable } from '../storage/schema.js';
 import { certificatesRepo, devicesRepo } from './devices-repo.js';
@@ -36,10 +38,12 @@ function decodeCursor(c: string): { firstSeen: string; id: string } {
 export function createDevicesService(deps: {
   db: Db;
   clock: () => Date;
-  crl: CrlService;
   bus: EventBus;
   metrics: Metrics;
-  onCrlError?: (e: unknown) => void;
+  outbox: Pick<RevocationOutbox, 'deliver'>;
+  /** Delivery after the commit failed: the outbox sweep retries it. */
+  onDeliveryError?: (e: unknown) => void;
+  crashPoint?: CrashPoint;
   /** Which of these devices have an agent connected now (presence); `online` is left out without it. */
   onlineAmong?: (ids: readonly string[]) => Promise<Set<string>>;
 }) {
@@ -85,28 +89,34 @@ export function createDevicesService(deps: {
       return { deviceId: d.id, requestedAt: at };
     },
     /**
-     * Marks the device revoked and revokes every certificate it holds, in one
-     * transaction; then the CRLs are rebuilt and the event goes out, before
-     * this returns.
+     * Marks the device revoked, revokes every certificate it holds and writes
+     * the outbox row that owes the CRL rebuild and the event, in one
+     * transaction; then delivers that row before answering (see
+     * revocation-outbox.ts: if this process dies first, start-up or another
+     * replica delivers it). Revoking a revoked device again answers the same
+     * and delivers once more: a retry after a lost answer is safe.
      */
-    async revoke(id: string, reason: RevokeReason, actor: string): Promise<{ device: Device; serials: string[] }> {
+    async revoke(id: string, reason: RevokeReason, actor: string): Promise<{ device: Device; serials: string[]; crlNumber: number | null; alreadyRevoked: boolean }> {
       const d = await find(id);
       const at = deps.clock().toISOString();
-      const revoked = await db.kysely.transaction().execute(async (trx) => {
-        if (!(await devicesRepo(trx).revoke(d.id, at, reason))) throw new LatchkeyError('CONFLICT', `device ${id} is already revoked`);
-        const s = await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason);
-        await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s.map((c) => c.serial) } });
-        return s;
+      const done = await db.kysely.transaction().execute(async (trx) => {
+        const first = await devicesRepo(trx).revoke(d.id, at, reason);
+        const current = first ? { ...d, status: 'revoked' as const, revoked_at: at, revocation_reason: reason } : (await devicesRepo(trx).findById(d.id))!;
+        const s = first ? await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason) : [];
+        const pending = first ? undefined : await outboxRepo(trx).pendingFor(d.id);
+        const row = pending ?? (await outboxRepo(trx).insert({ kind: 'revocation', device_id: d.id, reason: current.revocation_reason ?? reason, at: current.revoked_at ?? at, created_at: at }));
+        await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: first ? { reason, serials: s.map((c) => c.serial) } : { reason: current.revocation_reason, again: true } });
+        return { first, current, serials: s.map((c) => c.serial), row };
       });
-      const serials = revoked.map((c) => c.serial);
       await db.durable();
-      deps.metrics.inc('latchkey_revocations_total');
-      // The revocation is committed whatever happens next; a failed CRL rebuild
-      // is retried on the next CRL request (and by the timer), never skipped.
-      await deps.crl.regenerate(['issuing']).catch((e: unknown) => deps.onCrlError?.(e));
-      const crlNumber = (await deps.crl.get('issuing'))?.crlNumber ?? 0;
-      await deps.bus.publish({ type: 'revocation', deviceId: d.id, crlNumber, reason, at });
-      return { device: toDevice({ ...d, status: 'revoked', revoked_at: at, revocation_reason: reason }, undefined), serials };
+      if (done.first) deps.metrics.inc('latchkey_revocations_total');
+      (deps.crashPoint ?? noCrash)('after-revoke-commit');
+      // Committed whatever happens next: a failed delivery stays in the outbox and is retried.
+      const crlNumber = await deps.outbox.deliver(done.row).catch((e: unknown) => {
+        deps.onDeliveryError?.(e);
+        return null;
+      });
+      return { device: toDevice(done.current, undefined), serials: done.serials, crlNumber, alreadyRevoked: !done.first };
     },
   };
 }

@@ -25,9 +25,12 @@ import type { ServerConfig } from '../config/config-schema.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { LatchkeyError, fromCsrError } from '../errors.js';
 import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
+import type { Transaction } from 'kysely';
 import type { Db } from '../storage/db.js';
+import type { Database } from '../storage/schema.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
+import type { RateLimiter } from '../rate-limit.js';
 
 if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v));
 
@@ -80,7 +83,7 @@ export interface EstService {
   simpleReenroll(input: { body: Buffer; clientCertDer: Buffer | undefined; remote: string }): Promise<Issued & { deviceId: string; kind: 'renew' | 'recover' }>;
 }
 
-export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date; commitLocks: KeyedMutex }): EstService {
+export function createEstService(deps: { db: Db; ca: CaContext; config: ServerConfig; issuance: IssuanceService; clock: () => Date; commitLocks: KeyedMutex; reenrollLimiter: RateLimiter }): EstService {
   const { db, config } = deps;
 
   async function authenticate(clientCertDer: Buffer | undefined) {
@@ -201,10 +204,16 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
 
     async simpleReenroll({ body, clientCertDer, remote }) {
       const { cert, row } = await authenticate(clientCertDer);
+      if (!deps.reenrollLimiter.take(row.device_id)) {
+        throw new LatchkeyError('RATE_LIMITED', `this device asked to renew more than ${config.reenrollRateLimitPerMinute} times in a minute; retry later`, { headers: { 'retry-after': '60' } });
+      }
       const now = deps.clock();
+      const nowIso = now.toISOString();
       const device = await devicesRepo(db.kysely).findById(row.device_id);
       if (!device) throw new LatchkeyError('CLIENT_CERT_UNKNOWN', 'the device of this certificate no longer exists');
-      if (device.status === 'revoked' || row.revoked_at) {
+      const certRevoked = row.revoked_at !== null && row.revoked_at <= nowIso;
+      if (device.status === 'active' && certRevoked && row.revocation_reason === 'superseded') throw superseded();
+      if (device.status === 'revoked' || certRevoked) {
         throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; it cannot renew or recover — enroll it again with a new token if it should be trusted');
       }
       if (device.status !== 'active') throw new LatchkeyError('FORBIDDEN', 'this device is not active');
@@ -218,11 +227,6 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
             `the certificate expired ${Math.floor(expiredFor / 86400)} days ago, past the ${Math.floor(config.recoveryGraceSeconds / 86400)}-day recovery window; enroll again with a new token (\`latchkey enroll --token …\`)`,
           );
         }
-        // Recovery only from the last certificate the device was given.
-        const latest = await certificatesRepo(db.kysely).latestForDevice(device.id);
-        if (latest?.serial !== row.serial) {
-          throw new LatchkeyError('FORBIDDEN', 'recovery needs the device\'s most recent certificate; this one was superseded');
-        }
         kind = 'recover';
       }
       const csr = readCsr(body);
@@ -232,7 +236,6 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
       }
       const group = await groupsRepo(db.kysely).get(device.group_name);
       const lifetime = Math.min(group?.cert_lifetime_seconds ?? config.certLifetimeSeconds, config.maxCertLifetimeSeconds);
-      const nowIso = now.toISOString();
       const issued = await deps.issuance.issue({
         csr,
         device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
@@ -240,9 +243,11 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         lifetimeSeconds: lifetime,
         actor: `device:${device.id}`,
         auditDetails: { previousSerial: row.serial, remote },
+        replacesSerial: row.serial,
         async inTransaction(trx) {
           // Re-check under the transaction: a revoke that raced this request wins.
           // Facts change over a device's life (OS updates): a renewal CSR that carries them refreshes the inventory.
+          // On PostgreSQL this update also locks the device's row: its renewals are decided one at a time.
           const r = await trx
             .updateTable('devices')
             .set({ last_seen: nowIso, ...(facts ? { facts: JSON.stringify(facts) } : {}) })
@@ -250,11 +255,47 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
             .where('status', '=', 'active')
             .executeTakeFirst();
           if (r.numUpdatedRows !== 1n) throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; enroll it again with a new token');
+          await checkLineage(trx, { deviceId: device.id, serial: row.serial, kind, now: nowIso, cap: config.maxCertificatesPerDevice });
         },
       });
       return { ...issued, deviceId: device.id, kind };
     },
   };
+}
+
+function superseded(): LatchkeyError {
+  return new LatchkeyError(
+    'CERT_SUPERSEDED',
+    'this certificate was superseded by a later one of this device, and only the latest certificate renews; if this identity was copied to another machine, enroll each machine on its own',
+  );
+}
+
+/**
+ * Which certificate may renew (under the device's row lock): the device's
+ * latest; or the one before it while that is still within its overlap —
+ * the device never received its renewal (a lost answer, a crash): the
+ * certificate it never got is revoked and replaced. And never past
+ * maxCertificatesPerDevice unexpired certificates: whatever one device
+ * does, it can put only that many serials on the CRL.
+ */
+async function checkLineage(trx: Transaction<Database>, a: { deviceId: string; serial: string; kind: 'renew' | 'recover'; now: string; cap: number }): Promise<void> {
+  const certs = certificatesRepo(trx);
+  const latest = await certs.latestForDevice(a.deviceId);
+  if (latest && latest.serial !== a.serial) {
+    const current = await certs.findBySerial(a.serial);
+    const stillInOverlap = current && (current.revoked_at === null || current.revoked_at > a.now);
+    if (a.kind === 'recover' || latest.replaces_serial !== a.serial || !stillInOverlap) throw superseded();
+    await certs.revokeOne(latest.serial, a.now, 'superseded');
+  }
+  const live = await certs.unexpiredForDevice(a.deviceId, a.now);
+  if (live.length >= a.cap) {
+    const wait = Math.max(1, Math.ceil((Date.parse(live[0]!.not_after) - Date.parse(a.now)) / 1000));
+    throw new LatchkeyError(
+      'TOO_MANY_CERTIFICATES',
+      `this device already holds ${live.length} unexpired certificates, the most allowed (maxCertificatesPerDevice ${a.cap}); it can renew again in ${wait} s, when the oldest expires`,
+      { headers: { 'retry-after': String(wait) } },
+    );
+  }
 }
 
 function exhausted(uses: number): LatchkeyError {

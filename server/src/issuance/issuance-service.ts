@@ -39,6 +39,12 @@ export interface IssueRequest {
    * memory rather than on the token row's lock.
    */
   commitLock?: string;
+  /**
+   * The certificate a renewal or recovery authenticated with. The device's
+   * other unexpired certificates are then superseded: revoked (reason
+   * superseded) once the overlap has passed, in the same transaction.
+   */
+  replacesSerial?: string;
   auditDetails?: Record<string, unknown>;
 }
 
@@ -56,7 +62,17 @@ export interface IssuanceService {
   issue(r: IssueRequest): Promise<Issued>;
 }
 
-export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () => Date; randomBytes: RandomBytes; bus: EventBus; metrics: Metrics; commitLocks: KeyedMutex }): IssuanceService {
+export function createIssuanceService(deps: {
+  db: Db;
+  ca: CaContext;
+  clock: () => Date;
+  randomBytes: RandomBytes;
+  bus: EventBus;
+  metrics: Metrics;
+  commitLocks: KeyedMutex;
+  /** How long a renewed device's other certificates stay valid (config supersededOverlapSeconds). */
+  supersededOverlapSeconds: number;
+}): IssuanceService {
   return {
     async issue(r) {
       const now = deps.clock();
@@ -88,7 +104,12 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
             issued_at: at,
             revoked_at: null,
             revocation_reason: null,
+            replaces_serial: r.replacesSerial ?? null,
           });
+          if (r.replacesSerial) {
+            const from = new Date(now.getTime() + deps.supersededOverlapSeconds * 1000).toISOString();
+            await certificatesRepo(trx).supersedeOthers(r.device.id, cert.serialHex, from, at);
+          }
           const entry: AuditEntry = {
             at,
             actor: r.actor,

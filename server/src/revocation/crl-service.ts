@@ -1,6 +1,8 @@
 /**
  * CRLs for the issuing CA and the root: regenerated right after every
- * revocation and before half their validity has passed; CRL numbers are
+ * revocation (by the revocation outbox), when a superseded certificate's
+ * overlap ends (checked every tick), and before half their validity has
+ * passed; CRL numbers are
  * monotonic across restarts and replicas (kept in crl_state, updated under a
  * row lock on PostgreSQL).
  */
@@ -24,8 +26,8 @@ export interface CurrentCrl {
 export interface CrlService {
   /** The current CRL, regenerating it first if it is missing or half-expired. */
   get(ca: CaName): Promise<CurrentCrl | undefined>;
-  /** Builds new CRLs now (after a revocation). */
-  regenerate(which?: readonly CaName[]): Promise<void>;
+  /** Builds new CRLs now (after a revocation); resolves to the numbers of the CRLs built. */
+  regenerate(which?: readonly CaName[]): Promise<Partial<Record<CaName, number>>>;
   /** Drops the cache (another replica published a new CRL). */
   invalidate(): void;
   start(): void;
@@ -46,6 +48,8 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
     return { der, pem: crlToPem(der), crlNumber: Number(r.crl_number), thisUpdate: new Date(r.this_update), nextUpdate: new Date(r.next_update) };
   };
   const stale = (c: CurrentCrl, now: Date): boolean => now.getTime() >= (c.thisUpdate.getTime() + c.nextUpdate.getTime()) / 2;
+  /** A superseded certificate whose overlap ended after this CRL was made: it must be listed now. */
+  const overdue = async (c: CurrentCrl, now: Date): Promise<boolean> => certificatesRepo(db.kysely).revocationDueSince(c.thisUpdate.toISOString(), now.toISOString());
 
   async function build(name: CaName): Promise<CurrentCrl | undefined> {
     const issuer = issuerOf(name);
@@ -119,15 +123,18 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
     },
     regenerate(which = ['issuing', 'root']) {
       return serial(async () => {
+        const numbers: Partial<Record<CaName, number>> = {};
         for (const n of which) {
           try {
-            await build(n);
+            const built = await build(n);
+            if (built) numbers[n] = built.crlNumber;
             dirty.delete(n);
           } catch (e) {
             dirty.add(n);
             throw e;
           }
         }
+        return numbers;
       });
     },
     invalidate() {
@@ -135,9 +142,14 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
     },
     start() {
       const tick = (): void => {
-        void Promise.all([service.get('issuing'), service.get('root')]).catch(deps.onError);
+        void (async () => {
+          const issuing = await service.get('issuing');
+          await service.get('root');
+          if (issuing && (await overdue(issuing, deps.clock()))) await service.regenerate(['issuing']);
+        })().catch(deps.onError);
       };
-      timer = setInterval(tick, Math.min(60_000, (deps.validitySeconds * 1000) / 4));
+      // Every 10 s at most: an ended overlap reaches the CRL within that.
+      timer = setInterval(tick, Math.min(10_000, (deps.validitySeconds * 1000) / 4));
       timer.unref();
       tick();
     },

@@ -13,33 +13,60 @@ import type { CaName, CrlService } from './crl-service.js';
 const OCSP_VALIDITY_SECONDS = 300;
 /** How long this server reuses a signed answer to a nonce-less request. */
 const OCSP_REUSE_MS = 60_000;
-const OCSP_CACHE_MAX = 100_000;
 
 /**
- * Signed answers to requests without a nonce (what gateways and browsers
- * send), reused for a minute as RFC 6960 §2.4 allows for pre-produced
- * responses. Only good/revoked answers are kept (an unknown serial may be
- * issued any moment), and any revocation event, from this replica or
- * another, drops the whole cache before the admin's call returns.
+ * Signed answers to single-certificate requests without a nonce (what
+ * gateways and browsers send), reused for up to a minute as RFC 6960 §2.4
+ * allows for pre-produced responses. Keyed by the CertID, so there is at
+ * most one entry per certificate and hash algorithm however the requests
+ * vary; only certificates in our records are kept (an unknown serial may be
+ * issued any moment). Bounded in entries and bytes: expired entries go
+ * first, then the least recently used. Any revocation event, from this
+ * replica or another, drops the whole cache before the admin's call returns;
+ * an answer for a certificate whose superseded overlap ends sooner is kept
+ * only until then.
  */
-export function createOcspCache(clock: () => Date) {
+export function createOcspCache(clock: () => Date, limits: { maxEntries: number; maxBytes: number } = { maxEntries: 50_000, maxBytes: 32 * 1024 * 1024 }) {
   const entries = new Map<string, { body: Buffer; until: number }>();
+  let bytes = 0;
+  const drop = (key: string, e: { body: Buffer }): void => {
+    entries.delete(key);
+    bytes -= e.body.length + key.length;
+  };
   return {
     get(key: string): Buffer | undefined {
       const e = entries.get(key);
       if (!e) return undefined;
-      if (e.until <= clock().getTime()) {
-        entries.delete(key);
-        return undefined;
-      }
+      drop(key, e);
+      if (e.until <= clock().getTime()) return undefined;
+      // Most recently used last.
+      entries.set(key, e);
+      bytes += e.body.length + key.length;
       return e.body;
     },
-    set(key: string, body: Buffer): void {
-      if (entries.size >= OCSP_CACHE_MAX) entries.clear();
-      entries.set(key, { body, until: clock().getTime() + OCSP_REUSE_MS });
+    set(key: string, body: Buffer, until: number): void {
+      const now = clock().getTime();
+      if (until <= now) return;
+      const old = entries.get(key);
+      if (old) drop(key, old);
+      const size = body.length + key.length;
+      if (size > limits.maxBytes) return;
+      if (entries.size >= limits.maxEntries || bytes + size > limits.maxBytes) {
+        for (const [k, e] of entries) if (e.until <= now) drop(k, e);
+        for (const [k, e] of entries) {
+          if (entries.size < limits.maxEntries && bytes + size <= limits.maxBytes) break;
+          drop(k, e);
+        }
+      }
+      entries.set(key, { body, until: Math.min(until, now + OCSP_REUSE_MS) });
+      bytes += size;
     },
     clear(): void {
       entries.clear();
+      bytes = 0;
+    },
+    get size() {
+      return { entries: entries.size, bytes };
     },
   };
 }
@@ -76,33 +103,42 @@ export function revocationRoutes(deps: { db: Db; ca: CaContext; crl: CrlService;
         // RFC 6960 §2.3: errors are OCSP responses, not HTTP errors.
         return reply.send(ocspErrorResponse('malformedRequest'));
       }
-      const cacheKey = request.nonce ? undefined : request.requests.map((r) => r.der.toString('base64')).join(',');
+      // One entry per certificate: only single-certificate requests are cached, keyed by their CertID.
+      const cacheKey = !request.nonce && request.requests.length === 1 ? request.requests[0]!.der.toString('base64') : undefined;
       const cached = cacheKey ? deps.ocspCache.get(cacheKey) : undefined;
       if (cached) {
         deps.metrics.inc('latchkey_ocsp_responses_total', { status: 'cached' });
         return reply.header('cache-control', `max-age=${OCSP_VALIDITY_SECONDS / 5}, public, no-transform, must-revalidate`).send(cached);
       }
       const now = deps.clock();
+      let nextUpdate = now.getTime() + OCSP_VALIDITY_SECONDS * 1000;
       let cacheable = true;
+      const statuses = new Map<string, CertStatus>();
+      for (const r of request.requests) {
+        if (statuses.has(r.serialHex) || !deps.ca.ocsp.matches(r)) continue;
+        const row = await certificatesRepo(deps.db.kysely).findBySerial(r.serialHex);
+        let st: CertStatus;
+        if (!row) {
+          cacheable = false;
+          st = { status: 'unknown' };
+        } else if (row.revoked_at && new Date(row.revoked_at) <= now) {
+          const reason = row.revocation_reason && isCrlReason(row.revocation_reason) ? (row.revocation_reason as CrlReason) : undefined;
+          st = { status: 'revoked', revokedAt: new Date(row.revoked_at), ...(reason ? { reason } : {}) };
+        } else {
+          // Superseded by a renewal, revoked once the overlap ends: good until then, and no one may rely on it longer.
+          if (row.revoked_at) nextUpdate = Math.min(nextUpdate, new Date(row.revoked_at).getTime());
+          st = { status: 'good' };
+        }
+        statuses.set(r.serialHex, st);
+      }
       const body = await deps.ca.ocsp.respond({
         request,
         now,
-        nextUpdate: new Date(now.getTime() + OCSP_VALIDITY_SECONDS * 1000),
-        lookup: async (serial): Promise<CertStatus> => {
-          const row = await certificatesRepo(deps.db.kysely).findBySerial(serial);
-          if (!row) {
-            cacheable = false;
-            return { status: 'unknown' };
-          }
-          if (row.revoked_at) {
-            const reason = row.revocation_reason && isCrlReason(row.revocation_reason) ? (row.revocation_reason as CrlReason) : undefined;
-            return { status: 'revoked', revokedAt: new Date(row.revoked_at), ...(reason ? { reason } : {}) };
-          }
-          return { status: 'good' };
-        },
+        nextUpdate: new Date(Math.max(nextUpdate, now.getTime() + 1000)),
+        lookup: (serial): CertStatus => statuses.get(serial) ?? { status: 'unknown' },
       });
-      const matched = request.requests.some((r) => deps.ca.ocsp.matches(r));
-      if (cacheKey && cacheable && matched) deps.ocspCache.set(cacheKey, body);
+      const matched = statuses.size > 0;
+      if (cacheKey && cacheable && matched) deps.ocspCache.set(cacheKey, body, nextUpdate);
       deps.metrics.inc('latchkey_ocsp_responses_total', { status: matched ? 'successful' : 'unauthorized' });
       return reply.header('cache-control', `max-age=${OCSP_VALIDITY_SECONDS / 5}, public, no-transform, must-revalidate`).send(body);
     };

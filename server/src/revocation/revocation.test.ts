@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DeliveredEvent } from '../events/event-bus.js';
 
 async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }> {
   const r = await enroll(h, await createToken(h), (await deviceCsr()).csr);
@@ -74,7 +75,13 @@ for (const engine of ENGINES) {
       // Recovery is refused too, even within the grace window.
       h.clock.now = new Date(renewed.notAfter.getTime() + 86_400_000);
       assert.match((await reenroll(h, renewed.der, (await deviceCsr()).csr)).body, /DEVICE_REVOKED/);
-      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {})).status, 409);
+      // A retry (the admin's answer was lost) succeeds, changes nothing and delivers again.
+      const again = await adminCall<{ serials: string[]; alreadyRevoked: boolean; crlNumber: number; device: { revocationReason: string } }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, {});
+      assert.equal(again.status, 200);
+      assert.equal(again.json.alreadyRevoked, true);
+      assert.deepEqual(again.json.serials, []);
+      assert.equal(again.json.device.revocationReason, 'keyCompromise');
+      assert.ok(again.json.crlNumber > crl.crlNumber!);
     });
 
     test('a reused OCSP answer (request without nonce) turns revoked the moment the device is revoked', async (t) => {
@@ -96,7 +103,7 @@ for (const engine of ENGINES) {
       assert.ok((await ask()).producedAt.getTime() > third.producedAt.getTime());
     });
 
-    test('a revocation succeeds even if the CRL rebuild fails; the next CRL request rebuilds it', async (t) => {
+    test('a revocation succeeds even if the CRL rebuild fails; its outbox row delivers the CRL and the event on the next sweep', async (t) => {
       const h = await harness(t, engine);
       if (!h) return;
       const dev = await enrolledDevice(h);
@@ -110,12 +117,23 @@ for (const engine of ENGINES) {
         if (calls === 2) throw new Error('injected: database unavailable');
         return real();
       };
-      const rv = await adminCall<{ serials: string[] }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'keyCompromise' });
+      const events: DeliveredEvent[] = [];
+      t.after(h.bus.subscribe((e) => events.push(e)));
+      const rv = await adminCall<{ serials: string[]; crlNumber: number | null }>(h, 'POST', `/v1/admin/devices/${dev.id}/revoke`, { reason: 'keyCompromise' });
       assert.equal(rv.status, 200);
+      assert.equal(rv.json.crlNumber, null, 'not delivered yet');
       assert.ok(calls >= 2, 'the CRL rebuild was attempted');
-      assert.ok(h.logs.some((l) => /CRL rebuild after a revocation failed/.test(l)));
+      assert.ok(h.logs.some((l) => /CRL rebuild or event after a revocation failed; the revocation is committed/.test(l)));
+      assert.equal(events.filter((e) => e.type === 'revocation').length, 0);
+      // The sweep takes over a row a few seconds old.
+      h.clock.now = new Date(h.clock.now.getTime() + 10_000);
+      assert.equal(await h.outbox.drain(), 1);
+      const rev = events.find((e) => e.type === 'revocation');
+      assert.ok(rev?.type === 'revocation' && rev.deviceId === dev.id);
       const crl = parseCrl((await h.app.inject({ method: 'GET', url: '/crl' })).rawPayload);
       assert.deepEqual(crl.entries.map((e) => e.serialHex), rv.json.serials);
+      assert.equal(String(crl.crlNumber), String(rev.crlNumber), 'the event names the CRL that lists it');
+      assert.equal(await h.outbox.drain(0), 0, 'delivered once, then the row is gone');
     });
 
     test('CRL numbers stay monotonic across a restart', async (t) => {

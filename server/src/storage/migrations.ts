@@ -140,7 +140,29 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('agent_sessions_device').on('agent_sessions').column('device_id').execute();
     },
   },
+  {
+    name: '004_revocation_outbox',
+    async up(db, engine) {
+      const autoId = engine === 'postgres' ? 'bigserial' : 'integer';
+      await db.schema.alterTable('certificates').addColumn('replaces_serial', 'text').execute();
+      await db.schema
+        .createTable('outbox')
+        .addColumn('id', autoId, (c) => (engine === 'postgres' ? c.primaryKey() : c.primaryKey().autoIncrement()))
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('reason', 'text', (c) => c.notNull())
+        .addColumn('at', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      // Per-device counts of unexpired certificates (the cap) and renewals.
+      await db.schema.createIndex('certificates_device_expiry').on('certificates').columns(['device_id', 'not_after']).execute();
+    },
+  },
 ];
+
+/** The migrations' names, in the order they run. */
+export const MIGRATION_NAMES: readonly string[] = MIGRATIONS.map((m) => m.name);
 
 export async function migrate(db: Db): Promise<void> {
   const k = db.kysely as unknown as Kysely<{ latchkey_migrations: { name: string; applied_at: string } }>;

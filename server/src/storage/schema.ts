@@ -52,8 +52,30 @@ export interface CertificatesTable {
   spki_hash: string;
   pem: string;
   issued_at: string;
+  /**
+   * When the certificate is (or becomes) revoked. A renewal supersedes the device's other certificates
+   * with a time in the future (the overlap): a CRL and OCSP treat it as revoked only from then on.
+   */
   revoked_at: string | null;
   revocation_reason: string | null;
+  /** The certificate a renewal or recovery authenticated with (null for an enrollment). */
+  replaces_serial?: string | null;
+}
+
+/**
+ * Work that a committed change still owes the outside world (a revocation's
+ * CRL rebuild and event): written in the change's own transaction, done
+ * right after COMMIT, and redone at start-up or by any replica's sweep if
+ * the process died first. Deleted once done.
+ */
+export interface OutboxTable {
+  id: Generated<number>;
+  kind: 'revocation';
+  device_id: string;
+  reason: string;
+  at: string;
+  created_at: string;
+  attempts: number;
 }
 
 export interface AdminTokensTable {
@@ -131,4 +153,5 @@ export interface Database {
   gateway_tokens: GatewayTokensTable;
   replicas: ReplicasTable;
   agent_sessions: AgentSessionsTable;
+  outbox: OutboxTable;
 }

@@ -13,7 +13,7 @@ import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { createEventBus, type DeliveredEvent } from '../events/event-bus.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
-import { migrate } from './migrations.js';
+import { MIGRATION_NAMES, migrate } from './migrations.js';
 import { openDb, type Db, type Engine } from './db.js';
 
 async function fresh(t: { after(fn: () => unknown): void; skip(m?: string): void }, engine: Engine): Promise<{ db: Db; reopen: () => Promise<Db> } | undefined> {
@@ -64,7 +64,8 @@ for (const engine of ENGINES) {
       await migrate(s.db);
       const again = await s.reopen();
       const rows = await again.kysely.selectFrom('latchkey_migrations' as never).selectAll().execute();
-      assert.deepEqual((rows as { name: string }[]).map((r) => r.name), ['001_initial', '002_gateway_tokens', '003_presence']);
+      assert.deepEqual((rows as { name: string }[]).map((r) => r.name), MIGRATION_NAMES);
+      assert.deepEqual(MIGRATION_NAMES.slice(0, 4), ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox']);
     });
 
     test('token consume is atomic: 50 concurrent takes of a 10-use token → exactly 10 succeed', async (t) => {

@@ -62,6 +62,7 @@ export interface Harness {
   bus: EventBus;
   app: App['app'];
   crl: App['crl'];
+  outbox: App['outbox'];
   adminToken: string;
   root: Certificate;
   issuing: Certificate;
@@ -109,7 +110,9 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
       fastify: { logger: { level: 'info', stream } },
     });
     await built.app.ready();
-    Object.assign(h, { db, bus, app: built.app, crl: built.crl });
+    // As start-up does: revocations committed before a "crash" are delivered now.
+    await built.outbox.drain(0);
+    Object.assign(h, { db, bus, app: built.app, crl: built.crl, outbox: built.outbox });
   };
   const close = async (): Promise<void> => {
     await h.app.close();
