@@ -24,6 +24,15 @@ test('an event too large for any payload is reported, not sent, and does not blo
   assert.deepEqual(payloads.flatMap((p) => (JSON.parse(p) as { events: DeliveredEvent[] }).events.map((e) => (e as { deviceId: string }).deviceId)), ['d1', 'd3']);
 });
 
+test('a replayable event too large for a payload goes as a reference to its row, in its place', () => {
+  const big: DeliveredEvent = { type: 'revocation', deviceId: 'd2', crlNumber: 7, reason: 'x'.repeat(5000), at: '2026-01-01T00:00:00.000Z', cursor: '42' };
+  const { payloads, tooLarge } = notifyPayloads('o1', [ev(1), big, ev(3)], 1000);
+  assert.deepEqual(tooLarge, []);
+  const back = payloads.flatMap((p) => (JSON.parse(p) as { events: unknown[] }).events);
+  assert.deepEqual(back[1], { ref: '42' });
+  assert.equal(back.length, 3);
+});
+
 test('no events, no payloads', () => {
   assert.deepEqual(notifyPayloads('o', []), { payloads: [], tooLarge: [] });
 });

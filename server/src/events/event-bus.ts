@@ -41,8 +41,10 @@ const MAX_PAYLOAD = 7900;
 
 /**
  * Splits events into NOTIFY payloads `{"origin":…,"events":[…]}` under the
- * size limit. An event too large for a payload on its own is dropped from
- * cross-replica delivery (and reported): ours are a few hundred bytes.
+ * size limit. Ours are a few hundred bytes and carry no lists; one too
+ * large for a payload on its own goes as a reference to its events-table
+ * row, `{"ref":"<cursor>"}`, which receivers read back. Only an event with
+ * no row (a live-only one) can be too large, and is reported.
  */
 export function notifyPayloads(origin: string, events: DeliveredEvent[], max = MAX_PAYLOAD): { payloads: string[]; tooLarge: DeliveredEvent[] } {
   const head = `{"origin":${JSON.stringify(origin)},"events":[`;
@@ -51,10 +53,13 @@ export function notifyPayloads(origin: string, events: DeliveredEvent[], max = M
   let parts: string[] = [];
   let size = head.length + 2;
   for (const e of events) {
-    const j = JSON.stringify(e);
+    let j = JSON.stringify(e);
     if (head.length + 2 + j.length > max) {
-      tooLarge.push(e);
-      continue;
+      if (!e.cursor) {
+        tooLarge.push(e);
+        continue;
+      }
+      j = JSON.stringify({ ref: e.cursor });
     }
     if (parts.length && size + 1 + j.length > max) {
       payloads.push(`${head}${parts.join(',')}]}`);
@@ -79,13 +84,27 @@ export async function createEventBus(db: Db, opts: { onError?: (message: string,
   let listener: pg.PoolClient | undefined;
   if (db.pgPool) {
     listener = await db.pgPool.connect();
+    // Delivered in arrival order, a referenced event once it is read back.
+    let order: Promise<void> = Promise.resolve();
+    const readBack = async (cursor: string): Promise<DeliveredEvent | undefined> => {
+      const row = await db.kysely.selectFrom('events').select('payload').where('id', '=', Number(cursor)).executeTakeFirst();
+      return row ? ({ ...(JSON.parse(row.payload) as ServerEvent), cursor } as DeliveredEvent) : undefined;
+    };
     listener.on('notification', (n) => {
       if (n.channel !== CHANNEL || !n.payload) return;
+      let msg: { origin: string; events: (DeliveredEvent | { ref: string })[] };
       try {
-        const { origin: from, events } = JSON.parse(n.payload) as { origin: string; events: DeliveredEvent[] };
-        if (from !== origin && Array.isArray(events)) for (const e of events) deliver(e);
+        msg = JSON.parse(n.payload) as typeof msg;
       } catch {
-        /* not ours */
+        return; // not ours
+      }
+      if (msg.origin === origin || !Array.isArray(msg.events)) return;
+      for (const e of msg.events) {
+        order = order.then(async () => {
+          if (!('ref' in e)) return deliver(e);
+          const full = await readBack(e.ref).catch((err: Error) => void opts.onError?.(`event ${e.ref} could not be read back`, err));
+          if (full) deliver(full);
+        });
       }
     });
     await listener.query(`LISTEN ${CHANNEL}`);

@@ -186,5 +186,33 @@ for (const engine of ENGINES) {
       assert.deepEqual(got.map((e) => (e as { deviceId: string }).deviceId), Array.from({ length: N }, (_, i) => `d${i}`));
       assert.ok(got.every((e) => e.cursor === ''), 'live events have no cursor');
     });
+
+    test('event bus: a replayable event too large for one NOTIFY reaches the other replica whole, in order (read back by reference)', async (t) => {
+      const s = await fresh(t, engine);
+      if (!s) return;
+      const a = await createEventBus(s.db);
+      const b = engine === 'postgres' ? await createEventBus(await s.reopen()) : a;
+      const got: DeliveredEvent[] = [];
+      const arrived = new Promise<void>((resolve) => {
+        b.subscribe((e) => {
+          got.push(e);
+          if (got.length === 3) resolve();
+        });
+      });
+      // PostgreSQL refuses NOTIFY payloads of 8000 bytes or more: before, such an event never reached other replicas.
+      const huge = 'x'.repeat(20_000);
+      try {
+        await a.publish({ type: 'crl-updated', ca: 'issuing', crlNumber: 1, at: at(1) });
+        await a.publish({ type: 'revocation', deviceId: 'd-huge', crlNumber: 2, reason: huge, at: at(2) });
+        await a.publish({ type: 'crl-updated', ca: 'issuing', crlNumber: 3, at: at(3) });
+        await Promise.race([arrived, new Promise((_, rej) => setTimeout(() => rej(new Error(`${got.length} of 3 events arrived`)), 5000))]);
+      } finally {
+        await a.close();
+        if (b !== a) await b.close();
+      }
+      assert.deepEqual(got.map((e) => e.type), ['crl-updated', 'revocation', 'crl-updated']);
+      const rev = got[1]!;
+      assert.ok(rev.type === 'revocation' && rev.reason === huge && rev.deviceId === 'd-huge' && rev.crlNumber === 2 && rev.cursor !== '');
+    });
   });
 }
