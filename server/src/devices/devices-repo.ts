@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Executor } from '../storage/executor.js';
 import type { CertificatesTable, DevicesTable } from '../storage/schema.js';
 
@@ -50,8 +51,21 @@ export const certificatesRepo = (db: Executor) => ({
   findBySerial: (serial: string) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst(),
   listByDevice: (deviceId: string) =>
     db.selectFrom('certificates').select(['serial', 'kind', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'revocation_reason']).where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial').execute(),
+  /**
+   * The device's current certificate: every issuance supersedes the others, so it is the one not
+   * revoked; by issue time only among equals (a revoked device, rows from before superseding).
+   * Issue times alone tie within a millisecond.
+   */
   latestForDevice: (deviceId: string) =>
-    db.selectFrom('certificates').selectAll().where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial', 'desc').limit(1).executeTakeFirst(),
+    db
+      .selectFrom('certificates')
+      .selectAll()
+      .where('device_id', '=', deviceId)
+      .orderBy(sql`case when revoked_at is null then 0 else 1 end`)
+      .orderBy('issued_at', 'desc')
+      .orderBy('serial', 'desc')
+      .limit(1)
+      .executeTakeFirst(),
   /**
    * Revokes, as of `at`, every certificate of the device not revoked by then (also one superseded
    * with a revocation time still ahead). Returns the unexpired ones (what a CRL lists): a device that

@@ -3,10 +3,7 @@ import { describe, test } from 'node:test';
 import { parseCrl, parseOcspResponse, verifyCrl, certificateToPem } from '@latchkey/pki';
 import { EST_PATHS } from '@latchkey/protocol';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { ocspRequestFor } from '../testing/ocsp-request.js';
 import type { DeliveredEvent } from '../events/event-bus.js';
 
 async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }> {
@@ -19,18 +16,7 @@ async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }>
 }
 
 /** An OCSP request for `cert` made by openssl (independent of our encoder). */
-function opensslOcspRequest(h: Harness, cert: Buffer, extra: string[] = []): Buffer {
-  const dir = mkdtempSync(join(tmpdir(), 'lk-ocsp-'));
-  try {
-    writeFileSync(join(dir, 'i.pem'), certificateToPem(h.issuing.der));
-    writeFileSync(join(dir, 'c.pem'), certificateToPem(cert));
-    const r = spawnSync('openssl', ['ocsp', '-issuer', 'i.pem', '-cert', 'c.pem', '-reqout', 'r.der', ...extra], { cwd: dir, encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-    return readFileSync(join(dir, 'r.der'));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}
+const opensslOcspRequest = (h: Harness, cert: Buffer, extra: string[] = []): Buffer => ocspRequestFor(h.issuing, cert, extra);
 
 for (const engine of ENGINES) {
   describe(`revocation on ${engine}`, () => {
@@ -234,3 +220,27 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('OCSP cache under unauthenticated abuse (issue 10 §5)', () => {
+  test('unique multi-certificate requests are answered but never cached; a certificate has one entry per CertID hash', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const devs = [await enrolledDevice(h), await enrolledDevice(h)];
+    const metric = async (): Promise<number> => {
+      const m = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
+      return Number(/latchkey_ocsp_responses_total\{status="cached"\} (\d+)/.exec(m)?.[1] ?? 0);
+    };
+    const post = (payload: Buffer) => h.app.inject({ method: 'POST', url: '/ocsp', headers: { 'content-type': 'application/ocsp-request' }, payload });
+    // Before: every distinct request (order, hash, several CertIDs) was a new cache entry, never evicted: 1.4 GB.
+    const pair = ocspRequestFor(h.issuing, devs[0]!.cert, ['-no_nonce', '-issuer', 'i.pem', '-cert', 'c.pem']);
+    for (let i = 0; i < 3; i++) assert.equal(parseOcspResponse((await post(pair)).rawPayload).status, 'successful');
+    assert.equal(await metric(), 0, 'a request naming two CertIDs is not cached');
+    const single = ocspRequestFor(h.issuing, devs[1]!.cert, ['-no_nonce']);
+    const sha256 = ocspRequestFor(h.issuing, devs[1]!.cert, ['-no_nonce', '-sha256']);
+    await post(single);
+    await post(sha256);
+    await post(single);
+    await post(sha256);
+    assert.equal(await metric(), 2, 'the second of each hash is served from the cache');
+  });
+});
