@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseCrl, parseOcspResponse, verifyCrl, certificateToPem } from '@latchkey/pki';
+import { parseCrl, parseOcspResponse, verifyCrl } from '@latchkey/pki';
 import { EST_PATHS } from '@latchkey/protocol';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
 import { ocspRequestFor } from '../testing/ocsp-request.js';
