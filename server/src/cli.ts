@@ -266,8 +266,13 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
       return 0;
     }
     const reason = str(v, 'reason') ?? 'unspecified';
-    const r = await admin(v).call<{ device: Device; serials: string[] }>('POST', `${path}/revoke`, { reason });
-    print(v, r, () => `device ${r.device.id} (${r.device.name}) revoked (${reason}); ${r.serials.length} certificate(s) revoked, CRL updated`);
+    const r = await admin(v).call<{ device: Device; serials: string[]; crlNumber: number | null; alreadyRevoked: boolean }>('POST', `${path}/revoke`, { reason });
+    const delivered = r.crlNumber === null ? 'the CRL and the notices are retried by the server every few seconds' : `CRL #${r.crlNumber} lists it`;
+    print(v, r, () =>
+      r.alreadyRevoked
+        ? `device ${r.device.id} (${r.device.name}) was already revoked (${r.device.revocationReason ?? 'unspecified'}) at ${r.device.revokedAt}; announced again: ${delivered}`
+        : `device ${r.device.id} (${r.device.name}) revoked (${reason}); ${r.serials.length} certificate(s) revoked; ${delivered}`,
+    );
     return 0;
   }
 
