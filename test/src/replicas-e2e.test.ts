@@ -158,4 +158,48 @@ describe('several replicas on one PostgreSQL', () => {
     const closed = await until('the stream on A to close', () => /closed 4003/.test(log), 5000, logs);
     t.diagnostic(`gateway token revoked on B → stream on A closed ${closed} ms later`);
   });
+  test('issue 10 §1: a device minting certificates on replica A stops at the cap; revoked on B, replica A\'s OCSP says revoked at once', { timeout: 120_000 }, async (t) => {
+    const r = await twoReplicas(t);
+    if (!r) return;
+    const { dirB, A, ca } = r;
+    const work = tempDir(t, 'latchkey-mint-');
+    const sh = (cmd: string, args: string[]) => run(cmd, args, { cwd: work });
+    const newCsr = async (name: string): Promise<void> => {
+      const made = await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-subj', '/CN=minter', '-outform', 'DER', '-out', `${name}.csr`]);
+      assert.equal(made.code, 0, made.stderr);
+      writeFileSync(join(work, `${name}.b64`), readFileSync(join(work, `${name}.csr`)).toString('base64'));
+    };
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dirB, '--json'])).stdout) as { token: string }).token;
+    await newCsr('device');
+    const enrolled = await sh('curl', ['-sf', '--cacert', ca, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.b64', '-o', 'device.p7b64', `${A.url}/.well-known/est/simpleenroll`]);
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    writeFileSync(join(work, 'device.p7'), Buffer.from(readFileSync(join(work, 'device.p7b64'), 'utf8'), 'base64'));
+    assert.equal((await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'device.p7', '-print_certs', '-out', 'device.pem'])).code, 0);
+    await sh('curl', ['-sf', '--cacert', ca, '-o', 'cacerts.b64', `${A.url}/.well-known/est/cacerts`]);
+    writeFileSync(join(work, 'cacerts.der'), Buffer.from(readFileSync(join(work, 'cacerts.b64'), 'utf8'), 'base64'));
+    await sh('openssl', ['pkcs7', '-inform', 'DER', '-in', 'cacerts.der', '-print_certs', '-out', 'chain.pem']);
+    await sh('openssl', ['x509', '-in', 'chain.pem', '-out', 'issuing.pem']);
+    const ocspOnA = async (): Promise<string> => {
+      const o = await sh('openssl', ['ocsp', '-issuer', 'issuing.pem', '-cert', 'device.pem', '-url', `${A.url}/ocsp`, '-CAfile', ca, '-no_nonce']);
+      return o.stdout + o.stderr;
+    };
+    // A gateway asking A without a nonce: A keeps the signed "good" for reuse.
+    assert.match(await ocspOnA(), /device\.pem: good/);
+
+    // 30 re-enrollments at once with the same certificate (the attack made 3,603 in 29 s).
+    for (let i = 0; i < 30; i++) await newCsr(`m${i}`);
+    const codes = await Promise.all(
+      Array.from({ length: 30 }, (_, i) => sh('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', ca, '--cert', 'device.pem', '--key', 'device.key', '-H', 'Content-Type: application/pkcs10', '--data-binary', `@m${i}.b64`, `${A.url}/.well-known/est/simplereenroll`]).then((x) => x.stdout)),
+    );
+    const issued = codes.filter((c) => c === '200').length;
+    assert.ok(issued >= 1 && issued <= 3, `issued ${issued}: ${codes.join(' ')}`);
+    assert.ok(codes.every((c) => c === '200' || c === '429'), codes.join(' '));
+
+    // Revoked on replica B: the event is small, reaches A, and A stops answering "good" before the CLI returns.
+    const rv = await cli(['devices', 'revoke', (JSON.parse((await cli(['devices', 'list', '--json', '--data-dir', dirB])).stdout) as { items: { id: string }[] }).items[0]!.id, '--data-dir', dirB]);
+    assert.equal(rv.code, 0, rv.stderr);
+    assert.match(await ocspOnA(), /device\.pem: revoked/);
+    const crl = parseCrl(await getCrl(A.url, ca));
+    assert.ok(crl.entries.length >= 1 && crl.entries.length <= 4, `${crl.entries.length} CRL entries`);
+  });
 });
