@@ -3,7 +3,9 @@
  * simpleenroll with a bearer token (202 + Retry-After while approval is
  * pending), simplereenroll authenticated by the device certificate. Errors
  * are sorted for the renew loop: unreachable / 5xx / 429 are transient,
- * DEVICE_REVOKED and CERT_EXPIRED_PAST_GRACE mean "enroll again".
+ * DEVICE_REVOKED, CERT_EXPIRED_PAST_GRACE and CERT_SUPERSEDED (a later
+ * certificate of this device renewed: this identity was copied, or it lost a
+ * renewal and stayed away past the overlap) mean "enroll again".
  */
 import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
@@ -31,7 +33,7 @@ interface Response {
 }
 
 const MAX_RESPONSE = 1024 * 1024;
-const REENROLL_CODES = new Set(['DEVICE_REVOKED', 'CERT_EXPIRED_PAST_GRACE', 'CLIENT_CERT_UNKNOWN']);
+const REENROLL_CODES = new Set(['DEVICE_REVOKED', 'CERT_EXPIRED_PAST_GRACE', 'CLIENT_CERT_UNKNOWN', 'CERT_SUPERSEDED']);
 
 export function normalizeFingerprint(s: string): string {
   const hex = s.replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
