@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as crypto from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -110,12 +110,16 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** `latchkey-server init` into a temp dir. */
-export async function initServer(t: TestCtx, opts: { databaseUrl?: string } = {}): Promise<{ dataDir: string; port: number; fingerprint: string }> {
+/** `latchkey-server init` into a temp dir; `config` is merged into its config.json. */
+export async function initServer(t: TestCtx, opts: { databaseUrl?: string; config?: Record<string, unknown> } = {}): Promise<{ dataDir: string; port: number; fingerprint: string }> {
   const dataDir = join(tempDir(t), 'data');
   const port = await freePort();
   const r = await cli(['init', '--data-dir', dataDir, '--org', 'Example Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--json', ...(opts.databaseUrl ? ['--database-url', opts.databaseUrl] : [])]);
   if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
+  if (opts.config) {
+    const file = join(dataDir, 'config.json');
+    writeFileSync(file, JSON.stringify({ ...(JSON.parse(readFileSync(file, 'utf8')) as object), ...opts.config }));
+  }
   return { dataDir, port, fingerprint: (JSON.parse(r.stdout) as { rootFingerprint: string }).rootFingerprint };
 }
 
