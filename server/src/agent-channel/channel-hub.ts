@@ -138,6 +138,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     });
     const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
+    let mismatchLogged = false;
     let deadline: NodeJS.Timeout;
     const arm = (seconds: number): void => {
       clearTimeout(deadline);
@@ -174,9 +175,13 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         deps.metrics.inc('latchkey_agent_connections_total');
       } else if (msg.type === 'heartbeat') {
         send(ws, { type: 'heartbeat-ack', seq: msg.seq });
-      } else if (msg.type === 'status') {
-        conn.info.serial = msg.serial;
-        deps.presence.setSerial(conn.id, msg.serial);
+      } else if (msg.type === 'status' && msg.serial !== cert.serialHex) {
+        // The serial on record is the one the connection authenticated with; an agent's claim never replaces it.
+        // (After a renewal the agent reconnects with its new certificate.)
+        // Logged once per connection: a client repeating it cannot flood the log.
+        deps.metrics.inc('latchkey_agent_status_serial_mismatch_total');
+        if (!mismatchLogged) deps.log('an agent reported a serial other than the certificate it connected with; ignored', { deviceId, serial: cert.serialHex, claimed: msg.serial });
+        mismatchLogged = true;
       }
     });
     ws.on('close', () => {
