@@ -61,7 +61,7 @@ const FANOUT_SLICE = 500;
 /** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
 export const RENEW_FRACTION = 2 / 3;
 
-export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; maxPerDevice: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
@@ -136,6 +136,14 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     ws.once('close', () => {
       if (socks.delete(ws) && socks.size === 0) socketsByDevice.delete(deviceId);
     });
+    // At most maxPerDevice per device: the newest authenticated wins, the oldest (most likely a dead
+    // connection the agent already left behind, or a second copy of the identity) goes.
+    for (const old of socks) {
+      if (socks.size <= deps.maxPerDevice) break;
+      socks.delete(old);
+      deps.metrics.inc('latchkey_agent_connections_replaced_total');
+      old.close(WS_CLOSE_CODES.replaced, 'replaced by a newer connection of this device');
+    }
     const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
     let mismatchLogged = false;

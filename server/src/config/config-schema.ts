@@ -32,6 +32,8 @@ export const ServerConfigSchema = Type.Object(
      * for everything else (HTTPS requests, the database, logs). Past it agents get 503 and retry.
      */
     maxAgentConnections: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
+    /** Control channels one device may hold at once; a newer one closes the oldest (close code `replaced`). */
+    maxAgentConnectionsPerDevice: Type.Integer({ minimum: 1, maximum: 100 }),
     /** Largest request body accepted. */
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
@@ -50,6 +52,7 @@ export const CONFIG_DEFAULTS = {
   approvalRetrySeconds: 10,
   agentHeartbeatSeconds: 30,
   maxAgentConnections: 0,
+  maxAgentConnectionsPerDevice: 2,
   bodyLimitBytes: 64 * 1024,
   enrollRateLimitPerMinute: 600,
   logLevel: 'info',
