@@ -119,10 +119,17 @@ export async function initServer(t: TestCtx, opts: { databaseUrl?: string } = {}
   return { dataDir, port, fingerprint: (JSON.parse(r.stdout) as { rootFingerprint: string }).rootFingerprint };
 }
 
-/** `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test. */
-export function startServer(t: TestCtx, dataDir: string, port: number): Promise<ServerProcess> {
+/**
+ * `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test.
+ * With `openFiles`, the process runs under that open-file limit (`ulimit -n`).
+ */
+export function startServer(t: TestCtx, dataDir: string, port: number, opts: { openFiles?: number } = {}): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_LOG_LEVEL: 'warn' } });
+    const argv = [SERVER_CLI, 'start', '--data-dir', dataDir];
+    const env = { ...process.env, LATCHKEY_LOG_LEVEL: 'warn' };
+    const proc = opts.openFiles
+      ? spawn('sh', ['-c', `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let log = '';
     let done = false;
     const onData = (d: Buffer): void => {
