@@ -3,7 +3,8 @@
  * `latchkey-server` (issue 10 §5): one device cannot take every slot (the
  * newest connection replaces the oldest, and two agents sharing an identity
  * back off instead of taking turns forever), and the serial on record is the
- * one the connection authenticated with, not the one a status claims.
+ * one the connection authenticated with, not the one a status claims; a
+ * flood of messages closes the connection.
  */
 import assert from 'node:assert/strict';
 import { cpSync } from 'node:fs';
@@ -14,7 +15,7 @@ import WebSocket from 'ws';
 import { startControlChannel } from '../../agent/dist/channel/control-channel.js';
 import { collectFacts } from '../../agent/dist/facts.js';
 import { sleep, until } from './support/gateways.js';
-import { type Channel, channel, enrollDevice as enroll, setConfig } from './support/devices.js';
+import { type Channel, channel, enrollDevice, setConfig } from './support/devices.js';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 const online = async (dataDir: string) => (JSON.parse((await cli(['devices', 'online', '--json', '--data-dir', dataDir])).stdout) as { items: { deviceId: string; serial: string }[] }).items;
@@ -24,7 +25,7 @@ describe('control channel limits (issue 10 §5)', () => {
     const { dataDir, port } = await initServer(t);
     setConfig(dataDir, { maxAgentConnectionsPerDevice: 2 });
     const server = await startServer(t, dataDir, port);
-    const [a, b] = [await enroll(server, 'greedy'), await enroll(server, 'bystander')];
+    const [a, b] = [await enrollDevice(server, 'greedy'), await enrollDevice(server, 'bystander')];
     const other = await channel(server, b);
     const mine: Channel[] = [];
     for (let i = 0; i < 5; i++) mine.push(await channel(server, a));
@@ -81,10 +82,23 @@ describe('control channel limits (issue 10 §5)', () => {
     assert.equal(second.connected, true);
   });
 
+  test('an enrolled device flooding its control channel (thousands of messages a second) is closed with 4029; another device is unaffected', { timeout: 60_000 }, async (t) => {
+    const { dataDir, port } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const [a, b] = [await enrollDevice(server, 'flooder'), await enrollDevice(server, 'calm')];
+    const calm = await channel(server, b);
+    const flooder = await channel(server, a);
+    for (let i = 0; i < 3000 && flooder.ws.readyState === WebSocket.OPEN; i++) flooder.ws.send(JSON.stringify({ type: 'heartbeat', seq: i }));
+    const r = await Promise.race([flooder.closed, sleep(10_000).then(() => ({ code: -1, reason: 'still open' }))]);
+    assert.deepEqual(r, { code: WS_CLOSE_CODES.tooManyMessages, reason: 'too many messages' });
+    await calm.sendAndSync({ type: 'heartbeat', seq: 1 });
+    assert.match(server.log(), /an agent sent messages faster than allowed; closed/);
+  });
+
   test("a status naming another certificate's serial is not recorded: the session keeps the serial the connection authenticated with", { timeout: 60_000 }, async (t) => {
     const { dataDir, port } = await initServer(t);
     const server = await startServer(t, dataDir, port);
-    const [a, b] = [await enroll(server, 'honest'), await enroll(server, 'liar')];
+    const [a, b] = [await enrollDevice(server, 'honest'), await enrollDevice(server, 'liar')];
     const liar = await channel(server, b);
     await liar.sendAndSync({ type: 'status', serial: a.serial, notAfter: '2030-01-01T00:00:00Z', keystore: 'file' });
     await liar.sendAndSync({ type: 'status', serial: '0badc0ffee', notAfter: '2030-01-01T00:00:00Z', keystore: 'file' });

@@ -34,6 +34,8 @@ export const WS_CLOSE_CODES = {
    * The agent waits long before coming back: two agents sharing one identity must not take turns forever.
    */
   replaced: 4009,
+  /** The peer sent messages (or pings) faster than any agent or gateway needs to. */
+  tooManyMessages: 4029,
 } as const;
 
 const HeartbeatSeconds = () => Type.Integer({ minimum: 1, maximum: 3600 });

@@ -24,7 +24,7 @@ import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Presence } from './presence.js';
 import type { Db } from '../storage/db.js';
-import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
+import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
 
 const checkAgentMessage = TypeCompiler.Compile(AgentMessage);
 
@@ -154,6 +154,14 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       deadline.unref();
     };
     arm(10);
+    limitMessageRate(ws, {
+      ...WS_MESSAGE_RATE,
+      code: WS_CLOSE_CODES.tooManyMessages,
+      onExceeded: () => {
+        deps.metrics.inc('latchkey_ws_rate_limited_total', { endpoint: 'agent' });
+        deps.log('an agent sent messages faster than allowed; closed', { deviceId, serial: cert.serialHex });
+      },
+    });
     ws.on('message', (data, isBinary) => {
       const msg = readWsMessage(ws, data, isBinary, checkAgentMessage, WS_CLOSE_CODES.protocolError);
       if (!msg) return;
