@@ -143,6 +143,8 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       socks.delete(old);
       deps.metrics.inc('latchkey_agent_connections_replaced_total');
       old.close(WS_CLOSE_CODES.replaced, 'replaced by a newer connection of this device');
+      // A peer that does not answer the close must not keep a slot for ws's 30 s closing timeout.
+      setTimeout(() => old.terminate(), 1000).unref();
     }
     const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
