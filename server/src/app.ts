@@ -109,7 +109,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).

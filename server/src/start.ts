@@ -17,7 +17,8 @@ import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
 import { crashPointFromEnv } from './util/crash-point.js';
-import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+import { guardConnections } from './util/connection-guard.js';
+import { agentConnectionCap, connectionCaps, openFileLimit } from './util/fd-limit.js';
 
 export interface Started {
   url: string;
@@ -43,7 +44,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
   // The bus exists before the app and its logger: report to stderr like the start-up lines.
   const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });
-  const { app, crl, outbox, inFlight } = await buildApp({
+  const { app, crl, outbox, inFlight, metrics } = await buildApp({
     db,
     ca,
     config,
@@ -62,8 +63,30 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
         // Checked per route zone (device routes verify against our CA and records).
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
+        // Edges (issue 10 §5): a stalled handshake, slow headers or a slow request do not hold a descriptor for long.
+        handshakeTimeout: config.tlsHandshakeTimeoutSeconds * 1000,
+        headersTimeout: config.requestHeadersTimeoutSeconds * 1000,
+        // How often Node looks for requests past those timeouts.
+        connectionsCheckingInterval: 1000,
       },
+      requestTimeout: config.requestTimeoutSeconds * 1000,
+      keepAliveTimeout: config.keepAliveTimeoutSeconds * 1000,
       forceCloseConnections: 'idle',
+    },
+  });
+  // Idle connections (no request yet, or between requests) are bounded in time and number; see connection-guard.ts.
+  const fileLimit = openFileLimit();
+  const caps = connectionCaps(config.maxIdleConnections, fileLimit);
+  let lastShedLog = 0;
+  const guard = guardConnections(app.server, {
+    maxIdle: caps.idle,
+    maxOpen: caps.open,
+    firstRequestMs: config.requestHeadersTimeoutSeconds * 1000,
+    onShed: (reason) => {
+      metrics.inc('latchkey_connections_shed_total', { reason });
+      if (reason === 'first-request-timeout' || Date.now() - lastShedLog < 60_000) return;
+      lastShedLog = Date.now();
+      app.log.warn({ reason, idle: guard.idle, open: guard.open, maxIdle: caps.idle, maxOpen: caps.open }, reason === 'refused' ? 'out of connections (open-file limit) and none idle to close: refusing new ones' : 'too many idle connections: closing the oldest idle ones of the busiest client address (maxIdleConnections)');
     },
   });
   const lastColon = config.listen.lastIndexOf(':');
@@ -76,8 +99,8 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   log(`latchkey-server listening on https://${host.includes(':') ? `[${host}]` : host}:${actualPort} (${db.engine}); devices use ${config.url}`);
-  const fileLimit = openFileLimit();
   const cap = agentConnectionCap(config.maxAgentConnections, fileLimit);
+  log(`connections: up to ${Number.isFinite(caps.open) ? `${caps.open} (open-file limit less a reserve)` : 'unlimited'}, ${caps.idle} of them idle${config.maxIdleConnections ? ' (maxIdleConnections)' : ''}; timeouts: TLS handshake ${config.tlsHandshakeTimeoutSeconds} s, request headers ${config.requestHeadersTimeoutSeconds} s, keep-alive ${config.keepAliveTimeoutSeconds} s`);
   log(`control channel: up to ${Number.isFinite(cap) ? cap : 'unlimited'} agent connections${config.maxAgentConnections ? ' (maxAgentConnections)' : fileLimit ? ` (open-file limit ${fileLimit} less a reserve; raise LimitNOFILE / ulimit -n for more)` : ''}`);
   let closing: Promise<void> | undefined;
   return {
@@ -87,6 +110,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
       closing ??= (async () => {
         crl.stop();
         outbox.stop();
+        guard.close();
         log(`shutting down: ${inFlight()} request(s) in flight are answered first; new ones get 503`);
         await app.close();
         await bus.close();

@@ -51,3 +51,39 @@ export function readWsMessage<S extends TSchema>(ws: { close(code: number, reaso
   }
   return msg;
 }
+
+/** Messages a peer may send per second on average, and in a burst: an agent sends a few a minute. */
+export const WS_MESSAGE_RATE = { perSecond: 5, burst: 50 } as const;
+
+/**
+ * Counts a WebSocket peer's messages and pings against a token bucket and
+ * closes the connection (`code`) the first time it runs dry: one
+ * authenticated client repeating a message thousands of times a second is
+ * cut off, not served. A peer that does not answer the close is cut off a
+ * second later.
+ */
+export function limitMessageRate(
+  ws: { on(event: 'message' | 'ping', fn: () => void): unknown; close(code: number, reason: string): void; terminate(): void },
+  o: { perSecond: number; burst: number; code: number; now?: () => number; onExceeded?: () => void },
+): void {
+  const now = o.now ?? Date.now;
+  let tokens = o.burst;
+  let at = now();
+  let exceeded = false;
+  const take = (): void => {
+    if (exceeded) return;
+    const t = now();
+    tokens = Math.min(o.burst, tokens + ((t - at) / 1000) * o.perSecond);
+    at = t;
+    if (tokens >= 1) {
+      tokens -= 1;
+      return;
+    }
+    exceeded = true;
+    o.onExceeded?.();
+    ws.close(o.code, 'too many messages');
+    setTimeout(() => ws.terminate(), 1000).unref();
+  };
+  ws.on('message', take);
+  ws.on('ping', take);
+}

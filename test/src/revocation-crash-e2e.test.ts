@@ -43,7 +43,7 @@ for (const engine of ['sqlite', 'postgres'] as const) {
       const databaseUrl = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
       if (engine === 'postgres' && !databaseUrl) return;
       const { dataDir, port, fingerprint } = await initServer(t, databaseUrl ? { databaseUrl } : {});
-      let server = await startServer(t, dataDir, port, { LATCHKEY_TEST_CRASH_AT: 'after-revoke-commit' });
+      let server = await startServer(t, dataDir, port, { env: { LATCHKEY_TEST_CRASH_AT: 'after-revoke-commit' } });
       const work = tempDir(t, 'latchkey-crash-');
       const rootCa = join(dataDir, 'root.crt.pem');
 

@@ -25,6 +25,12 @@ import { AGENT_VERSION } from '../version.js';
 /** Close codes of packages/protocol WS_CLOSE_CODES the agent acts on. */
 const CLOSE_REVOKED = 4003;
 const CLOSE_UNSUPPORTED = 4001;
+/** A newer connection of this device took this one's place on the server. */
+const CLOSE_REPLACED = 4009;
+/** After being replaced, the wait before coming back (grows with each replacement, full jitter). */
+const REPLACED_BACKOFF = { baseMs: 30_000, capMs: 3_600_000 };
+/** A connection that stayed up this long forgets earlier replacements. */
+const REPLACED_FORGET_MS = 3_600_000;
 const MAX_MESSAGE = 16 * 1024;
 
 export interface ControlChannel {
@@ -44,6 +50,8 @@ export interface ControlChannelOptions {
   /** The device group's policy: sent after welcome and whenever an administrator changes the group. */
   onPolicy?: (p: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number }) => void;
   backoff?: { baseMs: number; capMs: number };
+  /** The wait after the server replaced this connection by a newer one of the same device (default 30 s growing to 1 h). */
+  replacedBackoff?: { baseMs: number; capMs: number };
   random?: () => number;
   /** How often to look for sleep and network changes. Default 5 s. */
   watchMs?: number;
@@ -70,6 +78,11 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
   let ws: WebSocket | undefined;
   let stopped = false;
   let failures = 0;
+  /**
+   * Times in a row the server replaced this agent's connection by a newer one of the same device: a second
+   * agent with this identity (a cloned disk, a copied state dir). Both would otherwise take turns forever.
+   */
+  let replaced = 0;
   let timer: NodeJS.Timeout | undefined;
   
   let isOpen = false;
@@ -127,6 +140,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     let seq = 0;
     // This connection's own heartbeat timer (a reconnect may overlap the old socket's closing).
     let heartbeat: NodeJS.Timeout | undefined;
+    let welcomedAt: number | undefined;
     sock.on('open', () => {
       isOpen = true;
       void (async () => {
@@ -160,6 +174,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       }
       if (m.type === 'welcome') {
         failures = 0;
+        welcomedAt = performance.now();
         o.log(`latchkey: control channel connected to ${url.host}`);
         beat(m.heartbeatSeconds);
       } else if (m.type === 'policy') {
@@ -210,6 +225,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       clearInterval(heartbeat);
       if (ws === sock) isOpen = false;
       if (ws !== sock || refused) return;
+      if (welcomedAt !== undefined && performance.now() - welcomedAt >= REPLACED_FORGET_MS) replaced = 0;
       if (code === CLOSE_REVOKED) {
         if (!stopped) {
           stopped = true;
@@ -220,6 +236,13 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       if (code === CLOSE_UNSUPPORTED) {
         o.log('latchkey: the server does not speak this agent\'s protocol version; update the agent');
         stopped = true;
+        return;
+      }
+      if (code === CLOSE_REPLACED && !stopped) {
+        replaced++;
+        const wait = backoffMs(replaced, random(), o.replacedBackoff ?? REPLACED_BACKOFF);
+        o.log(`latchkey: the server closed the control channel: another connection with this device's identity replaced it (a second agent running with the same identity?); reconnecting in ${(wait / 1000).toFixed(1)} s`);
+        schedule(wait);
         return;
       }
       if (!stopped) retry(`closed (${code})`);

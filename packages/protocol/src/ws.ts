@@ -18,7 +18,7 @@ export const MAX_WS_MESSAGE_BYTES = 16 * 1024;
 /**
  * Close codes (RFC 6455 §7.4.2 private range 4000-4999), the last digits
  * borrowed from HTTP. The agent reconnects with backoff after any close but
- * `revoked` and `unsupportedVersion`.
+ * `revoked` and `unsupportedVersion` (and after `replaced` only after a long wait).
  */
 export const WS_CLOSE_CODES = {
   /** A message failed its schema or was not JSON. */
@@ -29,6 +29,13 @@ export const WS_CLOSE_CODES = {
   revoked: 4003,
   /** No heartbeat within the agreed interval. */
   heartbeatTimeout: 4008,
+  /**
+   * A newer connection of the same device took this one's place (the server keeps a few per device).
+   * The agent waits long before coming back: two agents sharing one identity must not take turns forever.
+   */
+  replaced: 4009,
+  /** The peer sent messages (or pings) faster than any agent or gateway needs to. */
+  tooManyMessages: 4029,
 } as const;
 
 const HeartbeatSeconds = () => Type.Integer({ minimum: 1, maximum: 3600 });

@@ -24,7 +24,7 @@ import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Presence } from './presence.js';
 import type { Db } from '../storage/db.js';
-import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
+import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
 
 const checkAgentMessage = TypeCompiler.Compile(AgentMessage);
 
@@ -61,7 +61,7 @@ const FANOUT_SLICE = 500;
 /** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
 export const RENEW_FRACTION = 2 / 3;
 
-export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; maxPerDevice: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
@@ -141,8 +141,19 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     ws.once('close', () => {
       if (socks.delete(ws) && socks.size === 0) socketsByDevice.delete(deviceId);
     });
+    // At most maxPerDevice per device: the newest authenticated wins, the oldest (most likely a dead
+    // connection the agent already left behind, or a second copy of the identity) goes.
+    for (const old of socks) {
+      if (socks.size <= deps.maxPerDevice) break;
+      socks.delete(old);
+      deps.metrics.inc('latchkey_agent_connections_replaced_total');
+      old.close(WS_CLOSE_CODES.replaced, 'replaced by a newer connection of this device');
+      // A peer that does not answer the close must not keep a slot for ws's 30 s closing timeout.
+      setTimeout(() => old.terminate(), 1000).unref();
+    }
     const conn: Conn = { id: randomUUID(), ws, group, info: { deviceId, since: deps.clock().toISOString(), agentVersion: null, serial: cert.serialHex, remote } };
     let greeted = false;
+    let mismatchLogged = false;
     let deadline: NodeJS.Timeout;
     const arm = (seconds: number): void => {
       clearTimeout(deadline);
@@ -150,6 +161,14 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
       deadline.unref();
     };
     arm(10);
+    limitMessageRate(ws, {
+      ...WS_MESSAGE_RATE,
+      code: WS_CLOSE_CODES.tooManyMessages,
+      onExceeded: () => {
+        deps.metrics.inc('latchkey_ws_rate_limited_total', { endpoint: 'agent' });
+        deps.log('an agent sent messages faster than allowed; closed', { deviceId, serial: cert.serialHex });
+      },
+    });
     ws.on('message', (data, isBinary) => {
       const msg = readWsMessage(ws, data, isBinary, checkAgentMessage, WS_CLOSE_CODES.protocolError);
       if (!msg) return;
@@ -179,9 +198,13 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
         deps.metrics.inc('latchkey_agent_connections_total');
       } else if (msg.type === 'heartbeat') {
         send(ws, { type: 'heartbeat-ack', seq: msg.seq });
-      } else if (msg.type === 'status') {
-        conn.info.serial = msg.serial;
-        deps.presence.setSerial(conn.id, msg.serial);
+      } else if (msg.type === 'status' && msg.serial !== cert.serialHex) {
+        // The serial on record is the one the connection authenticated with; an agent's claim never replaces it.
+        // (After a renewal the agent reconnects with its new certificate.)
+        // Logged once per connection: a client repeating it cannot flood the log.
+        deps.metrics.inc('latchkey_agent_status_serial_mismatch_total');
+        if (!mismatchLogged) deps.log('an agent reported a serial other than the certificate it connected with; ignored', { deviceId, serial: cert.serialHex, claimed: msg.serial });
+        mismatchLogged = true;
       }
     });
     ws.on('close', () => {

@@ -45,7 +45,6 @@ export interface Presence {
   readonly replicaId: string;
   /** A session opened; with the facts the agent reported, the device's last_seen and facts are updated too. */
   add(s: Session, factsJson?: string): void;
-  setSerial(id: string, serial: string): void;
   remove(id: string): void;
   /** Connected agents on every live replica, oldest first. */
   online(): Promise<OnlineSession[]>;
@@ -64,7 +63,6 @@ export interface Presence {
 
 type Op =
   | { kind: 'add'; row: AgentSessionsTable; factsJson?: string }
-  | { kind: 'serial'; serial: string }
   | { kind: 'remove' }
   /** A session that came and went between two flushes: only the device's last_seen and facts remain to write. */
   | { kind: 'seen'; deviceId: string; at: string; factsJson: string };
@@ -74,7 +72,6 @@ function combine(prev: Op | undefined, op: Op): Op | undefined {
   if (prev?.kind === 'add' && op.kind === 'remove') {
     return prev.factsJson !== undefined ? { kind: 'seen', deviceId: prev.row.device_id, at: prev.row.since, factsJson: prev.factsJson } : undefined;
   }
-  if (prev?.kind === 'add' && op.kind === 'serial') return { ...prev, row: { ...prev.row, serial: op.serial } };
   return op;
 }
 
@@ -100,15 +97,13 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
     const adds: AgentSessionsTable[] = [];
     const seen: { id: string; at: string; facts: string }[] = [];
     const removes: string[] = [];
-    const serials: [string, string][] = [];
     for (const [id, op] of ops) {
       if (op.kind === 'add') {
         adds.push(op.row);
         if (op.factsJson !== undefined) seen.push({ id: op.row.device_id, at: op.row.since, facts: op.factsJson });
       }
       else if (op.kind === 'seen') seen.push({ id: op.deviceId, at: op.at, facts: op.factsJson });
-      else if (op.kind === 'remove') removes.push(id);
-      else serials.push([id, op.serial]);
+      else removes.push(id);
     }
     await k.transaction().execute(async (trx) => {
       for (let i = 0; i < removes.length; i += CHUNK) await trx.deleteFrom('agent_sessions').where('id', 'in', removes.slice(i, i + CHUNK)).execute();
@@ -118,7 +113,6 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
           await trx.insertInto('agent_sessions').values(rows.slice(i, i + CHUNK)).onConflict((oc) => oc.column('id').doNothing()).execute();
         }
       }
-      for (const [id, serial] of serials) await trx.updateTable('agent_sessions').set({ serial }).where('id', '=', id).execute();
       for (const s of seen) await trx.updateTable('devices').set({ last_seen: s.at, facts: s.facts }).where('id', '=', s.id).execute();
     });
   }
@@ -194,11 +188,6 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
       const row: AgentSessionsTable = { id: s.id, replica_id: replicaId, device_id: s.deviceId, since: s.since, agent_version: s.agentVersion, serial: s.serial, remote: s.remote };
       live.set(s.id, { ...row });
       queue(s.id, { kind: 'add', ...(factsJson !== undefined ? { factsJson } : {}), row });
-    },
-    setSerial(id, serial) {
-      const row = live.get(id);
-      if (row) row.serial = serial;
-      queue(id, { kind: 'serial', serial });
     },
     remove(id) {
       live.delete(id);

@@ -49,6 +49,9 @@ export function validateConfig(value: Record<string, unknown>, source: string): 
   if (c.certLifetimeSeconds > c.maxCertLifetimeSeconds) {
     throw new ConfigError(`invalid configuration (${source}): certLifetimeSeconds exceeds maxCertLifetimeSeconds`);
   }
+  if (c.requestHeadersTimeoutSeconds > c.requestTimeoutSeconds) {
+    throw new ConfigError(`invalid configuration (${source}): requestHeadersTimeoutSeconds exceeds requestTimeoutSeconds`);
+  }
   return Object.freeze({ ...c });
 }
 

@@ -41,6 +41,22 @@ export const ServerConfigSchema = Type.Object(
     supersededOverlapSeconds: Type.Integer({ minimum: 0, maximum: 7 * 86400 }),
     /** Re-enrollment attempts per minute per device (each replica counts its own). */
     reenrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** Control channels one device may hold at once; a newer one closes the oldest (close code `replaced`). */
+    maxAgentConnectionsPerDevice: Type.Integer({ minimum: 1, maximum: 100 }),
+    /** A TCP connection that has not completed the TLS handshake after this long is closed. */
+    tlsHandshakeTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 120 }),
+    /** The time a request's headers may take: from the handshake for the first request, from its first byte for later ones. */
+    requestHeadersTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 300 }),
+    /** The time a whole request (headers and body) may take to arrive. At least requestHeadersTimeoutSeconds. */
+    requestTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    /** A keep-alive connection idle this long between requests is closed. */
+    keepAliveTimeoutSeconds: Type.Integer({ minimum: 1, maximum: 3600 }),
+    /**
+     * Most idle HTTPS connections (handshaking, before the first request, between requests) one process holds;
+     * past it a new connection closes the oldest idle one of the busiest client address. 0: half of what the
+     * open-file limit leaves besides the control channel.
+     */
+    maxIdleConnections: Type.Integer({ minimum: 0, maximum: 10_000_000 }),
     /** Largest request body accepted. */
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
@@ -62,6 +78,12 @@ export const CONFIG_DEFAULTS = {
   maxCertificatesPerDevice: 4,
   supersededOverlapSeconds: 300,
   reenrollRateLimitPerMinute: 30,
+  maxAgentConnectionsPerDevice: 2,
+  tlsHandshakeTimeoutSeconds: 10,
+  requestHeadersTimeoutSeconds: 10,
+  requestTimeoutSeconds: 30,
+  keepAliveTimeoutSeconds: 30,
+  maxIdleConnections: 0,
   bodyLimitBytes: 64 * 1024,
   enrollRateLimitPerMinute: 600,
   logLevel: 'info',

@@ -16,7 +16,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { hashSecret } from '../est/est-service.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
-import { readWsMessage, refuseUpgrade } from '../upgrade-router.js';
+import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
 import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
 import { gatewayTokensRepo } from './gateway-tokens-repo.js';
 
@@ -103,6 +103,7 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
     streams.add(s);
     let unsubscribe: (() => void) | undefined;
     ws.on('pong', () => (s.alive = true));
+    limitMessageRate(ws, { ...WS_MESSAGE_RATE, code: WS_CLOSE_CODES.tooManyMessages, onExceeded: () => deps.log('a gateway sent messages or pings faster than allowed; closed', { tokenId }) });
     ws.on('message', (data, isBinary) => {
       s.alive = true;
       const msg = readWsMessage(ws, data, isBinary, checkSubscribe, WS_CLOSE_CODES.protocolError);

@@ -25,3 +25,19 @@ export function agentConnectionCap(configured: number, fileLimit: number | undef
   if (fileLimit === undefined) return Number.POSITIVE_INFINITY;
   return Math.max(0, fileLimit - Math.max(256, Math.ceil(fileLimit * 0.05)));
 }
+
+/** Descriptors kept for the process itself (database, logs, DNS, libuv) beyond any connection. */
+const INTERNAL_RESERVE = 64;
+
+/**
+ * Connections one process holds (see connection-guard.ts): `open` of every
+ * kind (idle, busy, upgraded), short of the open-file limit by what the
+ * process needs for itself; `idle` of them idle. `maxIdleConnections` 0
+ * means: the reserve the control channel leaves (5% of the limit, at least
+ * 256) less the process's own, at least 16.
+ */
+export function connectionCaps(configuredIdle: number, fileLimit: number | undefined): { idle: number; open: number } {
+  if (fileLimit === undefined) return { idle: configuredIdle > 0 ? configuredIdle : 1024, open: Number.POSITIVE_INFINITY };
+  const idle = configuredIdle > 0 ? configuredIdle : Math.max(16, Math.min(fileLimit, Math.max(256, Math.ceil(fileLimit * 0.05))) - INTERNAL_RESERVE);
+  return { idle, open: Math.max(16, fileLimit - INTERNAL_RESERVE) };
+}

@@ -123,10 +123,17 @@ export async function initServer(t: TestCtx, opts: { databaseUrl?: string; confi
   return { dataDir, port, fingerprint: (JSON.parse(r.stdout) as { rootFingerprint: string }).rootFingerprint };
 }
 
-/** `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test. */
-export function startServer(t: TestCtx, dataDir: string, port: number, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
+/**
+ * `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test.
+ * With `openFiles`, the process runs under that open-file limit (`ulimit -n`); `env` is added to its environment.
+ */
+export function startServer(t: TestCtx, dataDir: string, port: number, opts: { openFiles?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_LOG_LEVEL: 'warn', ...env } });
+    const argv = [SERVER_CLI, 'start', '--data-dir', dataDir];
+    const env = { ...process.env, LATCHKEY_LOG_LEVEL: 'warn', ...opts.env };
+    const proc = opts.openFiles
+      ? spawn('sh', ['-c', `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'], env })
+      : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env });
     let log = '';
     let done = false;
     const onData = (d: Buffer): void => {
