@@ -11,7 +11,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
-import { echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until } from './support/gateways.js';
+import { echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until, wsgiUpstream } from './support/gateways.js';
 import { cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
 
 type Ctx = Parameters<typeof requireTools>[0];
@@ -234,5 +234,29 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
       assert.doesNotMatch(r.stdout, /HTTP\/1.1 200/);
     }
     assert.equal(w.upstream.seen.filter((h) => h['x-latchkey-device-id'] === w.deviceId).length, 4, 'the app saw the device only while it was good');
+  });
+
+  test('nginx and HAProxy in front of a WSGI app (CGI header mapping): a client\'s X-Latchkey-* headers, in every spelling, never reach it; only the gateway\'s values do', { timeout: 180_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'nginx', 'haproxy', 'python3')) return;
+    const w = await world(t);
+    const appPort = await freePort();
+    await wsgiUpstream(t, appPort);
+    const spoof = '00000000-0000-4000-8000-000000000000';
+    // Dash and underscore, any case, mixed: CGI maps all of them to the same HTTP_X_LATCHKEY_* variable.
+    const ours = ['X-Latchkey-Device-Id', 'x-latchkey-device-id', 'X_Latchkey_Device_Id', 'x_LATCHKEY_device_ID', 'X-Latchkey_Device-Id', 'X-LATCHKEY-CLIENT-SERIAL', 'X_Latchkey_Client_Serial', 'x-latchkey-client_serial', 'X_Latchkey_Role'];
+    for (const kind of ['nginx', 'haproxy'] as const) {
+      const port = await freePort();
+      const dir = join(w.work, `gw-${kind}`);
+      const r = await writeGatewayConfig({ dataDir: w.dataDir, kind, listenPort: port, upstreamPort: appPort, out: dir });
+      assert.equal(r.code, 0, r.stderr);
+      if (kind === 'nginx') await startNginx(t, dir, port);
+      else await startHaproxy(t, dir, port);
+      // nginx cannot delete headers by pattern: it drops every underscore name and replaces the dash spellings
+      // of the headers it sets; HAProxy deletes every X-Latchkey-* name, also ones it does not set.
+      const names = kind === 'haproxy' ? [...ours, 'X-Latchkey-Role'] : ours;
+      const ok = await curlDevice(w, port, { headers: names.map((n) => `${n}: ${spoof}`) });
+      assert.equal(ok.status, '200', ok.body + ok.stderr);
+      assert.deepEqual(JSON.parse(ok.body), { HTTP_X_LATCHKEY_DEVICE_ID: w.deviceId, HTTP_X_LATCHKEY_CLIENT_SERIAL: w.serial }, `${kind}: what the WSGI app saw`);
+    }
   });
 });

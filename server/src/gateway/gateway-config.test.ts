@@ -60,6 +60,8 @@ describe('gateway config: rendering', () => {
       '    ssl_session_cache off;',
       '    ssl_session_tickets off;',
       '    ssl_conf_command NumTickets 0;',
+      '    underscores_in_headers off;',
+      '    ignore_invalid_headers on;',
       '        proxy_set_header X-Latchkey-Device-Id $latchkey_device_id;',
       '        proxy_set_header X-Latchkey-Client-Serial $ssl_client_serial;',
       '    server 127.0.0.1:9000;',
@@ -95,6 +97,7 @@ describe('gateway config: rendering', () => {
       '    tune.ssl.cachesize 0',
       '    stats socket /etc/latchkey-gateway/haproxy.sock mode 600 level admin',
       '    bind 127.0.0.1:8443 ssl crt /etc/latchkey-gateway/gateway.pem ca-file /etc/latchkey-gateway/ca.pem crl-file /etc/latchkey-gateway/crl.pem verify required ssl-min-ver TLSv1.2 no-tls-tickets alpn http/1.1',
+      '    http-request del-header ^x[-_]latchkey[-_] -m reg',
       "    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }",
       '    http-request set-header X-Latchkey-Device-Id %[ssl_c_s_dn(UID)]',
       '    http-request set-header X-Latchkey-Client-Serial %[ssl_c_serial,hex]',
@@ -102,6 +105,7 @@ describe('gateway config: rendering', () => {
     ]) {
       assert.ok(c.split('\n').includes(line), `missing: ${line}`);
     }
+    assert.ok(c.indexOf('del-header ^x[-_]latchkey[-_]') < c.indexOf('set-header X-Latchkey-Device-Id'), 'deleted before set');
     assert.match(renderHaproxy({ ...OPTS, listen: { host: '[::1]', port: 8443 } }), /\n {4}bind ::1:8443 ssl /);
   });
 

@@ -48,6 +48,9 @@ export const DEFAULT_GATEWAY_DIR = '/etc/latchkey-gateway';
  */
 export const HAPROXY_BUFSIZE = 262_144;
 
+/** Every spelling of every X-Latchkey-* header name (HAProxy matches header names case-insensitively). */
+export const LATCHKEY_HEADER_RE = '^x[-_]latchkey[-_]';
+
 const UUID_RE = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 
 export interface Listen {
@@ -130,7 +133,8 @@ function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): stri
     '#',
     `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
     `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
-    '# Whatever a client sends in those headers is replaced.',
+    '# Whatever a client sends in those headers, in any spelling (- or _, any case: CGI and WSGI read',
+    '# X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID too), is removed before the real ones are set.',
   ];
 }
 
@@ -185,6 +189,12 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '',
     '    # A verified certificate without a device id (not a device certificate, or issued before the UID was',
     '    # added to the profile: renewal fixes it) is not let through.',
+    '    # A client header spelled with underscores (X_Latchkey_Device_Id) is one a CGI/WSGI app reads as',
+    `    # ${GATEWAY_HEADERS.deviceId}: drop every header with an underscore (nginx's default, made explicit so an`,
+    '    # http-level setting cannot turn it back on). The dash spellings, in any case, are replaced below.',
+    '    underscores_in_headers off;',
+    '    ignore_invalid_headers on;',
+    '',
     '    if ($latchkey_device_id = "") {',
     '        return 403;',
     '    }',
@@ -271,7 +281,9 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
     '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
     '    # before the UID was added to the profile: renewal fixes it) is not let through.',
     `    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
-    '    # set-header replaces whatever the client sent.',
+    '    # Every X-Latchkey-* header the client sent, in any spelling (- or _, any case: CGI and WSGI apps read',
+    "    # X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID, the same as the real one), goes first.",
+    `    http-request del-header ${LATCHKEY_HEADER_RE} -m reg`,
     `    http-request set-header ${GATEWAY_HEADERS.deviceId} %[ssl_c_s_dn(UID)]`,
     `    http-request set-header ${GATEWAY_HEADERS.serial} %[ssl_c_serial,hex]`,
     '    http-request set-header X-Forwarded-Proto https',

@@ -72,6 +72,28 @@ export async function echoUpstream(t: Hooks): Promise<{ port: number; seen: Inco
   return { port: typeof a === 'object' && a ? a.port : 0, seen };
 }
 
+/**
+ * A WSGI app behind the gateway (Python's wsgiref, as CGI maps headers: upper-case, `-` → `_`, values of
+ * names that collide joined with commas in arrival order). Answers with the `HTTP_X_LATCHKEY_*` variables
+ * it sees, as JSON: what an app reading `X-Latchkey-Device-Id` through CGI or WSGI would trust.
+ */
+export async function wsgiUpstream(t: Hooks, port: number): Promise<Daemon> {
+  const app = [
+    'import json, sys',
+    'from wsgiref.simple_server import make_server, WSGIRequestHandler',
+    'class Quiet(WSGIRequestHandler):',
+    '    def log_message(self, *a): pass',
+    'def app(env, start):',
+    "    body = json.dumps({k: v for k, v in env.items() if k.startswith('HTTP_X_LATCHKEY')}).encode()",
+    "    start('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])",
+    '    return [body]',
+    "make_server('127.0.0.1', int(sys.argv[1]), app, handler_class=Quiet).serve_forever()",
+  ].join('\n');
+  const d = daemon(t, 'python3', ['-c', app, String(port)]);
+  await untilListening(d, 'the WSGI app', port);
+  return d;
+}
+
 /** `latchkey-server gateway config KIND --listen 127.0.0.1:PORT --upstream http://127.0.0.1:UP --out DIR`. */
 export function gatewayConfig(o: { dataDir: string; kind: 'nginx' | 'haproxy'; listenPort: number; upstreamPort: number; out: string }): Promise<Run> {
   return cli(['gateway', 'config', o.kind, '--listen', `127.0.0.1:${o.listenPort}`, '--upstream', `http://127.0.0.1:${o.upstreamPort}`, '--out', o.out, '--data-dir', o.dataDir]);
