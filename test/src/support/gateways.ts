@@ -128,11 +128,16 @@ export async function startNginx(t: Hooks, dir: string, port: number): Promise<N
 export interface Haproxy extends Daemon {
   /** The runtime API socket (for `gateway sync --haproxy-socket`). */
   socket: string;
+  /** With `masterWorker`: a shell command that reloads this HAProxy (SIGUSR2 to the master). */
+  reload: string;
 }
 
-/** HAProxy in the foreground on the config that `gateway config haproxy --out dir` wrote; resolved once it listens on `port`. */
-export async function startHaproxy(t: Hooks, dir: string, port: number): Promise<Haproxy> {
-  const d = daemon(t, 'haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db']);
+/**
+ * HAProxy in the foreground on the config that `gateway config haproxy --out dir` wrote; resolved once it
+ * listens on `port`. `masterWorker` (-W) runs it as systemd does, so it can be reloaded.
+ */
+export async function startHaproxy(t: Hooks, dir: string, port: number, opts: { masterWorker?: boolean } = {}): Promise<Haproxy> {
+  const d = daemon(t, 'haproxy', [...(opts.masterWorker ? ['-W'] : []), '-f', join(dir, 'haproxy.cfg'), '-db']);
   await untilListening(d, 'HAProxy', port);
-  return { ...d, socket: join(dir, 'haproxy.sock') };
+  return { ...d, socket: join(dir, 'haproxy.sock'), reload: `kill -USR2 ${d.proc.pid}` };
 }
