@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { crlPublisher } from './support/crl-publisher.js';
 import { AGENT_CLI, SERVER_CLI, cli, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 /** Serials openssl lists in the first CRL of a PEM file, as lower-case hex without leading zeros. */
@@ -163,5 +164,37 @@ describe('gateway sync against a real server', () => {
     const argv = await sync(['--once', '--token', token]);
     assert.equal(argv.code, 0, argv.stderr);
     assert.match(argv.stderr, /warning: --token is visible to every user in `ps`/);
+  });
+
+  test('RFC 5280 §5.1.2.5: a CRL whose nextUpdate has passed (the server\'s clock behind) is not applied: --once exits 1 and the gateway keeps its CRL file; live, an error on every retry', { timeout: 120_000 }, async (t) => {
+    if (!requireTools(t, 'openssl')) return;
+    const { dataDir } = await initServer(t);
+    const work = tempDir(t, 'latchkey-gw-');
+    const publisher = await crlPublisher(t, dataDir, 'lkg_test-token');
+    const crlFile = join(work, 'crl.pem');
+    const args = ['gateway', 'sync', '--server', publisher.url, '--ca-file', join(dataDir, 'root.crt.pem'), '--crl-file', crlFile, '--reload', 'true'];
+    const env = { LATCHKEY_GATEWAY_TOKEN: 'lkg_test-token' };
+    await publisher.set('issuing', { crlNumber: 7, serials: [] });
+    await publisher.set('root', { crlNumber: 7, serials: [] });
+    const fresh = await cli([...args, '--once'], { env });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const applied = readFileSync(crlFile, 'utf8');
+
+    // The server's clock is two hours behind: its new CRL (one more revoked serial) expired an hour ago.
+    await publisher.set('issuing', { crlNumber: 8, serials: ['0a0b0c'], thisUpdate: new Date(Date.now() - 2 * 3_600_000), validitySeconds: 3600 });
+    const stale = await cli([...args, '--once'], { env });
+    assert.equal(stale.code, 1, stale.stderr);
+    assert.match(stale.stderr, /the server sent issuing CRL #8 whose nextUpdate .* has passed \(it is .* here\): the server's clock is behind or it is not regenerating its CRLs; not applied, the gateway keeps the CRL it has/);
+    assert.equal(readFileSync(crlFile, 'utf8'), applied, 'the CRL file is unchanged');
+
+    const live = spawn(process.execPath, [SERVER_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let log = '';
+    live.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    t.after(() => {
+      if (live.exitCode === null) live.kill('SIGKILL');
+    });
+    await until('two errors', () => (log.match(/gateway sync: error: CRL sync failed \(the server sent issuing CRL #8 whose nextUpdate/g)?.length ?? 0) >= 2, 60_000, () => log);
+    assert.equal(readFileSync(crlFile, 'utf8'), applied);
+    assert.equal(live.exitCode, null, 'still running, retrying');
   });
 });
