@@ -210,7 +210,8 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
         } catch (e) {
           if (e instanceof GatewayAuthError) return fail(e);
           const delay = backoffMs(failures++, fx.random);
-          fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`, 'error');
+          // A replica a few milliseconds behind is routine (a warning); anything else leaves the gateway on an old CRL.
+          fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`, e instanceof StaleCrlError ? 'warn' : 'error');
           // A CRL number the server keeps not reaching (a replica left behind, a restored database) must
           // not hold the gateway's CRL back for good: stop waiting for it.
           const now = fx.now?.() ?? Date.now();
