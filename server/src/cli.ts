@@ -30,6 +30,7 @@ Usage:
   latchkey-server gateway token create --name N [--json] | gateway token list [--json] | gateway token revoke ID
   latchkey-server gateway sync --server URL [--token-file F] [--ca-file ROOT.pem] --crl-file F
                                (--reload "CMD" | --haproxy-socket PATH [--reload "CMD"]) [--once] [--resync-interval 5m]
+                               [--status-file F]  (JSON: ok | failing | stopped, the CRL numbers applied, the error)
                                keeps F (issuing + root CRLs, PEM) current from the event stream;
                                token from --token-file, LATCHKEY_GATEWAY_TOKEN or --token (seen in ps);
                                with both, HAProxy is reloaded when its runtime API cannot take the CRL
@@ -303,7 +304,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
   }
 
   if (cmd === 'gateway' && sub === 'sync') {
-    const { values: v } = parse(rest, { token: { type: 'string' }, 'token-file': { type: 'string' }, 'crl-file': { type: 'string' }, reload: { type: 'string' }, 'haproxy-socket': { type: 'string' }, once: { type: 'boolean' }, 'resync-interval': { type: 'string' } });
+    const { values: v } = parse(rest, { token: { type: 'string' }, 'token-file': { type: 'string' }, 'crl-file': { type: 'string' }, reload: { type: 'string' }, 'haproxy-socket': { type: 'string' }, 'status-file': { type: 'string' }, once: { type: 'boolean' }, 'resync-interval': { type: 'string' } });
     const server = need(v, 'server', 'the https://HOST:PORT of latchkey-server');
     if (str(v, 'token') && str(v, 'token-file')) throw new UsageError('give the gateway token once: --token-file F or --token T');
     if (str(v, 'token')) process.stderr.write('latchkey-server: warning: --token is visible to every user in `ps`; prefer --token-file F or LATCHKEY_GATEWAY_TOKEN\n');
@@ -326,6 +327,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
         crlFile,
         ...(reload ? { reload } : {}),
         ...(haproxySocket ? { haproxySocket } : {}),
+        ...(str(v, 'status-file') ? { statusFile: str(v, 'status-file')! } : {}),
         log: (l, level) => process.stderr.write(`${new Date().toISOString()} gateway sync: ${level ? `${level}: ` : ''}${l}\n`),
       },
       { once: !!v.once, resyncSeconds: str(v, 'resync-interval') ? seconds(str(v, 'resync-interval')!, '--resync-interval') : 300 },

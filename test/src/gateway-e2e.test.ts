@@ -287,11 +287,17 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     assert.equal((await curlDevice(w, port)).status, '200', 'HAProxy is indeed still on the old CRL');
 
     // Live: an error line on every retry, with backoff; it keeps running.
-    const live = daemon(t, process.execPath, [SERVER_CLI, ...args], { ...process.env, LATCHKEY_GATEWAY_TOKEN: w.gatewayToken });
+    const statusFile = join(w.work, 'sync-status.json');
+    const live = daemon(t, process.execPath, [SERVER_CLI, ...args, '--status-file', statusFile], { ...process.env, LATCHKEY_GATEWAY_TOKEN: w.gatewayToken });
     const failures = (): number => live.log().match(/gateway sync: error: CRL sync failed \(HAProxy did not take the new CRL over its runtime API/g)?.length ?? 0;
     await until('two failed tries logged as errors', async () => (failures() >= 2 ? true : undefined), 60_000);
     assert.match(live.log(), /retrying in 0\.[4-6] s[\s\S]*retrying in (0\.[89]|1\.[0-2]) s/, "backoff (±20% jitter)");
     assert.equal(live.proc.exitCode, null);
+    // What a monitoring check reads: failing, on the CRL applied before, and why.
+    const status = JSON.parse(readFileSync(statusFile, 'utf8')) as { state: string; applied: Record<string, string>; error: string; failingSince: string };
+    assert.equal(status.state, 'failing');
+    assert.deepEqual(status.applied, {});
+    assert.match(status.error, /HAProxy did not take the new CRL over its runtime API/);
     live.proc.kill('SIGTERM');
 
     // With --reload: the file is written, HAProxy reloaded, and what it then holds is checked.

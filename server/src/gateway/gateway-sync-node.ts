@@ -14,7 +14,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CRL_PATHS, GatewayEvent, MAX_WS_MESSAGE_BYTES, PATHS, WS_CLOSE_CODES, type CrlIssuer } from '@latchkey/protocol';
 import WebSocket from 'ws';
 import { crlToPem, pemDecodeAll } from '@latchkey/pki';
-import { GatewayAuthError, describeCrl, runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+import { GatewayAuthError, describeCrl, runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects, type SyncStatus } from './gateway-sync.js';
 
 const checkEvent = TypeCompiler.Compile(GatewayEvent);
 
@@ -26,6 +26,8 @@ export interface GatewaySyncConfig {
   crlFile: string;
   reload?: string;
   haproxySocket?: string;
+  /** JSON SyncStatus, replaced atomically after every attempt, for monitoring. */
+  statusFile?: string;
   pingSeconds?: number;
   log: (line: string, level?: 'error' | 'warn') => void;
 }
@@ -290,6 +292,13 @@ export function nodeGatewaySyncEffects(cfg: GatewaySyncConfig): GatewaySyncEffec
     sleep: (ms, signal) => sleep(ms, undefined, { signal }),
     random: Math.random,
     log: cfg.log,
+    ...(cfg.statusFile
+      ? {
+          status: (s: SyncStatus) => {
+            writeFileAtomic(cfg.statusFile!, `${JSON.stringify(s, null, 2)}\n`).catch((e: Error) => cfg.log(`cannot write the status file ${cfg.statusFile}: ${e.message}`, 'error'));
+          },
+        }
+      : {}),
   };
 }
 
@@ -298,8 +307,20 @@ export async function gatewaySyncCommand(cfg: GatewaySyncConfig, opts: { once: b
   const fx = nodeGatewaySyncEffects(cfg);
   if (opts.once) {
     // The CRLs are public: without this, a wrong token would go unnoticed until the live sync.
-    await checkGatewayToken(cfg);
-    await syncOnce(fx, { numbers: {} }, { force: true, why: '--once' });
+    const state: { numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
+    const report = async (s: Pick<SyncStatus, 'state' | 'error'>): Promise<void> => {
+      const at = new Date().toISOString();
+      const applied = Object.fromEntries(Object.entries(state.numbers).map(([k, v]) => [k, String(v)]));
+      if (cfg.statusFile) await writeFileAtomic(cfg.statusFile, `${JSON.stringify({ ...s, at, applied, ...(s.state === 'ok' ? { lastSuccessAt: at } : { failingSince: at }) }, null, 2)}\n`);
+    };
+    try {
+      await checkGatewayToken(cfg);
+      await syncOnce(fx, state, { force: true, why: '--once' });
+    } catch (e) {
+      await report({ state: e instanceof GatewayAuthError ? 'stopped' : 'failing', error: (e as Error).message });
+      throw e;
+    }
+    await report({ state: 'ok' });
     return 0;
   }
   const sync = runGatewaySync(fx, { resyncSeconds: opts.resyncSeconds });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { buildCrl, certificateToPem, crlToPem, createCaHierarchy, type CaHierarchy } from '@latchkey/pki';
 import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
-import { GatewayAuthError, backoffMs, runGatewaySync, syncOnce, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+import { GatewayAuthError, backoffMs, runGatewaySync, syncOnce, type SyncStatus, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
 import { haproxyCommand, haproxySetCrlCommand, haproxyUpdateCrl, writeFileAtomic } from './gateway-sync-node.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -278,6 +278,8 @@ describe('gateway sync: the loop', () => {
 describe('gateway sync: failures are loud, a refused token is fatal', () => {
   test('an expired CRL in the loop: an error on every retry, with backoff, until the server sends a fresh one', async () => {
     const f = fakes();
+    const statuses: SyncStatus[] = [];
+    f.fx.status = (s) => statuses.push(s);
     f.crls.issuing = await crlPem('issuing', 1, [], new Date(NOW.getTime() - 2 * 3_600_000));
     f.crls.root = await crlPem('root', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
@@ -286,21 +288,27 @@ describe('gateway sync: failures are loud, a refused token is fatal', () => {
     assert.ok(f.logs.filter((l) => /^error: CRL sync failed \(the server sent issuing CRL #1 whose nextUpdate .* has passed/.test(l)).length >= 3, f.logs.join('\n'));
     assert.equal(f.writes.length, 0);
     assert.ok(f.sleeps.includes(500) && f.sleeps.includes(1000), `backoff: ${f.sleeps.join(',')}`);
+    // --status-file: failing since the first try, with the error, nothing applied yet.
+    assert.deepEqual({ ...statuses[0], error: statuses[0]!.error!.slice(0, 40) }, { state: 'failing', at: NOW.toISOString(), applied: {}, failingSince: NOW.toISOString(), error: 'the server sent issuing CRL #1 whose nex' });
     f.crls.issuing = await crlPem('issuing', 2);
     for (let i = 0; i < 40 && f.writes.length === 0; i++) await f.settle();
     assert.equal(f.writes.length, 1);
+    assert.deepEqual(statuses.at(-1), { state: 'ok', at: NOW.toISOString(), applied: { issuing: '2', root: '1' }, lastSuccessAt: NOW.toISOString() });
     sync.stop();
     await sync.done;
   });
 
   test('HTTP 401/403 on the event stream upgrade stops the loop: done rejects with GatewayAuthError, no reconnect', async () => {
     const f = fakes();
+    const statuses: SyncStatus[] = [];
+    f.fx.status = (s) => statuses.push(s);
     f.crls.issuing = await crlPem('issuing', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 60 });
     f.stream().onClose('HTTP 401: the gateway token is not valid', true);
     await assert.rejects(sync.done, (e: Error) => e instanceof GatewayAuthError && /refused the gateway token \(event stream: HTTP 401: the gateway token is not valid\); create one with `latchkey-server gateway token create/.test(e.message));
     assert.equal(f.opens(), 1, 'not retried');
     assert.match(f.logs.join('\n'), /^error: the server refused the gateway token/m);
+    assert.equal(statuses.at(-1)?.state, 'stopped');
   });
 
   test('HTTP 401/403 on a CRL fetch is fatal too', async () => {

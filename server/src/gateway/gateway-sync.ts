@@ -47,6 +47,20 @@ export interface GatewaySyncEffects {
   log(line: string, level?: 'error' | 'warn'): void;
   /** Milliseconds: CRL expiry, how long a sync has waited for a CRL number (default Date.now). */
   now?(): number;
+  /** Where the operator (or a monitoring check) sees how the sync is doing (`--status-file`). */
+  status?(s: SyncStatus): void;
+}
+
+/** The state `gateway sync` reports after every attempt. */
+export interface SyncStatus {
+  /** ok: the gateway holds the server's current CRLs; failing: it is on an older one (see error); stopped: fatal. */
+  state: 'ok' | 'failing' | 'stopped';
+  at: string;
+  /** The CRL numbers the gateway applied last. */
+  applied: Partial<Record<CrlIssuer, string>>;
+  lastSuccessAt?: string;
+  failingSince?: string;
+  error?: string;
 }
 
 export interface SyncResult {
@@ -169,9 +183,21 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
     abort.abort();
     stream?.close();
   };
+  let lastSuccessAt: string | undefined;
+  let failingSince: string | undefined;
+  const report = (kind: SyncStatus['state'], error?: string): void => {
+    const at = new Date(fx.now?.() ?? Date.now()).toISOString();
+    if (kind === 'ok') {
+      lastSuccessAt = at;
+      failingSince = undefined;
+    } else failingSince ??= at;
+    const applied = Object.fromEntries(Object.entries(state.numbers).map(([k, v]) => [k, String(v)]));
+    fx.status?.({ state: kind, at, applied, ...(lastSuccessAt ? { lastSuccessAt } : {}), ...(failingSince ? { failingSince } : {}), ...(error ? { error } : {}) });
+  };
   const fail = (e: Error): void => {
     fatal ??= e;
     fx.log(e.message, 'error');
+    report('stopped', e.message);
     stop();
   };
 
@@ -207,8 +233,10 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           await syncOnce(fx, state, { force: w.force, ...(w.crlNumber !== undefined ? { expectCrlNumber: w.crlNumber } : {}), why: w.why });
           failures = 0;
           staleSince = undefined;
+          report('ok');
         } catch (e) {
           if (e instanceof GatewayAuthError) return fail(e);
+          report('failing', (e as Error).message);
           const delay = backoffMs(failures++, fx.random);
           // A replica a few milliseconds behind is routine (a warning); anything else leaves the gateway on an old CRL.
           fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`, e instanceof StaleCrlError ? 'warn' : 'error');
