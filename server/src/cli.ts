@@ -28,10 +28,12 @@ Usage:
   latchkey-server audit list [--limit N] [--action A] [--json]
   latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME] [--out DIR]
   latchkey-server gateway token create --name N [--json] | gateway token list [--json] | gateway token revoke ID
-  latchkey-server gateway sync --server URL [--token T] [--ca-file ROOT.pem] --crl-file F
-                               (--reload "CMD" | --haproxy-socket PATH) [--once] [--resync-interval 5m]
+  latchkey-server gateway sync --server URL [--token-file F] [--ca-file ROOT.pem] --crl-file F
+                               (--reload "CMD" | --haproxy-socket PATH [--reload "CMD"]) [--once] [--resync-interval 5m]
+                               [--status-file F]  (JSON: ok | failing | stopped, the CRL numbers applied, the error)
                                keeps F (issuing + root CRLs, PEM) current from the event stream;
-                               token from --token or LATCHKEY_GATEWAY_TOKEN
+                               token from --token-file, LATCHKEY_GATEWAY_TOKEN or --token (seen in ps);
+                               with both, HAProxy is reloaded when its runtime API cannot take the CRL
 
 Admin subcommands reach the running server with --data-dir D (URL, CA and
 admin token from it), or --server URL [--ca-file F] and LATCHKEY_ADMIN_TOKEN.
@@ -307,10 +309,13 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
   }
 
   if (cmd === 'gateway' && sub === 'sync') {
-    const { values: v } = parse(rest, { token: { type: 'string' }, 'crl-file': { type: 'string' }, reload: { type: 'string' }, 'haproxy-socket': { type: 'string' }, once: { type: 'boolean' }, 'resync-interval': { type: 'string' } });
+    const { values: v } = parse(rest, { token: { type: 'string' }, 'token-file': { type: 'string' }, 'crl-file': { type: 'string' }, reload: { type: 'string' }, 'haproxy-socket': { type: 'string' }, 'status-file': { type: 'string' }, once: { type: 'boolean' }, 'resync-interval': { type: 'string' } });
     const server = need(v, 'server', 'the https://HOST:PORT of latchkey-server');
-    const token = str(v, 'token') ?? env.LATCHKEY_GATEWAY_TOKEN;
-    if (!token) throw new UsageError('no gateway token: give --token or set LATCHKEY_GATEWAY_TOKEN (from `latchkey-server gateway token create`)');
+    if (str(v, 'token') && str(v, 'token-file')) throw new UsageError('give the gateway token once: --token-file F or --token T');
+    if (str(v, 'token')) process.stderr.write('latchkey-server: warning: --token is visible to every user in `ps`; prefer --token-file F or LATCHKEY_GATEWAY_TOKEN\n');
+    const { readGatewayTokenFile } = await import('./gateway/gateway-token-file.js');
+    const token = str(v, 'token-file') ? readGatewayTokenFile(str(v, 'token-file')!) : (str(v, 'token') ?? env.LATCHKEY_GATEWAY_TOKEN);
+    if (!token) throw new UsageError('no gateway token: give --token-file F or set LATCHKEY_GATEWAY_TOKEN (from `latchkey-server gateway token create`)');
     const crlFile = need(v, 'crl-file', 'the CRL file the gateway reads (nginx ssl_crl, HAProxy crl-file)');
     const reload = str(v, 'reload');
     const haproxySocket = str(v, 'haproxy-socket');
@@ -327,7 +332,8 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
         crlFile,
         ...(reload ? { reload } : {}),
         ...(haproxySocket ? { haproxySocket } : {}),
-        log: (l) => process.stderr.write(`${new Date().toISOString()} gateway sync: ${l}\n`),
+        ...(str(v, 'status-file') ? { statusFile: str(v, 'status-file')! } : {}),
+        log: (l, level) => process.stderr.write(`${new Date().toISOString()} gateway sync: ${level ? `${level}: ` : ''}${l}\n`),
       },
       { once: !!v.once, resyncSeconds: str(v, 'resync-interval') ? seconds(str(v, 'resync-interval')!, '--resync-interval') : 300 },
     );

@@ -7,12 +7,14 @@
  * session saved before the revocation is not resumed.
  */
 import assert from 'node:assert/strict';
+import * as crypto from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
-import { echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until } from './support/gateways.js';
-import { cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
+import { crlPublisher } from './support/crl-publisher.js';
+import { daemon, echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until, wsgiUpstream } from './support/gateways.js';
+import { SERVER_CLI, cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
 
 type Ctx = Parameters<typeof requireTools>[0];
 
@@ -60,7 +62,7 @@ async function world(t: Ctx): Promise<World> {
 async function gatewayConfig(w: World, kind: 'nginx' | 'haproxy', listenPort: number): Promise<string> {
   const r = await writeGatewayConfig({ dataDir: w.dataDir, kind, listenPort, upstreamPort: w.upstream.port, out: w.gw });
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /# gateway TLS certificate: a copy of this server's own TLS certificate/);
+  assert.match(r.stdout, /# gateway TLS certificate: issued for 127\.0\.0\.1 with a new key \(serverAuth/);
   return r.stdout;
 }
 
@@ -234,5 +236,79 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
       assert.doesNotMatch(r.stdout, /HTTP\/1.1 200/);
     }
     assert.equal(w.upstream.seen.filter((h) => h['x-latchkey-device-id'] === w.deviceId).length, 4, 'the app saw the device only while it was good');
+  });
+
+  test('nginx and HAProxy in front of a WSGI app (CGI header mapping): a client\'s X-Latchkey-* headers, in every spelling, never reach it; only the gateway\'s values do', { timeout: 180_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'nginx', 'haproxy', 'python3')) return;
+    const w = await world(t);
+    const appPort = await freePort();
+    await wsgiUpstream(t, appPort);
+    const spoof = '00000000-0000-4000-8000-000000000000';
+    // Dash and underscore, any case, mixed: CGI maps all of them to the same HTTP_X_LATCHKEY_* variable.
+    const ours = ['X-Latchkey-Device-Id', 'x-latchkey-device-id', 'X_Latchkey_Device_Id', 'x_LATCHKEY_device_ID', 'X-Latchkey_Device-Id', 'X-LATCHKEY-CLIENT-SERIAL', 'X_Latchkey_Client_Serial', 'x-latchkey-client_serial', 'X_Latchkey_Role'];
+    for (const kind of ['nginx', 'haproxy'] as const) {
+      const port = await freePort();
+      const dir = join(w.work, `gw-${kind}`);
+      const r = await writeGatewayConfig({ dataDir: w.dataDir, kind, listenPort: port, upstreamPort: appPort, out: dir });
+      assert.equal(r.code, 0, r.stderr);
+      if (kind === 'nginx') await startNginx(t, dir, port);
+      else await startHaproxy(t, dir, port);
+      // nginx cannot delete headers by pattern: it drops every underscore name and replaces the dash spellings
+      // of the headers it sets; HAProxy deletes every X-Latchkey-* name, also ones it does not set.
+      const names = kind === 'haproxy' ? [...ours, 'X-Latchkey-Role'] : ours;
+      const ok = await curlDevice(w, port, { headers: names.map((n) => `${n}: ${spoof}`) });
+      assert.equal(ok.status, '200', ok.body + ok.stderr);
+      assert.deepEqual(JSON.parse(ok.body), { HTTP_X_LATCHKEY_DEVICE_ID: w.deviceId, HTTP_X_LATCHKEY_CLIENT_SERIAL: w.serial }, `${kind}: what the WSGI app saw`);
+    }
+  });
+
+  test('HAProxy: a CRL bigger than tune.bufsize, which the runtime API cannot take, is an error (exit 1, error lines on every retry) without --reload, and is applied by reloading HAProxy with --reload', { timeout: 240_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'haproxy')) return;
+    const w = await world(t);
+    const port = await freePort();
+    await gatewayConfig(w, 'haproxy', port);
+    const haproxy = await startHaproxy(t, w.gw, port, { masterWorker: true });
+    assert.equal((await curlDevice(w, port)).status, '200');
+
+    // The device is revoked among 7,000 others: the issuing CRL (signed by this data dir's issuing CA) is
+    // about 350 kB, more than the 256 kB tune.bufsize of the generated haproxy.cfg.
+    assert.equal((await cli(['devices', 'revoke', w.deviceId, '--data-dir', w.dataDir])).code, 0);
+    const publisher = await crlPublisher(t, w.dataDir, w.gatewayToken);
+    const others = Array.from({ length: 7000 }, () => `4${crypto.randomBytes(15).toString('hex')}`);
+    const big = await publisher.set('issuing', { crlNumber: 1000, serials: [w.serial.toLowerCase(), ...others] });
+    await publisher.set('root', { crlNumber: 1000, serials: [] });
+    assert.ok(big.length > 262_144, `the CRL is ${big.length} bytes`);
+    const args = ['gateway', 'sync', '--server', publisher.url, '--ca-file', join(w.gw, 'ca.pem'), '--crl-file', join(w.gw, 'crl.pem'), '--haproxy-socket', haproxy.socket];
+
+    // --once without a way to reload: exit 1, saying HAProxy is left on its previous CRL and what to do.
+    const once = await cli([...args, '--once'], { env: { LATCHKEY_GATEWAY_TOKEN: w.gatewayToken } });
+    assert.equal(once.code, 1, once.stderr);
+    assert.match(once.stderr, /HAProxy did not take the new CRL over its runtime API \(.*\), so it still checks devices against its previous CRL; raise tune\.bufsize in haproxy\.cfg, or give gateway sync --reload "CMD"/);
+    assert.equal((await curlDevice(w, port)).status, '200', 'HAProxy is indeed still on the old CRL');
+
+    // Live: an error line on every retry, with backoff; it keeps running.
+    const statusFile = join(w.work, 'sync-status.json');
+    const live = daemon(t, process.execPath, [SERVER_CLI, ...args, '--status-file', statusFile], { ...process.env, LATCHKEY_GATEWAY_TOKEN: w.gatewayToken });
+    const failures = (): number => live.log().match(/gateway sync: error: CRL sync failed \(HAProxy did not take the new CRL over its runtime API/g)?.length ?? 0;
+    await until('two failed tries logged as errors', async () => (failures() >= 2 ? true : undefined), 60_000);
+    assert.match(live.log(), /retrying in 0\.[4-6] s[\s\S]*retrying in (0\.[89]|1\.[0-2]) s/, "backoff (±20% jitter)");
+    assert.equal(live.proc.exitCode, null);
+    // What a monitoring check reads: failing, on the CRL applied before, and why.
+    const status = JSON.parse(readFileSync(statusFile, 'utf8')) as { state: string; applied: Record<string, string>; error: string; failingSince: string };
+    assert.equal(status.state, 'failing');
+    assert.deepEqual(status.applied, {});
+    assert.match(status.error, /HAProxy did not take the new CRL over its runtime API/);
+    live.proc.kill('SIGTERM');
+
+    // With --reload: the file is written, HAProxy reloaded, and what it then holds is checked.
+    const reloaded = await cli([...args, '--once', '--reload', haproxy.reload], { env: { LATCHKEY_GATEWAY_TOKEN: w.gatewayToken } });
+    assert.equal(reloaded.code, 0, reloaded.stderr);
+    assert.match(reloaded.stderr, /warn: HAProxy's runtime API did not take the new CRL \(.*\); reloading HAProxy/);
+    assert.match(reloaded.stderr, /synced CRLs \(issuing #1000, root #1000; 7001 revoked serial\(s\)\)/);
+    const refused = await until('HAProxy to refuse the revoked device', async () => {
+      const r = await curlDevice(w, port);
+      return r.code !== 0 ? r : undefined;
+    }, 30_000);
+    assert.match(refused.stderr, /alert certificate revoked/);
   });
 });

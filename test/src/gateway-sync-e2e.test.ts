@@ -6,9 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { crlPublisher } from './support/crl-publisher.js';
 import { AGENT_CLI, SERVER_CLI, cli, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 /** Serials openssl lists in the first CRL of a PEM file, as lower-case hex without leading zeros. */
@@ -99,17 +100,17 @@ describe('gateway sync against a real server', () => {
     t.diagnostic(`after the restart: CRL file updated ${ms2} ms after devices revoke returned`);
     assert.deepEqual((await crlSerials(crlFile)).sort(), [devices[0]!.serial, devices[1]!.serial].sort());
 
-    // A revoked gateway token: its stream is closed and not let back in.
-    const id = (JSON.parse((await cli(['gateway', 'token', 'list', '--json', '--data-dir', dataDir])).stdout) as { items: { id: string }[] }).items[0]!.id;
+    // A revoked gateway token: its stream is closed, not let back in, and the sync stops with an error.
+    const second = (JSON.parse((await cli(['gateway', 'token', 'create', '--name', 'second', '--json', '--data-dir', dataDir])).stdout) as { token: string }).token;
+    const id = (JSON.parse((await cli(['gateway', 'token', 'list', '--json', '--data-dir', dataDir])).stdout) as { items: { id: string; name: string }[] }).items.find((i) => i.name === 'nginx-test')!.id;
     assert.equal((await cli(['gateway', 'token', 'revoke', id, '--data-dir', dataDir])).code, 0);
     await until('the refusal', () => /closed 4003/.test(log) && /HTTP 403/.test(log), 10_000, logs);
-
-    sync.kill('SIGTERM');
-    assert.equal(await exited, 0, log);
+    assert.equal(await exited, 1, log);
+    assert.match(log, /error: the server refused the gateway token \(event stream: HTTP 403: the gateway token "nginx-test" was revoked/);
 
     // --once: one sync and exit (cron, tests).
     const once = join(work, 'once.pem');
-    const r = await cli(['gateway', 'sync', '--once', '--server', server.url, '--ca-file', rootCa, '--token', gwToken, '--crl-file', once, '--reload', `echo once >> ${reloads}`]);
+    const r = await cli(['gateway', 'sync', '--once', '--server', server.url, '--ca-file', rootCa, '--crl-file', once, '--reload', `echo once >> ${reloads}`], { env: { LATCHKEY_GATEWAY_TOKEN: second } });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /synced CRLs \(issuing #\d+, root #\d+; 2 revoked serial\(s\)\) after --once/);
     assert.equal((await crlSerials(once)).length, 2);
@@ -118,5 +119,82 @@ describe('gateway sync against a real server', () => {
     // Usage errors exit 2.
     assert.equal((await cli(['gateway', 'sync', '--server', server.url, '--token', 'x', '--crl-file', once])).code, 2);
     assert.equal((await cli(['gateway', 'sync', '--server', server.url, '--crl-file', once, '--reload', 'true'], { env: { LATCHKEY_GATEWAY_TOKEN: '' } })).code, 2);
+  });
+
+  test('a wrong or revoked gateway token is fatal: --once and the live sync exit 1 with what to do; --token-file keeps it out of ps', { timeout: 120_000 }, async (t) => {
+    const { dataDir, port } = await initServer(t);
+    const server = await startServer(t, dataDir, port);
+    const work = tempDir(t, 'latchkey-gw-');
+    const rootCa = join(dataDir, 'root.crt.pem');
+    const crlFile = join(work, 'crl.pem');
+    const sync = (args: string[], env: NodeJS.ProcessEnv = {}) => cli(['gateway', 'sync', '--server', server.url, '--ca-file', rootCa, '--crl-file', crlFile, '--reload', 'true', ...args], { env });
+    const wrong = 'lkg_not-a-token-this-server-made';
+
+    // --once with a wrong token: exit 1, and the gateway's CRL file is not touched.
+    const once = await sync(['--once'], { LATCHKEY_GATEWAY_TOKEN: wrong });
+    assert.equal(once.code, 1, once.stderr);
+    assert.match(once.stderr, /the server refused the gateway token \(event stream: HTTP 401: the gateway token is not valid\); create one with `latchkey-server gateway token create --name NAME`/);
+    assert.doesNotMatch(once.stderr, new RegExp(wrong), 'the token is not echoed');
+    assert.equal(existsSync(crlFile), false);
+
+    // Live with a wrong token: not retried forever, it exits 1 by itself.
+    const live = spawn(process.execPath, [SERVER_CLI, 'gateway', 'sync', '--server', server.url, '--ca-file', rootCa, '--crl-file', crlFile, '--reload', 'true'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_GATEWAY_TOKEN: wrong } });
+    let log = '';
+    live.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    t.after(() => {
+      if (live.exitCode === null) live.kill('SIGKILL');
+    });
+    const code = await new Promise<number | null>((r) => live.on('exit', (c) => r(c)));
+    assert.equal(code, 1, log);
+    assert.match(log, /gateway sync: error: the server refused the gateway token \(event stream: HTTP 401/);
+    assert.doesNotMatch(log, /reconnecting/);
+
+    // --token-file: trailing CRLF trimmed; a file others can read is refused (exit 2) with the fix.
+    const token = (JSON.parse((await cli(['gateway', 'token', 'create', '--name', 'gw-file', '--json', '--data-dir', dataDir])).stdout) as { token: string }).token;
+    const tokenFile = join(work, 'gateway-token');
+    writeFileSync(tokenFile, `${token}\r\n`, { mode: 0o600 });
+    const ok = await sync(['--once', '--token-file', tokenFile], { LATCHKEY_GATEWAY_TOKEN: '' });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stderr, /synced CRLs \(issuing #\d+, root #\d+; 0 revoked serial\(s\)\) after --once/);
+    chmodSync(tokenFile, 0o644);
+    const open = await sync(['--once', '--token-file', tokenFile]);
+    assert.equal(open.code, 2, open.stderr);
+    assert.match(open.stderr, /--token-file .*gateway-token can be read by other users \(mode 644\); run chmod 600/);
+    // --token still works, with a warning.
+    const argv = await sync(['--once', '--token', token]);
+    assert.equal(argv.code, 0, argv.stderr);
+    assert.match(argv.stderr, /warning: --token is visible to every user in `ps`/);
+  });
+
+  test('RFC 5280 §5.1.2.5: a CRL whose nextUpdate has passed (the server\'s clock behind) is not applied: --once exits 1 and the gateway keeps its CRL file; live, an error on every retry', { timeout: 120_000 }, async (t) => {
+    if (!requireTools(t, 'openssl')) return;
+    const { dataDir } = await initServer(t);
+    const work = tempDir(t, 'latchkey-gw-');
+    const publisher = await crlPublisher(t, dataDir, 'lkg_test-token');
+    const crlFile = join(work, 'crl.pem');
+    const args = ['gateway', 'sync', '--server', publisher.url, '--ca-file', join(dataDir, 'root.crt.pem'), '--crl-file', crlFile, '--reload', 'true'];
+    const env = { LATCHKEY_GATEWAY_TOKEN: 'lkg_test-token' };
+    await publisher.set('issuing', { crlNumber: 7, serials: [] });
+    await publisher.set('root', { crlNumber: 7, serials: [] });
+    const fresh = await cli([...args, '--once'], { env });
+    assert.equal(fresh.code, 0, fresh.stderr);
+    const applied = readFileSync(crlFile, 'utf8');
+
+    // The server's clock is two hours behind: its new CRL (one more revoked serial) expired an hour ago.
+    await publisher.set('issuing', { crlNumber: 8, serials: ['0a0b0c'], thisUpdate: new Date(Date.now() - 2 * 3_600_000), validitySeconds: 3600 });
+    const stale = await cli([...args, '--once'], { env });
+    assert.equal(stale.code, 1, stale.stderr);
+    assert.match(stale.stderr, /the server sent issuing CRL #8 whose nextUpdate .* has passed \(it is .* here\): the server's clock is behind or it is not regenerating its CRLs; not applied, the gateway keeps the CRL it has/);
+    assert.equal(readFileSync(crlFile, 'utf8'), applied, 'the CRL file is unchanged');
+
+    const live = spawn(process.execPath, [SERVER_CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+    let log = '';
+    live.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    t.after(() => {
+      if (live.exitCode === null) live.kill('SIGKILL');
+    });
+    await until('two errors', () => (log.match(/gateway sync: error: CRL sync failed \(the server sent issuing CRL #8 whose nextUpdate/g)?.length ?? 0) >= 2, 60_000, () => log);
+    assert.equal(readFileSync(crlFile, 'utf8'), applied);
+    assert.equal(live.exitCode, null, 'still running, retrying');
   });
 });

@@ -60,6 +60,8 @@ describe('gateway config: rendering', () => {
       '    ssl_session_cache off;',
       '    ssl_session_tickets off;',
       '    ssl_conf_command NumTickets 0;',
+      '    underscores_in_headers off;',
+      '    ignore_invalid_headers on;',
       '        proxy_set_header X-Latchkey-Device-Id $latchkey_device_id;',
       '        proxy_set_header X-Latchkey-Client-Serial $ssl_client_serial;',
       '    server 127.0.0.1:9000;',
@@ -95,6 +97,7 @@ describe('gateway config: rendering', () => {
       '    tune.ssl.cachesize 0',
       '    stats socket /etc/latchkey-gateway/haproxy.sock mode 600 level admin',
       '    bind 127.0.0.1:8443 ssl crt /etc/latchkey-gateway/gateway.pem ca-file /etc/latchkey-gateway/ca.pem crl-file /etc/latchkey-gateway/crl.pem verify required ssl-min-ver TLSv1.2 no-tls-tickets alpn http/1.1',
+      '    http-request del-header ^x[-_]latchkey[-_] -m reg',
       "    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }",
       '    http-request set-header X-Latchkey-Device-Id %[ssl_c_s_dn(UID)]',
       '    http-request set-header X-Latchkey-Client-Serial %[ssl_c_serial,hex]',
@@ -102,6 +105,7 @@ describe('gateway config: rendering', () => {
     ]) {
       assert.ok(c.split('\n').includes(line), `missing: ${line}`);
     }
+    assert.ok(c.indexOf('del-header ^x[-_]latchkey[-_]') < c.indexOf('set-header X-Latchkey-Device-Id'), 'deleted before set');
     assert.match(renderHaproxy({ ...OPTS, listen: { host: '[::1]', port: 8443 } }), /\n {4}bind ::1:8443 ssl /);
   });
 
@@ -128,7 +132,7 @@ describe('gateway config: the command', () => {
     const r = await command(['nginx', '--listen', '127.0.0.1:18443', '--upstream', 'http://127.0.0.1:9000', '--out', out, '--server', server], h.dataDir);
     assert.equal(r.code, 0);
     assert.match(r.out, new RegExp(`ssl_crl ${out}/crl.pem;`));
-    assert.match(r.out, /# gateway TLS certificate: a copy of this server's own TLS certificate \(server.crt.pem: O=Example Corp, CN=latchkey.example.com/);
+    assert.match(r.out, /# gateway TLS certificate: issued for 127\.0\.0\.1 with a new key \(serverAuth, serial [0-9a-f]+, by O=Example Corp, CN=Example Corp Latchkey Device CA, until /);
     assert.equal(readFileSync(join(out, GATEWAY_FILES.nginxSite), 'utf8') + '\n', r.out.slice(0, r.out.indexOf('# wrote')));
     const crl = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.crl), 'utf8'));
     assert.deepEqual(crl.map((b) => b.label), [PEM.CRL, PEM.CRL]);
@@ -137,7 +141,9 @@ describe('gateway config: the command', () => {
     const ca = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.caBundle), 'utf8'));
     assert.deepEqual(ca.map((b) => b.der), [h.issuing.der, h.root.der]);
     assert.equal(statSync(join(out, GATEWAY_FILES.key)).mode & 0o777, 0o600);
-    assert.equal(readFileSync(join(out, GATEWAY_FILES.key), 'utf8'), readFileSync(join(h.dataDir, FILES.tlsKey), 'utf8'));
+    // Its own key, never the server's.
+    assert.notEqual(readFileSync(join(out, GATEWAY_FILES.key), 'utf8'), readFileSync(join(h.dataDir, FILES.tlsKey), 'utf8'));
+    assert.ok(!readFileSync(join(out, GATEWAY_FILES.cert), 'utf8').includes(readFileSync(join(h.dataDir, FILES.tlsCert), 'utf8').split('-----END CERTIFICATE-----')[0]!), 'not the server certificate');
     if (has('openssl') || process.env.LATCHKEY_REQUIRE_ALL === '1') {
       // The CRL file as OpenSSL reads it: one CRL per CA.
       const v = spawnSync('openssl', ['verify', '-crl_check_all', '-CAfile', join(out, GATEWAY_FILES.caBundle), '-CRLfile', join(out, GATEWAY_FILES.crl), join(out, GATEWAY_FILES.cert)], { encoding: 'utf8' });
@@ -152,6 +158,44 @@ describe('gateway config: the command', () => {
     assert.match(nt.stderr, /syntax is ok/);
   });
 
+  test('RFC 5280 §4.2.1.6/§4.2.1.12: the gateway gets its own key and a serverAuth certificate for its --name(s), chained to the root (checked by openssl)', async (t) => {
+    if (!has('openssl')) {
+      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail('openssl is required (LATCHKEY_REQUIRE_ALL=1)');
+      return t.skip('openssl is not installed');
+    }
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h);
+    const out = join(h.dataDir, 'gw');
+    const r = await command(['nginx', '--name', 'apps.example.com', '--name', 'GW.example.com', '--name', '10.1.2.3', '--out', out, '--server', server], h.dataDir);
+    assert.equal(r.code, 0);
+    const certFile = join(out, GATEWAY_FILES.cert);
+    const keyFile = join(out, GATEWAY_FILES.key);
+    const ossl = (args: string[]) => spawnSync('openssl', args, { encoding: 'utf8' });
+    const v = ossl(['verify', '-purpose', 'sslserver', '-CAfile', join(out, GATEWAY_FILES.caBundle), certFile]);
+    assert.match(v.stdout, /gateway.crt.pem: OK/, v.stderr);
+    for (const host of ['apps.example.com', 'gw.example.com']) assert.match(ossl(['verify', '-verify_hostname', host, '-CAfile', join(out, GATEWAY_FILES.caBundle), certFile]).stdout, /OK/);
+    assert.match(ossl(['verify', '-verify_ip', '10.1.2.3', '-CAfile', join(out, GATEWAY_FILES.caBundle), certFile]).stdout, /OK/);
+    assert.doesNotMatch(ossl(['verify', '-verify_hostname', 'latchkey.example.com', '-CAfile', join(out, GATEWAY_FILES.caBundle), certFile]).stdout, /OK/, 'not valid for the server\'s name');
+    const text = ossl(['x509', '-in', certFile, '-noout', '-ext', 'subjectAltName,extendedKeyUsage,basicConstraints']).stdout;
+    assert.match(text, /DNS:apps\.example\.com, DNS:gw\.example\.com, IP Address:10\.1\.2\.3/);
+    assert.match(text, /TLS Web Server Authentication/);
+    assert.doesNotMatch(text, /Client Authentication/);
+    assert.match(text, /CA:FALSE/);
+    // The key is the certificate's, and not the server's.
+    const pub = (args: string[]) => ossl(args).stdout;
+    assert.equal(pub(['pkey', '-in', keyFile, '-pubout']), pub(['x509', '-in', certFile, '-noout', '-pubkey']));
+    assert.notEqual(pub(['pkey', '-in', keyFile, '-pubout']), pub(['pkey', '-in', join(h.dataDir, FILES.tlsKey), '-pubout']));
+    assert.equal(statSync(keyFile).mode & 0o777, 0o600);
+    // Two runs, two keys.
+    const again = join(h.dataDir, 'gw2');
+    assert.equal((await command(['nginx', '--name', 'apps.example.com', '--out', again, '--server', server], h.dataDir)).code, 0);
+    assert.notEqual(readFileSync(join(again, GATEWAY_FILES.key), 'utf8'), readFileSync(keyFile, 'utf8'));
+    // A name is needed, and must be one.
+    await assert.rejects(command(['nginx', '--out', join(h.dataDir, 'gw3'), '--server', server], h.dataDir), /needs a name: give --name HOST/);
+    await assert.rejects(command(['nginx', '--name', 'a b', '--out', join(h.dataDir, 'gw3'), '--server', server], h.dataDir), /--name "a b" is not a host name/);
+  });
+
   test('haproxy --out: one PEM with certificate, chain and key; haproxy -c accepts it', async (t) => {
     const h = await harness(t, 'sqlite');
     if (!h) return;
@@ -162,6 +206,7 @@ describe('gateway config: the command', () => {
     assert.match(r.out, new RegExp(`crl-file ${out}/crl.pem verify required`));
     const pem = pemDecodeAll(readFileSync(join(out, GATEWAY_FILES.haproxyPem), 'utf8'));
     assert.deepEqual(pem.map((b) => b.label), ['CERTIFICATE', 'CERTIFICATE', 'PRIVATE KEY']);
+    assert.notEqual(Buffer.from(pem[2]!.der).toString('base64'), pemDecodeAll(readFileSync(join(h.dataDir, FILES.tlsKey), 'utf8'))[0]!.der.toString('base64'), 'not the server\'s key');
     assert.equal(statSync(join(out, GATEWAY_FILES.haproxyPem)).mode & 0o777, 0o600);
     if (!has('haproxy')) {
       if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail('haproxy is required (LATCHKEY_REQUIRE_ALL=1)');
@@ -185,12 +230,12 @@ describe('gateway config: the command', () => {
     const h = await harness(t, 'sqlite');
     if (!h) return;
     const server = await serve(t, h, { noRootCrl: true });
-    await assert.rejects(command(['nginx', '--out', join(h.dataDir, 'gw'), '--server', server], h.dataDir), /publishes no root CRL[\s\S]*--root-crl FILE/);
+    await assert.rejects(command(['nginx', '--name', 'gw.example.com', '--out', join(h.dataDir, 'gw'), '--server', server], h.dataDir), /publishes no root CRL[\s\S]*--root-crl FILE/);
     await assert.rejects(command(['apache'], h.dataDir), UsageError);
     await assert.rejects(command(['nginx', '--bogus'], h.dataDir), UsageError);
     await assert.rejects(command(['nginx', '--cert', 'x'], h.dataDir), /--cert and --key go together/);
     await assert.rejects(command(['nginx'], join(h.dataDir, 'nowhere')), /no config.json/);
-    await assert.rejects(command(['nginx', '--out', join(h.dataDir, 'gw'), '--server', 'https://127.0.0.1:1'], h.dataDir), /cannot fetch the issuing CA's CRL from https:\/\/127.0.0.1:1\/crl.pem .*start the server/);
+    await assert.rejects(command(['nginx', '--name', 'gw.example.com', '--out', join(h.dataDir, 'gw'), '--server', 'https://127.0.0.1:1'], h.dataDir), /cannot fetch the issuing CA's CRL from https:\/\/127.0.0.1:1\/crl.pem .*start the server/);
   });
 
   test('RFC 5280 §5: the CRL bundle takes only CRLs signed by their own CA', async (t) => {

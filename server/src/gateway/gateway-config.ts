@@ -2,7 +2,8 @@
  * `latchkey-server gateway config nginx|haproxy`: a working mTLS gateway
  * configuration for the devices of this server, and (with --out DIR) the
  * files it refers to: the CA bundle, the CRLs of every CA in the chain, and
- * the gateway's TLS certificate and key.
+ * the gateway's own TLS certificate and key (issued here for the gateway's
+ * names, see gateway-cert.ts; never a copy of the server's).
  *
  * The renderers are pure (options in, text out); the command around them
  * reads the data dir, fetches the current CRLs from the running server and
@@ -17,6 +18,7 @@ import { PATHS } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES, writeFileAtomic } from '../ca/ca-files.js';
 import { CONFIG_FILE } from '../config/config-load.js';
+import { defaultGatewayNames, gatewayNames, issueGatewayCertificate } from './gateway-cert.js';
 
 export type GatewayKind = 'nginx' | 'haproxy';
 
@@ -47,6 +49,9 @@ export const DEFAULT_GATEWAY_DIR = '/etc/latchkey-gateway';
  * hold two buffers, so do not raise it further without need.
  */
 export const HAPROXY_BUFSIZE = 262_144;
+
+/** Every spelling of every X-Latchkey-* header name (HAProxy matches header names case-insensitively). */
+export const LATCHKEY_HEADER_RE = '^x[-_]latchkey[-_]';
 
 const UUID_RE = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 
@@ -124,13 +129,14 @@ function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): stri
     '#     chain when a CRL file is set (X509_V_FLAG_CRL_CHECK_ALL), so both must be there; and once a CRL is past',
     '#     its nextUpdate every client is refused. Keep it current (it is also how a revocation gets here):',
     kind === 'nginx'
-      ? `#     latchkey-server gateway sync --server URL --token T --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --reload 'nginx -s reload'`
-      : `#     latchkey-server gateway sync --server URL --token T --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --haproxy-socket ${file(o, GATEWAY_FILES.haproxySocket)}`,
+      ? `#     latchkey-server gateway sync --server URL --token-file TOKEN --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --reload 'nginx -s reload'`
+      : `#     latchkey-server gateway sync --server URL --token-file TOKEN --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --haproxy-socket ${file(o, GATEWAY_FILES.haproxySocket)} --reload 'systemctl reload haproxy'`,
     `#   ${file(o, kind === 'nginx' ? GATEWAY_FILES.cert : GATEWAY_FILES.haproxyPem)}  this gateway's TLS certificate${kind === 'nginx' ? ` (key: ${GATEWAY_FILES.key})` : ', chain and key'}: ${o.certSource}`,
     '#',
     `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
     `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
-    '# Whatever a client sends in those headers is replaced.',
+    '# Whatever a client sends in those headers, in any spelling (- or _, any case: CGI and WSGI read',
+    '# X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID too), is removed before the real ones are set.',
   ];
 }
 
@@ -185,6 +191,12 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '',
     '    # A verified certificate without a device id (not a device certificate, or issued before the UID was',
     '    # added to the profile: renewal fixes it) is not let through.',
+    '    # A client header spelled with underscores (X_Latchkey_Device_Id) is one a CGI/WSGI app reads as',
+    `    # ${GATEWAY_HEADERS.deviceId}: drop every header with an underscore (nginx's default, made explicit so an`,
+    '    # http-level setting cannot turn it back on). The dash spellings, in any case, are replaced below.',
+    '    underscores_in_headers off;',
+    '    ignore_invalid_headers on;',
+    '',
     '    if ($latchkey_device_id = "") {',
     '        return 403;',
     '    }',
@@ -271,7 +283,9 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
     '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
     '    # before the UID was added to the profile: renewal fixes it) is not let through.',
     `    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
-    '    # set-header replaces whatever the client sent.',
+    '    # Every X-Latchkey-* header the client sent, in any spelling (- or _, any case: CGI and WSGI apps read',
+    "    # X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID, the same as the real one), goes first.",
+    `    http-request del-header ${LATCHKEY_HEADER_RE} -m reg`,
     `    http-request set-header ${GATEWAY_HEADERS.deviceId} %[ssl_c_s_dn(UID)]`,
     `    http-request set-header ${GATEWAY_HEADERS.serial} %[ssl_c_serial,hex]`,
     '    http-request set-header X-Forwarded-Proto https',
@@ -325,7 +339,9 @@ function localServerUrl(dataDir: string): string {
 }
 
 const USAGE = `latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME]
-                               [--out DIR] [--data-dir D] [--server URL] [--cert F --key F] [--root-crl F]`;
+                               [--out DIR] [--data-dir D] [--server URL] [--name HOST]... [--cert F --key F] [--root-crl F]
+  --out writes a new key and a certificate for the gateway (serverAuth, issued by the issuing CA) for every
+  --name (default: --server-name, or the --listen host); --cert/--key use one you have instead.`;
 
 /**
  * `latchkey-server gateway config …` (argv: the words after `gateway config`).
@@ -348,6 +364,7 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
         cert: { type: 'string' },
         key: { type: 'string' },
         'root-crl': { type: 'string' },
+        name: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -366,6 +383,7 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
   if (!dir) throw new UsageError('--data-dir is required (the server\'s data dir: its CAs go into the gateway config)');
   if (!existsSync(join(dir, CONFIG_FILE))) throw new UsageError(`no ${CONFIG_FILE} in ${dir}; is it the server's --data-dir?`);
   if (!!v.cert !== !!v.key) throw new UsageError('--cert and --key go together (the gateway\'s own TLS certificate and its key)');
+  if (v.cert && v.name) throw new UsageError('--name is for the certificate gateway config issues; with --cert/--key the certificate already has its names');
 
   const listen = parseListen(v.listen ?? '8443');
   const upstream = parseUpstream(v.upstream ?? 'http://127.0.0.1:8080');
@@ -377,16 +395,17 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
   const root = parseCertificate(rootPem);
   const issuing = parseCertificate(issuingPem);
 
-  // The gateway's own TLS certificate: given, or the server's (fine for a test or a gateway on the same host).
-  const certFile = v.cert ?? join(dir, FILES.tlsCert);
-  const keyFile = v.key ?? join(dir, FILES.tlsKey);
-  const chain = pemDecodeAll(readFileSync(certFile, 'utf8')).filter((b) => b.label === PEM.CERTIFICATE);
-  if (chain.length === 0) throw new Error(`${certFile} holds no certificate`);
-  const certChainPem = chain.map((b) => certificateToPem(b.der)).join('');
-  const leaf = parseCertificate(chain[0]!.der);
-  const certSource = v.cert
-    ? `from ${certFile} (${subjectString(leaf)}, until ${leaf.notAfter.toISOString()})`
-    : `a copy of this server's own TLS certificate (${FILES.tlsCert}: ${subjectString(leaf)}, until ${leaf.notAfter.toISOString()}); pass --cert/--key to use one made for the gateway's name`;
+  // The gateway's own TLS certificate: given (--cert/--key), or issued below for its names with a new key.
+  const names = v.cert ? [] : (v.name ?? defaultGatewayNames(v['server-name'], listen.host));
+  if (!v.cert && outDir) gatewayNames(names); // usage errors before anything is fetched or written
+  let given: { chainPem: string; keyPem: string; source: string } | undefined;
+  if (v.cert && v.key) {
+    const chain = pemDecodeAll(readFileSync(v.cert, 'utf8')).filter((b) => b.label === PEM.CERTIFICATE);
+    if (chain.length === 0) throw new Error(`${v.cert} holds no certificate`);
+    const leaf = parseCertificate(chain[0]!.der);
+    given = { chainPem: chain.map((b) => certificateToPem(b.der)).join(''), keyPem: readFileSync(v.key, 'utf8'), source: `from ${v.cert} (${subjectString(leaf)}, until ${leaf.notAfter.toISOString()})` };
+  }
+  let certSource = given?.source ?? `issued by \`gateway config --out\` for ${names.join(', ') || '(--name)'} with its own key (serverAuth, signed by ${subjectString(issuing)})`;
 
   const opts: GatewayConfigOptions = {
     listen,
@@ -425,8 +444,14 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
   }
   const crl = crlBundle([{ pem: issuingCrl, ca: issuing, what: 'issuing CA\'s CRL' }, { pem: rootCrl, ca: root, what: 'root CA\'s CRL' }], now);
 
+  let cert: { chainPem: string; keyPem: string } | undefined = given;
+  if (!cert) {
+    const issued = await issueGatewayCertificate({ dataDir: dir, names, now, env: process.env });
+    certSource = `issued for ${names.join(', ')} with a new key (serverAuth, serial ${issued.leaf.serialHex}, by ${subjectString(issuing)}, until ${issued.leaf.notAfter.toISOString()})`;
+    cert = issued;
+  }
+  const { chainPem: certChainPem, keyPem } = cert;
   mkdirSync(outDir, { recursive: true, mode: 0o755 });
-  const keyPem = readFileSync(keyFile, 'utf8');
   const written: string[] = [];
   const write = (name: string, data: string, mode = 0o644): void => {
     writeFileAtomic(join(outDir, name), data, mode);

@@ -13,7 +13,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CRL_PATHS, GatewayEvent, MAX_WS_MESSAGE_BYTES, PATHS, WS_CLOSE_CODES, type CrlIssuer } from '@latchkey/protocol';
 import WebSocket from 'ws';
-import { runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+import { crlToPem, pemDecodeAll } from '@latchkey/pki';
+import { GatewayAuthError, describeCrl, runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects, type SyncStatus } from './gateway-sync.js';
 
 const checkEvent = TypeCompiler.Compile(GatewayEvent);
 
@@ -25,8 +26,10 @@ export interface GatewaySyncConfig {
   crlFile: string;
   reload?: string;
   haproxySocket?: string;
+  /** JSON SyncStatus, replaced atomically after every attempt, for monitoring. */
+  statusFile?: string;
   pingSeconds?: number;
-  log: (line: string) => void;
+  log: (line: string, level?: 'error' | 'warn') => void;
 }
 
 /** GET of a CRL's PEM; undefined on 404 (the server holds no key for that CA). */
@@ -39,6 +42,8 @@ export function httpsGetCrl(server: string, ca: string | undefined, issuer: CrlI
       res.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8');
         if (res.statusCode === 404) resolve(undefined);
+        // The CRLs are public; a 401/403 comes from something in front of the server that wants credentials.
+        else if (res.statusCode === 401 || res.statusCode === 403) reject(new GatewayAuthError(`GET ${url.pathname}: HTTP ${res.statusCode}`));
         else if (res.statusCode !== 200) reject(new Error(`GET ${url.pathname}: HTTP ${res.statusCode}`));
         else resolve(body);
       });
@@ -139,6 +144,73 @@ export async function haproxyUpdateCrl(socketPath: string, file: string, pem: st
   }
 }
 
+/** The "Last Update" (thisUpdate, to the second) of the first CRL HAProxy holds for `file`: what it really uses. */
+export async function haproxyCrlLastUpdate(socketPath: string, file: string): Promise<Date | undefined> {
+  const out = await haproxyCommand(socketPath, `show ssl crl-file ${file}:1\n`);
+  const m = /^Last Update: (.+ GMT)\s*$/m.exec(out);
+  const d = m ? new Date(m[1]!.replace(/\s+/g, ' ')) : undefined;
+  return d && !Number.isNaN(d.getTime()) ? d : undefined;
+}
+
+const sameSecond = (a: Date | undefined, b: Date): boolean => !!a && Math.floor(a.getTime() / 1000) === Math.floor(b.getTime() / 1000);
+
+/**
+ * Makes HAProxy use `pem` (already written to `file`): over the runtime API, checked by reading back what
+ * HAProxy holds; when the runtime API cannot take it (a CRL bigger than tune.bufsize) and a reload command
+ * is given, by reloading HAProxy (which reads the file) and checking again. Throws, saying so, when HAProxy
+ * is left on its previous CRL.
+ */
+export async function haproxyApplyCrl(o: { socket: string; file: string; reload?: string; log: GatewaySyncConfig['log']; reloadWaitMs?: number }, pem: string): Promise<void> {
+  const first = pemDecodeAll(pem)[0];
+  if (!first) throw new Error('no CRL to apply');
+  const want = describeCrl(crlToPem(first.der)).thisUpdate;
+  let why: string;
+  try {
+    await haproxyUpdateCrl(o.socket, o.file, pem);
+    const got = await haproxyCrlLastUpdate(o.socket, o.file);
+    if (sameSecond(got, want)) return;
+    why = `after the update HAProxy shows the CRL of ${got?.toISOString() ?? 'nothing'}, not ${want.toISOString()}`;
+  } catch (e) {
+    why = (e as Error).message;
+  }
+  if (!o.reload) {
+    throw new Error(
+      `HAProxy did not take the new CRL over its runtime API (${why}), so it still checks devices against its previous CRL; raise tune.bufsize in haproxy.cfg, or give gateway sync --reload "CMD" (e.g. "systemctl reload haproxy") to reload HAProxy with ${o.file} when this happens`,
+    );
+  }
+  o.log(`HAProxy's runtime API did not take the new CRL (${why}); reloading HAProxy, which reads ${o.file}`, 'warn');
+  await runReload(o.reload);
+  // A reload is asynchronous (a new worker starts and reads the file): wait until it shows the new CRL.
+  const end = Date.now() + (o.reloadWaitMs ?? 30_000);
+  let got: Date | undefined;
+  for (;;) {
+    got = await haproxyCrlLastUpdate(o.socket, o.file).catch(() => undefined);
+    if (sameSecond(got, want)) return;
+    if (Date.now() > end) break;
+    await sleep(200);
+  }
+  throw new Error(`after the reload command HAProxy still shows the CRL of ${got?.toISOString() ?? 'nothing'}, not the new one of ${want.toISOString()}: it is left on its previous CRL`);
+}
+
+/** Opens the event stream once to check the gateway token (for --once): resolves when the server lets it in. */
+export function checkGatewayToken(cfg: Pick<GatewaySyncConfig, 'server' | 'token' | 'ca'>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let opened = false;
+    const s = openEventStream(cfg, {
+      onOpen() {
+        opened = true;
+        s.close();
+        resolve();
+      },
+      onEvent: () => undefined,
+      onClose(why, authRefused) {
+        if (opened) return;
+        reject(authRefused ? new GatewayAuthError(`event stream: ${why}`) : new Error(`cannot open the event stream of ${cfg.server} to check the gateway token: ${why}`));
+      },
+    });
+  });
+}
+
 /** `/v1/events` over `ws`, with pings: a server silent for two ping intervals is given up on. */
 export function openEventStream(cfg: Pick<GatewaySyncConfig, 'server' | 'token' | 'ca' | 'pingSeconds'>, h: EventStreamHandlers): EventStream {
   const url = new URL(PATHS.events, cfg.server);
@@ -146,11 +218,11 @@ export function openEventStream(cfg: Pick<GatewaySyncConfig, 'server' | 'token' 
   const ws = new WebSocket(url, { headers: { authorization: `Bearer ${cfg.token}` }, maxPayload: MAX_WS_MESSAGE_BYTES, handshakeTimeout: 10_000, ...(cfg.ca ? { ca: cfg.ca } : {}) });
   let closed = false;
   let alive = true;
-  const finish = (why: string): void => {
+  const finish = (why: string, authRefused = false): void => {
     if (closed) return;
     closed = true;
     clearInterval(ping);
-    h.onClose(why);
+    h.onClose(why, authRefused);
   };
   const ping = setInterval(() => {
     if (!alive) {
@@ -166,6 +238,7 @@ export function openEventStream(cfg: Pick<GatewaySyncConfig, 'server' | 'token' 
   ws.on('pong', () => (alive = true));
   ws.on('ping', () => (alive = true));
   ws.on('unexpected-response', (_req, res) => {
+    const authRefused = res.statusCode === 401 || res.statusCode === 403;
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));
     res.on('end', () => {
@@ -177,7 +250,7 @@ export function openEventStream(cfg: Pick<GatewaySyncConfig, 'server' | 'token' 
         /* not JSON */
       }
       ws.terminate();
-      finish(msg);
+      finish(msg, authRefused);
     });
   });
   ws.on('message', (data, isBinary) => {
@@ -212,13 +285,20 @@ export function nodeGatewaySyncEffects(cfg: GatewaySyncConfig): GatewaySyncEffec
     fetchCrl: (issuer) => httpsGetCrl(cfg.server, cfg.ca, issuer),
     writeCrlFile: (pem) => writeFileAtomic(cfg.crlFile, pem),
     async apply(pem) {
-      if (cfg.haproxySocket) await haproxyUpdateCrl(cfg.haproxySocket, cfg.crlFile, pem);
-      if (cfg.reload) await runReload(cfg.reload);
+      if (cfg.haproxySocket) await haproxyApplyCrl({ socket: cfg.haproxySocket, file: cfg.crlFile, log: cfg.log, ...(cfg.reload ? { reload: cfg.reload } : {}) }, pem);
+      else if (cfg.reload) await runReload(cfg.reload);
     },
     openStream: (h) => openEventStream(cfg, h),
     sleep: (ms, signal) => sleep(ms, undefined, { signal }),
     random: Math.random,
     log: cfg.log,
+    ...(cfg.statusFile
+      ? {
+          status: (s: SyncStatus) => {
+            writeFileAtomic(cfg.statusFile!, `${JSON.stringify(s, null, 2)}\n`).catch((e: Error) => cfg.log(`cannot write the status file ${cfg.statusFile}: ${e.message}`, 'error'));
+          },
+        }
+      : {}),
   };
 }
 
@@ -226,7 +306,21 @@ export function nodeGatewaySyncEffects(cfg: GatewaySyncConfig): GatewaySyncEffec
 export async function gatewaySyncCommand(cfg: GatewaySyncConfig, opts: { once: boolean; resyncSeconds: number }): Promise<number> {
   const fx = nodeGatewaySyncEffects(cfg);
   if (opts.once) {
-    await syncOnce(fx, { numbers: {} }, { force: true, why: '--once' });
+    // The CRLs are public: without this, a wrong token would go unnoticed until the live sync.
+    const state: { numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
+    const report = async (s: Pick<SyncStatus, 'state' | 'error'>): Promise<void> => {
+      const at = new Date().toISOString();
+      const applied = Object.fromEntries(Object.entries(state.numbers).map(([k, v]) => [k, String(v)]));
+      if (cfg.statusFile) await writeFileAtomic(cfg.statusFile, `${JSON.stringify({ ...s, at, applied, ...(s.state === 'ok' ? { lastSuccessAt: at } : { failingSince: at }) }, null, 2)}\n`);
+    };
+    try {
+      await checkGatewayToken(cfg);
+      await syncOnce(fx, state, { force: true, why: '--once' });
+    } catch (e) {
+      await report({ state: e instanceof GatewayAuthError ? 'stopped' : 'failing', error: (e as Error).message });
+      throw e;
+    }
+    await report({ state: 'ok' });
     return 0;
   }
   const sync = runGatewaySync(fx, { resyncSeconds: opts.resyncSeconds });

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { buildCrl, certificateToPem, crlToPem, createCaHierarchy, type CaHierarchy } from '@latchkey/pki';
 import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
-import { backoffMs, runGatewaySync, syncOnce, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+import { GatewayAuthError, backoffMs, runGatewaySync, syncOnce, type SyncStatus, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
 import { haproxyCommand, haproxySetCrlCommand, haproxyUpdateCrl, writeFileAtomic } from './gateway-sync-node.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -27,12 +27,12 @@ const ca = (): Promise<CaHierarchy> =>
     randomBytes: crypto.randomBytes,
   }));
 
-async function crlPem(issuer: CrlIssuer, n: number, serials: string[] = []): Promise<string> {
+async function crlPem(issuer: CrlIssuer, n: number, serials: string[] = [], thisUpdate = NOW): Promise<string> {
   const h = await ca();
   const der = await buildCrl({
     issuer: issuer === 'issuing' ? h.issuing : { ...h.issuing, cert: h.root },
-    thisUpdate: NOW,
-    nextUpdate: new Date(NOW.getTime() + 3_600_000),
+    thisUpdate,
+    nextUpdate: new Date(thisUpdate.getTime() + 3_600_000),
     crlNumber: BigInt(n),
     entries: serials.map((serial) => ({ serial, revokedAt: NOW })),
   });
@@ -72,7 +72,8 @@ function fakes() {
       if (signal.aborted) throw new Error('aborted');
     },
     random: () => 0.5,
-    log: (l) => logs.push(l),
+    log: (l, level) => logs.push(level ? `${level}: ${l}` : l),
+    now: () => NOW.getTime(),
   };
   const settle = () => new Promise((r) => setTimeout(r, 30));
   return { fx, crls, writes, applied, logs, subscribes, sleeps, opens: () => opens, stream: () => handlers!, settle };
@@ -118,6 +119,24 @@ describe('gateway sync: one sync', () => {
     assert.equal(f.writes.length, 1);
     await syncOnce(f.fx, state, { force: false, why: 'x', expectCrlNumber: 6n });
     assert.equal(f.writes.length, 2);
+  });
+
+  test('RFC 5280 §5.1.2.5: a CRL past its nextUpdate is not applied (the gateway keeps the one it has) and is an error', async () => {
+    const f = fakes();
+    f.crls.issuing = await crlPem('issuing', 5);
+    f.crls.root = await crlPem('root', 2);
+    const state = { numbers: {} };
+    await syncOnce(f.fx, state, { force: false, why: 'x' });
+    // The server's clock is two hours behind: the CRLs it makes now expired an hour ago here.
+    const behind = new Date(NOW.getTime() - 2 * 3_600_000);
+    f.crls.issuing = await crlPem('issuing', 6, ['0a01'], behind);
+    await assert.rejects(syncOnce(f.fx, state, { force: true, why: 'x' }), /issuing CRL #6 whose nextUpdate 2026-03-01T11:00:00.000Z has passed \(it is 2026-03-01T12:00:00.000Z here\): the server's clock is behind or it is not regenerating/);
+    assert.equal(f.writes.length, 1, 'nothing written');
+    assert.equal(f.applied.length, 1, 'nothing applied');
+    f.crls.issuing = await crlPem('issuing', 6, ['0a01']);
+    f.crls.root = await crlPem('root', 2, [], behind);
+    await assert.rejects(syncOnce(f.fx, state, { force: true, why: 'x' }), /root CRL #2 whose nextUpdate/);
+    assert.equal(f.writes.length, 1);
   });
 
   test('backoff: 0.5 s doubling to 30 s, ±20% jitter', () => {
@@ -198,7 +217,7 @@ describe('gateway sync: the loop', () => {
   test('a CRL number the server never reaches holds the sync back only MAX_STALE_WAIT_MS; later CRLs are still applied', async () => {
     const f = fakes();
     let clock = 0;
-    f.fx.now = () => (clock += 20_000); // each failed try takes 20 s
+    f.fx.now = () => (clock += 20_000); // each call moves 20 s (a failed try reads the clock twice)
     f.crls.issuing = await crlPem('issuing', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
@@ -208,7 +227,7 @@ describe('gateway sync: the loop', () => {
     f.stream().onEvent({ type: 'revocation', cursor: '6', deviceId: '00000000-0000-4000-8000-000000000001', crlNumber: '90', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
     for (let i = 0; i < 40 && !/syncing without waiting for it/.test(f.logs.join('\n')); i++) await f.settle();
     await f.settle();
-    assert.match(f.logs.join('\n'), /issuing CRL still has not reached #90 after 60 s; syncing without waiting for it/);
+    assert.match(f.logs.join('\n'), /issuing CRL still has not reached #90 after (6|8)0 s; syncing without waiting for it/);
     assert.equal(f.writes.length, 2, 'CRL #2 applied');
     f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0c0c']);
     f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', crlNumber: '3', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
@@ -253,6 +272,52 @@ describe('gateway sync: the loop', () => {
     assert.equal(f.writes.length, 4);
     sync.stop();
     await sync.done;
+  });
+});
+
+describe('gateway sync: failures are loud, a refused token is fatal', () => {
+  test('an expired CRL in the loop: an error on every retry, with backoff, until the server sends a fresh one', async () => {
+    const f = fakes();
+    const statuses: SyncStatus[] = [];
+    f.fx.status = (s) => statuses.push(s);
+    f.crls.issuing = await crlPem('issuing', 1, [], new Date(NOW.getTime() - 2 * 3_600_000));
+    f.crls.root = await crlPem('root', 1);
+    const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
+    f.stream().onOpen();
+    for (let i = 0; i < 40 && f.logs.filter((l) => l.startsWith('error: CRL sync failed')).length < 3; i++) await f.settle();
+    assert.ok(f.logs.filter((l) => /^error: CRL sync failed \(the server sent issuing CRL #1 whose nextUpdate .* has passed/.test(l)).length >= 3, f.logs.join('\n'));
+    assert.equal(f.writes.length, 0);
+    assert.ok(f.sleeps.includes(500) && f.sleeps.includes(1000), `backoff: ${f.sleeps.join(',')}`);
+    // --status-file: failing since the first try, with the error, nothing applied yet.
+    assert.deepEqual({ ...statuses[0], error: statuses[0]!.error!.slice(0, 40) }, { state: 'failing', at: NOW.toISOString(), applied: {}, failingSince: NOW.toISOString(), error: 'the server sent issuing CRL #1 whose nex' });
+    f.crls.issuing = await crlPem('issuing', 2);
+    for (let i = 0; i < 40 && f.writes.length === 0; i++) await f.settle();
+    assert.equal(f.writes.length, 1);
+    assert.deepEqual(statuses.at(-1), { state: 'ok', at: NOW.toISOString(), applied: { issuing: '2', root: '1' }, lastSuccessAt: NOW.toISOString() });
+    sync.stop();
+    await sync.done;
+  });
+
+  test('HTTP 401/403 on the event stream upgrade stops the loop: done rejects with GatewayAuthError, no reconnect', async () => {
+    const f = fakes();
+    const statuses: SyncStatus[] = [];
+    f.fx.status = (s) => statuses.push(s);
+    f.crls.issuing = await crlPem('issuing', 1);
+    const sync = runGatewaySync(f.fx, { resyncSeconds: 60 });
+    f.stream().onClose('HTTP 401: the gateway token is not valid', true);
+    await assert.rejects(sync.done, (e: Error) => e instanceof GatewayAuthError && /refused the gateway token \(event stream: HTTP 401: the gateway token is not valid\); create one with `latchkey-server gateway token create/.test(e.message));
+    assert.equal(f.opens(), 1, 'not retried');
+    assert.match(f.logs.join('\n'), /^error: the server refused the gateway token/m);
+    assert.equal(statuses.at(-1)?.state, 'stopped');
+  });
+
+  test('HTTP 401/403 on a CRL fetch is fatal too', async () => {
+    const f = fakes();
+    f.crls.issuing = new GatewayAuthError('GET /crl.pem: HTTP 403');
+    const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
+    f.stream().onOpen();
+    await assert.rejects(sync.done, GatewayAuthError);
+    assert.equal(f.writes.length, 0);
   });
 });
 

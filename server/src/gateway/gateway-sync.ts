@@ -4,8 +4,13 @@
  * update, and every `resyncSeconds` as a safety net, it fetches the issuing
  * and root CRLs, writes them to one file atomically and applies them (reload
  * command, or HAProxy's runtime API). Reconnects with backoff and jitter.
- * Every effect is injected (see gateway-sync-effects.ts for the real ones),
+ * Every effect is injected (see gateway-sync-node.ts for the real ones),
  * so the loop is tested with fakes and a fixed clock.
+ *
+ * Failures are loud: a CRL that cannot be fetched, is past its nextUpdate or
+ * cannot be applied is logged as an error on every retry (with backoff), and
+ * the gateway keeps what it last applied. A refused gateway token (401/403)
+ * is fatal: the loop stops and `done` rejects with GatewayAuthError.
  */
 import { parseCrl } from '@latchkey/pki';
 import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
@@ -18,7 +23,8 @@ export interface FetchedCrl {
 export interface EventStreamHandlers {
   onOpen(): void;
   onEvent(e: GatewayEvent): void;
-  onClose(why: string): void;
+  /** `authRefused`: the server answered 401/403 to the upgrade (a wrong or revoked gateway token). */
+  onClose(why: string, authRefused?: boolean): void;
 }
 
 export interface EventStream {
@@ -37,9 +43,24 @@ export interface GatewaySyncEffects {
   openStream(h: EventStreamHandlers): EventStream;
   sleep(ms: number, signal: AbortSignal): Promise<void>;
   random(): number;
-  log(line: string): void;
-  /** Milliseconds, for how long a sync has waited for a serial (default Date.now). */
+  /** A progress line, or (level 'error') something the operator must see and fix. */
+  log(line: string, level?: 'error' | 'warn'): void;
+  /** Milliseconds: CRL expiry, how long a sync has waited for a CRL number (default Date.now). */
   now?(): number;
+  /** Where the operator (or a monitoring check) sees how the sync is doing (`--status-file`). */
+  status?(s: SyncStatus): void;
+}
+
+/** The state `gateway sync` reports after every attempt. */
+export interface SyncStatus {
+  /** ok: the gateway holds the server's current CRLs; failing: it is on an older one (see error); stopped: fatal. */
+  state: 'ok' | 'failing' | 'stopped';
+  at: string;
+  /** The CRL numbers the gateway applied last. */
+  applied: Partial<Record<CrlIssuer, string>>;
+  lastSuccessAt?: string;
+  failingSince?: string;
+  error?: string;
 }
 
 export interface SyncResult {
@@ -54,10 +75,10 @@ export function backoffMs(attempt: number, random: () => number): number {
   return Math.round(base * (0.8 + 0.4 * random()));
 }
 
-/** The CRL number and revoked serials of a PEM bundle of CRLs. */
-export function describeCrl(pem: string): { crlNumber: bigint | undefined; serials: string[] } {
+/** The CRL number, validity and revoked serials of a CRL's PEM. */
+export function describeCrl(pem: string): { crlNumber: bigint | undefined; thisUpdate: Date; nextUpdate: Date | undefined; serials: string[] } {
   const c = parseCrl(pem);
-  return { crlNumber: c.crlNumber, serials: c.entries.map((e) => e.serialHex) };
+  return { crlNumber: c.crlNumber, thisUpdate: c.thisUpdate, nextUpdate: c.nextUpdate, serials: c.entries.map((e) => e.serialHex) };
 }
 
 /** How long a sync waits for a serial an event named before applying the CRL without it. */
@@ -67,6 +88,21 @@ export class StaleCrlError extends Error {
   override readonly name = 'StaleCrlError';
 }
 
+/** The server sent a CRL whose nextUpdate has passed: never applied (the gateway keeps the one it has). */
+export class ExpiredCrlError extends Error {
+  override readonly name = 'ExpiredCrlError';
+}
+
+/** The server refused the gateway token (HTTP 401/403): retrying cannot help, so it is fatal. */
+export class GatewayAuthError extends Error {
+  override readonly name = 'GatewayAuthError';
+  constructor(what: string) {
+    super(
+      `the server refused the gateway token (${what}); create one with \`latchkey-server gateway token create --name NAME\` and give it with --token-file FILE or LATCHKEY_GATEWAY_TOKEN`,
+    );
+  }
+}
+
 /**
  * One sync: fetch both CRLs, refuse to go back to an older CRL number (a
  * replica that has not seen the newest yet) or to miss serials an event
@@ -74,7 +110,7 @@ export class StaleCrlError extends Error {
  * when `force`).
  */
 export async function syncOnce(
-  fx: Pick<GatewaySyncEffects, 'fetchCrl' | 'writeCrlFile' | 'apply' | 'log'>,
+  fx: Pick<GatewaySyncEffects, 'fetchCrl' | 'writeCrlFile' | 'apply' | 'log' | 'now'>,
   state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> },
   opts: { force: boolean; expectCrlNumber?: bigint; why: string },
 ): Promise<SyncResult> {
@@ -89,9 +125,17 @@ export async function syncOnce(
   }
   const numbers: Partial<Record<CrlIssuer, bigint>> = {};
   let serials: string[] = [];
+  const now = fx.now?.() ?? Date.now();
   for (const f of fetched) {
     const d = describeCrl(f.pem);
     if (d.crlNumber === undefined) throw new Error(`the ${f.issuer} CRL has no CRL number`);
+    // An expired CRL makes nginx and HAProxy refuse every device, and applying it as if it were fresh would
+    // hide that the server is not regenerating (or its clock is behind): keep what is applied and say so.
+    if (d.nextUpdate && d.nextUpdate.getTime() <= now) {
+      throw new ExpiredCrlError(
+        `the server sent ${f.issuer} CRL #${d.crlNumber} whose nextUpdate ${d.nextUpdate.toISOString()} has passed (it is ${new Date(now).toISOString()} here): the server's clock is behind or it is not regenerating its CRLs; not applied, the gateway keeps the CRL it has`,
+      );
+    }
     const before = state.numbers[f.issuer];
     if (before !== undefined && d.crlNumber < before) throw new StaleCrlError(`the server sent ${f.issuer} CRL #${d.crlNumber}, older than #${before} already applied`);
     numbers[f.issuer] = d.crlNumber;
@@ -123,7 +167,7 @@ export interface GatewaySyncOptions {
 }
 
 export interface GatewaySync {
-  /** Resolves when stopped. */
+  /** Resolves when stopped; rejects with GatewayAuthError when the server refuses the token. */
   done: Promise<void>;
   stop(): void;
 }
@@ -134,6 +178,28 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
   const state: { last?: string; numbers: Partial<Record<CrlIssuer, bigint>> } = { numbers: {} };
   let cursor: string | undefined;
   let stream: EventStream | undefined;
+  let fatal: Error | undefined;
+  const stop = (): void => {
+    abort.abort();
+    stream?.close();
+  };
+  let lastSuccessAt: string | undefined;
+  let failingSince: string | undefined;
+  const report = (kind: SyncStatus['state'], error?: string): void => {
+    const at = new Date(fx.now?.() ?? Date.now()).toISOString();
+    if (kind === 'ok') {
+      lastSuccessAt = at;
+      failingSince = undefined;
+    } else failingSince ??= at;
+    const applied = Object.fromEntries(Object.entries(state.numbers).map(([k, v]) => [k, String(v)]));
+    fx.status?.({ state: kind, at, applied, ...(lastSuccessAt ? { lastSuccessAt } : {}), ...(failingSince ? { failingSince } : {}), ...(error ? { error } : {}) });
+  };
+  const fail = (e: Error): void => {
+    fatal ??= e;
+    fx.log(e.message, 'error');
+    report('stopped', e.message);
+    stop();
+  };
 
   // --- the sync scheduler
   // onlyRevocations: every reason is a revocation; such a sync is skipped when the issuing CRL applied
@@ -167,9 +233,13 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
           await syncOnce(fx, state, { force: w.force, ...(w.crlNumber !== undefined ? { expectCrlNumber: w.crlNumber } : {}), why: w.why });
           failures = 0;
           staleSince = undefined;
+          report('ok');
         } catch (e) {
+          if (e instanceof GatewayAuthError) return fail(e);
+          report('failing', (e as Error).message);
           const delay = backoffMs(failures++, fx.random);
-          fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`);
+          // A replica a few milliseconds behind is routine (a warning); anything else leaves the gateway on an old CRL.
+          fx.log(`CRL sync failed (${(e as Error).message}); retrying in ${(delay / 1000).toFixed(1)} s`, e instanceof StaleCrlError ? 'warn' : 'error');
           // A CRL number the server keeps not reaching (a replica left behind, a restored database) must
           // not hold the gateway's CRL back for good: stop waiting for it.
           const now = fx.now?.() ?? Date.now();
@@ -198,6 +268,7 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
     let attempt = 0;
     while (!abort.signal.aborted) {
       let opened = false;
+      let refused = false;
       const why = await new Promise<string>((resolve) => {
         stream = fx.openStream({
           onOpen() {
@@ -215,10 +286,14 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
             else if (e.type === 'crl-updated') request(`${e.issuer} CRL #${e.crlNumber}`);
             else request('resync-required');
           },
-          onClose: resolve,
+          onClose(why, authRefused) {
+            refused = !!authRefused;
+            resolve(why);
+          },
         });
       });
       stream = undefined;
+      if (refused) return fail(new GatewayAuthError(`event stream: ${why}`));
       if (abort.signal.aborted) break;
       const delay = backoffMs(opened ? 0 : ++attempt, fx.random);
       fx.log(`event stream ${opened ? 'closed' : 'unavailable'} (${why}); reconnecting in ${(delay / 1000).toFixed(1)} s`);
@@ -236,12 +311,8 @@ export function runGatewaySync(fx: GatewaySyncEffects, opts: GatewaySyncOptions)
     })();
   }
 
-  const done = Promise.all([loop(), resync]).then(() => undefined);
-  return {
-    done,
-    stop() {
-      abort.abort();
-      stream?.close();
-    },
-  };
+  const done = Promise.all([loop(), resync]).then(() => {
+    if (fatal) throw fatal;
+  });
+  return { done, stop };
 }

@@ -72,6 +72,28 @@ export async function echoUpstream(t: Hooks): Promise<{ port: number; seen: Inco
   return { port: typeof a === 'object' && a ? a.port : 0, seen };
 }
 
+/**
+ * A WSGI app behind the gateway (Python's wsgiref, as CGI maps headers: upper-case, `-` → `_`, values of
+ * names that collide joined with commas in arrival order). Answers with the `HTTP_X_LATCHKEY_*` variables
+ * it sees, as JSON: what an app reading `X-Latchkey-Device-Id` through CGI or WSGI would trust.
+ */
+export async function wsgiUpstream(t: Hooks, port: number): Promise<Daemon> {
+  const app = [
+    'import json, sys',
+    'from wsgiref.simple_server import make_server, WSGIRequestHandler',
+    'class Quiet(WSGIRequestHandler):',
+    '    def log_message(self, *a): pass',
+    'def app(env, start):',
+    "    body = json.dumps({k: v for k, v in env.items() if k.startswith('HTTP_X_LATCHKEY')}).encode()",
+    "    start('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])",
+    '    return [body]',
+    "make_server('127.0.0.1', int(sys.argv[1]), app, handler_class=Quiet).serve_forever()",
+  ].join('\n');
+  const d = daemon(t, 'python3', ['-c', app, String(port)]);
+  await untilListening(d, 'the WSGI app', port);
+  return d;
+}
+
 /** `latchkey-server gateway config KIND --listen 127.0.0.1:PORT --upstream http://127.0.0.1:UP --out DIR`. */
 export function gatewayConfig(o: { dataDir: string; kind: 'nginx' | 'haproxy'; listenPort: number; upstreamPort: number; out: string }): Promise<Run> {
   return cli(['gateway', 'config', o.kind, '--listen', `127.0.0.1:${o.listenPort}`, '--upstream', `http://127.0.0.1:${o.upstreamPort}`, '--out', o.out, '--data-dir', o.dataDir]);
@@ -106,11 +128,16 @@ export async function startNginx(t: Hooks, dir: string, port: number): Promise<N
 export interface Haproxy extends Daemon {
   /** The runtime API socket (for `gateway sync --haproxy-socket`). */
   socket: string;
+  /** With `masterWorker`: a shell command that reloads this HAProxy (SIGUSR2 to the master). */
+  reload: string;
 }
 
-/** HAProxy in the foreground on the config that `gateway config haproxy --out dir` wrote; resolved once it listens on `port`. */
-export async function startHaproxy(t: Hooks, dir: string, port: number): Promise<Haproxy> {
-  const d = daemon(t, 'haproxy', ['-f', join(dir, 'haproxy.cfg'), '-db']);
+/**
+ * HAProxy in the foreground on the config that `gateway config haproxy --out dir` wrote; resolved once it
+ * listens on `port`. `masterWorker` (-W) runs it as systemd does, so it can be reloaded.
+ */
+export async function startHaproxy(t: Hooks, dir: string, port: number, opts: { masterWorker?: boolean } = {}): Promise<Haproxy> {
+  const d = daemon(t, 'haproxy', [...(opts.masterWorker ? ['-W'] : []), '-f', join(dir, 'haproxy.cfg'), '-db']);
   await untilListening(d, 'HAProxy', port);
-  return { ...d, socket: join(dir, 'haproxy.sock') };
+  return { ...d, socket: join(dir, 'haproxy.sock'), reload: `kill -USR2 ${d.proc.pid}` };
 }
