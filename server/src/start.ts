@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { buildApp } from './app.js';
 import { buildCaContext, loadCaKeys } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
-import { ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
+import { CONFIG_FILE, ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
 import { renewServiceCertificatesIfNeeded } from './init.js';
-import { openDb } from './storage/db.js';
+import { modeProblems, modeProblemsMessage } from './storage/data-dir-modes.js';
+import { SQLITE_FILE, openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
@@ -24,8 +25,23 @@ export interface Started {
   close(): Promise<void>;
 }
 
+/** What only the server's user may read or write, besides the data dir itself. */
+const privateFiles = (config: { caPassphraseFile?: string | undefined; databaseUrl?: string | undefined }): string[] => [
+  FILES.rootKey,
+  FILES.issuingKey,
+  FILES.ocspKey,
+  FILES.tlsKey,
+  FILES.passphrase,
+  FILES.adminToken,
+  CONFIG_FILE,
+  ...(config.caPassphraseFile ? [config.caPassphraseFile] : []),
+  ...(config.databaseUrl ? [] : [SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`]),
+];
+
 export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags: ConfigOverrides, log: (line: string) => void): Promise<Started> {
   const config = loadConfig(dataDir, env, flags);
+  const exposed = modeProblemsMessage(modeProblems(dataDir, privateFiles(config)));
+  if (exposed) throw new ConfigError(exposed);
   const passphrase = caPassphrase(dataDir, config, env);
   let keys;
   try {

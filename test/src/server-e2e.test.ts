@@ -4,10 +4,11 @@
  * what comes back, the CLI for admin work. On SQLite and on PostgreSQL.
  */
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { cli, freshPgDatabase, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
+import { SERVER_CLI, cli, freePort, freshPgDatabase, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 const ENGINES = ['sqlite', 'postgres'] as const;
 
@@ -127,6 +128,59 @@ describe('latchkey-server command line', () => {
     const missing = await cli(['init', '--data-dir', join(dataDir, 'other')]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /--org is required/);
+  });
+});
+
+describe('latchkey-server data dir permissions', () => {
+  const modeOf = (p: string): string => (statSync(p).mode & 0o777).toString(8);
+
+  test('init makes the data dir 0700 and every key, token and the database 0600 even under umask 000; start refuses what others can read or write and names the chmod', { timeout: 120_000 }, async (t) => {
+    const dataDir = join(tempDir(t), 'data');
+    // An operator's `mkdir` with a careless umask: init still closes it.
+    mkdirSync(dataDir);
+    chmodSync(dataDir, 0o777);
+    const port = await freePort();
+    // umask 000: every mode comes from the code, none from the environment.
+    const init = await run('sh', ['-c', 'umask 000 && exec "$0" "$@"', process.execPath, SERVER_CLI, 'init', '--data-dir', dataDir, '--org', 'Example Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal(modeOf(dataDir), '700');
+    for (const f of ['root.key.pem', 'issuing.key.pem', 'ocsp.key.pem', 'server.key.pem', 'ca-passphrase', 'admin-token', 'config.json', 'latchkey.db']) {
+      assert.equal(modeOf(join(dataDir, f)), '600', f);
+    }
+    // The server under umask 000 too: the -wal and -shm it creates are private.
+    const proc = spawn('sh', ['-c', 'umask 000 && exec "$0" "$@"', process.execPath, SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    t.after(() => proc.kill('SIGKILL'));
+    let log = '';
+    proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    for (const deadline = Date.now() + 60_000; !/listening on/.test(log); ) {
+      assert.ok(Date.now() < deadline && proc.exitCode === null, `latchkey-server did not start:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(modeOf(join(dataDir, 'latchkey.db-wal')), '600');
+    assert.equal(modeOf(join(dataDir, 'latchkey.db-shm')), '600');
+    proc.kill('SIGTERM');
+    assert.equal(await exited, 0);
+
+    const cases: [string, number, string][] = [
+      [dataDir, 0o755, `chmod 700 ${dataDir}`],
+      [join(dataDir, 'issuing.key.pem'), 0o640, `chmod 600 ${join(dataDir, 'issuing.key.pem')}`],
+      [join(dataDir, 'server.key.pem'), 0o604, `chmod 600 ${join(dataDir, 'server.key.pem')}`],
+      [join(dataDir, 'admin-token'), 0o620, `chmod 600 ${join(dataDir, 'admin-token')}`],
+      [join(dataDir, 'latchkey.db'), 0o644, `chmod 600 ${join(dataDir, 'latchkey.db')}`],
+    ];
+    for (const [path, mode, fix] of cases) {
+      chmodSync(path, mode);
+      const r = await cli(['start', '--data-dir', dataDir]);
+      assert.equal(r.code, 2, `${path} ${mode.toString(8)}: ${r.stderr}`);
+      assert.match(r.stderr, /refusing to start: others can read or write/);
+      assert.ok(r.stderr.includes(`${path} has mode 0${mode.toString(8)}; fix: ${fix}`), r.stderr);
+      assert.doesNotMatch(r.stderr, /listening/);
+      chmodSync(path, path === dataDir ? 0o700 : 0o600);
+    }
+    // Fixed as told: it starts again.
+    const again = await startServer(t, dataDir, port);
+    assert.equal(await again.stop('SIGTERM'), 0);
   });
 });
 

@@ -2,6 +2,7 @@
  * One query layer (Kysely) over two engines: SQLite (better-sqlite3, WAL) in
  * the data dir by default, PostgreSQL (`pg`) with a database URL.
  */
+import { closeSync, openSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
@@ -41,6 +42,13 @@ export async function openDb(opts: { dataDir?: string; sqliteFile?: string; data
     db = { engine: 'postgres', kysely, pgPool: pool, durable: async () => undefined, close: () => kysely.destroy() };
   } else {
     const file = opts.sqliteFile ?? join(opts.dataDir ?? '.', SQLITE_FILE);
+    // SQLite creates the file 0644 less the umask, and its -wal and -shm with the file's mode:
+    // create it 0600 first (O_EXCL: an existing file keeps its mode, which `start` checks).
+    try {
+      closeSync(openSync(file, 'wx', 0o600));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
     const sqlite = new BetterSqlite3(file);
     sqlite.pragma('journal_mode = WAL');
     // COMMIT does not fsync on the event loop; durable() fsyncs the WAL on the
