@@ -13,7 +13,7 @@
  * embeddings and overrides (U+202A–U+202E), isolates (U+2066–U+2069).
  */
 const UNSAFE = /[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
-const UNSAFE_KEEP_NEWLINE = /[\0-\t\v-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+const UNSAFE_KEEP_NEWLINE = /(?!\n)[\p{Cc}\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
 
 const visible = (c: string): string => `\\u{${c.codePointAt(0)!.toString(16)}}`;
 
