@@ -54,7 +54,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
     log('renewed the server TLS and OCSP certificates (they were within 30 days of expiry)');
     ca = buildCaContext(dataDir, config, loadCaKeys(dataDir, passphrase));
   }
-  const db = await openDb({ dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
+  const db = await openDb({ dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
   // The bus exists before the app and its logger: report to stderr like the start-up lines.
   const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });
