@@ -28,7 +28,7 @@ export function modeProblems(dataDir: string, secretFiles: readonly string[]): M
     if ((mode & 0o077) !== 0) problems.push({ path, mode, fix: `chmod ${isDir ? '700' : '600'} ${path}` });
   };
   check(dataDir, true);
-  for (const f of secretFiles) check(f.startsWith('/') ? f : join(dataDir, f), false);
+  for (const f of new Set(secretFiles.map((f) => (f.startsWith('/') ? f : join(dataDir, f))))) check(f, false);
   return problems;
 }
 
