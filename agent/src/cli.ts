@@ -16,7 +16,7 @@ import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-ke
 import { createKicks, runDaemon, systemClock } from './renew/daemon.js';
 import { startControlChannel } from './channel/control-channel.js';
 import { runChannelChild, startControlChannelInChild } from './channel/channel-child.js';
-import { forgetRevokedIdentity } from './renew/revoked.js';
+import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
 import { type RenewJson, renewInChild, selfArgv } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
@@ -160,8 +160,13 @@ async function main(argv: string[]): Promise<number> {
           process.stdout.write(r.renewed ? `renewed: serial ${r.previousSerial} → ${c.serialHex}, valid until ${c.notAfter.toISOString()}\n` : `not due: next renewal at ${r.renewAt.toISOString()} (use --force to renew now)\n`);
         }
         return 0;
-      } catch (e) {
-        if (!v.json || !(e instanceof AgentError)) throw e;
+      } catch (caught) {
+        if (!(caught instanceof AgentError)) throw caught;
+        // Refused for good (revoked): recorded and the key deleted, exactly as `latchkey run` does.
+        const refused = await recordRefusedRenewal(stateDir, caught, new Date().toISOString(), (reason, at) => forgetRevokedIdentity(stateDir, process.env, reason, at));
+        if (!v.json) throw refused ? new AgentError(caught.code, refusalMessage(refused, caught), caught.details, { cause: caught }) : caught;
+        // --json (also how `latchkey run` hears from a pkcs11 renewal child): the server's answer as is.
+        const e = caught;
         const j: RenewJson = { renewed: false, error: { code: e.code, message: e.message, details: e.details } };
         process.stdout.write(`${JSON.stringify(j)}\n`);
         return e.exitCode;

@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { Device, GatewayTokenCreateResponse, GatewayTokenInfo, TokenCreateResponse, TokenInfo } from '@latchkey/protocol';
 import { ApiError, UsageError, adminClientFrom } from './admin-client.js';
 import { ConfigError } from './config/config-load.js';
+import { terminalSafe } from './util/terminal-text.js';
 // init, start and the gateway commands are imported where used: admin commands stay quick to start
 // (they load the admin client only, not fastify, the database drivers and the CA).
 
@@ -70,7 +71,7 @@ const need = (v: Values, k: string, what: string): string => {
 
 function table(rows: Record<string, unknown>[], cols: string[]): string {
   if (rows.length === 0) return '(none)';
-  const cells = rows.map((r) => cols.map((c) => (r[c] === null || r[c] === undefined ? '-' : String(r[c]))));
+  const cells = rows.map((r) => cols.map((c) => (r[c] === null || r[c] === undefined ? '-' : terminalSafe(String(r[c])))));
   const widths = cols.map((c, i) => Math.max(c.length, ...cells.map((r) => r[i]!.length)));
   const line = (r: string[]): string => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   return [line(cols.map((c) => c.toUpperCase())), ...cells.map(line)].join('\n');
@@ -174,7 +175,10 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
   }
 
   const admin = (v: Values) => adminClientFrom({ ...(str(v, 'data-dir') ? { dataDir: str(v, 'data-dir')! } : {}), ...(str(v, 'server') ? { server: str(v, 'server')! } : {}), ...(str(v, 'ca-file') ? { caFile: str(v, 'ca-file')! } : {}), env });
-  const print = (v: Values, data: unknown, human: () => string): void => out(v.json ? JSON.stringify(data, null, 2) : human());
+  // Human output carries what devices reported (names, facts): no terminal controls or bidi overrides
+  // reach the terminal. Values are made safe where they are laid out (table cells, fields), and the whole
+  // text once more here for the names inside sentences. --json stays exact.
+  const print = (v: Values, data: unknown, human: () => string): void => out(v.json ? JSON.stringify(data, null, 2) : terminalSafe(human(), { multiline: true }));
 
   if (cmd === 'token') {
     if (sub === 'create') {
@@ -254,8 +258,8 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
       print(v, r, () => {
         const { certificates, facts, ...d } = r;
         return [
-          ...Object.entries(d).map(([k, val]) => `${k.padEnd(17)} ${typeof val === 'object' && val !== null ? JSON.stringify(val) : String(val ?? '-')}`),
-          `${'facts'.padEnd(17)} ${facts ? JSON.stringify(facts) : '-'}`,
+          ...Object.entries(d).map(([k, val]) => `${k.padEnd(17)} ${terminalSafe(typeof val === 'object' && val !== null ? JSON.stringify(val) : String(val ?? '-'))}`),
+          `${'facts'.padEnd(17)} ${facts ? terminalSafe(JSON.stringify(facts)) : '-'}`,
           '',
           table(certificates, ['serial', 'kind', 'notBefore', 'notAfter', 'revokedAt']),
         ].join('\n');
@@ -352,7 +356,9 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
 
 main(process.argv.slice(2), (s) => process.stdout.write(s.endsWith('\n') ? s : s + '\n')).then(
   (code) => process.exit(code),
-  (e: unknown) => {
+  (err: unknown) => {
+    // Error messages can quote what a client sent (an id, a name): shown as safely as the tables.
+    const e = err instanceof Error ? Object.assign(err, { message: terminalSafe(err.message, { multiline: true }) }) : err;
     if (e instanceof UsageError) {
       process.stderr.write(`latchkey-server: ${e.message}\n`);
       process.exit(2);

@@ -4,7 +4,7 @@
  * with its default group, and a first admin token.
  */
 import * as crypto from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import {
@@ -117,6 +117,8 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   );
 
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  // Also when it existed (made by the operator with the usual 0755): only the server's user may enter.
+  chmodSync(dataDir, 0o700);
   const passphrase = o.passphrase ?? crypto.randomBytes(32).toString('base64url');
   if (!o.passphrase) writeFileAtomic(join(dataDir, FILES.passphrase), passphrase + '\n');
 

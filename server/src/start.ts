@@ -10,10 +10,11 @@ import { join } from 'node:path';
 import { buildApp } from './app.js';
 import { buildCaContext, loadCaKeys } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
-import { ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
+import { CONFIG_FILE, ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
 import { renewServiceCertificatesIfNeeded } from './init.js';
-import { openDb } from './storage/db.js';
+import { modeProblems, modeProblemsMessage } from './storage/data-dir-modes.js';
+import { SQLITE_FILE, openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
 import { crashPointFromEnv } from './util/crash-point.js';
@@ -26,8 +27,23 @@ export interface Started {
   close(): Promise<void>;
 }
 
+/** What only the server's user may read or write, besides the data dir itself. */
+const privateFiles = (config: { caPassphraseFile?: string | undefined; databaseUrl?: string | undefined }): string[] => [
+  FILES.rootKey,
+  FILES.issuingKey,
+  FILES.ocspKey,
+  FILES.tlsKey,
+  FILES.passphrase,
+  FILES.adminToken,
+  CONFIG_FILE,
+  ...(config.caPassphraseFile ? [config.caPassphraseFile] : []),
+  ...(config.databaseUrl ? [] : [SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`]),
+];
+
 export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags: ConfigOverrides, log: (line: string) => void): Promise<Started> {
   const config = loadConfig(dataDir, env, flags);
+  const exposed = modeProblemsMessage(modeProblems(dataDir, privateFiles(config)));
+  if (exposed) throw new ConfigError(exposed);
   const passphrase = caPassphrase(dataDir, config, env);
   let keys;
   try {
@@ -40,7 +56,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
     log('renewed the server TLS and OCSP certificates (they were within 30 days of expiry)');
     ca = buildCaContext(dataDir, config, loadCaKeys(dataDir, passphrase));
   }
-  const db = await openDb({ dataDir, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
+  const db = await openDb({ dataDir, log, ...(config.databaseUrl ? { databaseUrl: config.databaseUrl } : {}) });
   await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: new Date().toISOString() });
   // The bus exists before the app and its logger: report to stderr like the start-up lines.
   const bus = await createEventBus(db, { onError: (m, e) => log(`event bus: ${m}${e ? `: ${e.message}` : ''}`) });

@@ -167,6 +167,40 @@ describe('latchkey agent against a real latchkey-server (file keystore)', () => 
     assert.equal((await agent(stateDir, ['run'])).code, 3, 'a revoked agent does not try again');
   });
 
+  test('renew --force answered DEVICE_REVOKED: the agent records the revocation and deletes its key, as the daemon does; status says revoked and exits 3', { timeout: 60_000 }, async (t) => {
+    const srv = await server(t);
+    const stateDir = await enrolled(t, srv);
+    const st = await status(stateDir);
+    assert.deepEqual(keyFiles(stateDir), [`${st.keyId}.key.pem`]);
+    // No daemon runs: only the refused renewal tells the agent.
+    assert.equal((await cli(['devices', 'revoke', st.deviceId, '--reason', 'keyCompromise', '--data-dir', srv.dataDir])).code, 0);
+    const r = await agent(stateDir, ['renew', '--force']);
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /DEVICE_REVOKED/);
+    assert.match(r.stderr, /key and certificate are deleted[\s\S]*latchkey enroll --server/);
+    const s = await agent(stateDir, ['status', '--json']);
+    assert.equal(s.code, 3, s.stdout);
+    const after = JSON.parse(s.stdout) as Status;
+    assert.equal(after.state, 'revoked');
+    assert.equal(after.deviceId, st.deviceId);
+    assert.deepEqual(keyFiles(stateDir), [], 'the revoked key is deleted');
+    assert.equal((await agent(stateDir, ['renew', '--force'])).code, 3, 'a revoked agent stays revoked');
+    assert.equal((await agent(stateDir, ['run'])).code, 3, 'and its daemon does not start renewing');
+  });
+
+  test('renew in a state dir that was never enrolled says NOT_ENROLLED with the enroll command, exit 1', { timeout: 30_000 }, async (t) => {
+    const stateDir = join(tempDir(t), 'never-enrolled');
+    for (const args of [['renew'], ['renew', '--force']]) {
+      const r = await agent(stateDir, args);
+      assert.equal(r.code, 1, r.stderr);
+      assert.doesNotMatch(r.stderr, /unexpected error|ENOENT/);
+      assert.match(r.stderr, /not enrolled.*latchkey enroll --server URL --token T/);
+    }
+    const j = await agent(stateDir, ['renew', '--json']);
+    assert.equal(j.code, 1);
+    assert.equal((JSON.parse(j.stdout) as { error: { code: string } }).error.code, 'NOT_ENROLLED');
+  });
+
   test('expired within the grace window: recovery; past it: a clear refusal with exit 3', { timeout: 60_000 }, async (t) => {
     const srv = await server(t, { recoveryGraceSeconds: 4 });
     await group(srv.dataDir, 'short', '5s');

@@ -3,11 +3,17 @@
  * would: `openssl req` + `curl` for EST, `openssl pkcs7/verify/ocsp` to check
  * what comes back, the CLI for admin work. On SQLite and on PostgreSQL.
  */
+import 'reflect-metadata';
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import * as crypto from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { cli, freshPgDatabase, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
+import { createCsr, nodeSigner } from '@latchkey/pki';
+import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol';
+import pg from 'pg';
+import { SERVER_CLI, cli, freePort, freshPgDatabase, initServer, mustRun, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 const ENGINES = ['sqlite', 'postgres'] as const;
 
@@ -127,6 +133,121 @@ describe('latchkey-server command line', () => {
     const missing = await cli(['init', '--data-dir', join(dataDir, 'other')]);
     assert.equal(missing.code, 2);
     assert.match(missing.stderr, /--org is required/);
+  });
+});
+
+describe('latchkey-server data dir permissions', () => {
+  const modeOf = (p: string): string => (statSync(p).mode & 0o777).toString(8);
+
+  test('init makes the data dir 0700 and every key, token and the database 0600 even under umask 000; start refuses what others can read or write and names the chmod', { timeout: 120_000 }, async (t) => {
+    const dataDir = join(tempDir(t), 'data');
+    // An operator's `mkdir` with a careless umask: init still closes it.
+    mkdirSync(dataDir);
+    chmodSync(dataDir, 0o777);
+    const port = await freePort();
+    // umask 000: every mode comes from the code, none from the environment.
+    const init = await run('sh', ['-c', 'umask 000 && exec "$0" "$@"', process.execPath, SERVER_CLI, 'init', '--data-dir', dataDir, '--org', 'Example Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.equal(modeOf(dataDir), '700');
+    for (const f of ['root.key.pem', 'issuing.key.pem', 'ocsp.key.pem', 'server.key.pem', 'ca-passphrase', 'admin-token', 'config.json', 'latchkey.db']) {
+      assert.equal(modeOf(join(dataDir, f)), '600', f);
+    }
+    // The server under umask 000 too: the -wal and -shm it creates are private.
+    const proc = spawn('sh', ['-c', 'umask 000 && exec "$0" "$@"', process.execPath, SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+    t.after(() => proc.kill('SIGKILL'));
+    let log = '';
+    proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    // Signal handlers are in place once it has printed how to enroll a first device.
+    for (const deadline = Date.now() + 60_000; !/Enroll a first device/.test(log); ) {
+      assert.ok(Date.now() < deadline && proc.exitCode === null, `latchkey-server did not start:\n${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(modeOf(join(dataDir, 'latchkey.db-wal')), '600');
+    assert.equal(modeOf(join(dataDir, 'latchkey.db-shm')), '600');
+    proc.kill('SIGTERM');
+    assert.equal(await exited, 0);
+
+    const cases: [string, number, string][] = [
+      [dataDir, 0o755, `chmod 700 ${dataDir}`],
+      [join(dataDir, 'issuing.key.pem'), 0o640, `chmod 600 ${join(dataDir, 'issuing.key.pem')}`],
+      [join(dataDir, 'server.key.pem'), 0o604, `chmod 600 ${join(dataDir, 'server.key.pem')}`],
+      [join(dataDir, 'admin-token'), 0o620, `chmod 600 ${join(dataDir, 'admin-token')}`],
+      [join(dataDir, 'latchkey.db'), 0o644, `chmod 600 ${join(dataDir, 'latchkey.db')}`],
+    ];
+    for (const [path, mode, fix] of cases) {
+      chmodSync(path, mode);
+      const r = await cli(['start', '--data-dir', dataDir]);
+      assert.equal(r.code, 2, `${path} ${mode.toString(8)}: ${r.stderr}`);
+      assert.match(r.stderr, /refusing to start: others can read or write/);
+      assert.ok(r.stderr.includes(`${path} has mode 0${mode.toString(8)}; fix: ${fix}`), r.stderr);
+      assert.doesNotMatch(r.stderr, /listening/);
+      chmodSync(path, path === dataDir ? 0o700 : 0o600);
+    }
+    // Fixed as told: it starts again.
+    const again = await startServer(t, dataDir, port);
+    assert.match(again.log(), /listening on/);
+  });
+});
+
+describe('latchkey-server command line output', () => {
+  // Anything a terminal acts on instead of printing: ESC/CSI sequences, C1 controls, bidi overrides and isolates.
+  const TERMINAL_CONTROL = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/u;
+  const withoutNewlines = (s: string): string => s.replace(/\n/g, '');
+
+  test('device facts and names with ESC[2J, CSI (U+009B) and U+202E are shown visibly in devices list/show, audit list and gateway token list; --json stays exact', { timeout: 120_000 }, async (t) => {
+    if (!requireTools(t, 'curl')) return;
+    const databaseUrl = await freshPgDatabase(t);
+    if (!databaseUrl) return;
+    const { dataDir, port } = await initServer(t, { databaseUrl });
+    const server = await startServer(t, dataDir, port);
+    const work = tempDir(t);
+    const token = (JSON.parse((await cli(['token', 'create', '--data-dir', dataDir, '--json'])).stdout) as { token: string }).token;
+
+    // What the facts schema lets through today: C1 CSI and a right-to-left override.
+    const facts = { hostname: 'evil\u202eexe.txt', os: { platform: 'linux', release: '6.1\u009b2J', version: 'Debian' }, arch: 'x64', hardwareId: 'hw-1', agentVersion: '0.1.0' };
+    const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const csr = await createCsr({ subject: [{ type: 'CN', value: 'laptop-1' }], signer: nodeSigner(key), stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(facts) }] });
+    writeFileSync(join(work, 'csr.b64'), csr.toString('base64'));
+    const enrolled = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', join(dataDir, 'root.crt.pem'), '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@csr.b64', `${server.url}/.well-known/est/simpleenroll`], { cwd: work });
+    assert.equal(enrolled.stdout, '200');
+
+    // And what a record may hold from elsewhere (an older server, a restore): ESC[2J in a fact and in the name.
+    const stored = { ...facts, os: { ...facts.os, version: 'Debian\x1b[2J\x1b]8;;https://evil.example\x07' } };
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      await db.query('UPDATE devices SET facts = $1, name = $2', [JSON.stringify(stored), 'laptop\x1b[2J\u202e1']);
+    } finally {
+      await db.end();
+    }
+    const gw = await cli(['gateway', 'token', 'create', '--name', 'edge\u202e1', '--data-dir', dataDir]);
+    assert.equal(gw.code, 0, gw.stderr);
+
+    const list = await cli(['devices', 'list', '--data-dir', dataDir, '--json']);
+    const device = (JSON.parse(list.stdout) as { items: { id: string; name: string }[] }).items[0]!;
+    assert.equal(device.name, 'laptop\x1b[2J\u202e1', '--json is exact');
+    const shownJson = JSON.parse((await cli(['devices', 'show', device.id, '--data-dir', dataDir, '--json'])).stdout) as { facts: unknown };
+    assert.deepEqual(shownJson.facts, stored, '--json is exact');
+
+    const outputs = {
+      'devices list': await cli(['devices', 'list', '--data-dir', dataDir]),
+      'devices show': await cli(['devices', 'show', device.id, '--data-dir', dataDir]),
+      'audit list': await cli(['audit', 'list', '--data-dir', dataDir]),
+      'gateway token list': await cli(['gateway', 'token', 'list', '--data-dir', dataDir]),
+      'devices approve (error naming the device)': await cli(['devices', 'approve', device.id, '--data-dir', dataDir]),
+    };
+    for (const [what, r] of Object.entries(outputs)) {
+      assert.doesNotMatch(withoutNewlines(r.stdout + r.stderr), TERMINAL_CONTROL, `${what}: ${JSON.stringify(r.stdout + r.stderr)}`);
+    }
+    assert.match(outputs['devices list'].stdout, /laptop\\u\{1b\}\[2J\\u\{202e\}1/);
+    const show = outputs['devices show'].stdout;
+    assert.ok(show.includes('evil\\u{202e}exe.txt'), show);
+    assert.ok(show.includes('6.1\\u{9b}2J'), show);
+    // Inside the facts JSON, C0 controls already come out as JSON escapes.
+    assert.ok(show.includes('Debian\\u001b[2J\\u001b]8;;https://evil.example\\u0007'), show);
+    assert.ok(outputs['gateway token list'].stdout.includes('edge\\u{202e}1'), outputs['gateway token list'].stdout);
+    assert.ok(outputs['audit list'].stdout.includes('edge\\u{202e}1'), outputs['audit list'].stdout);
   });
 });
 

@@ -10,6 +10,7 @@ import { AgentError, EXIT_REENROLL } from '../errors.js';
 import { readIdentity, readStatusFile, updateStatusFile } from '../state/identity.js';
 import { backoffMs, outlivesPolicy, renewPolicyOf, shouldRenew } from './should-renew.js';
 import { type RenewContext, certOf, receivedAt, renewOnce } from './renew.js';
+import { recordRefusedRenewal, refusalMessage } from './revoked.js';
 
 export interface Clock {
   now(): Date;
@@ -133,11 +134,9 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       } catch (e) {
         const err = e instanceof AgentError ? e : new AgentError('SERVER_ERROR', (e as Error).message, {}, { cause: e });
         const at = o.clock.now().toISOString();
-        if (err.code === 'REENROLL_REQUIRED') {
-          const state = err.details.serverCode === 'DEVICE_REVOKED' ? 'revoked' : 'reenroll-required';
-          await updateStatusFile(o.stateDir, { state, lastError: { at, code: err.details.serverCode ?? err.code, message: err.message } });
-          if (state === 'revoked') await o.onRevoked?.('unspecified', at);
-          o.log(`latchkey: ${state === 'revoked' ? 'THIS DEVICE HAS BEEN REVOKED' : 'THIS DEVICE MUST BE ENROLLED AGAIN'}; renewal stopped. ${err.message}. Enroll it again with a new token: \`latchkey unenroll && latchkey enroll --server URL --token T\``);
+        const refused = await recordRefusedRenewal(o.stateDir, err, at, o.onRevoked);
+        if (refused) {
+          o.log(`latchkey: ${refusalMessage(refused, err)}`);
           return EXIT_REENROLL;
         }
         failures++;

@@ -17,7 +17,7 @@ import { simpleReenroll } from '../est/est-client.js';
 import { deviceIdOf } from '../identity-fns.js';
 import type { KeyStore } from '../keystore/keystore.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
-import { type Identity, readIdentity, updateStatusFile, writeIdentity } from '../state/identity.js';
+import { type Identity, readIdentity, readStatusFile, updateStatusFile, writeIdentity } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
 import { DEFAULT_RENEW_POLICY, type RenewPolicy, shouldRenew } from './should-renew.js';
 
@@ -66,6 +66,9 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
   let store: KeyStore | undefined;
   try {
     const id = await readIdentity(ctx.stateDir);
+    if (!id && (await readStatusFile(ctx.stateDir))?.state === 'revoked') {
+      throw new AgentError('REENROLL_REQUIRED', `this device was revoked and its key deleted (see \`latchkey status\`); enroll it again with a new token: \`latchkey enroll --server URL --token T\``, { serverCode: 'DEVICE_REVOKED' });
+    }
     if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${ctx.stateDir}); run \`latchkey enroll --server URL --token T\``);
     const cert = certOf(id);
     const now = ctx.now();

@@ -6,6 +6,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { removeBrowserCertificate } from '../browser/browser.js';
+import type { AgentError } from '../errors.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { readIdentity, updateStatusFile } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
@@ -40,4 +41,29 @@ export async function forgetRevokedIdentity(stateDir: string, env: NodeJS.Proces
   } finally {
     await release();
   }
+}
+
+export type Refusal = 'revoked' | 'reenroll-required';
+
+/**
+ * A renewal the server refused for good (REENROLL_REQUIRED): the status file
+ * says so, and when the server said DEVICE_REVOKED the identity is forgotten
+ * (`onRevoked`, normally forgetRevokedIdentity). The one path for the daemon
+ * (`latchkey run`) and a one-shot `latchkey renew`. Returns what was recorded,
+ * or undefined for any other error (a transient one, retried).
+ */
+export async function recordRefusedRenewal(stateDir: string, err: AgentError, at: string, onRevoked?: (reason: string, at: string) => Promise<void>): Promise<Refusal | undefined> {
+  // Only the server's answer (it has an HTTP status) changes the record; a refusal we derived from the record does not.
+  if (err.code !== 'REENROLL_REQUIRED' || err.details.status === undefined) return undefined;
+  const state: Refusal = err.details.serverCode === 'DEVICE_REVOKED' ? 'revoked' : 'reenroll-required';
+  await updateStatusFile(stateDir, { state, lastError: { at, code: err.details.serverCode ?? err.code, message: err.message } });
+  if (state === 'revoked') await onRevoked?.('unspecified', at);
+  return state;
+}
+
+/** What to tell the user after recordRefusedRenewal. */
+export function refusalMessage(state: Refusal, err: AgentError): string {
+  return state === 'revoked'
+    ? `THIS DEVICE HAS BEEN REVOKED; renewal stopped. ${err.message}. Its key and certificate are deleted from this device. Enroll it again with a new token: \`latchkey enroll --server URL --token T\``
+    : `THIS DEVICE MUST BE ENROLLED AGAIN; renewal stopped. ${err.message}. Enroll it again with a new token: \`latchkey unenroll && latchkey enroll --server URL --token T\``;
 }

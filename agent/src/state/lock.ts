@@ -34,6 +34,10 @@ export async function acquireStateLock(stateDir: string, opts: { waitMs?: number
         if (now === mine) await rm(path, { force: true });
       };
     } catch (e) {
+      // No state dir: nothing was ever enrolled here (enroll creates the dir before it locks).
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new AgentError('NOT_ENROLLED', `this device is not enrolled (${stateDir} does not exist); run \`latchkey enroll --server URL --token T\``);
+      }
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     const held = await readFile(path, 'utf8').catch(() => '');

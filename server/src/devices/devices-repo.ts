@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Executor } from '../storage/executor.js';
+import { containsText } from '../storage/like.js';
 import type { CertificatesTable, DevicesTable } from '../storage/schema.js';
 
 export interface DeviceFilter {
@@ -21,8 +22,8 @@ export const devicesRepo = (db: Executor) => ({
     if (f.status) q = q.where('status', '=', f.status);
     if (f.group) q = q.where('group_name', '=', f.group);
     if (f.q) {
-      const like = `%${f.q.replace(/[\\%_]/g, (c) => '\\' + c)}%`;
-      q = q.where((eb) => eb.or([eb('name', 'like', like), eb('id', 'like', like)]));
+      const text = f.q;
+      q = q.where((eb) => eb.or([containsText('name', text), containsText('id', text)]));
     }
     if (f.after) {
       const a = f.after;

@@ -104,6 +104,27 @@ for (const engine of ENGINES) {
       assert.equal((await devicesRepo(s.db.kysely).list({ limit: 10, q: 'no_such%' })).length, 0);
     });
 
+    test('device search treats %, _ and \\ in the query literally (LIKE is escaped on both engines)', async (t) => {
+      const s = await fresh(t, engine);
+      if (!s) return;
+      await seed(s.db, 1);
+      const names = ['ab_cd', 'abXcd', '50%off', '50 off', 'back\\slash', 'backslash'];
+      const ids = new Map<string, string>();
+      for (const [i, name] of names.entries()) {
+        const id = randomUUID();
+        ids.set(name, id);
+        await devicesRepo(s.db.kysely).insert({ ...device(id, at(i)), name });
+      }
+      const found = async (q: string): Promise<string[]> => (await devicesRepo(s.db.kysely).list({ limit: 10, q })).map((d) => d.name).sort();
+      assert.deepEqual(await found('b_c'), ['ab_cd']);
+      assert.deepEqual(await found('_'), ['ab_cd']);
+      assert.deepEqual(await found('0%o'), ['50%off']);
+      assert.deepEqual(await found('%'), ['50%off']);
+      assert.deepEqual(await found('k\\s'), ['back\\slash']);
+      assert.deepEqual(await found('\\'), ['back\\slash']);
+      assert.deepEqual(await found('abx'), ['abXcd'], 'search stays case-insensitive for ASCII');
+    });
+
     test('a CRL lists revoked certificates until they expire (RFC 5280 §3.3)', async (t) => {
       const s = await fresh(t, engine);
       if (!s) return;
