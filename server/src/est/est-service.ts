@@ -5,7 +5,6 @@
  * then hands off to the issuing pipeline.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
   type Certificate,
@@ -28,8 +27,6 @@ import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuanc
 import type { Db } from '../storage/db.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
-
-if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v));
 
 export const hashSecret = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
@@ -117,14 +114,14 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
 
       // The same request again: a device waiting for approval, or approved since.
       if (tok.device_id) {
-        const existing = { id: tok.device_id, name: tok.device_name!, user_email: tok.device_email, approved_by: tok.device_approved_by };
+        const existing = { id: tok.device_id, name: tok.device_name!, approved_by: tok.device_approved_by };
         if (tok.device_status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
         if (tok.device_status === 'pending') {
           return { status: 'pending', deviceId: existing.id, retryAfterSeconds: config.approvalRetrySeconds };
         }
         const issued = await deps.issuance.issue({
           csr,
-          device: { id: existing.id, name: existing.name, email: existing.user_email ?? undefined },
+          device: { id: existing.id, name: existing.name },
           kind: 'enroll',
           lifetimeSeconds: lifetime,
           actor: `device:${existing.id}`,
@@ -152,7 +149,8 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         group_name: group.name,
         token_id: tok.id,
         facts: facts ? JSON.stringify(facts) : null,
-        user_email: facts?.userEmail ?? null,
+        // Facts are reported, not trusted: a claimed user email stays a fact, never the device's identity.
+        user_email: null,
         first_seen: nowIso,
         last_seen: nowIso,
         approved_at: null,
@@ -185,7 +183,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
 
       const issued = await deps.issuance.issue({
         csr,
-        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        device: { id: device.id, name: device.name },
         kind: 'enroll',
         lifetimeSeconds: lifetime,
         actor: `token:${tok.id}`,
@@ -235,7 +233,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
       const nowIso = now.toISOString();
       const issued = await deps.issuance.issue({
         csr,
-        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        device: { id: device.id, name: device.name },
         kind,
         lifetimeSeconds: lifetime,
         actor: `device:${device.id}`,

@@ -21,7 +21,8 @@ export type IssuanceKind = 'enroll' | 'renew' | 'recover';
 
 export interface IssueRequest {
   csr: Csr;
-  device: { id: string; name: string; email?: string | undefined };
+  /** Who the certificate names, from the server's records only (never from device facts). */
+  device: { id: string; name: string };
   kind: IssuanceKind;
   lifetimeSeconds: number;
   actor: string;
@@ -65,7 +66,6 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
         spki: r.csr.spki,
         deviceId: r.device.id,
         deviceName: r.device.name,
-        ...(r.device.email ? { email: r.device.email } : {}),
         serial,
         now,
         lifetimeSeconds: r.lifetimeSeconds,

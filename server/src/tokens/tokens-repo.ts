@@ -26,7 +26,6 @@ export const tokensRepo = (db: Executor) => ({
         'd.id as device_id',
         'd.status as device_status',
         'd.name as device_name',
-        'd.user_email as device_email',
         'd.approved_by as device_approved_by',
       ])
       .where('t.secret_hash', '=', hash)

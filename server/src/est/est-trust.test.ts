@@ -1,0 +1,86 @@
+/**
+ * Issue 10: identity only from the server's records, enrollment that is safe
+ * to retry, denied devices and compromised keys.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { describe, test } from 'node:test';
+import { certificateToPem, subjectAltNames } from '@latchkey/pki';
+import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
+
+const errorCode = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;
+const baseFacts = { hostname: 'laptop-1', os: { platform: 'linux', release: '6.1.0' }, arch: 'x64', hardwareId: 'hw-1', agentVersion: '0.1.0' };
+const count = async (h: Harness, table: 'devices' | 'certificates'): Promise<number> =>
+  Number((await h.db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+
+/** The SAN extension as openssl prints it. */
+function opensslSan(der: Buffer): string {
+  const r = spawnSync('openssl', ['x509', '-noout', '-ext', 'subjectAltName'], { input: certificateToPem(der), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+for (const engine of ENGINES) {
+  describe(`issue 10 item 2: device facts never become an identity, on ${engine}`, () => {
+    test('facts claiming userEmail get a certificate without an email SAN (openssl), and user_email stays empty', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const { csr } = await deviceCsr({ facts: { ...baseFacts, userEmail: 'ceo@corp.example' } });
+      const r = await enroll(h, await createToken(h), csr);
+      assert.equal(r.statusCode, 200, r.body);
+      const cert = certFromBody(r.body);
+      assert.equal(subjectAltNames(cert).length, 1);
+      assert.ok('uri' in subjectAltNames(cert)[0]!);
+      const san = opensslSan(cert.der);
+      assert.match(san, /URI:spiffe:\/\/example\.com\/device\//);
+      assert.doesNotMatch(san, /email|ceo@corp\.example/);
+      const row = await h.db.kysely.selectFrom('devices').select(['user_email', 'facts']).executeTakeFirstOrThrow();
+      assert.equal(row.user_email, null);
+      // The claim stays visible as what it is: a reported fact.
+      assert.match(row.facts!, /ceo@corp\.example/);
+    });
+
+    test('Unicode facts enroll; control characters and over-long strings get a clear 400, never a 500', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const token = await createToken(h, { uses: 10 });
+      const unicode = { ...baseFacts, hostname: 'Jürgens-MacBook-✓-דני', os: { platform: 'darwin', release: '23.1', version: 'macOS 14 \u202e\ud800 🍎' }, userEmail: 'ü@x.de' };
+      const ok = await enroll(h, token, (await deviceCsr({ facts: unicode })).csr);
+      assert.equal(ok.statusCode, 200, ok.body);
+      assert.doesNotMatch(opensslSan(certFromBody(ok.body).der), /email/);
+      const devices = await adminCall<{ items: { facts: { hostname: string; userEmail: string } }[] }>(h, 'GET', '/v1/admin/devices');
+      assert.equal(devices.json.items[0]!.facts.hostname, unicode.hostname);
+      assert.equal(devices.json.items[0]!.facts.userEmail, 'ü@x.de');
+      const refused: Array<[string, unknown, RegExp]> = [
+        ['control character in userEmail', { ...baseFacts, userEmail: 'a\u0000b@x.de' }, /userEmail/],
+        ['bell in userEmail', { ...baseFacts, userEmail: 'a\u0007@x.de' }, /userEmail/],
+        ['control character in hostname', { ...baseFacts, hostname: 'lap\u001btop' }, /hostname/],
+        ['hostname over 253 characters', { ...baseFacts, hostname: 'h'.repeat(254) }, /hostname/],
+        ['userEmail over 254 characters', { ...baseFacts, userEmail: `${'u'.repeat(250)}@x.de` }, /userEmail/],
+        ['facts over MAX_FACTS_JSON', { ...baseFacts, os: { platform: 'linux', release: 'r', version: 'v'.repeat(200) }, hardwareId: 'x'.repeat(128), padding: 'p'.repeat(4000) }, /facts/],
+      ];
+      for (const [name, facts, re] of refused) {
+        const r = await enroll(h, token, (await deviceCsr({ facts })).csr);
+        assert.equal(r.statusCode, 400, `${name}: ${r.body}`);
+        assert.equal(errorCode(r.body), 'BAD_REQUEST', name);
+        assert.match(r.body, re, name);
+      }
+      assert.equal(await count(h, 'devices'), 1);
+    });
+
+    test('RFC 7030 §4.2.3: a pending device with Unicode facts is approved and its retry gets a certificate without email', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      assert.equal((await adminCall(h, 'PUT', '/v1/admin/groups/contractors', { certLifetimeSeconds: 3600, requireApproval: true })).status, 200);
+      const token = await createToken(h, { group: 'contractors' });
+      const { csr } = await deviceCsr({ facts: { ...baseFacts, hostname: 'ноутбук', userEmail: 'ü@x.de' } });
+      const first = await enroll(h, token, csr);
+      assert.equal(first.statusCode, 202, first.body);
+      const deviceId = (JSON.parse(first.body) as { deviceId: string }).deviceId;
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/approve`)).status, 200);
+      const done = await enroll(h, token, csr);
+      assert.equal(done.statusCode, 200, done.body);
+      assert.deepEqual(subjectAltNames(certFromBody(done.body)), [{ uri: `spiffe://example.com/device/${deviceId}` }]);
+    });
+  });
+}
