@@ -91,7 +91,8 @@ export const TokenCreateResponse = Type.Object(
 export type TokenCreateResponse = Static<typeof TokenCreateResponse>;
 
 // ------------------------------------------------------- devices
-export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked')], { $id: 'DeviceStatus' });
+/** `denied`: refused while pending (`devices deny`), for good; never had a certificate. */
+export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked'), Type.Literal('denied')], { $id: 'DeviceStatus' });
 export type DeviceStatus = Static<typeof DeviceStatus>;
 
 /** The device's current (latest) certificate. */

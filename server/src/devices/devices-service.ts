@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.js';
 import type { CrlService } from '../revocation/crl-service.js';
 import type { Db } from '../storage/db.js';
 import type { DevicesTable } from '../storage/schema.js';
+import { compromisedKeysRepo } from './compromised-keys-repo.js';
 import { certificatesRepo, devicesRepo } from './devices-repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -93,6 +94,7 @@ export function createDevicesService(deps: {
       const d = await find(id);
       const at = deps.clock().toISOString();
       const revoked = await db.kysely.transaction().execute(async (trx) => {
+        if (reason === 'keyCompromise') await compromisedKeysRepo(trx).addForDevice(d.id, at);
         if (!(await devicesRepo(trx).revoke(d.id, at, reason))) throw new LatchkeyError('CONFLICT', `device ${id} is already revoked`);
         const s = await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason);
         await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: { reason, serials: s.map((c) => c.serial) } });

@@ -23,7 +23,8 @@ import { auditRepo } from '../audit/audit-repo.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { LatchkeyError, fromCsrError } from '../errors.js';
-import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
+import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
+import { type IssuanceService, type Issued, keyCompromised, spkiHash } from '../issuance/issuance-service.js';
 import type { Db } from '../storage/db.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
@@ -109,6 +110,8 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
       const tok = await tokensRepo(db.kysely).findForEnrollment(hashSecret(token), keyHash);
       if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
       if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+      // Checked again when issuing; here too, so a compromised key never even waits for approval.
+      if (await compromisedKeysRepo(db.kysely).has(keyHash)) throw keyCompromised();
       const group = { name: tok.group_name, require_approval: tok.require_approval };
       const lifetime = Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import { certificateToPem, subjectAltNames } from '@latchkey/pki';
-import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
+import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
 
 const errorCode = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;
 const baseFacts = { hostname: 'laptop-1', os: { platform: 'linux', release: '6.1.0' }, arch: 'x64', hardwareId: 'hw-1', agentVersion: '0.1.0' };
@@ -81,6 +81,52 @@ for (const engine of ENGINES) {
       const done = await enroll(h, token, csr);
       assert.equal(done.statusCode, 200, done.body);
       assert.deepEqual(subjectAltNames(certFromBody(done.body)), [{ uri: `spiffe://example.com/device/${deviceId}` }]);
+    });
+  });
+
+  describe(`issue 10 §6: a key revoked for keyCompromise is never enrolled again, on ${engine}`, () => {
+    test('every key the device held is refused at simpleenroll and simplereenroll with KEY_COMPROMISED; a fresh key enrolls', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const first = await deviceCsr();
+      const e = await enroll(h, await createToken(h), first.csr);
+      assert.equal(e.statusCode, 200, e.body);
+      const deviceId = (await adminCall<{ items: { id: string }[] }>(h, 'GET', '/v1/admin/devices')).json.items[0]!.id;
+      const renewedKey = await deviceCsr();
+      assert.equal((await reenroll(h, certFromBody(e.body).der, renewedKey.csr)).statusCode, 200);
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/revoke`, { reason: 'keyCompromise' })).status, 200);
+
+      for (const key of [first.key, renewedKey.key]) {
+        const again = await enroll(h, await createToken(h), (await deviceCsr({ key })).csr);
+        assert.equal(again.statusCode, 403, again.body);
+        assert.equal(errorCode(again.body), 'KEY_COMPROMISED');
+        assert.match(again.body, /make a new key/);
+      }
+      // Not even a pending record in a group that needs approval.
+      assert.equal((await adminCall(h, 'PUT', '/v1/admin/groups/contractors', { certLifetimeSeconds: 3600, requireApproval: true })).status, 200);
+      const pending = await enroll(h, await createToken(h, { group: 'contractors' }), (await deviceCsr({ key: first.key })).csr);
+      assert.equal(errorCode(pending.body), 'KEY_COMPROMISED');
+      const tokens = await adminCall<{ items: { usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
+      assert.equal(tokens.json.items.filter((x) => x.usedCount > 0).length, 1, 'refusals take no token use');
+
+      // Another device cannot renew onto the compromised key either.
+      const other = await enroll(h, await createToken(h), (await deviceCsr()).csr);
+      assert.equal(other.statusCode, 200, other.body);
+      const onto = await reenroll(h, certFromBody(other.body).der, (await deviceCsr({ key: renewedKey.key })).csr);
+      assert.equal(onto.statusCode, 403, onto.body);
+      assert.equal(errorCode(onto.body), 'KEY_COMPROMISED');
+      assert.equal(await count(h, 'devices'), 2);
+    });
+
+    test('a revocation for another reason does not blacklist the key', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const dev = await deviceCsr();
+      assert.equal((await enroll(h, await createToken(h), dev.csr)).statusCode, 200);
+      const deviceId = (await adminCall<{ items: { id: string }[] }>(h, 'GET', '/v1/admin/devices')).json.items[0]!.id;
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/revoke`, { reason: 'superseded' })).status, 200);
+      const again = await enroll(h, await createToken(h), (await deviceCsr({ key: dev.key })).csr);
+      assert.equal(again.statusCode, 200, again.body);
     });
   });
 }

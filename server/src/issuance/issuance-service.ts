@@ -10,7 +10,9 @@ import type { Transaction } from 'kysely';
 import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
+import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
 import { certificatesRepo } from '../devices/devices-repo.js';
+import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
 import type { Database } from '../storage/schema.js';
@@ -53,6 +55,9 @@ export interface Issued {
 
 export const spkiHash = (spki: Uint8Array): string => createHash('sha256').update(spki).digest('hex');
 
+export const keyCompromised = (): LatchkeyError =>
+  new LatchkeyError('KEY_COMPROMISED', 'this key belonged to a device revoked for key compromise and is refused for good; make a new key (`latchkey unenroll`, then `latchkey enroll`)');
+
 export interface IssuanceService {
   issue(r: IssueRequest): Promise<Issued>;
 }
@@ -76,6 +81,8 @@ export function createIssuanceService(deps: { db: Db; ca: CaContext; clock: () =
       let unlock: (() => void) | undefined;
       try {
         await deps.db.kysely.transaction().execute(async (trx) => {
+          // Every front-end (enroll, re-enroll, recovery) ends here: a compromised key is never certified again.
+          if (await compromisedKeysRepo(trx).has(spkiHash(r.csr.spki))) throw keyCompromised();
           if (r.inTransaction) await r.inTransaction(trx);
           await certificatesRepo(trx).insert({
             serial: cert.serialHex,

@@ -140,6 +140,20 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('agent_sessions_device').on('agent_sessions').column('device_id').execute();
     },
   },
+  {
+    // Keys of devices revoked for keyCompromise, refused at enrollment for good;
+    // and certificates by key, for an enrollment retried with the same key.
+    name: '005_compromised_keys',
+    async up(db) {
+      await db.schema
+        .createTable('compromised_keys')
+        .addColumn('spki_hash', 'text', (c) => c.primaryKey())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('recorded_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('certificates_spki').on('certificates').column('spki_hash').execute();
+    },
+  },
 ];
 
 export async function migrate(db: Db): Promise<void> {

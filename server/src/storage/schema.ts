@@ -27,7 +27,7 @@ export interface EnrollTokensTable {
 export interface DevicesTable {
   id: string;
   name: string;
-  status: 'pending' | 'active' | 'revoked';
+  status: 'pending' | 'active' | 'revoked' | 'denied';
   group_name: string;
   token_id: string | null;
   /** SHA-256 of the SPKI a pending device asked with: the same request succeeds once approved. */
@@ -54,6 +54,13 @@ export interface CertificatesTable {
   issued_at: string;
   revoked_at: string | null;
   revocation_reason: string | null;
+}
+
+/** SPKI hashes of every certificate of a device revoked for keyCompromise: refused at enrollment for good. */
+export interface CompromisedKeysTable {
+  spki_hash: string;
+  device_id: string;
+  recorded_at: string;
 }
 
 export interface AdminTokensTable {
@@ -131,4 +138,5 @@ export interface Database {
   gateway_tokens: GatewayTokensTable;
   replicas: ReplicasTable;
   agent_sessions: AgentSessionsTable;
+  compromised_keys: CompromisedKeysTable;
 }
