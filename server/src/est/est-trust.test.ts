@@ -129,4 +129,80 @@ for (const engine of ENGINES) {
       assert.equal(again.statusCode, 200, again.body);
     });
   });
+
+  describe(`issue 10 item 4: enrollment is safe to retry, on ${engine}`, () => {
+    test('RFC 7030 §4.2.1: the same key and token again get the certificate already issued: same serial, one device, one token use', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      for (const uses of [1, 5]) {
+        const token = await createToken(h, { uses });
+        const dev = await deviceCsr();
+        const first = await enroll(h, token, dev.csr);
+        assert.equal(first.statusCode, 200, first.body);
+        // A lost answer: the client retries the same CSR, then a fresh CSR for the same key.
+        for (const csr of [dev.csr, (await deviceCsr({ key: dev.key })).csr]) {
+          const again = await enroll(h, token, csr);
+          assert.equal(again.statusCode, 200, again.body);
+          assert.equal(certFromBody(again.body).serialHex, certFromBody(first.body).serialHex);
+        }
+      }
+      assert.equal(await count(h, 'devices'), 2);
+      assert.equal(await count(h, 'certificates'), 2);
+      const tokens = await adminCall<{ items: { uses: number; usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
+      assert.deepEqual(tokens.json.items.map((x) => x.usedCount), [1, 1]);
+    });
+
+    test('another key with an exhausted token is still refused; a revoked device\'s key gets DEVICE_REVOKED, not its old certificate', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const token = await createToken(h, { uses: 1 });
+      const dev = await deviceCsr();
+      assert.equal((await enroll(h, token, dev.csr)).statusCode, 200);
+      const other = await enroll(h, token, (await deviceCsr()).csr);
+      assert.equal(other.statusCode, 403);
+      assert.equal(errorCode(other.body), 'TOKEN_EXHAUSTED');
+      const deviceId = (await adminCall<{ items: { id: string }[] }>(h, 'GET', '/v1/admin/devices')).json.items[0]!.id;
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/revoke`, { reason: 'superseded' })).status, 200);
+      const replayed = await enroll(h, token, dev.csr);
+      assert.equal(replayed.statusCode, 403, replayed.body);
+      assert.equal(errorCode(replayed.body), 'DEVICE_REVOKED');
+      assert.equal(await count(h, 'certificates'), 1);
+    });
+
+    test('the same request sent 10 times at once makes one device and takes one use', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const token = await createToken(h, { uses: 5 });
+      const dev = await deviceCsr();
+      const results = await Promise.all(Array.from({ length: 10 }, () => enroll(h, token, dev.csr)));
+      const serials = new Set(results.map((r) => (assert.equal(r.statusCode, 200, r.body), certFromBody(r.body).serialHex)));
+      assert.equal(serials.size, 1);
+      assert.equal(await count(h, 'devices'), 1);
+      const tokens = await adminCall<{ items: { usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
+      assert.equal(tokens.json.items[0]!.usedCount, 1);
+    });
+
+    test('RFC 7030 §4.2.3: after approval, the retried request returns the same certificate every time', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      assert.equal((await adminCall(h, 'PUT', '/v1/admin/groups/contractors', { certLifetimeSeconds: 3600, requireApproval: true })).status, 200);
+      const token = await createToken(h, { group: 'contractors', uses: 3 });
+      const dev = await deviceCsr();
+      const pending = await Promise.all(Array.from({ length: 5 }, () => enroll(h, token, dev.csr)));
+      for (const p of pending) assert.equal(p.statusCode, 202, p.body);
+      const ids = new Set(pending.map((p) => (JSON.parse(p.body) as { deviceId: string }).deviceId));
+      assert.equal(ids.size, 1, 'one pending device for the same request sent at once');
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${[...ids][0]}/approve`)).status, 200);
+      const serials = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const r = await enroll(h, token, dev.csr);
+        assert.equal(r.statusCode, 200, r.body);
+        serials.add(certFromBody(r.body).serialHex);
+      }
+      assert.equal(serials.size, 1);
+      assert.equal(await count(h, 'certificates'), 1);
+      const tokens = await adminCall<{ items: { usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
+      assert.equal(tokens.json.items[0]!.usedCount, 1);
+    });
+  });
 }
