@@ -163,6 +163,10 @@ export type DeviceListQuery = Static<typeof DeviceListQuery>;
 export const RevokeRequest = Type.Object({ reason: Type.Optional(embed(RevokeReason)) }, { $id: 'RevokeRequest', additionalProperties: false });
 export type RevokeRequest = Static<typeof RevokeRequest>;
 
+/** `POST /v1/admin/devices/:id/deny`: refuse a pending device for good; the reason goes to the audit log. */
+export const DenyRequest = Type.Object({ reason: Type.Optional(BoundedText(200, { minLength: 1 })) }, { $id: 'DenyRequest', additionalProperties: false });
+export type DenyRequest = Static<typeof DenyRequest>;
+
 // ------------------------------------------------------- audit
 export const AuditEvent = Type.Object(
   {

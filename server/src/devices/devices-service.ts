@@ -76,6 +76,23 @@ export function createDevicesService(deps: {
       await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
       return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
     },
+    /**
+     * Refuses a pending device for good: its agent is told DEVICE_DENIED on
+     * its next poll, and the same token and key never make a new pending
+     * device (the token use is not given back).
+     */
+    async deny(id: string, reason: string | undefined, actor: string): Promise<Device> {
+      const d = await find(id);
+      const at = deps.clock().toISOString();
+      await db.kysely.transaction().execute(async (trx) => {
+        if (!(await devicesRepo(trx).deny(d.id, at))) {
+          throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval; only a pending device can be denied${d.status === 'active' ? ` (revoke it: \`latchkey-server devices revoke ${d.id}\`)` : ''}`);
+        }
+        await auditRepo(trx).insert({ at, actor, action: 'device.deny', target: d.id, details: { name: d.name, ...(reason ? { reason } : {}) } });
+      });
+      await db.durable();
+      return toDevice({ ...d, status: 'denied', last_seen: at }, undefined);
+    },
     /** Asks the device's agent to renew now; delivered on its control channel by whichever replica holds it. */
     async renewNow(id: string, actor: string): Promise<{ deviceId: string; requestedAt: string }> {
       const d = await find(id);

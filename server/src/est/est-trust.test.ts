@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { certificateToPem, subjectAltNames } from '@latchkey/pki';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
@@ -203,6 +204,58 @@ for (const engine of ENGINES) {
       assert.equal(await count(h, 'certificates'), 1);
       const tokens = await adminCall<{ items: { usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
       assert.equal(tokens.json.items[0]!.usedCount, 1);
+    });
+  });
+
+  describe(`issue 10 §5: devices deny, on ${engine}`, () => {
+    async function adminToken(h: Harness, role: 'viewer' | 'operator'): Promise<string> {
+      const secret = `lk_adm_${randomBytes(16).toString('hex')}`;
+      await h.db.kysely.insertInto('admin_tokens').values({ id: randomUUID(), secret_hash: createHash('sha256').update(secret).digest('hex'), name: role, role, created_at: new Date().toISOString(), revoked_at: null }).execute();
+      return secret;
+    }
+
+    test('a denied pending device is refused for good: DEVICE_DENIED on every retry, no new pending record, the token use is not given back', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      assert.equal((await adminCall(h, 'PUT', '/v1/admin/groups/contractors', { certLifetimeSeconds: 3600, requireApproval: true })).status, 200);
+      const token = await createToken(h, { group: 'contractors', uses: 2 });
+      const dev = await deviceCsr();
+      const first = await enroll(h, token, dev.csr);
+      assert.equal(first.statusCode, 202, first.body);
+      const deviceId = (JSON.parse(first.body) as { deviceId: string }).deviceId;
+
+      const viewer = await adminToken(h, 'viewer');
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/deny`, {}, viewer)).status, 403);
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/deny`, { reason: 'x'.repeat(201) })).status, 400);
+      const operator = await adminToken(h, 'operator');
+      const d = await adminCall<{ status: string }>(h, 'POST', `/v1/admin/devices/${deviceId}/deny`, { reason: 'not one of ours' }, operator);
+      assert.equal(d.status, 200, JSON.stringify(d.json));
+      assert.equal(d.json.status, 'denied');
+
+      for (const csr of [dev.csr, (await deviceCsr({ key: dev.key })).csr]) {
+        const again = await enroll(h, token, csr);
+        assert.equal(again.statusCode, 403, again.body);
+        assert.equal(errorCode(again.body), 'DEVICE_DENIED');
+        assert.match(again.body, new RegExp(`denied the enrollment of device ${deviceId}`));
+      }
+      assert.equal(await count(h, 'devices'), 1, 'no new pending record for the same key');
+      const tokens = await adminCall<{ items: { usedCount: number }[] }>(h, 'GET', '/v1/admin/tokens');
+      assert.equal(tokens.json.items[0]!.usedCount, 1, 'the use is not given back');
+
+      // Only pending devices: denied twice, approved after a deny, an active device → 409.
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/deny`, {})).status, 409);
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/approve`)).status, 409);
+      const active = await enroll(h, await createToken(h), (await deviceCsr()).csr);
+      assert.equal(active.statusCode, 200);
+      const activeId = (await adminCall<{ items: { id: string; status: string }[] }>(h, 'GET', '/v1/admin/devices?status=active')).json.items[0]!.id;
+      const refused = await adminCall<{ error: { code: string; message: string } }>(h, 'POST', `/v1/admin/devices/${activeId}/deny`, {});
+      assert.equal(refused.status, 409);
+      assert.match(refused.json.error.message, /not pending approval.*devices revoke/);
+
+      const listed = await adminCall<{ items: { id: string }[] }>(h, 'GET', '/v1/admin/devices?status=denied');
+      assert.deepEqual(listed.json.items.map((x) => x.id), [deviceId]);
+      const audit = await adminCall<{ items: { action: string; target: string; details: { reason?: string } }[] }>(h, 'GET', '/v1/admin/audit?action=device.deny');
+      assert.deepEqual(audit.json.items.map((e) => [e.target, e.details.reason]), [[deviceId, 'not one of ours']]);
     });
   });
 }
