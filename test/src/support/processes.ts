@@ -119,10 +119,10 @@ export async function initServer(t: TestCtx, opts: { databaseUrl?: string } = {}
   return { dataDir, port, fingerprint: (JSON.parse(r.stdout) as { rootFingerprint: string }).rootFingerprint };
 }
 
-/** `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test. */
-export function startServer(t: TestCtx, dataDir: string, port: number): Promise<ServerProcess> {
+/** `latchkey-server start`, resolved once it listens (`env` added to its environment). Stopped (SIGKILL) after the test. */
+export function startServer(t: TestCtx, dataDir: string, port: number, env: NodeJS.ProcessEnv = {}): Promise<ServerProcess> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_LOG_LEVEL: 'warn' } });
+    const proc = spawn(process.execPath, [SERVER_CLI, 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LATCHKEY_LOG_LEVEL: 'warn', ...env } });
     let log = '';
     let done = false;
     const onData = (d: Buffer): void => {
