@@ -152,6 +152,8 @@ const MIGRATIONS: Migration[] = [
         .addColumn('recorded_at', 'text', (c) => c.notNull())
         .execute();
       await db.schema.createIndex('certificates_spki').on('certificates').column('spki_hash').execute();
+      // user_email was filled from the device's own facts: a claim, never an identity (issue 10 §2).
+      await sql`update devices set user_email = null`.execute(db);
     },
   },
 ];
