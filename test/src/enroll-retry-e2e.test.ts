@@ -117,6 +117,20 @@ describe('waiting for approval (issue 10 §4, §5)', () => {
     assert.deepEqual(await tokenUses(dataDir), [1]);
   });
 
+  test('`latchkey unenroll` after an unfinished enrollment deletes its key and request', { timeout: 120_000 }, async (t) => {
+    const { stateDir, args } = await approvalServer(t);
+    const a = spawnAgent(t, stateDir, args);
+    await until('the pending message', () => /waiting for an administrator to approve this device/.test(a.log()));
+    a.proc.kill('SIGKILL');
+    await a.exit;
+    assert.equal(keyFiles(stateDir).length, 1);
+    const u = await agent(stateDir, ['unenroll']);
+    assert.equal(u.code, 0, u.stderr);
+    assert.match(u.stdout, /removed the key and request of an unfinished enrollment/);
+    assert.deepEqual(keyFiles(stateDir), []);
+    assert.ok(!existsSync(join(stateDir, 'enroll-pending.json')));
+  });
+
   test('devices deny: the waiting agent stops with DEVICE_DENIED and exits 1; running it again makes no new pending device', { timeout: 120_000 }, async (t) => {
     const { dataDir, stateDir, args } = await approvalServer(t);
     const a = spawnAgent(t, stateDir, args);
