@@ -64,7 +64,7 @@ for (const engine of ENGINES) {
       await migrate(s.db);
       const again = await s.reopen();
       const rows = await again.kysely.selectFrom('latchkey_migrations' as never).selectAll().execute();
-      assert.deepEqual((rows as { name: string }[]).map((r) => r.name), ['001_initial', '002_gateway_tokens', '003_presence']);
+      assert.deepEqual((rows as { name: string }[]).map((r) => r.name), ['001_initial', '002_gateway_tokens', '003_presence', '005_compromised_keys']);
     });
 
     test('token consume is atomic: 50 concurrent takes of a 10-use token → exactly 10 succeed', async (t) => {
