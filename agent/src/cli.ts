@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AgentError } from './errors.js';
 import { enroll } from './enroll.js';
+import { readPendingEnroll, removePendingEnroll } from './enroll-pending.js';
 import { normalizeFingerprint } from './est/est-client.js';
 import { collectFacts } from './facts.js';
 import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
@@ -282,6 +283,19 @@ async function main(argv: string[]): Promise<number> {
       try {
         const id = await readIdentity(stateDir);
         if (!id) {
+          // An enrollment that never got its answer: its key and request go too.
+          const pending = await readPendingEnroll(stateDir);
+          if (pending) {
+            const store = await openKeyStore(pending.keystore, { stateDir, env: process.env });
+            try {
+              await store.delete(pending.key);
+            } finally {
+              await store.close();
+            }
+            await removePendingEnroll(stateDir);
+            process.stdout.write(`not enrolled; removed the key and request of an unfinished enrollment with ${pending.server}\n`);
+            return 0;
+          }
           process.stdout.write('not enrolled; nothing to do\n');
           return 0;
         }

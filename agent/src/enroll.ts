@@ -1,10 +1,15 @@
 /**
  * `latchkey enroll`: pin the server's root, make the device key in the
  * chosen keystore, send a CSR with the device facts, wait for approval if the
- * group requires it, and commit key + certificate as one identity. Nothing is
- * left behind by a failed enrollment: the key is deleted, no identity written.
+ * group requires it, and commit key + certificate as one identity. The key
+ * and CSR are recorded before the CSR is sent (enroll-pending.ts): when the
+ * answer is lost or approval is still pending, they are kept and the next
+ * `latchkey enroll` with the same server and token resends the same CSR.
+ * A refusal leaves nothing behind: the key and the record are deleted, no
+ * identity written.
  */
 import { mkdir } from 'node:fs/promises';
+import { readPendingEnroll, removePendingEnroll, samePendingEnroll, tokenSha256, writePendingEnroll } from './enroll-pending.js';
 import { createCsr } from '@latchkey/pki';
 import { updateBrowserAfterRenewal } from './browser/browser.js';
 import type { DeviceFacts } from '@latchkey/protocol';
@@ -12,7 +17,7 @@ import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
 import { fetchCaCerts, simpleEnroll } from './est/est-client.js';
 import { deviceIdOf } from './identity-fns.js';
-import type { KeyStore } from './keystore/keystore.js';
+import type { DeviceKey, KeyStore } from './keystore/keystore.js';
 import { openKeyStore } from './keystore/open-keystore.js';
 import { type Identity, type KeystoreConfig, readIdentity, updateStatusFile, writeIdentity } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
@@ -52,14 +57,11 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
     o.onRootPinned?.(ca.fingerprint);
     store = await openKeyStore(o.keystore, { stateDir: o.stateDir, env: o.env });
     await store.check();
-    const key = await store.generate();
+    const { key, csr } = await keyAndCsr(store, o, server.origin);
     let committed = false;
+    /** Set when the answer may yet come (lost, or approval pending): key and CSR stay for the next run. */
+    let keep = false;
     try {
-      const csr = await createCsr({
-        subject: [{ type: 'CN', value: o.facts.hostname.slice(0, 64) }],
-        signer: key.signer,
-        stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(o.facts) }],
-      });
       const sleep = o.sleep ?? defaultSleep;
       const started = Date.now();
       for (let attempt = 1; ; attempt++) {
@@ -84,22 +86,63 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
           };
           await writeIdentity(o.stateDir, id);
           committed = true;
+          await removePendingEnroll(o.stateDir);
           await updateStatusFile(o.stateDir, { state: 'active', lastError: undefined, lastRenewalAt: id.enrolledAt, deviceId: undefined, server: undefined, revokedAt: undefined, revocationReason: undefined });
           // `latchkey browser enable` outlives an unenroll: the new identity goes in the browser's store. Never throws.
           await updateBrowserAfterRenewal(o.stateDir, o.env, id, key);
           return id;
         }
         if (o.approvalTimeoutMs !== undefined && Date.now() - started > o.approvalTimeoutMs) {
+          keep = true;
           throw new AgentError('SERVER_REFUSED', 'the device is still waiting for an administrator\'s approval; run `latchkey enroll` again later with the same token');
         }
         o.onPending?.(r.retryAfterSeconds, attempt);
         await sleep(r.retryAfterSeconds * 1000);
       }
+    } catch (e) {
+      if (!committed && e instanceof AgentError && (e.code === 'SERVER_UNREACHABLE' || e.code === 'SERVER_ERROR')) {
+        keep = true;
+        throw new AgentError(e.code, `${e.message}; the device key and request are kept: run the same \`latchkey enroll\` again to pick up where this left off`, e.details, { cause: e });
+      }
+      throw e;
     } finally {
-      if (!committed) await store.delete(key.ref).catch(() => undefined);
+      if (!committed && !keep) {
+        await store.delete(key.ref).catch(() => undefined);
+        await removePendingEnroll(o.stateDir).catch(() => undefined);
+      }
     }
   } finally {
     await store?.close().catch(() => undefined);
     await release();
+  }
+}
+
+/**
+ * The key and CSR of this enrollment: those of an earlier run that got no
+ * answer (same server, token and keystore), or a fresh key whose CSR is
+ * recorded before it is sent. An unrelated leftover record (another token)
+ * is dropped with its key.
+ */
+async function keyAndCsr(store: KeyStore, o: EnrollOptions, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
+  const prev = await readPendingEnroll(o.stateDir);
+  if (prev && samePendingEnroll(prev, server, o.token, o.keystore)) {
+    const key = await store.load(prev.key).catch(() => undefined);
+    if (key) return { key, csr: Buffer.from(prev.csrBase64, 'base64') };
+  } else if (prev && JSON.stringify(prev.keystore) === JSON.stringify(o.keystore)) {
+    await store.delete(prev.key).catch(() => undefined);
+  }
+  await removePendingEnroll(o.stateDir);
+  const key = await store.generate();
+  try {
+    const csr = await createCsr({
+      subject: [{ type: 'CN', value: o.facts.hostname.slice(0, 64) }],
+      signer: key.signer,
+      stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(o.facts) }],
+    });
+    await writePendingEnroll(o.stateDir, { version: 1, server, tokenSha256: tokenSha256(o.token), keystore: o.keystore, key: key.ref, csrBase64: csr.toString('base64'), createdAt: (o.now?.() ?? new Date()).toISOString() });
+    return { key, csr };
+  } catch (e) {
+    await store.delete(key.ref).catch(() => undefined);
+    throw e;
   }
 }

@@ -25,7 +25,7 @@ Usage:
   latchkey-server devices list [--status S] [--group G] [--json]
   latchkey-server devices online [--json]          agents connected to the control channel now (any replica)
   latchkey-server devices renew-now ID             ask a device's agent to renew at once
-  latchkey-server devices show ID | approve ID | revoke ID [--reason R] [--json]
+  latchkey-server devices show ID | approve ID | deny ID [--reason TEXT] | revoke ID [--reason R] [--json]
   latchkey-server audit list [--limit N] [--action A] [--json]
   latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME] [--out DIR]
   latchkey-server gateway token create --name N [--json] | gateway token list [--json] | gateway token revoke ID
@@ -250,7 +250,7 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     }
     const { values: v, positionals } = parse(rest, { reason: { type: 'string' } }, 1);
     const id = positionals[0];
-    if (!['show', 'approve', 'revoke'].includes(sub ?? '')) throw new UsageError('devices list | online | show ID | approve ID | revoke ID [--reason R]');
+    if (!['show', 'approve', 'deny', 'revoke'].includes(sub ?? '')) throw new UsageError('devices list | online | show ID | approve ID | deny ID [--reason TEXT] | revoke ID [--reason R]');
     if (!id) throw new UsageError(`devices ${sub} needs a device ID (from \`devices list\`)`);
     const path = `/v1/admin/devices/${encodeURIComponent(id)}`;
     if (sub === 'show') {
@@ -269,6 +269,12 @@ or with curl + openssl, see README.md "Enroll with curl and openssl".
     if (sub === 'approve') {
       const r = await admin(v).call<Device>('POST', `${path}/approve`);
       print(v, r, () => `device ${r.id} (${r.name}) approved; it will receive its certificate on its next poll`);
+      return 0;
+    }
+    if (sub === 'deny') {
+      const why = str(v, 'reason');
+      const r = await admin(v).call<Device>('POST', `${path}/deny`, why ? { reason: why } : {});
+      print(v, r, () => `device ${r.id} (${r.name}) denied; its agent is told on its next poll, and the same key and token will not be accepted again`);
       return 0;
     }
     const reason = str(v, 'reason') ?? 'unspecified';

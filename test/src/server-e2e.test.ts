@@ -59,8 +59,13 @@ for (const engine of ENGINES) {
       assert.match(text, /URI:spiffe:\/\/latchkey.internal\/device\/[0-9a-f-]{36}/);
       assert.match(text, /TLS Web Client Authentication/);
 
-      // A second use of the one-use token is refused with what to do.
-      const again = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${base}/.well-known/est/simpleenroll`], { cwd: work });
+      // The same request again (its answer lost) gets the same certificate (issue 10 §4).
+      const same = await sh('curl', ['-sf', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@device.csr.b64', `${base}/.well-known/est/simpleenroll`]);
+      assert.equal(same.stdout.replace(/\s/g, ''), enrollBody.replace(/\s/g, ''));
+      // A second use of the one-use token, for another key, is refused with what to do.
+      await sh('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'other.key', '-subj', '/CN=other', '-outform', 'DER', '-out', 'other.csr']);
+      writeFileSync(join(work, 'other.csr.b64'), readFileSync(join(work, 'other.csr')).toString('base64'));
+      const again = await run('curl', ['-s', '-w', '\n%{http_code}', '--cacert', rootCa, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/pkcs10', '--data-binary', '@other.csr.b64', `${base}/.well-known/est/simpleenroll`], { cwd: work });
       assert.match(again.stdout, /TOKEN_EXHAUSTED[\s\S]*\n403$/);
 
       // RFC 7030 §4.2.2: simplereenroll authenticated by the device certificate (curl --cert), fresh key.

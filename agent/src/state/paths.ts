@@ -43,4 +43,6 @@ export const STATE_FILES = {
   lock: 'lock',
   keys: 'keys',
   passphrase: 'key-passphrase',
+  /** An enrollment sent but not answered yet: its key and CSR, reused by the next `latchkey enroll`. */
+  pendingEnroll: 'enroll-pending.json',
 } as const;

@@ -91,7 +91,8 @@ export const TokenCreateResponse = Type.Object(
 export type TokenCreateResponse = Static<typeof TokenCreateResponse>;
 
 // ------------------------------------------------------- devices
-export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked')], { $id: 'DeviceStatus' });
+/** `denied`: refused while pending (`devices deny`), for good; never had a certificate. */
+export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked'), Type.Literal('denied')], { $id: 'DeviceStatus' });
 export type DeviceStatus = Static<typeof DeviceStatus>;
 
 /** The device's current (latest) certificate. */
@@ -161,6 +162,10 @@ export type DeviceListQuery = Static<typeof DeviceListQuery>;
 /** `POST /v1/admin/devices/:id/revoke`; the reason defaults to 'unspecified'. */
 export const RevokeRequest = Type.Object({ reason: Type.Optional(embed(RevokeReason)) }, { $id: 'RevokeRequest', additionalProperties: false });
 export type RevokeRequest = Static<typeof RevokeRequest>;
+
+/** `POST /v1/admin/devices/:id/deny`: refuse a pending device for good; the reason goes to the audit log. */
+export const DenyRequest = Type.Object({ reason: Type.Optional(BoundedText(200, { minLength: 1 })) }, { $id: 'DenyRequest', additionalProperties: false });
+export type DenyRequest = Static<typeof DenyRequest>;
 
 // ------------------------------------------------------- audit
 export const AuditEvent = Type.Object(

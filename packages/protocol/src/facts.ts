@@ -32,8 +32,12 @@ export const DeviceFacts = Type.Object(
     /** Linux /etc/machine-id, macOS IOPlatformUUID, Windows MachineGuid. */
     hardwareId: BoundedText(128, { minLength: 1 }),
     agentVersion: BoundedText(64, { minLength: 1 }),
-    /** The user the device belongs to, when the agent knows it. Reported, not trusted: see DESIGN.md "Identities". */
-    userEmail: Type.Optional(Type.String({ maxLength: 254, pattern: '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$' })),
+    /**
+     * The user the device belongs to, when the agent knows it. Reported, not
+     * trusted: shown as a fact, never put into a certificate or the device's
+     * record (see DESIGN.md "Identities"). Any Unicode, no control characters.
+     */
+    userEmail: Type.Optional(Type.String({ maxLength: 254, pattern: '^[^@\\s\\u0000-\\u001f\\u007f]+@[^@\\s\\u0000-\\u001f\\u007f]+\\.[^@\\s\\u0000-\\u001f\\u007f]+$' })),
   },
   { $id: 'DeviceFacts', additionalProperties: false },
 );

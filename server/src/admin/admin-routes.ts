@@ -1,7 +1,7 @@
 /** The admin API under /v1/admin: tokens, groups, devices, audit. */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { DeviceListQuery, GroupPolicy, RevokeRequest, TokenCreateRequest, type AdminRole } from '@latchkey/protocol';
+import { DenyRequest, DeviceListQuery, GroupPolicy, RevokeRequest, TokenCreateRequest, type AdminRole } from '@latchkey/protocol';
 import { auditRepo } from '../audit/audit-repo.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import type { DevicesService } from '../devices/devices-service.js';
@@ -51,6 +51,9 @@ export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: Tokens
     app.get('/devices', { ...role('viewer'), schema: { querystring: DeviceListQuery } }, async (req) => deps.devices.list(req.query as DeviceListQuery));
     app.get('/devices/:id', { ...role('viewer'), schema: { params: IdParams } }, async (req) => deps.devices.show((req.params as { id: string }).id));
     app.post('/devices/:id/approve', { ...role('operator'), schema: { params: IdParams } }, async (req) => deps.devices.approve((req.params as { id: string }).id, actorOf(req)));
+    app.post('/devices/:id/deny', { ...role('operator'), schema: { params: IdParams, body: Type.Optional(DenyRequest) } }, async (req) =>
+      deps.devices.deny((req.params as { id: string }).id, (req.body as DenyRequest | undefined)?.reason, actorOf(req)),
+    );
     app.post('/devices/:id/revoke', { ...role('operator'), schema: { params: IdParams, body: Type.Optional(RevokeRequest) } }, async (req) => {
       const reason = (req.body as { reason?: string } | undefined)?.reason ?? 'unspecified';
       return deps.devices.revoke((req.params as { id: string }).id, reason as never, actorOf(req));

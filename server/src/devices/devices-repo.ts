@@ -36,12 +36,20 @@ export const devicesRepo = (db: Executor) => ({
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;
   },
+  /**
+   * A pending device refused for good. Its pending key stays recorded, so the
+   * same request (same token, same key) keeps finding it and is told so.
+   */
+  async deny(id: string, at: string): Promise<boolean> {
+    const r = await db.updateTable('devices').set({ status: 'denied', pending_csr: null, last_seen: at }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
   async revoke(id: string, at: string, reason: string): Promise<boolean> {
     const r = await db
       .updateTable('devices')
       .set({ status: 'revoked', revoked_at: at, revocation_reason: reason, pending_spki_hash: null, pending_csr: null })
       .where('id', '=', id)
-      .where('status', '!=', 'revoked')
+      .where('status', 'not in', ['revoked', 'denied'])
       .executeTakeFirst();
     return r.numUpdatedRows === 1n;
   },

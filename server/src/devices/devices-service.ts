@@ -9,6 +9,7 @@ import type { RevocationOutbox } from '../revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from '../util/crash-point.js';
 import type { Db } from '../storage/db.js';
 import type { DevicesTable } from '../storage/schema.js';
+import { compromisedKeysRepo } from './compromised-keys-repo.js';
 import { certificatesRepo, devicesRepo } from './devices-repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -79,6 +80,23 @@ export function createDevicesService(deps: {
       await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
       return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
     },
+    /**
+     * Refuses a pending device for good: its agent is told DEVICE_DENIED on
+     * its next poll, and the same token and key never make a new pending
+     * device (the token use is not given back).
+     */
+    async deny(id: string, reason: string | undefined, actor: string): Promise<Device> {
+      const d = await find(id);
+      const at = deps.clock().toISOString();
+      await db.kysely.transaction().execute(async (trx) => {
+        if (!(await devicesRepo(trx).deny(d.id, at))) {
+          throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval; only a pending device can be denied${d.status === 'active' ? ` (revoke it: \`latchkey-server devices revoke ${d.id}\`)` : ''}`);
+        }
+        await auditRepo(trx).insert({ at, actor, action: 'device.deny', target: d.id, details: { name: d.name, ...(reason ? { reason } : {}) } });
+      });
+      await db.durable();
+      return toDevice({ ...d, status: 'denied', last_seen: at }, undefined);
+    },
     /** Asks the device's agent to renew now; delivered on its control channel by whichever replica holds it. */
     async renewNow(id: string, actor: string): Promise<{ deviceId: string; requestedAt: string }> {
       const d = await find(id);
@@ -100,8 +118,12 @@ export function createDevicesService(deps: {
       const d = await find(id);
       const at = deps.clock().toISOString();
       const done = await db.kysely.transaction().execute(async (trx) => {
+        // Every key the device held is refused for good (idempotent: also on a retry that raises the reason).
+        if (reason === 'keyCompromise') await compromisedKeysRepo(trx).addForDevice(d.id, at);
         const first = await devicesRepo(trx).revoke(d.id, at, reason);
         const current = first ? { ...d, status: 'revoked' as const, revoked_at: at, revocation_reason: reason } : (await devicesRepo(trx).findById(d.id))!;
+        // A denied device keeps its refused key on record, so that its agent and the token stay refused.
+        if (current.status === 'denied') throw new LatchkeyError('CONFLICT', `device ${id} was denied; it holds no certificate and stays refused`);
         const s = first ? await certificatesRepo(trx).revokeAllForDevice(d.id, at, reason) : [];
         const pending = first ? undefined : await outboxRepo(trx).pendingFor(d.id);
         const row = pending ?? (await outboxRepo(trx).insert({ kind: 'revocation', device_id: d.id, reason: current.revocation_reason ?? reason, at: current.revoked_at ?? at, created_at: at }));

@@ -14,6 +14,13 @@ import type { RateLimiter } from '../rate-limit.js';
 import { bearer } from '../admin/admin-auth.js';
 import type { EstService } from './est-service.js';
 
+/**
+ * Test hook, inert unless set: LATCHKEY_TEST_CRASH_AT=enroll-after-commit
+ * kills the server (SIGKILL) after an enrollment committed, before its answer
+ * is sent — the lost answer a retried enrollment must recover from.
+ */
+const CRASH_AT = process.env.LATCHKEY_TEST_CRASH_AT;
+
 /** The CSR as DER from an EST body: base64 (the standard), PEM, or raw DER. */
 export function csrBodyToDer(body: unknown): Buffer {
   if (!Buffer.isBuffer(body) || body.length === 0) throw new LatchkeyError('CSR_MALFORMED', 'the request body is empty: send a PKCS#10 CSR');
@@ -61,6 +68,7 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter:
       if (!deps.limiter.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many enrollment requests from this address; retry in a minute');
       try {
         const r = await deps.est.simpleEnroll({ body: csrBodyToDer(req.body), token: bearer(req), remote: req.ip });
+        if (CRASH_AT === 'enroll-after-commit' && r.status === 'issued') process.kill(process.pid, 'SIGKILL');
         if (r.status === 'pending') {
           return reply
             .code(202)

@@ -5,7 +5,6 @@
  * then hands off to the issuing pipeline.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import {
   type Certificate,
@@ -15,6 +14,7 @@ import {
   firstValue,
   isIssuedBy,
   parseCertificate,
+  pemDecode,
   readVerifiedCsr,
   type PkiError,
 } from '@latchkey/pki';
@@ -24,15 +24,14 @@ import { auditRepo } from '../audit/audit-repo.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { LatchkeyError, fromCsrError } from '../errors.js';
-import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
 import type { Transaction } from 'kysely';
+import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
+import { type IssuanceService, type Issued, keyCompromised, spkiHash } from '../issuance/issuance-service.js';
 import type { Db } from '../storage/db.js';
 import type { Database } from '../storage/schema.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
 import type { RateLimiter } from '../rate-limit.js';
-
-if (!FormatRegistry.Has('email')) FormatRegistry.Set('email', (v) => /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v));
 
 export const hashSecret = (s: string): string => createHash('sha256').update(s, 'utf8').digest('hex');
 
@@ -104,72 +103,103 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
     return { cert, row };
   }
 
-  return {
-    async simpleEnroll({ body, token, remote }) {
-      if (!token) throw new LatchkeyError('UNAUTHORIZED', 'enrollment needs a token: send `Authorization: Bearer <token>` (create one with `latchkey-server token create`)');
-      const csr = readCsr(body);
-      const now = deps.clock();
-      const nowIso = now.toISOString();
-      const facts = readFacts(csr);
-      const keyHash = spkiHash(csr.spki);
-      const tok = await tokensRepo(db.kysely).findForEnrollment(hashSecret(token), keyHash);
-      if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
-      if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
-      const group = { name: tok.group_name, require_approval: tok.require_approval };
-      const lifetime = Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
+  /**
+   * The enrollment's answer again, for a client whose first answer was lost
+   * (crash, timeout): the same token and the same key get the certificate
+   * already issued for them — same serial, no second device, no second use.
+   */
+  async function replay(tokenId: string, keyHash: string): Promise<EnrollResult | undefined> {
+    const prior = await tokensRepo(db.kysely).enrolledWithKey(tokenId, keyHash);
+    if (!prior) return undefined;
+    if (prior.device_status === 'revoked' || prior.revoked_at) {
+      throw new LatchkeyError('DEVICE_REVOKED', `this key was enrolled as device ${prior.device_id}, which has been revoked; enroll again with a new key and a new token`);
+    }
+    const latest = await certificatesRepo(db.kysely).latestForDevice(prior.device_id);
+    if (latest?.serial !== prior.serial || new Date(prior.not_after) <= deps.clock()) {
+      throw new LatchkeyError('CONFLICT', `this key was already enrolled as device ${prior.device_id}, whose certificate has been renewed or has expired since; it renews with its current certificate, or enroll with a new key and a new token`);
+    }
+    const der = pemDecode(prior.pem, 'CERTIFICATE');
+    return { status: 'issued', deviceId: prior.device_id, issued: { der, pem: prior.pem, serial: prior.serial, notBefore: new Date(prior.not_before), notAfter: new Date(prior.not_after) } };
+  }
 
-      // The same request again: a device waiting for approval, or approved since.
-      if (tok.device_id) {
-        const existing = { id: tok.device_id, name: tok.device_name!, user_email: tok.device_email, approved_by: tok.device_approved_by };
-        if (tok.device_status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
-        if (tok.device_status === 'pending') {
-          return { status: 'pending', deviceId: existing.id, retryAfterSeconds: config.approvalRetrySeconds };
-        }
-        const issued = await deps.issuance.issue({
-          csr,
-          device: { id: existing.id, name: existing.name, email: existing.user_email ?? undefined },
-          kind: 'enroll',
-          lifetimeSeconds: lifetime,
-          actor: `device:${existing.id}`,
-          auditDetails: { token: tok.id, approvedBy: existing.approved_by, remote },
-          async inTransaction(trx) {
-            const r = await trx
-              .updateTable('devices')
-              .set({ pending_spki_hash: null, pending_csr: null, last_seen: nowIso })
-              .where('id', '=', existing.id)
-              .where('status', '=', 'active')
-              .where('pending_spki_hash', '=', keyHash)
-              .executeTakeFirst();
-            if (r.numUpdatedRows !== 1n) throw new LatchkeyError('CONFLICT', 'this enrollment was already completed or the device changed state; enroll again');
-          },
-        });
-        return { status: 'issued', issued, deviceId: existing.id };
+  async function simpleEnroll({ body, token, remote }: { body: Buffer; token: string | undefined; remote: string }, raced = false): Promise<EnrollResult> {
+    if (!token) throw new LatchkeyError('UNAUTHORIZED', 'enrollment needs a token: send `Authorization: Bearer <token>` (create one with `latchkey-server token create`)');
+    const csr = readCsr(body);
+    const now = deps.clock();
+    const nowIso = now.toISOString();
+    const facts = readFacts(csr);
+    const keyHash = spkiHash(csr.spki);
+    const tok = await tokensRepo(db.kysely).findForEnrollment(hashSecret(token), keyHash);
+    if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
+    if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+    // Checked again when issuing; here too, so a compromised key never even waits for approval.
+    if (await compromisedKeysRepo(db.kysely).has(keyHash)) throw keyCompromised();
+    const group = { name: tok.group_name, require_approval: tok.require_approval };
+    const lifetime = Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds);
+
+    // The same request again: a device waiting for approval, or approved since.
+    if (tok.device_id) {
+      const existing = { id: tok.device_id, name: tok.device_name!, approved_by: tok.device_approved_by };
+      if (tok.device_status === 'denied') throw denied(existing.id);
+      if (tok.device_status === 'revoked') throw new LatchkeyError('DEVICE_REVOKED', 'this device was refused or revoked by an administrator');
+      if (tok.device_status === 'pending') {
+        return { status: 'pending', deviceId: existing.id, retryAfterSeconds: config.approvalRetrySeconds };
       }
+      const issued = await deps.issuance.issue({
+        csr,
+        device: { id: existing.id, name: existing.name },
+        kind: 'enroll',
+        lifetimeSeconds: lifetime,
+        actor: `device:${existing.id}`,
+        auditDetails: { token: tok.id, approvedBy: existing.approved_by, remote },
+        async inTransaction(trx) {
+          const r = await trx
+            .updateTable('devices')
+            .set({ pending_spki_hash: null, pending_csr: null, last_seen: nowIso })
+            .where('id', '=', existing.id)
+            .where('status', '=', 'active')
+            .where('pending_spki_hash', '=', keyHash)
+            .executeTakeFirst();
+          if (r.numUpdatedRows !== 1n) throw new LatchkeyError('CONFLICT', 'this enrollment was already completed or the device changed state; enroll again');
+        },
+      });
+      return { status: 'issued', issued, deviceId: existing.id };
+    }
 
-      if (tok.expires_at <= nowIso) throw new LatchkeyError('TOKEN_EXPIRED', `the enrollment token expired at ${tok.expires_at}; create a new one with \`latchkey-server token create\``);
-      if (tok.used_count >= tok.uses) throw exhausted(tok.uses);
+    // The same request again, after it was answered: the certificate already issued.
+    const again = await replay(tok.id, keyHash);
+    if (again) return again;
 
-      const device = {
-        id: randomUUID(),
-        name: sanitizeDeviceName(firstValue(csr.subject, 'CN') ?? facts?.hostname),
-        group_name: group.name,
-        token_id: tok.id,
-        facts: facts ? JSON.stringify(facts) : null,
-        user_email: facts?.userEmail ?? null,
-        first_seen: nowIso,
-        last_seen: nowIso,
-        approved_at: null,
-        approved_by: null,
-        revoked_at: null,
-        revocation_reason: null,
-      };
-      // Taking the token use is the last write before COMMIT: the token row's
-      // lock, which serializes every enrollment sharing the token, is held briefly.
-      const consume = async (trx: Parameters<NonNullable<Parameters<IssuanceService['issue']>[0]['beforeCommit']>>[0]): Promise<void> => {
-        if (!(await tokensRepo(trx).consume(tok.id, nowIso))) throw exhausted(tok.uses);
-      };
+    if (tok.expires_at <= nowIso) throw new LatchkeyError('TOKEN_EXPIRED', `the enrollment token expired at ${tok.expires_at}; create a new one with \`latchkey-server token create\``);
+    if (tok.used_count >= tok.uses) throw exhausted(tok.uses);
 
-      const commitLock = `token:${tok.id}`;
+    const device = {
+      id: randomUUID(),
+      name: sanitizeDeviceName(firstValue(csr.subject, 'CN') ?? facts?.hostname),
+      group_name: group.name,
+      token_id: tok.id,
+      facts: facts ? JSON.stringify(facts) : null,
+      // Facts are reported, not trusted: a claimed user email stays a fact, never the device's identity.
+      user_email: null,
+      first_seen: nowIso,
+      last_seen: nowIso,
+      approved_at: null,
+      approved_by: null,
+      revoked_at: null,
+      revocation_reason: null,
+    };
+    // Taking the token use is the last write before COMMIT: the token row's
+    // lock, which serializes every enrollment sharing the token, is held briefly.
+    // Then, holding the token row's lock: the same request sent twice at once
+    // (another replica, a client that did not wait) makes one device, not two.
+    const consume = async (trx: Parameters<NonNullable<Parameters<IssuanceService['issue']>[0]['beforeCommit']>>[0]): Promise<void> => {
+      const took = await tokensRepo(trx).consume(tok.id, nowIso);
+      if (await tokensRepo(trx).otherDeviceHoldsKey(tok.id, keyHash, device.id)) throw new SameRequestRaced();
+      if (!took) throw exhausted(tok.uses);
+    };
+
+    const commitLock = `token:${tok.id}`;
+    try {
       if (group.require_approval) {
         let unlock: (() => void) | undefined;
         try {
@@ -188,7 +218,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
 
       const issued = await deps.issuance.issue({
         csr,
-        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        device: { id: device.id, name: device.name },
         kind: 'enroll',
         lifetimeSeconds: lifetime,
         actor: `token:${tok.id}`,
@@ -200,7 +230,15 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
         commitLock,
       });
       return { status: 'issued', issued, deviceId: device.id };
-    },
+    } catch (e) {
+      // The twin committed first: answer as it was answered (pending, or its certificate).
+      if (e instanceof SameRequestRaced && !raced) return simpleEnroll({ body, token, remote }, true);
+      throw e;
+    }
+  }
+
+  return {
+    simpleEnroll: (input) => simpleEnroll(input),
 
     async simpleReenroll({ body, clientCertDer, remote }) {
       const { cert, row } = await authenticate(clientCertDer);
@@ -238,7 +276,7 @@ export function createEstService(deps: { db: Db; ca: CaContext; config: ServerCo
       const lifetime = Math.min(group?.cert_lifetime_seconds ?? config.certLifetimeSeconds, config.maxCertLifetimeSeconds);
       const issued = await deps.issuance.issue({
         csr,
-        device: { id: device.id, name: device.name, email: device.user_email ?? undefined },
+        device: { id: device.id, name: device.name },
         kind,
         lifetimeSeconds: lifetime,
         actor: `device:${device.id}`,
@@ -296,6 +334,13 @@ async function checkLineage(trx: Transaction<Database>, a: { deviceId: string; s
       { headers: { 'retry-after': String(wait) } },
     );
   }
+}
+
+/** A concurrent identical enrollment committed first; this one rolls back and answers like a retry. */
+class SameRequestRaced extends Error {}
+
+function denied(deviceId: string): LatchkeyError {
+  return new LatchkeyError('DEVICE_DENIED', `an administrator denied the enrollment of device ${deviceId}; this key and token will not be accepted again — ask your IT team`);
 }
 
 function exhausted(uses: number): LatchkeyError {

@@ -10,7 +10,9 @@ import type { Transaction } from 'kysely';
 import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
+import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
 import { certificatesRepo } from '../devices/devices-repo.js';
+import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
 import type { Database } from '../storage/schema.js';
@@ -21,7 +23,8 @@ export type IssuanceKind = 'enroll' | 'renew' | 'recover';
 
 export interface IssueRequest {
   csr: Csr;
-  device: { id: string; name: string; email?: string | undefined };
+  /** Who the certificate names, from the server's records only (never from device facts). */
+  device: { id: string; name: string };
   kind: IssuanceKind;
   lifetimeSeconds: number;
   actor: string;
@@ -58,6 +61,9 @@ export interface Issued {
 
 export const spkiHash = (spki: Uint8Array): string => createHash('sha256').update(spki).digest('hex');
 
+export const keyCompromised = (): LatchkeyError =>
+  new LatchkeyError('KEY_COMPROMISED', 'this key belonged to a device revoked for key compromise and is refused for good; make a new key (`latchkey unenroll`, then `latchkey enroll`)');
+
 export interface IssuanceService {
   issue(r: IssueRequest): Promise<Issued>;
 }
@@ -81,7 +87,6 @@ export function createIssuanceService(deps: {
         spki: r.csr.spki,
         deviceId: r.device.id,
         deviceName: r.device.name,
-        ...(r.device.email ? { email: r.device.email } : {}),
         serial,
         now,
         lifetimeSeconds: r.lifetimeSeconds,
@@ -92,6 +97,8 @@ export function createIssuanceService(deps: {
       let unlock: (() => void) | undefined;
       try {
         await deps.db.kysely.transaction().execute(async (trx) => {
+          // Every front-end (enroll, re-enroll, recovery) ends here: a compromised key is never certified again.
+          if (await compromisedKeysRepo(trx).has(spkiHash(r.csr.spki))) throw keyCompromised();
           if (r.inTransaction) await r.inTransaction(trx);
           await certificatesRepo(trx).insert({
             serial: cert.serialHex,

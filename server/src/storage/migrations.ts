@@ -159,6 +159,22 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('certificates_device_expiry').on('certificates').columns(['device_id', 'not_after']).execute();
     },
   },
+  {
+    // Keys of devices revoked for keyCompromise, refused at enrollment for good;
+    // and certificates by key, for an enrollment retried with the same key.
+    name: '005_compromised_keys',
+    async up(db) {
+      await db.schema
+        .createTable('compromised_keys')
+        .addColumn('spki_hash', 'text', (c) => c.primaryKey())
+        .addColumn('device_id', 'text', (c) => c.notNull())
+        .addColumn('recorded_at', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('certificates_spki').on('certificates').column('spki_hash').execute();
+      // user_email was filled from the device's own facts: a claim, never an identity (issue 10 §2).
+      await sql`update devices set user_email = null`.execute(db);
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

@@ -27,7 +27,7 @@ export interface EnrollTokensTable {
 export interface DevicesTable {
   id: string;
   name: string;
-  status: 'pending' | 'active' | 'revoked';
+  status: 'pending' | 'active' | 'revoked' | 'denied';
   group_name: string;
   token_id: string | null;
   /** SHA-256 of the SPKI a pending device asked with: the same request succeeds once approved. */
@@ -76,6 +76,13 @@ export interface OutboxTable {
   at: string;
   created_at: string;
   attempts: number;
+}
+
+/** SPKI hashes of every certificate of a device revoked for keyCompromise: refused at enrollment for good. */
+export interface CompromisedKeysTable {
+  spki_hash: string;
+  device_id: string;
+  recorded_at: string;
 }
 
 export interface AdminTokensTable {
@@ -154,4 +161,5 @@ export interface Database {
   replicas: ReplicasTable;
   agent_sessions: AgentSessionsTable;
   outbox: OutboxTable;
+  compromised_keys: CompromisedKeysTable;
 }

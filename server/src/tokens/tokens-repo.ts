@@ -26,11 +26,42 @@ export const tokensRepo = (db: Executor) => ({
         'd.id as device_id',
         'd.status as device_status',
         'd.name as device_name',
-        'd.user_email as device_email',
         'd.approved_by as device_approved_by',
       ])
       .where('t.secret_hash', '=', hash)
       .executeTakeFirst(),
+  /**
+   * The certificate this token's enrollment already issued for this key (the
+   * same request again, after its answer was lost), newest first.
+   */
+  enrolledWithKey: (tokenId: string, spkiHash: string) =>
+    db
+      .selectFrom('certificates as c')
+      .innerJoin('devices as d', 'd.id', 'c.device_id')
+      .select(['c.serial', 'c.pem', 'c.not_before', 'c.not_after', 'c.revoked_at', 'd.id as device_id', 'd.status as device_status'])
+      .where('d.token_id', '=', tokenId)
+      .where('c.spki_hash', '=', spkiHash)
+      .where('c.kind', '=', 'enroll')
+      .orderBy('c.issued_at', 'desc')
+      .limit(1)
+      .executeTakeFirst(),
+  /** Whether another device of this token already holds this key: pending with it, or certified for it. */
+  async otherDeviceHoldsKey(tokenId: string, spkiHash: string, exceptDeviceId: string): Promise<boolean> {
+    const r = await db
+      .selectFrom('devices as d')
+      .select('d.id')
+      .where('d.token_id', '=', tokenId)
+      .where('d.id', '!=', exceptDeviceId)
+      .where((eb) =>
+        eb.or([
+          eb('d.pending_spki_hash', '=', spkiHash),
+          eb.exists(eb.selectFrom('certificates as c').select('c.serial').whereRef('c.device_id', '=', 'd.id').where('c.spki_hash', '=', spkiHash)),
+        ]),
+      )
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
+  },
   findById: (id: string) => db.selectFrom('enroll_tokens').selectAll().where('id', '=', id).executeTakeFirst(),
   list: (limit: number) => db.selectFrom('enroll_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id').limit(limit).execute(),
   async revoke(id: string, at: string): Promise<boolean> {

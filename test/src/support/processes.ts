@@ -124,7 +124,7 @@ export async function initServer(t: TestCtx, opts: { databaseUrl?: string; confi
 }
 
 /**
- * `latchkey-server start`, resolved once it listens. Stopped (SIGTERM) after the test.
+ * `latchkey-server start`, resolved once it listens. Stopped (SIGKILL) after the test.
  * With `openFiles`, the process runs under that open-file limit (`ulimit -n`); `env` is added to its environment.
  */
 export function startServer(t: TestCtx, dataDir: string, port: number, opts: { openFiles?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ServerProcess> {
