@@ -21,7 +21,7 @@ import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from './r
 import { renewOnce, certOf } from './renew/renew.js';
 import { type RenewJson, renewInChild, selfArgv } from './renew/renew-child.js';
 import { writeFileAtomic } from './state/atomic.js';
-import { type KeystoreConfig, readIdentity, updateStatusFile } from './state/identity.js';
+import { type KeystoreConfig, readIdentity, readStatusFile, updateStatusFile } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
 import { STATE_FILES, resolveStateDir } from './state/paths.js';
 import { formatStatus, readStatus } from './status.js';
@@ -294,6 +294,13 @@ async function main(argv: string[]): Promise<number> {
             }
             await removePendingEnroll(stateDir);
             process.stdout.write(`not enrolled; removed the key and request of an unfinished enrollment with ${pending.server}\n`);
+            return 0;
+          }
+          // A revoked identity leaves only its record (status: revoked); unenroll clears that too.
+          const st = await readStatusFile(stateDir);
+          if (st?.state === 'revoked') {
+            await rm(join(stateDir, STATE_FILES.status), { force: true });
+            process.stdout.write(`not enrolled; removed the record of revoked device ${st.deviceId ?? ''}\n`.replace(' \n', '\n'));
             return 0;
           }
           process.stdout.write('not enrolled; nothing to do\n');
