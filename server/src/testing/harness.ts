@@ -72,7 +72,8 @@ export interface Harness {
   restart(): Promise<void>;
 }
 
-const CLIENT_CERT_HEADER = 'x-test-client-cert';
+/** How a test passes the TLS client certificate (base64 DER) to the app under `inject`. */
+export const CLIENT_CERT_HEADER = 'x-test-client-cert';
 
 export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig> } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
