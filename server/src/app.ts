@@ -85,7 +85,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
         .code(tooLong ? 414 : 400)
         .send({ error: { code: 'BAD_REQUEST', message: tooLong ? `a path parameter of ${req.method} ${PATH_PREVIEW(req.url)} is over ${MAX_PARAM_LENGTH} characters` : `the URL of ${req.method} ${PATH_PREVIEW(req.url)} is not valid percent-encoding` }, reqId: req.id });
     },
-    maxParamLength: MAX_PARAM_LENGTH,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ...d.fastify,
   } as FastifyServerOptions) as unknown as FastifyInstance;
   let inFlight = 0;

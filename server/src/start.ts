@@ -6,9 +6,10 @@
  * requests (an issuance mid-transaction) finish before the process exits.
  */
 import { readFileSync } from 'node:fs';
+import type { ServerOptions } from 'node:https';
 import { join } from 'node:path';
 import { buildApp } from './app.js';
-import { buildCaContext, loadCaKeys } from './ca/ca-context.js';
+import { buildCaContext, loadCaKeys, type CaContext } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
 import { ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
@@ -17,6 +18,19 @@ import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+
+/** The HTTPS server's TLS: its certificate from the data dir; client certificates requested, checked per route zone. */
+export function serverTlsOptions(dataDir: string, ca: CaContext): ServerOptions {
+  return {
+    key: readFileSync(join(dataDir, FILES.tlsKey)),
+    cert: readFileSync(join(dataDir, FILES.tlsCert)),
+    ca: [ca.issuing.cert.der, ca.root.der].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`),
+    requestCert: true,
+    // Checked per route zone (device routes verify against our CA and records).
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2',
+  };
+}
 
 export interface Started {
   url: string;
@@ -52,15 +66,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
         level: config.logLevel,
         redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
       },
-      https: {
-        key: readFileSync(join(dataDir, FILES.tlsKey)),
-        cert: readFileSync(join(dataDir, FILES.tlsCert)),
-        ca: [ca.issuing.cert.der, ca.root.der].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`),
-        requestCert: true,
-        // Checked per route zone (device routes verify against our CA and records).
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.2',
-      },
+      https: serverTlsOptions(dataDir, ca),
       forceCloseConnections: 'idle',
     },
   });

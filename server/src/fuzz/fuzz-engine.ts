@@ -149,11 +149,16 @@ export async function runTimed(target: FuzzTarget, s: FuzzSession, opts: { secon
   const violations: TimedResult['violations'] = [];
   const seen = new Set<string>();
   const start = performance.now();
+  // fast-check's time limit returns without waiting for the case in flight: wait for it here,
+  // before the caller closes what the case is talking to.
+  let inFlight: Promise<unknown> = Promise.resolve();
   await fc.check(
     fc.asyncProperty(s.arbitrary, async (input) => {
       cases++;
       try {
-        await s.check(input);
+        const p = Promise.resolve(s.check(input));
+        inFlight = p.catch(() => undefined);
+        await p;
       } catch (e) {
         const message = (e as Error).message;
         // One input per kind of violation (the message with its numbers blanked), so one bug is one file.
@@ -174,6 +179,7 @@ export async function runTimed(target: FuzzTarget, s: FuzzSession, opts: { secon
       markInterruptAsFailure: false,
     },
   );
+  await inFlight;
   return { target: target.name, cases, seconds: (performance.now() - start) / 1000, violations };
 }
 

@@ -38,7 +38,7 @@ import {
 } from '@latchkey/pki';
 import { AgentMessage, EST_PATHS, FACTS_ATTRIBUTE_OID, GatewayEvent, GatewaySubscribe, MAX_FACTS_JSON, MEDIA_TYPES, PATHS, ServerMessage, WS_CLOSE_CODES } from '@latchkey/protocol';
 import { describeCrl } from '../gateway/gateway-sync.js';
-import { CLIENT_CERT_HEADER, b64 } from '../testing/harness.js';
+import { CLIENT_CERT_HEADER, b64, certFromBody, createToken, enroll, harness } from '../testing/harness.js';
 import { readWsMessage } from '../upgrade-router.js';
 import { FuzzViolation, expectOnly, within, type FuzzSession, type FuzzTarget } from './fuzz-engine.js';
 import { FACTS, csrWithFacts, fixtures } from './fuzz-fixtures.js';
@@ -492,7 +492,59 @@ const eventsSocket: FuzzTarget = {
   },
 };
 
-export const TARGETS: readonly FuzzTarget[] = [der, csr, ocsp, pkcs7, crl, certificate, ocspResponse, wsMessages, estEnroll, estReenroll, facts, ocspHttp, admin, eventsSocket];
+/**
+ * `/v1/agent` over real mTLS with an enrolled device's certificate: the
+ * fuzzed frame, then a binary frame (always a protocol error). Every
+ * connection must end with a protocol close (4000), an unsupported-version
+ * close (4001, a hello of another protocol) or a frame over the size limit
+ * (1009) — never 1011, an abnormal close or no close.
+ */
+const agentSocket: FuzzTarget = {
+  name: 'ws-agent',
+  what: 'the agent control channel /v1/agent over mTLS on a listening server, one connection per case',
+  boundedRuns: 100,
+  async open(scope) {
+    const h = (await harness(scope, 'sqlite', { tls: true }))!;
+    const token = await createToken(h, { uses: 10 });
+    const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const r = await enroll(h, token, await csrWithFacts(key, JSON.stringify(FACTS)));
+    if (r.statusCode !== 200) throw new Error(`ws-agent device: ${r.statusCode} ${r.body}`);
+    const cert = certFromBody(r.body);
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    const port = (h.app.server.address() as AddressInfo).port;
+    const tls = { cert: pemEncode('CERTIFICATE', cert.der), key: key.export({ format: 'pem', type: 'pkcs8' }), ca: pemEncode('CERTIFICATE', h.root.der), rejectUnauthorized: false };
+    const templates: Array<Record<string, unknown>> = [
+      { type: 'hello', protocolVersion: 1, agentVersion: '0.1.0', facts: FACTS },
+      { type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: 'file' },
+      { type: 'heartbeat', seq: 1 },
+    ];
+    return {
+      arbitrary: fc.oneof(
+        { weight: 4, arbitrary: jsonBytesFor(templates) },
+        { weight: 2, arbitrary: fc.tuple(fc.constantFrom('hostname', 'userEmail', 'agentVersion', 'hardwareId', 'arch'), nastyString).map(([k, v]) => Buffer.from(JSON.stringify({ ...templates[0], facts: { ...FACTS, [k]: v } }))) },
+      ),
+      check: (input) =>
+        within(
+          new Promise<void>((resolve, reject) => {
+            const ws = new WebSocket(`wss://127.0.0.1:${port}${PATHS.agentChannel}`, tls);
+            ws.on('open', () => {
+              ws.send(input.toString('utf8'));
+              ws.send(Buffer.from([0]), { binary: true });
+            });
+            ws.on('unexpected-response', (_req, res) => reject(new FuzzViolation(`/v1/agent refused the upgrade with HTTP ${res.statusCode}`)));
+            ws.on('error', () => undefined);
+            ws.on('close', (code, reason) => {
+              if (code === WS_CLOSE_CODES.protocolError || code === WS_CLOSE_CODES.unsupportedVersion || code === 1009) resolve();
+              else reject(new FuzzViolation(`/v1/agent closed with ${code} ${reason.toString()}`));
+            });
+          }),
+          '/v1/agent',
+        ),
+    } satisfies FuzzSession;
+  },
+};
+
+export const TARGETS: readonly FuzzTarget[] = [der, csr, ocsp, pkcs7, crl, certificate, ocspResponse, wsMessages, estEnroll, estReenroll, facts, ocspHttp, admin, eventsSocket, agentSocket];
 
 export function targetNamed(name: string): FuzzTarget {
   const t = TARGETS.find((x) => x.name === name);
