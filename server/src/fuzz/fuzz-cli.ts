@@ -1,5 +1,5 @@
 /**
- * `pnpm fuzz [TARGET…] [--seconds N] [--runs N] [--seed N]`: long fuzz runs.
+ * `pnpm fuzz [TARGET…] [--seconds N] [--runs N] [--seed N] [--engine sqlite|postgres] [--list]`: long fuzz runs.
  * Runs every target (or the ones named) for N seconds each (default 60),
  * prints cases per second per target, and saves every input that breaks a
  * property under fuzz-corpus/<target>/, which the bounded run in `pnpm test`
@@ -11,11 +11,16 @@ import { TARGETS, targetNamed } from './fuzz-targets.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { seconds: { type: 'string', default: '60' }, runs: { type: 'string' }, seed: { type: 'string' }, list: { type: 'boolean', default: false } },
+  options: { engine: { type: 'string' }, seconds: { type: 'string', default: '60' }, runs: { type: 'string' }, seed: { type: 'string' }, list: { type: 'boolean', default: false } },
 });
 if (values.list) {
-  for (const t of TARGETS) console.log(`${t.name.padEnd(14)} ${t.what}`);
+  for (const t of TARGETS) console.log(`${t.name.padEnd(14)} ${t.kind.padEnd(9)} ${t.what}`);
   process.exit(0);
+}
+const engine = values.engine ?? 'sqlite';
+if (engine !== 'sqlite' && engine !== 'postgres') {
+  console.error('--engine is sqlite or postgres');
+  process.exit(2);
 }
 const seconds = Number(values.seconds);
 if (!(seconds > 0)) {
@@ -29,11 +34,12 @@ try {
   console.error((e as Error).message);
   process.exit(2);
 }
-const scope = ownScope();
+const scope = ownScope(engine);
 const results: TimedResult[] = [];
 try {
   for (const t of targets) {
     const session = await t.open(scope);
+    if (scope.skipped) throw new Error(scope.skipped);
     process.stdout.write(`${t.name.padEnd(14)} `);
     const r = await runTimed(t, session, {
       seconds,

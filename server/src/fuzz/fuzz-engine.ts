@@ -12,6 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import type { Engine } from '../storage/db.js';
 
 export class FuzzViolation extends Error {
   override readonly name = 'FuzzViolation';
@@ -21,6 +22,8 @@ export class FuzzViolation extends Error {
 export interface FuzzScope {
   after(fn: () => unknown): void;
   skip(message?: string): void;
+  /** The database behind the endpoint targets. */
+  engine: Engine;
 }
 
 export interface FuzzSession {
@@ -34,6 +37,8 @@ export interface FuzzTarget {
   name: string;
   /** What the target feeds its bytes to. */
   what: string;
+  /** 'endpoint': drives the app (and its database); 'parser': pure functions. */
+  kind: 'parser' | 'endpoint';
   /** Cases of the bounded run inside `pnpm test` (a few seconds on a busy machine). */
   boundedRuns: number;
   open(scope: FuzzScope): Promise<FuzzSession>;
@@ -62,6 +67,7 @@ export function expectOnly(isOwn: (e: unknown) => boolean, what: string, fn: () 
   try {
     fn();
   } catch (e) {
+    if (e instanceof FuzzViolation) throw e;
     if (isOwn(e)) return;
     const err = e as Error;
     throw new FuzzViolation(`${what} threw ${err?.name ?? typeof e}: ${String(err?.message ?? e).slice(0, 300)}`, { cause: e });
@@ -183,13 +189,19 @@ export async function runTimed(target: FuzzTarget, s: FuzzSession, opts: { secon
   return { target: target.name, cases, seconds: (performance.now() - start) / 1000, violations };
 }
 
-/** A FuzzScope that runs its cleanups, last first, on close(). */
-export function ownScope(): FuzzScope & { close(): Promise<void> } {
+/**
+ * A FuzzScope that runs its cleanups, last first, on close(). A component
+ * that is missing (PostgreSQL) is recorded in `skipped` (the harness throws
+ * instead when LATCHKEY_REQUIRE_ALL=1).
+ */
+export function ownScope(engine: Engine = 'sqlite'): FuzzScope & { close(): Promise<void>; skipped: string | undefined } {
   const cleanups: Array<() => unknown> = [];
   return {
+    engine,
+    skipped: undefined,
     after: (fn) => void cleanups.push(fn),
-    skip: (message) => {
-      throw new Error(message ?? 'skipped');
+    skip(message) {
+      this.skipped = message ?? 'skipped';
     },
     async close() {
       for (const fn of cleanups.splice(0).reverse()) await fn();

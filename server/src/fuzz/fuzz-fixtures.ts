@@ -71,7 +71,8 @@ export function ocspRequest(issuer: Certificate, serials: string[], opts: { hash
 }
 
 async function make(scope: FuzzScope): Promise<Fixtures> {
-  const h = (await harness(scope, 'sqlite', { config: { enrollRateLimitPerMinute: 1_000_000 } }))!;
+  const h = await harness(scope, scope.engine, { config: { enrollRateLimitPerMinute: 1_000_000 } });
+  if (!h) throw new Error(`the fuzz fixtures need ${scope.engine}, which is not reachable`);
   const token = await createToken(h, { uses: 100_000 });
   const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
   const csr = await csrWithFacts(key, JSON.stringify(FACTS));

@@ -64,8 +64,9 @@ function walkDer(t: Tlv, depth = 0): void {
 
 const der: FuzzTarget = {
   name: 'der',
+  kind: 'parser',
   what: 'packages/pki der.ts: parseOne, children and every primitive reader over whole trees',
-  boundedRuns: 600,
+  boundedRuns: 400,
   async open(scope) {
     const f = await fixtures(scope);
     return {
@@ -77,10 +78,12 @@ const der: FuzzTarget = {
 
 const csr: FuzzTarget = {
   name: 'csr',
+  kind: 'parser',
   what: 'packages/pki csr.ts: parseCsr (DER and PEM), verifyCsr, checkCsrPolicy, the facts attribute',
   boundedRuns: 600,
   async open(scope) {
     const f = await fixtures(scope);
+    const signed = f.csrs.map((d) => parseCsr(d).info);
     return {
       arbitrary: fc.oneof({ weight: 5, arbitrary: bytesFor(f.csrs) }, { weight: 1, arbitrary: bytesFor(f.csrs).map((d) => Buffer.from(pemEncode('CERTIFICATE REQUEST', d))) }),
       check: (input) =>
@@ -88,6 +91,8 @@ const csr: FuzzTarget = {
           const c = parseCsr(input);
           csrStringAttribute(c, FACTS_ATTRIBUTE_OID, MAX_FACTS_JSON);
           verifyCsr(c);
+          // Proof of possession holds only for what the key signed: a mutated request that verifies must be a seed's.
+          if (!signed.some((i) => i.equals(c.info))) throw new FuzzViolation('a mutated CertificationRequestInfo passed verifyCsr');
           checkCsrPolicy(c);
         }),
     };
@@ -96,6 +101,7 @@ const csr: FuzzTarget = {
 
 const ocsp: FuzzTarget = {
   name: 'ocsp',
+  kind: 'parser',
   what: 'packages/pki ocsp.ts: parseOcspRequest (POST body), parseOcspGetPath (GET path)',
   boundedRuns: 600,
   async open(scope) {
@@ -113,6 +119,7 @@ const ocsp: FuzzTarget = {
 
 const pkcs7: FuzzTarget = {
   name: 'pkcs7',
+  kind: 'parser',
   what: 'packages/pki pkcs7.ts: decodeCertsOnly from DER, PEM and EST base64 bodies, then each certificate',
   boundedRuns: 500,
   async open(scope) {
@@ -130,14 +137,20 @@ const pkcs7: FuzzTarget = {
 
 const crl: FuzzTarget = {
   name: 'crl',
+  kind: 'parser',
   what: 'packages/pki crl.ts parseCrl + verifyCrl, and describeCrl of gateway sync (PEM)',
   boundedRuns: 500,
   async open(scope) {
     const f = await fixtures(scope);
+    const signed = f.crls.map((d) => parseCrl(d).tbs);
     return {
       arbitrary: bytesFor(f.crls),
       check: (input) => {
-        expectOnly(isPki, 'CRL parser', () => verifyCrl(parseCrl(input), f.h.issuing));
+        expectOnly(isPki, 'CRL parser', () => {
+          const c = parseCrl(input);
+          // A CRL that verifies must be the one the CA signed, byte for byte in its TBSCertList.
+          if (verifyCrl(c, f.h.issuing) && !signed.some((t) => t.equals(c.tbs))) throw new FuzzViolation('a mutated TBSCertList passed verifyCrl');
+        });
         expectOnly(isPki, 'gateway sync describeCrl', () => describeCrl(pemEncode('X509 CRL', input)));
       },
     };
@@ -146,6 +159,7 @@ const crl: FuzzTarget = {
 
 const certificate: FuzzTarget = {
   name: 'certificate',
+  kind: 'parser',
   what: 'packages/pki certificate.ts parseCertificate (client certificates at mTLS, chains from the server)',
   boundedRuns: 400,
   async open(scope) {
@@ -156,6 +170,7 @@ const certificate: FuzzTarget = {
 
 const ocspResponse: FuzzTarget = {
   name: 'ocsp-response',
+  kind: 'parser',
   what: 'packages/pki ocsp.ts parseOcspResponse (what clients and the agent read)',
   boundedRuns: 300,
   async open(scope) {
@@ -172,6 +187,7 @@ const ocspResponse: FuzzTarget = {
 /** The WebSocket message path of both servers' sockets: readWsMessage with the compiled schemas. */
 const wsMessages: FuzzTarget = {
   name: 'ws-messages',
+  kind: 'parser',
   what: 'readWsMessage with AgentMessage (/v1/agent) and GatewaySubscribe (/v1/events); GatewayEvent and ServerMessage checks (gateway sync, agent)',
   boundedRuns: 500,
   async open() {
@@ -249,6 +265,7 @@ const estBodies = (ders: Buffer[]): fc.Arbitrary<Buffer> =>
 
 const estEnroll: FuzzTarget = {
   name: 'est-enroll',
+  kind: 'endpoint',
   what: 'POST /.well-known/est/simpleenroll (bootstrap token) with mutated CSR bodies',
   boundedRuns: 250,
   async open(scope) {
@@ -268,6 +285,7 @@ const estEnroll: FuzzTarget = {
 
 const estReenroll: FuzzTarget = {
   name: 'est-reenroll',
+  kind: 'endpoint',
   what: 'POST /.well-known/est/simplereenroll (device certificate) with mutated CSR bodies',
   boundedRuns: 250,
   async open(scope) {
@@ -292,6 +310,7 @@ const estReenroll: FuzzTarget = {
  */
 const facts: FuzzTarget = {
   name: 'facts',
+  kind: 'endpoint',
   what: 'the CSR facts attribute through simpleenroll: signed CSRs whose facts JSON is mutated',
   boundedRuns: 150,
   async open(scope) {
@@ -320,6 +339,7 @@ const facts: FuzzTarget = {
 
 const ocspHttp: FuzzTarget = {
   name: 'ocsp-http',
+  kind: 'endpoint',
   what: 'POST /ocsp and GET /ocsp/<base64> (RFC 6960 Appendix A) with mutated requests',
   boundedRuns: 300,
   async open(scope) {
@@ -396,6 +416,7 @@ function decodeAdminRequest(b: Buffer): { method: string; url: string; contentTy
 
 const admin: FuzzTarget = {
   name: 'admin',
+  kind: 'endpoint',
   what: 'every /v1/admin route (admin token) with mutated JSON bodies, path parameters and query strings',
   boundedRuns: 500,
   async open(scope) {
@@ -460,6 +481,7 @@ const admin: FuzzTarget = {
  */
 const eventsSocket: FuzzTarget = {
   name: 'ws-events',
+  kind: 'endpoint',
   what: 'the gateway event stream /v1/events on a listening server, one connection per case',
   boundedRuns: 150,
   async open(scope) {
@@ -501,10 +523,12 @@ const eventsSocket: FuzzTarget = {
  */
 const agentSocket: FuzzTarget = {
   name: 'ws-agent',
+  kind: 'endpoint',
   what: 'the agent control channel /v1/agent over mTLS on a listening server, one connection per case',
-  boundedRuns: 100,
+  boundedRuns: 60,
   async open(scope) {
-    const h = (await harness(scope, 'sqlite', { tls: true }))!;
+    const h = await harness(scope, scope.engine, { tls: true });
+    if (!h) throw new Error(`the ws-agent target needs ${scope.engine}, which is not reachable`);
     const token = await createToken(h, { uses: 10 });
     const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
     const r = await enroll(h, token, await csrWithFacts(key, JSON.stringify(FACTS)));
