@@ -48,7 +48,9 @@ try {
       onViolation: (file, message) => process.stdout.write(`\n  VIOLATION saved to ${file}: ${message.slice(0, 300)}\n${''.padEnd(15)}`),
     });
     results.push(r);
-    console.log(`${String(r.cases).padStart(8)} cases in ${r.seconds.toFixed(1)} s = ${Math.round(r.cases / r.seconds).toString().padStart(6)} cases/s, ${r.violations.length} violations`);
+    // Resident memory after the target: a bound that does not hold shows as growth from one run to the next.
+    const rss = Math.round(process.memoryUsage().rss / 2 ** 20);
+    console.log(`${String(r.cases).padStart(8)} cases in ${r.seconds.toFixed(1)} s = ${Math.round(r.cases / r.seconds).toString().padStart(6)} cases/s, ${r.violations.length} violations, rss ${rss} MiB`);
   }
 } finally {
   await scope.close();

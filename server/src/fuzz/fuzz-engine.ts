@@ -167,11 +167,12 @@ export async function runTimed(target: FuzzTarget, s: FuzzSession, opts: { secon
         await p;
       } catch (e) {
         const message = (e as Error).message;
-        // One input per kind of violation (the message with its numbers blanked), so one bug is one file.
-        const kind = message.replace(/\d+/g, 'N');
+        // One input per kind of violation (the message with request ids and numbers blanked), so one bug is one file.
+        const kind = message.replace(/"reqId":"[^"]*"/g, '').replace(/\d+/g, 'N');
         if (!seen.has(kind)) {
           seen.add(kind);
           const file = saveToCorpus(target.name, input);
+          if (violations.some((v) => v.file === file)) return true;
           violations.push({ file, message });
           opts.onViolation?.(file, message);
         }
