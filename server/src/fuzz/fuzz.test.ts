@@ -17,8 +17,11 @@ for (const engine of ENGINES) {
     const scope = ownScope(engine);
     before(() => fixtures(scope).catch((e: Error) => (scope.skipped ? undefined : Promise.reject(e))));
     after(() => scope.close());
+    // LATCHKEY_FUZZ_TARGETS=admin,csr runs only those (while working on one).
+    const only = process.env.LATCHKEY_FUZZ_TARGETS?.split(',');
     for (const target of TARGETS) {
       if (engine !== 'sqlite' && target.kind === 'parser') continue;
+      if (only && !only.includes(target.name)) continue;
       test(`${target.name}: ${target.what}`, async (t) => {
         if (scope.skipped) return t.skip(scope.skipped);
         await runBounded(target, await target.open(scope), engine === 'sqlite' ? target.boundedRuns : Math.ceil(target.boundedRuns / 3));
