@@ -283,18 +283,38 @@ const estEnroll: FuzzTarget = {
   },
 };
 
+/**
+ * A re-enrollment as bytes: 2 bytes of client certificate length, the
+ * client certificate (DER, what the TLS layer hands over), then the body.
+ */
+function encodeReenroll(cert: Buffer, body: Buffer): Buffer {
+  const n = Buffer.alloc(2);
+  n.writeUInt16BE(Math.min(cert.length, 0xffff));
+  return Buffer.concat([n, cert.subarray(0, 0xffff), body]);
+}
+
 const estReenroll: FuzzTarget = {
   name: 'est-reenroll',
   kind: 'endpoint',
-  what: 'POST /.well-known/est/simplereenroll (device certificate) with mutated CSR bodies',
+  what: 'POST /.well-known/est/simplereenroll with mutated CSR bodies, and with mutated client certificates',
   boundedRuns: 250,
   async open(scope) {
     const f = await fixtures(scope);
+    const certDer = f.device.cert.der;
+    const good = b64(await csrWithFacts(crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, JSON.stringify(FACTS)));
     return {
-      arbitrary: estBodies(f.csrs),
+      arbitrary: fc.oneof(
+        { weight: 3, arbitrary: estBodies(f.csrs).map((body) => encodeReenroll(certDer, body)) },
+        // A TLS stack hands over only what it could parse, but not what our parser accepts: any bytes here.
+        { weight: 1, arbitrary: bytesFor([certDer]).map((cert) => encodeReenroll(cert, Buffer.from(good))) },
+      ),
       async check(input) {
+        if (input.length < 2) return;
+        const n = input.readUInt16BE(0);
+        const cert = input.subarray(2, 2 + n);
+        const body = input.subarray(2 + n);
         const r = await within(
-          f.h.app.inject({ method: 'POST', url: EST_PATHS.simplereenroll, headers: { 'content-type': MEDIA_TYPES.pkcs10, [CLIENT_CERT_HEADER]: b64(f.device.cert.der) }, payload: input }),
+          f.h.app.inject({ method: 'POST', url: EST_PATHS.simplereenroll, headers: { 'content-type': MEDIA_TYPES.pkcs10, ...(cert.length ? { [CLIENT_CERT_HEADER]: b64(cert) } : {}) }, payload: body }),
           'simplereenroll',
         );
         expectClean('simplereenroll', r);
