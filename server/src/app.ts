@@ -7,7 +7,7 @@
 import type { ServerOptions } from 'node:https';
 import type { TLSSocket } from 'node:tls';
 import * as crypto from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
@@ -70,12 +70,28 @@ export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
   return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
 }
 
+/** Longest path parameter (fastify's default): every id and name we route on is shorter. */
+const MAX_PARAM_LENGTH = 100;
+/** A URL as an error message may repeat it: the path only, cut short. */
+const PATH_PREVIEW = (url: string): string => {
+  const p = url.split('?')[0] ?? '';
+  return p.length > 80 ? `${p.slice(0, 80)}…` : p;
+};
+
 export async function buildApp(d: AppDeps): Promise<App> {
   const clock = d.clock ?? (() => new Date());
   const metrics = createMetrics();
   const app = Fastify({
     bodyLimit: d.config.bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // The router's own refusals (a path parameter over maxParamLength, bad percent-encoding) in our error body too.
+    frameworkErrors: (err: { code?: string }, req: FastifyRequest, reply: FastifyReply) => {
+      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      return reply
+        .code(tooLong ? 414 : 400)
+        .send({ error: { code: 'BAD_REQUEST', message: tooLong ? `a path parameter of ${req.method} ${PATH_PREVIEW(req.url)} is over ${MAX_PARAM_LENGTH} characters` : `the URL of ${req.method} ${PATH_PREVIEW(req.url)} is not valid percent-encoding` }, reqId: req.id });
+    },
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ...d.fastify,
   } as FastifyServerOptions) as unknown as FastifyInstance;
   let inFlight = 0;

@@ -6,9 +6,10 @@
  * requests (an issuance mid-transaction) finish before the process exits.
  */
 import { readFileSync } from 'node:fs';
+import type { ServerOptions } from 'node:https';
 import { join } from 'node:path';
 import { buildApp } from './app.js';
-import { buildCaContext, loadCaKeys } from './ca/ca-context.js';
+import { buildCaContext, loadCaKeys, type CaContext } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
 import { CONFIG_FILE, ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
@@ -20,6 +21,19 @@ import { groupsRepo } from './tokens/tokens-repo.js';
 import { crashPointFromEnv } from './util/crash-point.js';
 import { guardConnections } from './util/connection-guard.js';
 import { agentConnectionCap, connectionCaps, openFileLimit } from './util/fd-limit.js';
+
+/** The HTTPS server's TLS: its certificate from the data dir; client certificates requested, checked per route zone. */
+export function serverTlsOptions(dataDir: string, ca: CaContext): ServerOptions {
+  return {
+    key: readFileSync(join(dataDir, FILES.tlsKey)),
+    cert: readFileSync(join(dataDir, FILES.tlsCert)),
+    ca: [ca.issuing.cert.der, ca.root.der].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`),
+    requestCert: true,
+    // Checked per route zone (device routes verify against our CA and records).
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2',
+  };
+}
 
 export interface Started {
   url: string;
@@ -72,13 +86,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
         redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
       },
       https: {
-        key: readFileSync(join(dataDir, FILES.tlsKey)),
-        cert: readFileSync(join(dataDir, FILES.tlsCert)),
-        ca: [ca.issuing.cert.der, ca.root.der].map((d) => `-----BEGIN CERTIFICATE-----\n${d.toString('base64')}\n-----END CERTIFICATE-----\n`),
-        requestCert: true,
-        // Checked per route zone (device routes verify against our CA and records).
-        rejectUnauthorized: false,
-        minVersion: 'TLSv1.2',
+        ...serverTlsOptions(dataDir, ca),
         // Edges (issue 10 §5): a stalled handshake, slow headers or a slow request do not hold a descriptor for long.
         handshakeTimeout: config.tlsHandshakeTimeoutSeconds * 1000,
         headersTimeout: config.requestHeadersTimeoutSeconds * 1000,

@@ -33,7 +33,7 @@ import {
   decodeSubjectKeyIdentifier,
   type GeneralName,
 } from './extensions.js';
-import { PkiError, wrapParse } from './errors.js';
+import { PkiError, isPkiError, wrapParse } from './errors.js';
 import { type Signer, readSignatureAlgorithm, signatureAlgorithmDer, verifySignature } from './keys.js';
 import { type NameAttribute, decodeName, nameToString } from './name.js';
 import { OID } from './oids.js';
@@ -168,10 +168,21 @@ export function authorityKeyId(c: Certificate): Buffer | undefined {
   return e ? decodeAuthorityKeyIdentifier(e.value) : undefined;
 }
 
-/** True if `issuer`'s key signed `cert` and the names chain. */
+/**
+ * True if `issuer`'s key signed `cert` and the names chain. False, never a
+ * throw, for a certificate that only names the issuer: a signature that is
+ * not even well-formed, or made with an algorithm (or key type) the issuer
+ * cannot have used, was not made by the issuer. Anyone can present such a
+ * certificate as a TLS client certificate.
+ */
 export function isIssuedBy(cert: Certificate, issuer: Certificate): boolean {
   if (!cert.issuerDer.equals(issuer.subjectDer)) return false;
-  return verifySignature(issuer.spki, cert.signatureAlgorithmOid, cert.tbs, cert.signature, { issuerKey: true });
+  try {
+    return verifySignature(issuer.spki, cert.signatureAlgorithmOid, cert.tbs, cert.signature, { issuerKey: true });
+  } catch (e) {
+    if (isPkiError(e, 'SIGNATURE_INVALID') || isPkiError(e, 'ALGORITHM_UNSUPPORTED')) return false;
+    throw e;
+  }
 }
 
 /** SHA-256 fingerprint of the DER, lower-case hex without separators. */

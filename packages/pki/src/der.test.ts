@@ -98,6 +98,12 @@ describe('DER reader rejects what is not DER', () => {
     throwsCode(() => readString(parseOne(Buffer.from('0c02c328', 'hex'), 's'), 's'), 'DER_MALFORMED', /UTF-8/);
   });
 
+  test('X.680 §41: a UniversalString character beyond U+10FFFF or a surrogate is refused as DER_MALFORMED, not a RangeError (found by fuzzing)', () => {
+    throwsCode(() => readString(parseOne(Buffer.from('1c046533b97a', 'hex'), 's'), 's'), 'DER_MALFORMED', /not a Unicode character/);
+    throwsCode(() => readString(parseOne(Buffer.from('1c040000d800', 'hex'), 's'), 's'), 'DER_MALFORMED', /not a Unicode character/);
+    assert.equal(readString(parseOne(Buffer.from('1c040010ffff', 'hex'), 's'), 's'), '\u{10ffff}');
+  });
+
   test('random bytes never escape as anything but PkiError', () => {
     let seed = 42;
     const rnd = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) & 0xff;

@@ -375,7 +375,12 @@ export function readString(t: Tlv, where: string): string {
   if (t.tag === TAG.UNIVERSAL_STRING) {
     if (b.length % 4) throw malformed(where, 'bad UniversalString');
     let s = '';
-    for (let i = 0; i < b.length; i += 4) s += String.fromCodePoint(b.readUInt32BE(i));
+    for (let i = 0; i < b.length; i += 4) {
+      // UCS-4: a Unicode scalar value, not a surrogate, at most U+10FFFF.
+      const cp = b.readUInt32BE(i);
+      if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) throw malformed(where, `UniversalString holds 0x${cp.toString(16)}, which is not a Unicode character`);
+      s += String.fromCodePoint(cp);
+    }
     return s;
   }
   if (t.tag === TAG.UTF8_STRING) {

@@ -205,12 +205,15 @@ export function verifySignature(spki: Uint8Array, algOid: string, data: Uint8Arr
     throw new PkiError('ALGORITHM_UNSUPPORTED', `${alg} cannot be used with a ${key.asymmetricKeyType} key`);
   }
   if (info.key === 'ec') {
-    // Reject non-DER ECDSA signatures before handing them to OpenSSL.
-    wrapParse('SIGNATURE_INVALID', 'ECDSA signature is not DER', () => {
+    // Reject non-DER ECDSA signatures before handing them to OpenSSL. Always as SIGNATURE_INVALID:
+    // the DER reader's own DER_MALFORMED would read as if the signed structure were broken.
+    try {
       const s = seqOf(parseOne(signature, 'ECDSA-Sig-Value'), 'ECDSA-Sig-Value', 2, 2);
       readUnsignedInt(s[0]!, 'r');
       readUnsignedInt(s[1]!, 's');
-    });
+    } catch (e) {
+      throw new PkiError('SIGNATURE_INVALID', `ECDSA signature is not DER: ${(e as Error).message}`, { cause: e });
+    }
   }
   try {
     return nodeCrypto.verify(info.hash, data, { key, dsaEncoding: 'der' }, signature);

@@ -19,6 +19,7 @@ import { loadConfig } from '../config/config-load.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { createEventBus, type EventBus } from '../events/event-bus.js';
 import { initDataDir } from '../init.js';
+import { serverTlsOptions } from '../start.js';
 import { openDb, type Db, type Engine } from '../storage/db.js';
 
 export const ENGINES: Engine[] = ['sqlite', 'postgres'];
@@ -73,9 +74,15 @@ export interface Harness {
   restart(): Promise<void>;
 }
 
-const CLIENT_CERT_HEADER = 'x-test-client-cert';
+/** How a test passes the TLS client certificate (base64 DER) to the app under `inject`. */
+export const CLIENT_CERT_HEADER = 'x-test-client-cert';
 
-export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig> } = {}): Promise<Harness | undefined> {
+/**
+ * `tls`: the app serves HTTPS like `start` (for tests that listen and need
+ * real TLS client certificates, e.g. the control channel); `inject` then
+ * carries no client certificate.
+ */
+export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
   if (engine === 'postgres' && !pgDb) return undefined;
   const databaseUrl = pgDb?.url;
@@ -103,11 +110,15 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
       config,
       bus,
       clock: () => clock.now,
-      clientCert: (req) => {
-        const v = req.headers[CLIENT_CERT_HEADER];
-        return typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
-      },
-      fastify: { logger: { level: 'info', stream } },
+      ...(opts.tls
+        ? {}
+        : {
+            clientCert: (req) => {
+              const v = req.headers[CLIENT_CERT_HEADER];
+              return typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
+            },
+          }),
+      fastify: { logger: { level: 'info', stream }, ...(opts.tls ? { https: serverTlsOptions(dataDir, ca) } : {}) },
     });
     await built.app.ready();
     // As start-up does: revocations committed before a "crash" are delivered now.
