@@ -1,5 +1,5 @@
 /** `latchkey status`: what this device is, when it renews next, and what last went wrong. */
-import { readIdentity, readStatusFile } from './state/identity.js';
+import { type ServerPolicyRecord, readIdentity, readStatusFile } from './state/identity.js';
 import { summarize } from './identity-fns.js';
 import { certOf, receivedAt } from './renew/renew.js';
 import { renewPolicyOf, renewalTime } from './renew/should-renew.js';
@@ -23,7 +23,7 @@ export interface StatusJson {
   lastRenewalAt?: string;
   lastCheckAt?: string;
   lastError?: { at: string; code: string; message: string };
-  policy?: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number; receivedAt: string };
+  policy?: ServerPolicyRecord;
   /** The control channel of `latchkey run`, as the daemon last recorded it. */
   controlChannel?: { state: 'connected' | 'disconnected' | 'daemon-not-running'; since?: string; pid?: number };
 }

@@ -7,6 +7,7 @@
  * what the server says as JSON lines on stdout; it exits when its stdin
  * closes, so it never outlives the daemon.
  */
+import type { AgentPolicy } from '@latchkey/protocol/wire';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { selfArgv } from '../renew/renew-child.js';
@@ -19,7 +20,7 @@ export type ChannelLine =
   | { event: 'disconnected' }
   | { event: 'revoked'; reason: string; at: string }
   | { event: 'renew-now'; reason?: string }
-  | { event: 'policy'; certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number };
+  | ({ event: 'policy' } & AgentPolicy);
 
 /** The child's side: run the channel, report as JSON lines, stop when the parent goes away. */
 export async function runChannelChild(stateDir: string, env: NodeJS.ProcessEnv, facts: ControlChannelOptions['facts']): Promise<number> {

@@ -12,7 +12,7 @@
  * connection is most likely dead without either end knowing yet.
  */
 import type { DeviceFacts } from '@latchkey/protocol';
-import { PROTOCOL_VERSION } from '@latchkey/protocol/wire';
+import { type AgentPolicy, MAX_WS_MESSAGE_BYTES, PATHS, PROTOCOL_VERSION, WS_CLOSE_CODES, agentPolicyOf } from '@latchkey/protocol/wire';
 import { networkInterfaces } from 'node:os';
 import WebSocket from 'ws';
 import { openKeyStore } from '../keystore/open-keystore.js';
@@ -22,16 +22,10 @@ import { certOf } from '../renew/renew.js';
 import { readIdentity } from '../state/identity.js';
 import { AGENT_VERSION } from '../version.js';
 
-/** Close codes of packages/protocol WS_CLOSE_CODES the agent acts on. */
-const CLOSE_REVOKED = 4003;
-const CLOSE_UNSUPPORTED = 4001;
-/** A newer connection of this device took this one's place on the server. */
-const CLOSE_REPLACED = 4009;
 /** After being replaced, the wait before coming back (grows with each replacement, full jitter). */
 const REPLACED_BACKOFF = { baseMs: 30_000, capMs: 3_600_000 };
 /** A connection that stayed up this long forgets earlier replacements. */
 const REPLACED_FORGET_MS = 3_600_000;
-const MAX_MESSAGE = 16 * 1024;
 
 export interface ControlChannel {
   /** Drop the connection and connect again now (the certificate changed). */
@@ -48,7 +42,7 @@ export interface ControlChannelOptions {
   onRevoked: (reason: string, at: string) => void;
   onRenewNow: (reason: string | undefined) => void;
   /** The device group's policy: sent after welcome and whenever an administrator changes the group. */
-  onPolicy?: (p: { certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number }) => void;
+  onPolicy?: (p: AgentPolicy) => void;
   backoff?: { baseMs: number; capMs: number };
   /** The wait after the server replaced this connection by a newer one of the same device (default 30 s growing to 1 h). */
   replacedBackoff?: { baseMs: number; capMs: number };
@@ -126,14 +120,14 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       await store.close().catch(() => undefined);
     }
     if (!current()) return;
-    const url = new URL('/v1/agent', id.server);
+    const url = new URL(PATHS.agentChannel, id.server);
     url.protocol = 'wss:';
     const sock = new WebSocket(url, {
       ca: id.rootPem,
       cert: id.certPem + id.chainPem,
       ...tlsClientKeyOptions(key),
       handshakeTimeout: 15_000,
-      maxPayload: MAX_MESSAGE,
+      maxPayload: MAX_WS_MESSAGE_BYTES,
       perMessageDeflate: false,
     } as WebSocket.ClientOptions);
     ws = sock;
@@ -178,11 +172,11 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
         o.log(`latchkey: control channel connected to ${url.host}`);
         beat(m.heartbeatSeconds);
       } else if (m.type === 'policy') {
-        const { certLifetimeSeconds: life, renewFraction: f, heartbeatSeconds: hb } = m;
         // Checked here too: a policy that makes no sense is ignored, never half-applied.
-        if (!Number.isInteger(life) || life! < 5 || typeof f !== 'number' || !(f > 0 && f < 1) || !Number.isInteger(hb) || hb! < 1 || hb! > 3600) return;
-        beat(hb);
-        o.onPolicy?.({ certLifetimeSeconds: life!, renewFraction: f, heartbeatSeconds: hb! });
+        const p = agentPolicyOf(m);
+        if (!p) return;
+        beat(p.heartbeatSeconds);
+        o.onPolicy?.(p);
       } else if (m.type === 'revoked') {
         stopped = true;
         o.onRevoked(String(m.reason ?? 'unspecified'), String(m.revokedAt ?? new Date().toISOString()));
@@ -196,7 +190,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       refused = true;
       let body = '';
       res.on('data', (d: Buffer) => {
-        if (body.length < MAX_MESSAGE) body += d.toString();
+        if (body.length < MAX_WS_MESSAGE_BYTES) body += d.toString();
       });
       res.on('error', () => undefined);
       let done = false;
@@ -226,19 +220,19 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
       if (ws === sock) isOpen = false;
       if (ws !== sock || refused) return;
       if (welcomedAt !== undefined && performance.now() - welcomedAt >= REPLACED_FORGET_MS) replaced = 0;
-      if (code === CLOSE_REVOKED) {
+      if (code === WS_CLOSE_CODES.revoked) {
         if (!stopped) {
           stopped = true;
           o.onRevoked('unspecified', new Date().toISOString());
         }
         return;
       }
-      if (code === CLOSE_UNSUPPORTED) {
+      if (code === WS_CLOSE_CODES.unsupportedVersion) {
         o.log('latchkey: the server does not speak this agent\'s protocol version; update the agent');
         stopped = true;
         return;
       }
-      if (code === CLOSE_REPLACED && !stopped) {
+      if (code === WS_CLOSE_CODES.replaced && !stopped) {
         replaced++;
         const wait = backoffMs(replaced, random(), o.replacedBackoff ?? REPLACED_BACKOFF);
         o.log(`latchkey: the server closed the control channel: another connection with this device's identity replaced it (a second agent running with the same identity?); reconnecting in ${(wait / 1000).toFixed(1)} s`);

@@ -10,9 +10,9 @@
  * `list()` lets the agent clean up.
  */
 import type { Signer } from '@latchkey/pki';
+import type { KeystoreKind } from '@latchkey/protocol/wire';
 
-export type KeystoreKind = 'os' | 'pkcs11' | 'file';
-export const KEYSTORE_KINDS: readonly KeystoreKind[] = ['os', 'pkcs11', 'file'];
+export { KEYSTORE_KINDS, type KeystoreKind } from '@latchkey/protocol/wire';
 
 /** Names a key in its store; stored in the agent state (JSON). */
 export interface KeyRef {

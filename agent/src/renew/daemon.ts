@@ -6,6 +6,7 @@
  * back off exponentially with jitter; "enroll again" answers (revoked,
  * expired past the recovery window) stop the loop with exit code 3.
  */
+import type { AgentPolicy } from '@latchkey/protocol/wire';
 import { AgentError, EXIT_REENROLL } from '../errors.js';
 import { readIdentity, readStatusFile, updateStatusFile } from '../state/identity.js';
 import { backoffMs, outlivesPolicy, renewPolicyOf, shouldRenew } from './should-renew.js';
@@ -52,7 +53,7 @@ export type RenewOutcome = { renewed: false } | { renewed: true; kind: 'renew' |
 export type Kick =
   | { type: 'renew-now'; reason?: string }
   | { type: 'revoked'; reason: string; at: string }
-  | { type: 'policy'; certLifetimeSeconds: number; renewFraction: number; heartbeatSeconds: number };
+  | ({ type: 'policy' } & AgentPolicy);
 
 /** A queue of kicks: none is lost while the loop is busy renewing. */
 export interface Kicks {

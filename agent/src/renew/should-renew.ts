@@ -8,6 +8,8 @@
  * at notBefore: the server backdates notBefore (5 minutes) for slow clocks.
  */
 import { createHash } from 'node:crypto';
+import { NOT_BEFORE_BACKDATE_SECONDS } from '@latchkey/pki';
+import { DEFAULT_RENEW_FRACTION } from '@latchkey/protocol/wire';
 
 export interface RenewPolicy {
   /** Fraction of the lifetime after which to renew. Default 2/3. */
@@ -16,16 +18,13 @@ export interface RenewPolicy {
   jitter: number;
 }
 
-export const DEFAULT_RENEW_POLICY: RenewPolicy = Object.freeze({ fraction: 2 / 3, jitter: 0.1 });
+export const DEFAULT_RENEW_POLICY: RenewPolicy = Object.freeze({ fraction: DEFAULT_RENEW_FRACTION, jitter: 0.1 });
 
 /** The renewal policy from the server's last `policy` message, if it sent one that makes sense. */
 export function renewPolicyOf(p: { renewFraction?: unknown } | undefined): RenewPolicy {
   const f = p?.renewFraction;
   return typeof f === 'number' && f > 0 && f < 1 ? { fraction: f, jitter: DEFAULT_RENEW_POLICY.jitter } : DEFAULT_RENEW_POLICY;
 }
-
-/** The server backdates notBefore by this much (slow clocks); a certificate's validity is its lifetime plus this. */
-export const BACKDATE_SECONDS = 300;
 
 /**
  * Renew now when the group's lifetime was shortened below the one this
@@ -35,7 +34,7 @@ export const BACKDATE_SECONDS = 300;
  * renew in a loop. One minute of slack.
  */
 export function outlivesPolicy(cert: { notBefore: Date; notAfter: Date }, certLifetimeSeconds: number): boolean {
-  return cert.notAfter.getTime() - cert.notBefore.getTime() > (certLifetimeSeconds + BACKDATE_SECONDS + 60) * 1000;
+  return cert.notAfter.getTime() - cert.notBefore.getTime() > (certLifetimeSeconds + NOT_BEFORE_BACKDATE_SECONDS + 60) * 1000;
 }
 
 export interface CertTimes {

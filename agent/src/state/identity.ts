@@ -9,7 +9,8 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../errors.js';
-import type { KeyRef, KeystoreKind } from '../keystore/keystore.js';
+import type { AgentPolicy } from '@latchkey/protocol/wire';
+import { KEYSTORE_KINDS, type KeyRef } from '../keystore/keystore.js';
 import { writeFileAtomic } from './atomic.js';
 import { STATE_FILES } from './paths.js';
 
@@ -51,10 +52,7 @@ export interface AgentStatusFile {
   channel?: { connected: boolean; since: string; pid: number };
 }
 
-export interface ServerPolicyRecord {
-  certLifetimeSeconds: number;
-  renewFraction: number;
-  heartbeatSeconds: number;
+export interface ServerPolicyRecord extends AgentPolicy {
   receivedAt: string;
 }
 
@@ -73,8 +71,6 @@ async function readJson<T>(path: string): Promise<T | undefined> {
   }
 }
 
-const KINDS: readonly KeystoreKind[] = ['os', 'pkcs11', 'file'];
-
 export async function readIdentity(stateDir: string): Promise<Identity | undefined> {
   const path = join(stateDir, STATE_FILES.identity);
   const id = await readJson<Identity>(path);
@@ -87,10 +83,10 @@ export async function readIdentity(stateDir: string): Promise<Identity | undefin
     typeof id.certPem === 'string' &&
     typeof id.rootPem === 'string' &&
     id.key &&
-    KINDS.includes(id.key.keystore) &&
+    (KEYSTORE_KINDS as readonly string[]).includes(id.key.keystore) &&
     typeof id.key.id === 'string' &&
     id.keystore &&
-    KINDS.includes(id.keystore.kind);
+    (KEYSTORE_KINDS as readonly string[]).includes(id.keystore.kind);
   if (!ok) throw new AgentError('STATE_CORRUPT', `${path} is not a latchkey identity; run \`latchkey unenroll\` and enroll again`);
   return id;
 }

@@ -26,6 +26,12 @@ import { describeSpki, spkiKeyBits } from './keys.js';
 import { encodeName } from './name.js';
 import { OID } from './oids.js';
 
+/**
+ * Device certificates' notBefore is this far before the moment of issuance (clients with slow clocks);
+ * a certificate's validity is therefore its lifetime plus this, which the agent takes into account.
+ */
+export const NOT_BEFORE_BACKDATE_SECONDS = 300;
+
 export interface DeviceProfileOptions {
   issuer: Issuer;
   org: string;
@@ -34,7 +40,7 @@ export interface DeviceProfileOptions {
   crlUrls: readonly string[];
   ocspUrls: readonly string[];
   caIssuersUrls: readonly string[];
-  /** notBefore = now - backdate, for clients with slow clocks. Default 300 s. */
+  /** notBefore = now - backdate, for clients with slow clocks. Default NOT_BEFORE_BACKDATE_SECONDS. */
   backdateSeconds?: number;
 }
 
@@ -83,7 +89,7 @@ export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
   if (o.crlUrls.length === 0 || o.ocspUrls.length === 0 || o.caIssuersUrls.length === 0) {
     throw new PkiError('ARGUMENT_INVALID', 'device profile needs CRL, OCSP and caIssuers URLs');
   }
-  const backdateMs = (o.backdateSeconds ?? 300) * 1000;
+  const backdateMs = (o.backdateSeconds ?? NOT_BEFORE_BACKDATE_SECONDS) * 1000;
   const fixed = [
     encodeExtension(OID.basicConstraints, true, basicConstraintsValue(false)),
     encodeExtension(OID.keyUsage, true, keyUsageValue(['digitalSignature'])),

@@ -15,30 +15,8 @@
  * CRL keeps caches and ETags simple.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { PATHS } from './wire.js';
 
-export const PATHS = {
-  /** Issuing CA's CRL, DER. */
-  crl: '/crl',
-  /** Issuing CA's CRL, PEM. */
-  crlPem: '/crl.pem',
-  /** Root CA's CRL, DER. */
-  rootCrl: '/crl/root',
-  /** Root CA's CRL, PEM. */
-  rootCrlPem: '/crl/root.pem',
-  /** RFC 6960 OCSP: GET `/ocsp/<base64 request>` and POST. */
-  ocsp: '/ocsp',
-  healthz: '/healthz',
-  readyz: '/readyz',
-  metrics: '/metrics',
-  /** WebSocket control channel, device mTLS. */
-  agentChannel: '/v1/agent',
-  /** WebSocket event stream for gateways, gateway token. */
-  events: '/v1/events',
-  /** Device-authenticated REST (mTLS), e.g. posting facts after enrollment. */
-  device: '/v1/device',
-  /** Admin REST API prefix, bearer admin tokens. */
-  admin: '/v1/admin',
-} as const;
 
 /** The CAs that publish a CRL. */
 export const CrlIssuer = Type.Union([Type.Literal('issuing'), Type.Literal('root')], { $id: 'CrlIssuer' });
@@ -50,4 +28,4 @@ export const CRL_PATHS = {
   root: { der: PATHS.rootCrl, pem: PATHS.rootCrlPem },
 } as const satisfies Record<CrlIssuer, { der: string; pem: string }>;
 
-export { EST_PREFIX, EST_PATHS, type EstOperation, MEDIA_TYPES, CONTENT_TRANSFER_ENCODING, RETRY_AFTER_HEADER } from './wire.js';
+export { PATHS, EST_PREFIX, EST_PATHS, type EstOperation, MEDIA_TYPES, CONTENT_TRANSFER_ENCODING, RETRY_AFTER_HEADER } from './wire.js';

@@ -13,6 +13,31 @@ export const PROTOCOL_VERSION = 1;
 /** Header both sides send with REST requests and responses (lower case, as Node reports headers). */
 export const PROTOCOL_VERSION_HEADER = 'latchkey-protocol-version';
 
+/** The server's HTTP and WebSocket paths besides EST (see est.ts for the CRL table). */
+export const PATHS = {
+  /** Issuing CA's CRL, DER. */
+  crl: '/crl',
+  /** Issuing CA's CRL, PEM. */
+  crlPem: '/crl.pem',
+  /** Root CA's CRL, DER. */
+  rootCrl: '/crl/root',
+  /** Root CA's CRL, PEM. */
+  rootCrlPem: '/crl/root.pem',
+  /** RFC 6960 OCSP: GET `/ocsp/<base64 request>` and POST. */
+  ocsp: '/ocsp',
+  healthz: '/healthz',
+  readyz: '/readyz',
+  metrics: '/metrics',
+  /** WebSocket control channel, device mTLS. */
+  agentChannel: '/v1/agent',
+  /** WebSocket event stream for gateways, gateway token. */
+  events: '/v1/events',
+  /** Device-authenticated REST (mTLS), e.g. posting facts after enrollment. */
+  device: '/v1/device',
+  /** Admin REST API prefix, bearer admin tokens. */
+  admin: '/v1/admin',
+} as const;
+
 export const EST_PREFIX = '/.well-known/est';
 
 /** RFC 7030 §3.2.2 operation paths. */
@@ -61,3 +86,59 @@ export const FACTS_ATTRIBUTE_OID = '1.3.6.1.4.1.59402.1.1';
 
 /** Largest facts JSON accepted, in characters. */
 export const MAX_FACTS_JSON = 4096;
+
+/** Largest WebSocket message either side accepts (a `hello` with maximal facts fits). */
+export const MAX_WS_MESSAGE_BYTES = 16 * 1024;
+
+/**
+ * Close codes (RFC 6455 §7.4.2 private range 4000-4999), the last digits
+ * borrowed from HTTP. The agent reconnects with backoff after any close but
+ * `revoked` and `unsupportedVersion` (and after `replaced` only after a long wait).
+ */
+export const WS_CLOSE_CODES = {
+  /** A message failed its schema or was not JSON. */
+  protocolError: 4000,
+  /** The hello's protocolVersion is not one the server speaks. */
+  unsupportedVersion: 4001,
+  /** The device (or gateway token) was revoked; sent right after `revoked`. */
+  revoked: 4003,
+  /** No heartbeat within the agreed interval. */
+  heartbeatTimeout: 4008,
+  /**
+   * A newer connection of the same device took this one's place (the server keeps a few per device).
+   * The agent waits long before coming back: two agents sharing one identity must not take turns forever.
+   */
+  replaced: 4009,
+  /** The peer sent messages (or pings) faster than any agent or gateway needs to. */
+  tooManyMessages: 4029,
+} as const;
+
+/** Where an agent keeps its device key: the OS credential store, a PKCS#11 token, or an encrypted file. */
+export const KEYSTORE_KINDS = ['os', 'pkcs11', 'file'] as const;
+export type KeystoreKind = (typeof KEYSTORE_KINDS)[number];
+
+/** Renew when this fraction of a certificate's lifetime has passed (before the agent's jitter), unless the policy says otherwise. */
+export const DEFAULT_RENEW_FRACTION = 2 / 3;
+
+/** Bounds of the `policy` message's fields (ws.ts ServerPolicy); the agent ignores a policy outside them. */
+export const POLICY_LIMITS = {
+  certLifetimeSeconds: { min: 5, max: 366 * 86400 },
+  heartbeatSeconds: { min: 1, max: 3600 },
+} as const;
+
+/** A device group's policy as the server sends it (`policy` message, without its `type`). */
+export interface AgentPolicy {
+  certLifetimeSeconds: number;
+  /** Renew when this fraction of the lifetime has passed, exclusive 0..1. */
+  renewFraction: number;
+  heartbeatSeconds: number;
+}
+
+/** The policy fields of `m` if they are all there and within POLICY_LIMITS; never half a policy. */
+export function agentPolicyOf(m: { certLifetimeSeconds?: unknown; renewFraction?: unknown; heartbeatSeconds?: unknown }): AgentPolicy | undefined {
+  const { certLifetimeSeconds: life, renewFraction: f, heartbeatSeconds: hb } = m;
+  const within = (v: unknown, l: { min: number; max: number }): v is number => Number.isInteger(v) && (v as number) >= l.min && (v as number) <= l.max;
+  if (!within(life, POLICY_LIMITS.certLifetimeSeconds) || !within(hb, POLICY_LIMITS.heartbeatSeconds)) return undefined;
+  if (typeof f !== 'number' || !(f > 0 && f < 1)) return undefined;
+  return { certLifetimeSeconds: life, renewFraction: f, heartbeatSeconds: hb };
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
-import { AgentMessage, GatewayEvent, GatewaySubscribe, MAX_WS_MESSAGE_BYTES, ServerMessage, WS_CLOSE_CODES } from './ws.js';
+import { AgentMessage, type AgentPolicy, agentPolicyOf, GatewayEvent, GatewaySubscribe, KEYSTORE_KINDS, KeystoreKind, MAX_WS_MESSAGE_BYTES, ServerMessage, ServerPolicy, WS_CLOSE_CODES } from './ws.js';
 import { MAX_FACTS_JSON } from './facts.js';
 import { PROTOCOL_VERSION } from './version.js';
 
@@ -149,5 +149,38 @@ describe('RFC 6455 §7.4.2 close codes', () => {
     const codes = Object.values(WS_CLOSE_CODES);
     for (const c of codes) assert.ok(c >= 4000 && c <= 4999, String(c));
     assert.equal(new Set(codes).size, codes.length);
+  });
+});
+
+describe('the run-time copies the agent uses without TypeBox (wire.ts)', () => {
+  test('agentPolicyOf accepts exactly the policies the ServerPolicy schema accepts', () => {
+    const ok = { certLifetimeSeconds: 86400, renewFraction: 2 / 3, heartbeatSeconds: 30 };
+    const cases: Record<string, unknown>[] = [
+      ok,
+      { ...ok, certLifetimeSeconds: 5 },
+      { ...ok, certLifetimeSeconds: 4 },
+      { ...ok, certLifetimeSeconds: 366 * 86400 + 1 },
+      { ...ok, certLifetimeSeconds: 60.5 },
+      { ...ok, renewFraction: 0 },
+      { ...ok, renewFraction: 1 },
+      { ...ok, renewFraction: '0.5' },
+      { ...ok, heartbeatSeconds: 0 },
+      { ...ok, heartbeatSeconds: 3601 },
+      { certLifetimeSeconds: 86400, renewFraction: 0.5 },
+    ];
+    for (const c of cases) {
+      const schema = Value.Check(ServerPolicy, { type: 'policy', ...c });
+      assert.equal(agentPolicyOf(c) !== undefined, schema, JSON.stringify(c));
+    }
+    // The type is the schema's, without `type`.
+    const fromSchema: Omit<ServerPolicy, 'type'> = agentPolicyOf(ok)!;
+    const back: AgentPolicy = fromSchema;
+    assert.deepEqual(back, ok);
+  });
+
+  test('KEYSTORE_KINDS are the KeystoreKind schema', () => {
+    for (const k of KEYSTORE_KINDS) assert.ok(Value.Check(KeystoreKind, k));
+    assert.ok(!Value.Check(KeystoreKind, 'tpm'));
+    assert.equal(KeystoreKind.anyOf.length, KEYSTORE_KINDS.length);
   });
 });

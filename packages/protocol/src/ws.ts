@@ -11,39 +11,16 @@ import { BoundedText, Cursor, embed, SerialHex, Timestamp, Uuid } from './common
 import { CrlIssuer } from './est.js';
 import { DeviceFacts } from './facts.js';
 import { RevokeReason } from './admin.js';
+import { KEYSTORE_KINDS, POLICY_LIMITS } from './wire.js';
 
-/** Largest message either side accepts (a `hello` with maximal facts fits). */
-export const MAX_WS_MESSAGE_BYTES = 16 * 1024;
+export { MAX_WS_MESSAGE_BYTES, WS_CLOSE_CODES, KEYSTORE_KINDS, DEFAULT_RENEW_FRACTION, POLICY_LIMITS, type AgentPolicy, agentPolicyOf } from './wire.js';
 
-/**
- * Close codes (RFC 6455 §7.4.2 private range 4000-4999), the last digits
- * borrowed from HTTP. The agent reconnects with backoff after any close but
- * `revoked` and `unsupportedVersion` (and after `replaced` only after a long wait).
- */
-export const WS_CLOSE_CODES = {
-  /** A message failed its schema or was not JSON. */
-  protocolError: 4000,
-  /** The hello's protocolVersion is not one the server speaks. */
-  unsupportedVersion: 4001,
-  /** The device (or gateway token) was revoked; sent right after `revoked`. */
-  revoked: 4003,
-  /** No heartbeat within the agreed interval. */
-  heartbeatTimeout: 4008,
-  /**
-   * A newer connection of the same device took this one's place (the server keeps a few per device).
-   * The agent waits long before coming back: two agents sharing one identity must not take turns forever.
-   */
-  replaced: 4009,
-  /** The peer sent messages (or pings) faster than any agent or gateway needs to. */
-  tooManyMessages: 4029,
-} as const;
-
-const HeartbeatSeconds = () => Type.Integer({ minimum: 1, maximum: 3600 });
+const HeartbeatSeconds = () => Type.Integer({ minimum: POLICY_LIMITS.heartbeatSeconds.min, maximum: POLICY_LIMITS.heartbeatSeconds.max });
 const Seq = () => Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 const closed = { additionalProperties: false } as const;
 
 // ------------------------------------------------------- agent → server
-export const KeystoreKind = Type.Union([Type.Literal('os'), Type.Literal('pkcs11'), Type.Literal('file')], { $id: 'KeystoreKind' });
+export const KeystoreKind = Type.Union(KEYSTORE_KINDS.map((k) => Type.Literal(k)), { $id: 'KeystoreKind' });
 export type KeystoreKind = Static<typeof KeystoreKind>;
 
 /** First message on a new connection. */
@@ -104,7 +81,7 @@ export type ServerRenewNow = Static<typeof ServerRenewNow>;
 export const ServerPolicy = Type.Object(
   {
     type: Type.Literal('policy'),
-    certLifetimeSeconds: Type.Integer({ minimum: 5, maximum: 366 * 86400 }),
+    certLifetimeSeconds: Type.Integer({ minimum: POLICY_LIMITS.certLifetimeSeconds.min, maximum: POLICY_LIMITS.certLifetimeSeconds.max }),
     /** Renew when this fraction of the lifetime has passed (default 2/3, before jitter). */
     renewFraction: Type.Number({ exclusiveMinimum: 0, exclusiveMaximum: 1 }),
     heartbeatSeconds: HeartbeatSeconds(),

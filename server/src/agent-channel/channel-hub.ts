@@ -16,7 +16,7 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
+import { AgentMessage, DEFAULT_RENEW_FRACTION, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CaContext } from '../ca/ca-context.js';
 import { groupsRepo } from '../tokens/tokens-repo.js';
@@ -57,9 +57,6 @@ const POLICY_CACHE_MS = 5000;
 
 /** Sends per event-loop turn when a message goes to many agents. */
 const FANOUT_SLICE = 500;
-
-/** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
-export const RENEW_FRACTION = 2 / 3;
 
 export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; maxPerDevice: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
@@ -123,7 +120,7 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     if (!fresh && hit && Date.now() - hit.at < POLICY_CACHE_MS) return hit.msg;
     const msg = groupsRepo(deps.db.kysely)
       .get(group)
-      .then((g) => (g ? JSON.stringify({ type: 'policy', certLifetimeSeconds: g.cert_lifetime_seconds, renewFraction: RENEW_FRACTION, heartbeatSeconds: deps.heartbeatSeconds } satisfies ServerMessage) : undefined));
+      .then((g) => (g ? JSON.stringify({ type: 'policy', certLifetimeSeconds: g.cert_lifetime_seconds, renewFraction: DEFAULT_RENEW_FRACTION, heartbeatSeconds: deps.heartbeatSeconds } satisfies ServerMessage) : undefined));
     policies.set(group, { at: Date.now(), msg });
     msg.catch(() => policies.delete(group));
     return msg;
