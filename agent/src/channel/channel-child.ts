@@ -11,7 +11,7 @@ import type { AgentPolicy } from '@latchkey/protocol/wire';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { selfArgv } from '../renew/renew-child.js';
-import { backoffMs } from '../renew/should-renew.js';
+import { backoffMs } from '../util/backoff.js';
 import { type ControlChannel, type ControlChannelOptions, startControlChannel } from './control-channel.js';
 
 export type ChannelLine =

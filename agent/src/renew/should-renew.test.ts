@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { backoffMs, renewalTime, serialJitter, shouldRenew, DEFAULT_RENEW_POLICY, outlivesPolicy, renewPolicyOf } from './should-renew.js';
+import { renewalTime, serialJitter, shouldRenew, DEFAULT_RENEW_POLICY, outlivesPolicy, renewPolicyOf } from './should-renew.js';
 
 const T0 = new Date('2026-03-01T12:00:00Z');
 const at = (s: number): Date => new Date(T0.getTime() + s * 1000);
@@ -37,14 +37,6 @@ test('without a receipt time, notBefore counts; a receipt after notAfter cannot 
   assert.ok(r > T0.getTime() && r < at(3000).getTime());
   const late = renewalTime({ ...c, receivedAt: at(5000) }).getTime();
   assert.ok(late <= at(3000).getTime());
-});
-
-test('backoff doubles up to the cap with full jitter and never hits zero', () => {
-  const o = { baseMs: 1000, capMs: 60_000 };
-  assert.equal(backoffMs(1, 0.999, o), 999);
-  assert.equal(backoffMs(3, 0.5, o), 2000);
-  assert.equal(backoffMs(30, 0.999, o), 59_940);
-  assert.equal(backoffMs(5, 0, o), 500);
 });
 
 test("the server's renew fraction moves the renewal point; a nonsensical one is ignored", () => {

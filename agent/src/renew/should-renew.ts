@@ -67,9 +67,3 @@ export function shouldRenew(now: Date, cert: CertTimes, policy: RenewPolicy = DE
   if (now.getTime() >= renewAt.getTime()) return { action: 'renew', renewAt };
   return { action: 'wait', renewAt };
 }
-
-/** Exponential backoff with full jitter: attempt 1 → up to base, doubling, capped. */
-export function backoffMs(attempt: number, random: number, o: { baseMs: number; capMs: number } = { baseMs: 1000, capMs: 300_000 }): number {
-  const ceiling = Math.min(o.capMs, o.baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.max(o.baseMs / 2, Math.floor(ceiling * random));
-}
