@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test, type TestContext } from 'node:test';
-import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
-import { type Pkcs11TestToken, softhsmToken, swtpmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
+import { startKeyring } from '../../agent/test-support/dist/keyring-fixture.js';
+import { type Pkcs11TestToken, softhsmToken, swtpmToken } from '../../agent/test-support/dist/pkcs11-fixtures.js';
 import { AGENT_CLI, ROOT, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 /** The keys this agent's keystore holds, listed by a separate process through the agent's own keystore code. */

@@ -17,7 +17,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { startKeyring } from '../../agent/dist/keystore/keyring-fixture.js';
+import { startKeyring } from '../../agent/test-support/dist/keyring-fixture.js';
 import { ROOT, SERVER_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
 const AGENT = join(ROOT, 'agent');

@@ -12,7 +12,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { swtpmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
+import { swtpmToken } from '../../agent/test-support/dist/pkcs11-fixtures.js';
 import { daemon, sleep } from './support/gateways.js';
 import { AGENT_CLI, cli, freePort, initServer, requireTools, run, startServer, tempDir } from './support/processes.js';
 

@@ -12,7 +12,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { type BrowserCredential, BrowserStoreError, type CommandResult, type Runner, entryLabel } from './cert-store.js';
 import { createMacosStore } from './macos-store.js';
 import { NSS_TOKEN_MODULE, createNssStore } from './nss-store.js';
-import { deviceCerts, haveTools, mustSh, p12Info, tempDir, type DeviceCert } from './test-fixtures.js';
+import { deviceCerts, haveTools, mustSh, p12Info, tempDir, type DeviceCert } from '../../test-support/dist/browser-fixtures.js';
 import { SCRIPTS, WINDOWS_STORE, createWindowsStore, powershellArgs } from './windows-store.js';
 
 const DEVICE = '6b1e3c2a-0f4d-4e8a-9c7b-5a2d1e0f3b4c';

@@ -11,12 +11,12 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { certificateToPem, createCaHierarchy, createDeviceProfile, randomSerial } from '@latchkey/pki';
-import { softhsmToken, swtpmToken } from '../keystore/pkcs11-fixtures.js';
+import { softhsmToken, swtpmToken } from '../../test-support/dist/pkcs11-fixtures.js';
 import { createPkcs11KeyStore, pkcs11WebCryptoKey } from '../keystore/pkcs11-keystore.js';
 import { entryLabel, nodeRunner } from './cert-store.js';
 import { NSS_TOKEN_MODULE, createNssStore } from './nss-store.js';
 import { buildPkcs12 } from './pkcs12.js';
-import { deviceCerts, haveTools, mustSh, sh, tempDir } from './test-fixtures.js';
+import { deviceCerts, haveTools, mustSh, sh, tempDir } from '../../test-support/dist/browser-fixtures.js';
 
 const DEVICE = '9d8c7b6a-5f4e-4d3c-8b2a-190817161514';
 const NICK = entryLabel(DEVICE);

@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { bmpPassword, buildPkcs12, pkcs12Kdf, randomPkcs12Password, type Pkcs12Profile } from './pkcs12.js';
-import { deviceCerts, haveTools, mustSh, sh, tempDir } from './test-fixtures.js';
+import { deviceCerts, haveTools, mustSh, sh, tempDir } from '../../test-support/dist/browser-fixtures.js';
 
 const DEVICE = '3f0c9a4e-8d1b-4c55-9a6e-2b7d1f00c0de';
 const der = (pem: string): Buffer => Buffer.from(new X509Certificate(pem).raw);

@@ -10,7 +10,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { keystoreConformance } from './keystore-conformance.js';
 import { KeystoreError, type KeystoreErrorCode } from './keystore.js';
-import { startKeyring, startPrivateBus } from './keyring-fixture.js';
+import { startKeyring, startPrivateBus } from '../../test-support/dist/keyring-fixture.js';
 import { classifyKeytarError, createOsKeyStore, type KeytarLike, osKeystoreService } from './os-keystore.js';
 
 const run = promisify(execFile);

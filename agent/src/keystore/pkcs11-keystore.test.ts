@@ -15,7 +15,7 @@ import { after, describe, test, type TestContext } from 'node:test';
 import { createCsr, readVerifiedCsr } from '@latchkey/pki';
 import { keystoreConformance, type ConformanceTarget } from './keystore-conformance.js';
 import { KeystoreError } from './keystore.js';
-import { type AfterHook, type Pkcs11TestToken, softhsmToken, swtpmToken } from './pkcs11-fixtures.js';
+import { type AfterHook, type Pkcs11TestToken, softhsmToken, swtpmToken } from '../../test-support/dist/pkcs11-fixtures.js';
 import { createPkcs11KeyStore, pkcs11WebCryptoKey } from './pkcs11-keystore.js';
 
 /** One token for the whole file, torn down when the file's tests are done. */

@@ -13,8 +13,8 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startKeyring } from '../../../agent/dist/keystore/keyring-fixture.js';
-import { softhsmToken, swtpmToken, type Pkcs11TestToken } from '../../../agent/dist/keystore/pkcs11-fixtures.js';
+import { startKeyring } from '../../../agent/test-support/dist/keyring-fixture.js';
+import { softhsmToken, swtpmToken, type Pkcs11TestToken } from '../../../agent/test-support/dist/pkcs11-fixtures.js';
 import { AGENT_CLI, ROOT, cli, freePort, run } from '../support/processes.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
