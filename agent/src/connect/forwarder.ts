@@ -18,8 +18,7 @@ import { isIP, type AddressInfo, type Server, type Socket, createServer } from '
 import { join } from 'node:path';
 import { type ConnectionOptions, type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { AgentError } from '../errors.js';
-import { openKeyStore } from '../keystore/open-keystore.js';
-import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+import { deviceTlsOptions, loadDeviceTlsKey } from '../keystore/tls-key.js';
 import { certOf } from '../renew/renew.js';
 import { readIdentity, readStatusFile } from '../state/identity.js';
 import { STATE_FILES } from '../state/paths.js';
@@ -79,21 +78,10 @@ export function createIdentitySource(o: Pick<ForwarderOptions, 'stateDir' | 'env
     if (cached && cached.ino === st.ino && cached.mtimeMs === st.mtimeMs && cached.size === st.size) return cached.id;
     const id = await readIdentity(o.stateDir);
     if (!id) throw new AgentError('NOT_ENROLLED', `this device is not enrolled (no identity in ${o.stateDir})`);
-    const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env });
-    let tlsKey;
-    try {
-      const k = await store.load(id.key);
-      if (!k) throw new AgentError('KEYSTORE', `the device key ${id.key.id} is missing from the ${id.keystore.kind} keystore`);
-      tlsKey = await k.tlsKey();
-    } finally {
-      // The pkcs11 store keeps its module (and the engine's session) for the process.
-      await store.close().catch(() => undefined);
-    }
+    const tlsKey = await loadDeviceTlsKey(id, { stateDir: o.stateDir, env: o.env });
     const context = createSecureContext({
       ca: [...rootCertificates, id.rootPem, ...(o.extraCaPem ? [o.extraCaPem] : [])],
-      cert: id.certPem + id.chainPem,
-      ...tlsClientKeyOptions(tlsKey),
-      minVersion: 'TLSv1.2',
+      ...deviceTlsOptions(id, tlsKey),
     });
     const next = { context, deviceId: id.deviceId, serial: certOf(id).serialHex };
     cached = { ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, id: next };

@@ -13,7 +13,7 @@ import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256,
 import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
-import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+import { deviceTlsOptions } from '../keystore/tls-key.js';
 
 export interface TlsTrust {
   /** PEM roots to trust; undefined = the system's trust store; 'none' = unauthenticated bootstrap (cacerts with a pin only). */
@@ -52,8 +52,8 @@ function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path
         timeout: o.timeoutMs ?? 30_000,
         headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION), ...o.headers },
         ...(trust.ca === 'none' ? { rejectUnauthorized: false } : trust.ca ? { ca: trust.ca } : {}),
-        ...(o.client ? { cert: o.client.certPem + o.client.chainPem, ...tlsClientKeyOptions(o.client.key) } : {}),
         minVersion: 'TLSv1.2',
+        ...(o.client ? deviceTlsOptions(o.client, o.client.key) : {}),
       },
       (res) => {
         const chunks: Buffer[] = [];

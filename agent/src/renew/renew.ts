@@ -19,17 +19,18 @@ import type { KeyStore } from '../keystore/keystore.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { type Identity, readIdentity, readStatusFile, updateStatusFile, writeIdentity } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
+import { type CrashPoint, type TestHooks, readTestHooks } from '../test-hooks.js';
 import { DEFAULT_RENEW_POLICY, type RenewPolicy, shouldRenew } from './should-renew.js';
 
-export type CrashPoint = 'after-lock' | 'after-generate' | 'after-issue' | 'after-commit' | 'after-delete';
-export const CRASH_POINTS: readonly CrashPoint[] = ['after-lock', 'after-generate', 'after-issue', 'after-commit', 'after-delete'];
+export { CRASH_POINTS, type CrashPoint } from '../test-hooks.js';
 
 /**
- * Test hook: LATCHKEY_TEST_CRASH_AT=<point> makes the process SIGKILL itself
- * at that step of a renewal, as a power cut would. Inert unless set.
+ * Test hook (test-hooks.ts): SIGKILL this process at that step of a renewal,
+ * as a power cut would. Inert unless a test asked for it.
  */
-function crashPoint(env: NodeJS.ProcessEnv, point: CrashPoint): void {
-  if (env.LATCHKEY_TEST_CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+function crashPoint(ctx: RenewContext, point: CrashPoint): void {
+  // Until the entry point passes `testHooks` (cli.ts builds this context), they come from the one test-only reader.
+  if ((ctx.testHooks ?? readTestHooks(ctx.env)).crashAt === point) process.kill(process.pid, 'SIGKILL');
 }
 
 export interface RenewContext {
@@ -38,6 +39,8 @@ export interface RenewContext {
   now: () => Date;
   facts: () => Promise<DeviceFacts>;
   policy?: RenewPolicy;
+  /** Test-only: see test-hooks.ts. */
+  testHooks?: Pick<TestHooks, 'crashAt'>;
 }
 
 export type RenewResult = { renewed: false; identity: Identity; renewAt: Date } | { renewed: true; identity: Identity; kind: 'renew' | 'recover'; previousSerial: string };
@@ -74,7 +77,7 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
     const now = ctx.now();
     const decision = shouldRenew(now, { serialHex: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter, receivedAt: receivedAt(id) }, ctx.policy ?? DEFAULT_RENEW_POLICY);
     if (decision.action === 'wait' && !opts.force) return { renewed: false, identity: id, renewAt: decision.renewAt };
-    crashPoint(ctx.env, 'after-lock');
+    crashPoint(ctx, 'after-lock');
 
     store = await openKeyStore(id.keystore, { stateDir: ctx.stateDir, env: ctx.env });
     const current = await store.load(id.key);
@@ -82,7 +85,7 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
       throw new AgentError('KEYSTORE', `the device key ${id.key.id} is missing from the ${id.keystore.kind} keystore; the identity cannot be renewed — run \`latchkey unenroll\` and enroll again`);
     }
     const fresh = await store.generate();
-    crashPoint(ctx.env, 'after-generate');
+    crashPoint(ctx, 'after-generate');
     let committed = false;
     try {
       const csr = await createCsr({
@@ -91,7 +94,7 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
         stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(await ctx.facts()) }],
       });
       const issued = await simpleReenroll(id.server, id.rootPem, { certPem: id.certPem, chainPem: id.chainPem, key: await current.tlsKey() }, csr);
-      crashPoint(ctx.env, 'after-issue');
+      crashPoint(ctx, 'after-issue');
       if (!issued.spki.equals(fresh.spki)) throw new AgentError('SERVER_ERROR', 'the server issued a certificate for another key');
       const issuer = parseCertificate(id.chainPem || id.rootPem);
       if (!isIssuedBy(issued, issuer)) throw new AgentError('SERVER_ERROR', 'the renewed certificate does not chain to the pinned root');
@@ -99,9 +102,9 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
       const next: Identity = { ...id, key: fresh.ref, certPem: certificateToPem(issued.der), renewedAt: ctx.now().toISOString() };
       await writeIdentity(ctx.stateDir, next);
       committed = true;
-      crashPoint(ctx.env, 'after-commit');
+      crashPoint(ctx, 'after-commit');
       await store.delete(id.key);
-      crashPoint(ctx.env, 'after-delete');
+      crashPoint(ctx, 'after-delete');
       // Keys an interrupted renewal left behind. Deleted last, never before
       // generate(): tpm2-pkcs11 1.9 hands out wrong object handles for a key
       // made after a delete in the same process.

@@ -14,11 +14,12 @@
  * still matches, and is written to a temporary name and renamed into place, so
  * concurrent first runs and a half-written file are harmless.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fsyncSync, lstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as sea from 'node:sea';
+import { writeFileAtomicSync } from '../state/atomic.js';
 
 export interface NativeAddon {
   /** SEA asset key, e.g. `keytar.node` (unique within one binary). */
@@ -79,18 +80,9 @@ function materialize(addon: NativeAddon): string {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
-  const fd = openSync(tmp, 'wx', 0o500);
   try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  try {
-    renameSync(tmp, file);
+    writeFileAtomicSync(file, bytes, { mode: 0o500 });
   } catch (e) {
-    rmSync(tmp, { force: true });
     // Windows refuses to replace a file another latchkey has open: theirs is identical.
     if (process.platform !== 'win32' || sha256(readFileSync(file)) !== addon.sha256) throw e;
   }
