@@ -22,6 +22,11 @@ export interface TestHooks {
   runSliceMs?: number;
   /** `LATCHKEY_CONTROL_CHANNEL=off`: `latchkey run` without the control channel. */
   noControlChannel?: boolean;
+  /**
+   * `LATCHKEY_SEA_DEBUG=1`: the single executable says where it loaded each native addon from. Read where the
+   * addon is loaded (sea/native-addon.ts), since that happens inside `require`, before any entry point runs.
+   */
+  seaDebug?: boolean;
 }
 
 export function readTestHooks(env: NodeJS.ProcessEnv): TestHooks {
@@ -34,5 +39,6 @@ export function readTestHooks(env: NodeJS.ProcessEnv): TestHooks {
     ...(cap ? { backoff: { baseMs: 500, capMs: cap } } : {}),
     ...(slice ? { runSliceMs: slice } : {}),
     ...(env.LATCHKEY_CONTROL_CHANNEL === 'off' ? { noControlChannel: true } : {}),
+    ...(env.LATCHKEY_SEA_DEBUG === '1' ? { seaDebug: true } : {}),
   };
 }

@@ -12,30 +12,17 @@
  * connection is most likely dead without either end knowing yet.
  */
 import type { DeviceFacts } from '@latchkey/protocol';
-import { type AgentPolicy, MAX_WS_MESSAGE_BYTES, PATHS, PROTOCOL_VERSION } from '@latchkey/protocol/wire';
+import { type AgentPolicy, PATHS, PROTOCOL_VERSION } from '@latchkey/protocol/wire';
 import { networkInterfaces } from 'node:os';
-import WebSocket from 'ws';
-import { openKeyStore } from '../keystore/open-keystore.js';
-import { tlsClientKeyOptions } from '../keystore/tls-key.js';
+import type WebSocket from 'ws';
+import { deviceTlsOptions, loadDeviceTlsKey } from '../keystore/tls-key.js';
 import { certOf } from '../renew/renew.js';
 import { readIdentity } from '../state/identity.js';
 import type { Backoff } from '../util/backoff.js';
 import { clockJumpWatch } from '../util/clock.js';
 import { AGENT_VERSION } from '../version.js';
-import {
-  type ChannelNext,
-  type ReconnectState,
-  REFUSAL_MAX_BODY,
-  REFUSAL_READ_MS,
-  addressFingerprint,
-  afterClose,
-  afterRefusal,
-  heartbeatEveryMs,
-  heartbeatOverdue,
-  readServerMessage,
-  retryAfterFailure,
-  wakeReason,
-} from './channel-fns.js';
+import { type ChannelNext, type ReconnectState, addressFingerprint, afterClose, afterRefusal, retryAfterFailure, wakeReason } from './channel-fns.js';
+import { openChannelSocket } from './channel-socket.js';
 
 export interface ControlChannel {
   /** Drop the connection and connect again now (the certificate changed). */
@@ -65,7 +52,7 @@ export interface ControlChannelOptions {
   clock?: { wall: () => number; mono: () => number };
 }
 
-/** The loop: opens the socket, wires its events to the decisions of channel-fns.ts, and carries out what they say. */
+/** The loop: opens a connection (channel-socket.ts), hands what happens to the decisions of channel-fns.ts, and carries out what they say. */
 export function startControlChannel(o: ControlChannelOptions): ControlChannel {
   let ws: WebSocket | undefined;
   let stopped = false;
@@ -105,103 +92,40 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     const id = await readIdentity(o.stateDir).catch(() => undefined);
     if (!current()) return;
     if (!id) return failed('has no identity to present');
-    let key;
-    const store = await openKeyStore(id.keystore, { stateDir: o.stateDir, env: o.env }).catch((e: Error) => e);
-    if (store instanceof Error) return void (current() && failed(`cannot open the keystore (${store.message})`));
-    try {
-      const k = await store.load(id.key);
-      if (!k) return void (current() && failed('cannot find the device key'));
-      key = await k.tlsKey();
-    } catch (e) {
-      return void (current() && failed(`cannot use the device key (${(e as Error).message})`));
-    } finally {
-      // The pkcs11 store keeps its module (and the engine's session) for the process.
-      await store.close().catch(() => undefined);
-    }
+    const key = await loadDeviceTlsKey(id, { stateDir: o.stateDir, env: o.env }).catch((e: Error) => e);
     if (!current()) return;
+    if (key instanceof Error) return failed(`cannot use the device key (${key.message})`);
     const url = new URL(PATHS.agentChannel, id.server);
     url.protocol = 'wss:';
-    const sock = new WebSocket(url, {
-      ca: id.rootPem,
-      cert: id.certPem + id.chainPem,
-      ...tlsClientKeyOptions(key),
-      handshakeTimeout: 15_000,
-      maxPayload: MAX_WS_MESSAGE_BYTES,
-      perMessageDeflate: false,
-    } as WebSocket.ClientOptions);
-    ws = sock;
-    let seq = 0;
-    // This connection's own heartbeat timer (a reconnect may overlap the old socket's closing).
-    let heartbeat: NodeJS.Timeout | undefined;
-    let welcomedAt: number | undefined;
-    sock.on('open', () => {
-      isOpen = true;
-      void (async () => {
-        sock.send(JSON.stringify({ type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, facts: await o.facts() }));
-        const cert = certOf(id);
-        sock.send(JSON.stringify({ type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind }));
-      })().catch(() => sock.terminate());
-    });
-    // Anything from the server (acks included) shows the connection is alive.
-    let lastHeard = performance.now();
-    const beat = (seconds: unknown): void => {
-      const every = heartbeatEveryMs(seconds);
-      clearInterval(heartbeat);
-      heartbeat = setInterval(() => {
-        if (sock.readyState !== sock.OPEN) return;
-        if (heartbeatOverdue(performance.now(), lastHeard, every)) {
-          o.log(`latchkey: the control channel got no answer for ${Math.round((performance.now() - lastHeard) / 1000)} s; reconnecting`);
-          sock.terminate();
-          return;
-        }
-        sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
-      }, every);
+    const greeting = async () => {
+      const cert = certOf(id);
+      return [
+        { type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, facts: await o.facts() },
+        { type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind },
+      ];
     };
-    sock.on('message', (data) => {
-      lastHeard = performance.now();
-      const m = readServerMessage(data.toString(), () => new Date());
-      if (m?.type === 'welcome') {
+    const sock: WebSocket = openChannelSocket({ url, tls: { ca: id.rootPem, ...deviceTlsOptions(id, key) }, greeting }, {
+      log: o.log,
+      onOpen: () => (isOpen = true),
+      onWelcome() {
         state = { ...state, failures: 0 };
-        welcomedAt = performance.now();
         o.log(`latchkey: control channel connected to ${url.host}`);
-        beat(m.heartbeatSeconds);
-      } else if (m?.type === 'policy') {
-        beat(m.policy.heartbeatSeconds);
-        o.onPolicy?.(m.policy);
-      } else if (m?.type === 'revoked') {
-        revoked(m.reason, m.at);
-      } else if (m?.type === 'renew-now') {
-        o.onRenewNow(m.reason);
-      }
+      },
+      onMessage(m) {
+        if (m.type === 'policy') o.onPolicy?.(m.policy);
+        else if (m.type === 'revoked') revoked(m.reason, m.at);
+        else o.onRenewNow(m.reason);
+      },
+      onRefused(r) {
+        if (!stopped) carryOut(afterRefusal(state, r, retry));
+      },
+      onClose(code, upForMs) {
+        if (ws === sock) isOpen = false;
+        if (ws !== sock || stopped) return;
+        carryOut(afterClose(state, code, upForMs, retry));
+      },
     });
-    let refused = false;
-    sock.on('unexpected-response', (_req, res) => {
-      // The upgrade was answered with an HTTP error: read why, then drop the socket (one retry, from here).
-      refused = true;
-      let body = '';
-      res.on('data', (d: Buffer) => {
-        if (body.length < REFUSAL_MAX_BODY) body += d.toString();
-      });
-      res.on('error', () => undefined);
-      let done = false;
-      const finish = (): void => {
-        if (done) return;
-        done = true;
-        clearTimeout(cutoff);
-        sock.terminate();
-        if (!stopped) carryOut(afterRefusal(state, { status: res.statusCode, body, retryAfter: res.headers['retry-after'] }, retry));
-      };
-      const cutoff = setTimeout(finish, REFUSAL_READ_MS);
-      res.on('end', finish);
-      res.on('close', finish);
-    });
-    sock.on('error', () => undefined);
-    sock.on('close', (code) => {
-      clearInterval(heartbeat);
-      if (ws === sock) isOpen = false;
-      if (ws !== sock || refused || stopped) return;
-      carryOut(afterClose(state, code, welcomedAt === undefined ? undefined : performance.now() - welcomedAt, retry));
-    });
+    ws = sock;
   }
 
   /** Drops the connection (politely or not) and connects again at once. */

@@ -20,6 +20,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as sea from 'node:sea';
 import { writeFileAtomicSync } from '../state/atomic.js';
+import { readTestHooks } from '../test-hooks.js';
 
 export interface NativeAddon {
   /** SEA asset key, e.g. `keytar.node` (unique within one binary). */
@@ -43,7 +44,7 @@ export function loadNativeAddon(addon: NativeAddon): unknown {
   } catch (e) {
     throw new Error(`cannot load the native addon ${addon.asset} from ${file}: ${(e as Error).message}`, { cause: e });
   }
-  if (process.env.LATCHKEY_SEA_DEBUG === '1') process.stderr.write(`latchkey: loaded ${addon.asset} from ${inSea ? 'the SEA asset, cached at ' : ''}${file}\n`);
+  if (readTestHooks(process.env).seaDebug) process.stderr.write(`latchkey: loaded ${addon.asset} from ${inSea ? 'the SEA asset, cached at ' : ''}${file}\n`);
   loaded.set(addon.asset, mod.exports);
   return mod.exports;
 }
