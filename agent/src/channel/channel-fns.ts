@@ -4,6 +4,7 @@
  * did (slept, changed network). The channel's loop opens sockets and timers
  * and carries these out; channel-fns.test.ts drives them with plain values.
  */
+import type { ErrorCode } from '@latchkey/protocol';
 import { type AgentPolicy, MAX_WS_MESSAGE_BYTES, POLICY_LIMITS, WS_CLOSE_CODES, agentPolicyOf } from '@latchkey/protocol/wire';
 import type { networkInterfaces } from 'node:os';
 import { type Backoff, backoffMs, retryDelayMs } from '../util/backoff.js';
@@ -124,7 +125,7 @@ export function afterRefusal(s: ReconnectState, r: { status: number | undefined;
   } catch {
     code = '';
   }
-  if (code === 'DEVICE_REVOKED') return { do: 'revoked' };
+  if (code === ('DEVICE_REVOKED' satisfies ErrorCode)) return { do: 'revoked' };
   return retryAfterFailure(s, `was refused (${r.status}${code ? ` ${code}` : ''})`, Math.min(3600, Number(r.retryAfter) || 0), o);
 }
 

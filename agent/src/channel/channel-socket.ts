@@ -4,7 +4,7 @@
  * stopped answering), reads the server's messages and an HTTP refusal of the
  * upgrade, and reports each to the loop (control-channel.ts), which decides.
  */
-import { MAX_WS_MESSAGE_BYTES } from '@latchkey/protocol/wire';
+import { MAX_WS_MESSAGE_BYTES, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import WebSocket from 'ws';
 import { REFUSAL_MAX_BODY, REFUSAL_READ_MS, type ServerEvent, heartbeatEveryMs, heartbeatOverdue, readServerMessage } from './channel-fns.js';
 
@@ -83,7 +83,7 @@ export function openChannelSocket(o: ChannelSocketOptions, on: ChannelSocketEven
       done = true;
       clearTimeout(cutoff);
       sock.terminate();
-      on.onRefused({ status: res.statusCode, body, retryAfter: res.headers['retry-after'] });
+      on.onRefused({ status: res.statusCode, body, retryAfter: res.headers[RETRY_AFTER_HEADER] });
     };
     const cutoff = setTimeout(finish, REFUSAL_READ_MS);
     res.on('end', finish);

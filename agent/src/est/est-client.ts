@@ -10,7 +10,8 @@
 import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol/wire';
+import type { ErrorCode } from '@latchkey/protocol';
+import { CONTENT_TRANSFER_ENCODING, EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
 import { deviceTlsOptions } from '../keystore/tls-key.js';
@@ -33,7 +34,8 @@ interface Response {
 }
 
 const MAX_RESPONSE = 1024 * 1024;
-const REENROLL_CODES = new Set(['DEVICE_REVOKED', 'CERT_EXPIRED_PAST_GRACE', 'CLIENT_CERT_UNKNOWN', 'CERT_SUPERSEDED']);
+/** Error codes (packages/protocol errors.ts) after which only a new enrollment helps. */
+const REENROLL_CODES: ReadonlySet<string> = new Set<ErrorCode>(['DEVICE_REVOKED', 'CERT_EXPIRED_PAST_GRACE', 'CLIENT_CERT_UNKNOWN', 'CERT_SUPERSEDED']);
 
 export function normalizeFingerprint(s: string): string {
   const hex = s.replace(/^sha256:/i, '').replace(/[:\s]/g, '').toLowerCase();
@@ -94,7 +96,7 @@ function serverError(r: Response, what: string): AgentError {
   } catch {
     message = r.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ');
   }
-  const retryAfter = Number(r.headers['retry-after']);
+  const retryAfter = Number(r.headers[RETRY_AFTER_HEADER]);
   const details = { status: r.status, serverCode: code, ...(Number.isFinite(retryAfter) ? { retryAfterSeconds: retryAfter } : {}) };
   const text = `${what}: the server answered ${r.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
   if (REENROLL_CODES.has(code)) return new AgentError('REENROLL_REQUIRED', text, details);
@@ -177,10 +179,10 @@ export async function simpleEnroll(server: string, rootPem: string, token: strin
     method: 'POST',
     path: EST_PATHS.simpleenroll,
     body: csrDer.toString('base64'),
-    headers: { 'content-type': MEDIA_TYPES.pkcs10, 'content-transfer-encoding': 'base64', authorization: `Bearer ${token}` },
+    headers: { 'content-type': MEDIA_TYPES.pkcs10, [CONTENT_TRANSFER_ENCODING.header]: CONTENT_TRANSFER_ENCODING.base64, authorization: `Bearer ${token}` },
   });
   if (r.status === 202) {
-    const ra = Number(r.headers['retry-after']);
+    const ra = Number(r.headers[RETRY_AFTER_HEADER]);
     return { status: 'pending', retryAfterSeconds: Number.isFinite(ra) && ra > 0 ? Math.min(ra, 3600) : 30 };
   }
   if (r.status !== 200) throw serverError(r, what);
@@ -194,7 +196,7 @@ export async function simpleReenroll(server: string, rootPem: string, client: Cl
     method: 'POST',
     path: EST_PATHS.simplereenroll,
     body: csrDer.toString('base64'),
-    headers: { 'content-type': MEDIA_TYPES.pkcs10, 'content-transfer-encoding': 'base64' },
+    headers: { 'content-type': MEDIA_TYPES.pkcs10, [CONTENT_TRANSFER_ENCODING.header]: CONTENT_TRANSFER_ENCODING.base64 },
     client,
   });
   if (r.status !== 200) throw serverError(r, what);
