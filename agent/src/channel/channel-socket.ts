@@ -4,6 +4,7 @@
  * stopped answering), reads the server's messages and an HTTP refusal of the
  * upgrade, and reports each to the loop (control-channel.ts), which decides.
  */
+import type { AgentHeartbeat } from '@latchkey/protocol';
 import { MAX_WS_MESSAGE_BYTES, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import WebSocket from 'ws';
 import { REFUSAL_MAX_BODY, REFUSAL_READ_MS, type ServerEvent, heartbeatEveryMs, heartbeatOverdue, readServerMessage } from './channel-fns.js';
@@ -48,7 +49,7 @@ export function openChannelSocket(o: ChannelSocketOptions, on: ChannelSocketEven
         sock.terminate();
         return;
       }
-      sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ }));
+      sock.send(JSON.stringify({ type: 'heartbeat', seq: seq++ } satisfies AgentHeartbeat));
     }, every);
   };
   sock.on('open', () => {

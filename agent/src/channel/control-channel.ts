@@ -11,7 +11,7 @@
  * machine's network addresses reconnects at once, since the old TCP
  * connection is most likely dead without either end knowing yet.
  */
-import type { DeviceFacts } from '@latchkey/protocol';
+import type { AgentHello, AgentStatus, DeviceFacts } from '@latchkey/protocol';
 import { type AgentPolicy, PATHS, PROTOCOL_VERSION } from '@latchkey/protocol/wire';
 import { networkInterfaces } from 'node:os';
 import type WebSocket from 'ws';
@@ -100,8 +100,8 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
     const greeting = async () => {
       const cert = certOf(id);
       return [
-        { type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, facts: await o.facts() },
-        { type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind },
+        { type: 'hello', protocolVersion: PROTOCOL_VERSION, agentVersion: AGENT_VERSION, facts: await o.facts() } satisfies AgentHello,
+        { type: 'status', serial: cert.serialHex, notAfter: cert.notAfter.toISOString(), keystore: id.keystore.kind } satisfies AgentStatus,
       ];
     };
     const sock: WebSocket = openChannelSocket({ url, tls: { ca: id.rootPem, ...deviceTlsOptions(id, key) }, greeting }, {
