@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { AgentError } from '../errors.js';
-import { writeFileAtomic } from './atomic.js';
+import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { readIdentity } from './identity.js';
 import { acquireStateLock } from './lock.js';
 import { defaultStateDir, keyNamespace, resolveStateDir } from './paths.js';
@@ -46,6 +46,18 @@ test('atomic write: the new content or the old, mode as asked, no temp file left
   assert.deepEqual(readdirSync(d), ['identity.json']);
   await assert.rejects(writeFileAtomic(join(d, 'missing-dir', 'x'), 'y'));
   assert.deepEqual(readdirSync(d), ['identity.json']);
+});
+
+test('atomic write, synchronous (native addon cache): same steps, same result', (t) => {
+  const d = dir(t);
+  const f = join(d, 'addon.node');
+  writeFileAtomicSync(f, Buffer.from('one'), { mode: 0o500 });
+  assert.equal(statSync(f).mode & 0o777, 0o500, 'a read-only file is replaced by rename, never rewritten');
+  writeFileAtomicSync(f, Buffer.from('two'), { mode: 0o500 });
+  assert.equal(readFileSync(f, 'utf8'), 'two');
+  assert.deepEqual(readdirSync(d), ['addon.node']);
+  assert.throws(() => writeFileAtomicSync(join(d, 'missing-dir', 'x'), Buffer.from('y')));
+  assert.deepEqual(readdirSync(d), ['addon.node']);
 });
 
 test('lock: a second taker waits and then fails clearly; the lock is free again after release', async (t) => {
