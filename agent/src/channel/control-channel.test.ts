@@ -38,7 +38,7 @@ test('waking from sleep (the wall clock ran ahead of the monotonic one) reconnec
     onRevoked: () => undefined, onRenewNow: () => undefined, backoff: { baseMs: 60_000, capMs: 60_000 }, watchMs: 20,
     // Called once at start and once per look at the clock and the network.
     addresses: () => { ticks++; queueMicrotask(() => seen.poke()); return 'eth0/10.0.0.2'; },
-    clock: { wall: () => wall, mono: () => mono },
+    clock: { now: () => new Date(wall), monotonic: () => mono },
   });
   t.after(() => ch.stop());
   await seen.until((v) => noIdentity(v) === 1);

@@ -19,7 +19,7 @@ import { deviceTlsOptions, loadDeviceTlsKey } from '../keystore/tls-key.js';
 import { certOf } from '../renew/renew.js';
 import { readIdentity } from '../state/identity.js';
 import type { Backoff } from '../util/backoff.js';
-import { clockJumpWatch } from '../util/clock.js';
+import { type Clock, clockJumpWatch, systemClock } from '../util/clock.js';
 import { AGENT_VERSION } from '../version.js';
 import { type ChannelNext, type ReconnectState, addressFingerprint, afterClose, afterRefusal, retryAfterFailure, wakeReason } from './channel-fns.js';
 import { openChannelSocket } from './channel-socket.js';
@@ -48,8 +48,8 @@ export interface ControlChannelOptions {
   watchMs?: number;
   /** The machine's network addresses, to notice a change (default os.networkInterfaces). */
   addresses?: () => string;
-  /** Wall and monotonic clocks in ms (default Date.now and performance.now), to notice a sleep. */
-  clock?: { wall: () => number; mono: () => number };
+  /** Wall and monotonic clocks (default the system's), to notice a sleep. */
+  clock?: Pick<Clock, 'now' | 'monotonic'>;
 }
 
 /** The loop: opens a connection (channel-socket.ts), hands what happens to the decisions of channel-fns.ts, and carries out what they say. */
@@ -140,8 +140,7 @@ export function startControlChannel(o: ControlChannelOptions): ControlChannel {
 
   // Sleep and network changes: the TCP connection is most likely dead; do not wait for heartbeats to say so.
   const addresses = o.addresses ?? (() => addressFingerprint(networkInterfaces()));
-  const clock = o.clock ?? { wall: () => Date.now(), mono: () => performance.now() };
-  const jump = clockJumpWatch({ now: () => new Date(clock.wall()), monotonic: clock.mono });
+  const jump = clockJumpWatch(o.clock ?? systemClock);
   let nets = addresses();
   const watch = setInterval(() => {
     const drift = jump.jumped();
