@@ -5,7 +5,7 @@
  * a clock or a socket; daemon-fns.test.ts drives it with plain values.
  */
 import type { AgentPolicy } from '@latchkey/protocol/wire';
-import { type Backoff, retryDelayMs } from '../util/backoff.js';
+import { type Backoff, DEFAULT_BACKOFF, retryDelayMs } from '../util/backoff.js';
 import { type RenewDecision, type RenewPolicy, outlivesPolicy, renewPolicyOf } from './should-renew.js';
 
 export type Kick = { type: 'renew-now'; reason?: string } | { type: 'revoked'; reason: string; at: string } | ({ type: 'policy' } & AgentPolicy);
@@ -43,7 +43,7 @@ export function afterRenewal(s: DaemonState): DaemonState {
 /** A transient failure (a refusal for good is sorted out before, by recordRefusedRenewal): back off, or wait as the server asked. */
 export function afterFailure(s: DaemonState, nowMs: number, retryAfterSeconds: number | undefined, random: () => number, backoff?: Backoff): { state: DaemonState; waitMs: number } {
   const failures = s.failures + 1;
-  const waitMs = retryDelayMs(failures, random, backoff ?? { baseMs: 1000, capMs: 300_000 }, { seconds: retryAfterSeconds ?? 0 });
+  const waitMs = retryDelayMs(failures, random, backoff ?? DEFAULT_BACKOFF, { seconds: retryAfterSeconds ?? 0 });
   return { state: { ...s, failures, retryAt: nowMs + waitMs }, waitMs };
 }
 
