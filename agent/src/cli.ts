@@ -13,14 +13,11 @@ import { enroll } from './enroll.js';
 import { readPendingEnroll, removePendingEnroll } from './enroll-pending.js';
 import { normalizeFingerprint } from './est/est-client.js';
 import { collectFacts } from './facts.js';
-import { tlsNeedsFreshProcess } from './keystore/keystore.js';
 import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
 import { createKicks, runDaemon, systemClock } from './renew/daemon.js';
-import { startControlChannel } from './channel/control-channel.js';
 import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
-import { startControlChannelInWorker } from './token-worker/channel-in-worker.js';
-import { renewInWorker } from './token-worker/renew-in-worker.js';
+import { daemonTls } from './token-worker/daemon-tls.js';
 import { WORKER_COMMAND } from './token-worker/protocol.js';
 import { runTokenWorker } from './token-worker/worker.js';
 import { writeFileAtomic } from './state/atomic.js';
@@ -196,11 +193,11 @@ async function main(argv: string[]): Promise<number> {
       const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
       const id = await readIdentity(stateDir);
       const kicks = createKicks();
-      // pkcs11: renewals and the channel run in token workers, the channel's restarted after each renewal (token-worker/).
-      const inWorker = !!id && tlsNeedsFreshProcess(id.keystore.kind);
+      // pkcs11: renewals and the channel run in token workers (token-worker/daemon-tls.ts).
+      const tls = daemonTls(id?.keystore.kind, { stateDir, env: process.env, log });
       const channel =
         id && process.env.LATCHKEY_CONTROL_CHANNEL !== 'off'
-          ? (inWorker ? startControlChannelInWorker : startControlChannel)({
+          ? tls.startControlChannel({
               stateDir,
               env: process.env,
               facts,
@@ -223,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
       showChannel();
       try {
         return await runDaemon({
-          ...(inWorker ? { renew: (_ctx, force) => renewInWorker({ stateDir, env: process.env, log }, force) } : {}),
+          ...(tls.renew ? { renew: tls.renew } : {}),
           stateDir,
           env: process.env,
           clock: systemClock,

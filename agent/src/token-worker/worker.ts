@@ -8,6 +8,7 @@ import type { DeviceFacts } from '@latchkey/protocol';
 import { AgentError } from '../errors.js';
 import { type ControlChannel, startControlChannel } from '../channel/control-channel.js';
 import { type ConnectIdentity, createIdentitySource, describeDialError, dialGateway, splice } from '../connect/forwarder.js';
+import type { RenewOutcome } from '../renew/daemon.js';
 import { renewOnce } from '../renew/renew.js';
 import { type ChannelEvent, type ConnectResult, type WorkerMessage, type WorkerRequest, isWorkerRequest, toWireError } from './protocol.js';
 
@@ -23,7 +24,7 @@ export interface WorkerPort {
 }
 
 /** Renews once with the key the worker loaded; the daemon records a refusal (revoked) itself. */
-export async function renewRequest(ctx: WorkerContext, force: boolean): Promise<Extract<WorkerMessage, { renew: unknown }>['renew']> {
+export async function renewRequest(ctx: WorkerContext, force: boolean): Promise<RenewOutcome> {
   const r = await renewOnce({ stateDir: ctx.stateDir, env: ctx.env, now: () => new Date(), facts: ctx.facts }, { force });
   return r.renewed ? { renewed: true, kind: r.kind, previousSerial: r.previousSerial } : { renewed: false };
 }
