@@ -231,11 +231,21 @@ export async function startForwarder(
 ): Promise<Forwarder> {
   const source = createIdentitySource(o);
   const id0 = await readIdentity(o.stateDir);
+  let lastSerial = id0 ? certOf(id0).serialHex : '';
+  const announce = (serial: string): void => {
+    if (serial === lastSerial) return;
+    o.log(`latchkey connect: now presenting the renewed certificate ${serial} (was ${lastSerial})`);
+    lastSerial = serial;
+  };
   // Keys OpenSSL must load fresh (pkcs11) are used in a token worker, replaced after each renewal; other keys in this process.
   const workers =
     id0 && (o.inWorker ?? tlsNeedsFreshProcess)(id0.keystore.kind)
       ? createCurrentWorker({
-          spawn: () => spawnTokenWorker({ ...(o.workerArgv ? { argv: o.workerArgv } : {}), stateDir: o.stateDir, env: o.env, log: o.log }),
+          spawn: () => {
+            // A fresh worker: most likely a renewal (or the last worker died).
+            void readIdentity(o.stateDir).then((id) => id && announce(certOf(id).serialHex), () => undefined);
+            return spawnTokenWorker({ ...(o.workerArgv ? { argv: o.workerArgv } : {}), stateDir: o.stateDir, env: o.env, log: o.log });
+          },
           version: () => identityVersion(o.stateDir),
         })
       : undefined;
@@ -244,7 +254,7 @@ export async function startForwarder(
   const first = workers ? { deviceId: id0!.deviceId, serial: certOf(id0!).serialHex } : await source.current();
   o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}${workers ? ` (${id0!.keystore.kind}: TLS in a token worker, fresh after each renewal)` : ''}`);
   let open = 0;
-  let lastSerial = first.serial;
+  lastSerial = first.serial;
   const sockets = new Set<Socket>();
   const server: Server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (local) => {
     sockets.add(local);
@@ -271,10 +281,7 @@ export async function startForwarder(
         local.destroy();
         return;
       }
-      if (id.serial !== lastSerial) {
-        o.log(`latchkey connect: now presenting the renewed certificate ${id.serial} (was ${lastSerial})`);
-        lastSerial = id.serial;
-      }
+      announce(id.serial);
       let remote: TLSSocket;
       try {
         remote = await dialGateway(o, id);
