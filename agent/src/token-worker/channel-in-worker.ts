@@ -79,6 +79,7 @@ export function startControlChannelInWorker(o: ControlChannelOptions & { argv?: 
       clearTimeout(timer);
       const w = worker;
       worker = undefined;
+      connected = false;
       await w?.stop();
     },
     get connected() {
