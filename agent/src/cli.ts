@@ -15,11 +15,11 @@ import { normalizeFingerprint } from './est/est-client.js';
 import { collectFacts } from './facts.js';
 import { forgetPkcs11Pin, openKeyStore, savePkcs11Pin } from './keystore/open-keystore.js';
 import { createKicks, runDaemon, systemClock } from './renew/daemon.js';
-import { startControlChannel } from './channel/control-channel.js';
-import { runChannelChild, startControlChannelInChild } from './channel/channel-child.js';
 import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from './renew/revoked.js';
 import { renewOnce, certOf } from './renew/renew.js';
-import { type RenewJson, renewInChild, selfArgv } from './renew/renew-child.js';
+import { daemonTls } from './token-worker/daemon-tls.js';
+import { WORKER_COMMAND } from './token-worker/protocol.js';
+import { runTokenWorker } from './token-worker/worker.js';
 import { writeFileAtomic } from './state/atomic.js';
 import { type KeystoreConfig, readIdentity, readStatusFile, updateStatusFile } from './state/identity.js';
 import { acquireStateLock } from './state/lock.js';
@@ -48,6 +48,15 @@ state dir: --state-dir, LATCHKEY_STATE_DIR, or the platform default
 exit codes: 0 ok, 1 failure, 2 usage, 3 the device must be enrolled again`;
 
 const KEYSTORES = ['os', 'pkcs11', 'file'] as const;
+
+/** `renew --json`. */
+interface RenewJson {
+  renewed: boolean;
+  kind?: 'renew' | 'recover';
+  previousSerial?: string;
+  serial?: string;
+  error?: { code: string; message: string; details?: AgentError['details'] };
+}
 
 function stateDirOf(flag: string | undefined): string {
   return resolveStateDir(flag, { platform: process.platform, env: process.env, home: homedir(), system: process.getuid?.() === 0 });
@@ -166,7 +175,7 @@ async function main(argv: string[]): Promise<number> {
         // Refused for good (revoked): recorded and the key deleted, exactly as `latchkey run` does.
         const refused = await recordRefusedRenewal(stateDir, caught, new Date().toISOString(), (reason, at) => forgetRevokedIdentity(stateDir, process.env, reason, at));
         if (!v.json) throw refused ? new AgentError(caught.code, refusalMessage(refused, caught), caught.details, { cause: caught }) : caught;
-        // --json (also how `latchkey run` hears from a pkcs11 renewal child): the server's answer as is.
+        // --json: the server's answer as is.
         const e = caught;
         const j: RenewJson = { renewed: false, error: { code: e.code, message: e.message, details: e.details } };
         process.stdout.write(`${JSON.stringify(j)}\n`);
@@ -184,10 +193,11 @@ async function main(argv: string[]): Promise<number> {
       const log = (l: string) => process.stderr.write(`${new Date().toISOString()} ${l}\n`);
       const id = await readIdentity(stateDir);
       const kicks = createKicks();
-      // pkcs11: the channel runs in a child process, restarted after each renewal (see channel-child.ts).
+      // pkcs11: renewals and the channel run in token workers (token-worker/daemon-tls.ts).
+      const tls = daemonTls(id?.keystore.kind, { stateDir, env: process.env, log });
       const channel =
         id && process.env.LATCHKEY_CONTROL_CHANNEL !== 'off'
-          ? (id.keystore.kind === 'pkcs11' ? startControlChannelInChild : startControlChannel)({
+          ? tls.startControlChannel({
               stateDir,
               env: process.env,
               facts,
@@ -210,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
       showChannel();
       try {
         return await runDaemon({
-          ...(id?.keystore.kind === 'pkcs11' ? { renew: (_ctx, force) => renewInChild(stateDir, process.env, force) } : {}),
+          ...(tls.renew ? { renew: tls.renew } : {}),
           stateDir,
           env: process.env,
           clock: systemClock,
@@ -251,9 +261,7 @@ async function main(argv: string[]): Promise<number> {
       if (!isLoopback(listen.host) && !v['allow-remote']) {
         throw new AgentError('USAGE', `--listen ${listen.host} is not a loopback address: anyone who can reach it would use this device's identity; add --allow-remote if that is really meant`);
       }
-      // For pkcs11 keys, each connection runs in `latchkey connect --stdio` (see forwarder.ts viaChild).
-      const childArgv = [...selfArgv(), '--state-dir', stateDir, 'connect', '--stdio', '--to', v.to as string, ...(v.ca ? ['--ca', v.ca as string] : []), ...(v.servername ? ['--servername', v.servername as string] : [])];
-      const fwd = await startForwarder({ ...common, listen, childArgv });
+      const fwd = await startForwarder({ ...common, listen });
       process.stdout.write(`forwarding ${fwd.address.host}:${fwd.address.port} → ${common.to.host}:${common.to.port} (mTLS as this device; Ctrl-C to stop)\n`);
       await new Promise<void>((r) => {
         process.once('SIGTERM', r);
@@ -262,10 +270,10 @@ async function main(argv: string[]): Promise<number> {
       await fwd.close();
       return 0;
     }
-    case '_channel': {
-      // Internal: the control channel of a pkcs11 daemon, in its own process (channel-child.ts).
+    case WORKER_COMMAND: {
+      // Internal: a token worker (token-worker/), started by `run` and `connect` for pkcs11 keys.
       parse({});
-      return runChannelChild(stateDir, process.env, () => collectFacts());
+      return runTokenWorker({ stateDir, env: process.env, facts: () => collectFacts() });
     }
     case 'export': {
       const { values: v } = parse({ cert: { type: 'string' }, chain: { type: 'string' } });

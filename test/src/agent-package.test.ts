@@ -158,7 +158,7 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
     assert.deepEqual([st.state, st.keystore], ['active', 'pkcs11']);
     const re = await agent(['renew', '--force']);
     assert.equal(re.code, 0, re.stderr);
-    // `run`: the pkcs11 control channel lives in a child process of the binary itself (`_channel`).
+    // `run`: the pkcs11 control channel lives in a token worker, a child process of the binary itself (`_token-worker`).
     const d = spawn(exe, ['--state-dir', stateDir, 'run'], { cwd: join(exe, '..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
     d.stderr.on('data', (b: Buffer) => (log += b.toString()));

@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PassThrough, Writable } from 'node:stream';
 import { test } from 'node:test';
 import * as tls from 'node:tls';
@@ -11,7 +12,10 @@ import { certificateToPem, createCaHierarchy, createDeviceProfile, issueServerCe
 import { AgentError } from '../errors.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { writeIdentity } from '../state/identity.js';
-import { connectStdio, describeDialError, isLoopback, parseHostPort, startForwarder, viaChild } from './forwarder.js';
+import { connectStdio, describeDialError, isLoopback, parseHostPort, startForwarder } from './forwarder.js';
+
+/** The agent's own command line, to start token workers from this test. */
+const WORKER = { inWorker: () => true, workerArgv: [process.execPath, fileURLToPath(new URL('../cli.js', import.meta.url))] };
 
 test('HOST:PORT and [IPv6]:PORT parse; anything else is a usage error that names the flag', () => {
   assert.deepEqual(parseHostPort('gw.example.com:443', '--to'), { host: 'gw.example.com', port: 443 });
@@ -96,14 +100,15 @@ async function gatewayAndIdentity(t: { after(fn: () => void | Promise<void>): vo
   return { stateDir, env, to: { host: '127.0.0.1', port: (gw.address() as net.AddressInfo).port }, extraCaPem: rootPem, log: (l: string) => lines.push(l), lines, gwSockets };
 }
 
-test('a client that half-closes after its request gets the whole reply through the forwarder, and nothing stays open', async (t) => {
+for (const [mode, extra] of [['in this process', {}], ['through a token worker', WORKER]] as const) {
+test(`${mode}: a client that half-closes after its request gets the whole reply through the forwarder, and nothing stays open`, async (t) => {
   const o = await gatewayAndIdentity(t, (s) => {
     let got = '';
     s.on('data', (d: Buffer) => (got += d.toString()));
     // Reply only once the request is complete (nc -N, request-then-shutdown protocols).
     s.on('end', () => s.end(`reply-to:${got}:` + 'x'.repeat(200_000)));
   });
-  const fwd = await startForwarder({ ...o, listen: { host: '127.0.0.1', port: 0 } });
+  const fwd = await startForwarder({ ...o, ...extra, listen: { host: '127.0.0.1', port: 0 } });
   t.after(() => fwd.close());
   for (let i = 0; i < 3; i++) {
     const reply = await new Promise<string>((resolve, reject) => {
@@ -123,6 +128,7 @@ test('a client that half-closes after its request gets the whole reply through t
   assert.equal(o.gwSockets.size, 0);
   assert.deepEqual(o.lines.filter((l) => /failed|refusing/.test(l)), []);
 });
+}
 
 /** A Writable that takes 1 ms per chunk and counts what it got. */
 function slowSink(): Writable & { got: number } {
@@ -162,29 +168,23 @@ test('--stdio: a request sent and then closed still gets its reply', async (t) =
   assert.equal(Buffer.concat(chunks).toString(), 'reply-to:ping');
 });
 
-test('a connection through a child process delivers all the child wrote to a slow client', async () => {
-  const argv = [process.execPath, '-e', `process.stdout.write(Buffer.alloc(${BIG}, 97), () => process.exit(0))`];
-  const logs: string[] = [];
-  let done = 0;
-  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (local) => {
-    local.on('error', () => undefined);
-    viaChild({ stateDir: '', env: process.env, to: { host: 'gw', port: 1 }, log: (l) => logs.push(l) }, argv, local, 'test', () => done++);
+test('a connection through a token worker delivers all the gateway wrote to a slow client', async (t) => {
+  const o = await gatewayAndIdentity(t, (s) => {
+    s.end(Buffer.alloc(BIG, 97));
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  try {
-    const n = await new Promise<number>((resolve, reject) => {
-      const c = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port });
-      let n = 0;
-      c.pause();
-      setTimeout(() => c.resume(), 300); // the child has exited by then
-      c.on('data', (d: Buffer) => (n += d.length));
-      c.on('close', () => resolve(n));
-      c.on('error', reject);
-    });
-    assert.equal(n, BIG);
-    assert.equal(done, 1);
-    assert.deepEqual(logs, []);
-  } finally {
-    await new Promise((r) => server.close(r));
-  }
+  const fwd = await startForwarder({ ...o, ...WORKER, listen: { host: '127.0.0.1', port: 0 } });
+  t.after(() => fwd.close());
+  const n = await new Promise<number>((resolve, reject) => {
+    const c = net.connect({ host: '127.0.0.1', port: fwd.address.port });
+    let n = 0;
+    c.pause();
+    setTimeout(() => c.resume(), 300); // the gateway has sent everything and closed by then
+    c.on('data', (d: Buffer) => (n += d.length));
+    c.on('close', () => resolve(n));
+    c.on('error', reject);
+  });
+  assert.equal(n, BIG);
+  for (let i = 0; i < 100 && fwd.open > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(fwd.open, 0);
+  assert.deepEqual(o.lines.filter((l) => /failed|refusing/.test(l)), []);
 });

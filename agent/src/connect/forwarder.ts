@@ -12,16 +12,18 @@
  * The gateway's certificate is verified against the system's trust store,
  * the Latchkey root and any `--ca` file, with the hostname of `--to`.
  */
-import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { isIP, type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { type ConnectionOptions, type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
 import { AgentError } from '../errors.js';
+import { tlsNeedsFreshProcess } from '../keystore/keystore.js';
 import { deviceTlsOptions, loadDeviceTlsKey } from '../keystore/tls-key.js';
 import { certOf } from '../renew/renew.js';
-import { readIdentity, readStatusFile } from '../state/identity.js';
+import { type Identity, readIdentity, readStatusFile } from '../state/identity.js';
 import { STATE_FILES } from '../state/paths.js';
+import { spawnTokenWorker } from '../token-worker/client.js';
+import { createCurrentWorker } from '../token-worker/current-worker.js';
 
 export interface HostPort {
   host: string;
@@ -199,59 +201,63 @@ export interface Forwarder {
   close(): Promise<void>;
 }
 
-/**
- * One connection through a child `latchkey connect --stdio`: for pkcs11 keys,
- * whose OpenSSL engine never sees a key made after its first load in a
- * process (libp11 0.4.12 on tpm2-pkcs11), so a long-lived forwarder could not
- * present a renewed key. A fresh process per connection always can.
- */
-export function viaChild(o: ForwarderOptions, argv: string[], local: Socket, from: string, done: () => void): void {
-  const p = spawn(argv[0]!, argv.slice(1), { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
-  let err = '';
-  p.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-2000)));
-  local.pipe(p.stdin!);
-  p.stdout!.pipe(local);
-  p.stdin!.on('error', () => undefined);
-  local.on('close', () => {
-    if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM');
-  });
-  p.on('error', (e) => {
-    o.log(`latchkey connect: ${from}: cannot start the connection process: ${e.message}`);
-    local.destroy();
-  });
-  // 'close', not 'exit': the child's stdout may still hold unread data when it exits;
-  // pipe() ends `local` once it has all been written.
-  p.on('close', (code) => {
-    if (code !== 0 && err.trim()) o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${err.trim().split('\n').pop()!.replace(/^latchkey: /, '').replace(`${o.to.host}:${o.to.port}: `, '')}`);
-    // Half-open `local`: once its writes are flushed, nothing more can come from the child.
-    local.end();
-    if (local.writableFinished) local.destroy();
-    else local.once('finish', () => local.destroy());
-    done();
-  });
-  local.resume();
+/** Changes whenever identity.json is replaced (a renewal renames a new file in: a new inode). */
+async function identityVersion(stateDir: string): Promise<string> {
+  const st = await stat(join(stateDir, STATE_FILES.identity)).catch(() => undefined);
+  return st ? `${st.ino}/${st.mtimeMs}/${st.size}` : 'none';
 }
 
 /** Listens on `listen` and forwards each connection to the gateway over mTLS. */
-export async function startForwarder(o: ForwarderOptions & { listen: HostPort; childArgv?: string[] }): Promise<Forwarder> {
+export async function startForwarder(
+  o: ForwarderOptions & {
+    listen: HostPort;
+    /** How to start a token worker (default: this program). */
+    workerArgv?: string[];
+    /** Whether a key of this kind is used in a token worker (default: as the keystore says). */
+    inWorker?: (kind: Identity['keystore']['kind']) => boolean;
+  },
+): Promise<Forwarder> {
   const source = createIdentitySource(o);
   const id0 = await readIdentity(o.stateDir);
-  // pkcs11 keys are used in a child process per connection (see viaChild); other keys in this one.
-  const childArgv = id0?.keystore.kind === 'pkcs11' ? o.childArgv : undefined;
+  let lastSerial = id0 ? certOf(id0).serialHex : '';
+  const announce = (serial: string): void => {
+    if (serial === lastSerial) return;
+    o.log(`latchkey connect: now presenting the renewed certificate ${serial} (was ${lastSerial})`);
+    lastSerial = serial;
+  };
+  // Keys OpenSSL must load fresh (pkcs11) are used in a token worker, replaced after each renewal; other keys in this process.
+  const workers =
+    id0 && (o.inWorker ?? tlsNeedsFreshProcess)(id0.keystore.kind)
+      ? createCurrentWorker({
+          spawn: () => {
+            // A fresh worker: most likely a renewal (or the last worker died).
+            void readIdentity(o.stateDir).then((id) => id && announce(certOf(id).serialHex), () => undefined);
+            return spawnTokenWorker({ ...(o.workerArgv ? { argv: o.workerArgv } : {}), stateDir: o.stateDir, env: o.env, log: o.log });
+          },
+          version: () => identityVersion(o.stateDir),
+        })
+      : undefined;
+  const target = { to: o.to, ...(o.servername ? { servername: o.servername } : {}), ...(o.extraCaPem ? { extraCaPem: o.extraCaPem } : {}) };
   // Fail before listening if the identity cannot be used at all.
-  const first = childArgv ? { deviceId: id0!.deviceId, serial: certOf(id0!).serialHex } : await source.current();
-  o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}${childArgv ? ' (pkcs11: a process per connection)' : ''}`);
+  const first = workers ? { deviceId: id0!.deviceId, serial: certOf(id0!).serialHex } : await source.current();
+  o.log(`latchkey connect: device ${first.deviceId}, certificate ${first.serial}${workers ? ` (${id0!.keystore.kind}: TLS in a token worker, fresh after each renewal)` : ''}`);
   let open = 0;
-  let lastSerial = first.serial;
+  lastSerial = first.serial;
   const sockets = new Set<Socket>();
   const server: Server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (local) => {
     sockets.add(local);
     local.on('close', () => sockets.delete(local));
     local.on('error', () => undefined);
     const from = `${local.remoteAddress}:${local.remotePort}`;
-    if (childArgv) {
+    if (workers) {
       open++;
-      viaChild(o, childArgv, local, from, () => open--);
+      void workers
+        .use((w) => w.connect(local, target))
+        .then(
+          (r) => r.refused && o.log(`latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${r.refused}`),
+          (e: AgentError) => o.log(e.code === 'SERVER_REFUSED' ? `latchkey connect: ${from} → ${o.to.host}:${o.to.port} failed: ${e.message}` : `latchkey connect: refusing ${from}: ${e.message}`),
+        )
+        .finally(() => open--);
       return;
     }
     void (async () => {
@@ -263,10 +269,7 @@ export async function startForwarder(o: ForwarderOptions & { listen: HostPort; c
         local.destroy();
         return;
       }
-      if (id.serial !== lastSerial) {
-        o.log(`latchkey connect: now presenting the renewed certificate ${id.serial} (was ${lastSerial})`);
-        lastSerial = id.serial;
-      }
+      announce(id.serial);
       let remote: TLSSocket;
       try {
         remote = await dialGateway(o, id);
@@ -302,10 +305,13 @@ export async function startForwarder(o: ForwarderOptions & { listen: HostPort; c
       return open;
     },
     async close() {
-      await new Promise<void>((r) => {
-        server.close(() => r());
-        for (const s of sockets) s.destroy();
-      });
+      await Promise.all([
+        new Promise<void>((r) => {
+          server.close(() => r());
+          for (const s of sockets) s.destroy();
+        }),
+        workers?.stop(),
+      ]);
     },
   };
 }

@@ -14,6 +14,16 @@ import type { KeystoreKind } from '@latchkey/protocol/wire';
 
 export { KEYSTORE_KINDS, type KeystoreKind } from '@latchkey/protocol/wire';
 
+/**
+ * Whether node:tls can use a key of this kind only in a process started after
+ * the key was made: OpenSSL's pkcs11 engine (libp11) caches a token's objects
+ * at its first key load, so a long-lived process never sees a renewed key.
+ * Such TLS runs in a token worker (agent/src/token-worker/).
+ */
+export function tlsNeedsFreshProcess(kind: KeystoreKind): boolean {
+  return kind === 'pkcs11';
+}
+
 /** Names a key in its store; stored in the agent state (JSON). */
 export interface KeyRef {
   keystore: KeystoreKind;

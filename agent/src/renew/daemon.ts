@@ -29,7 +29,7 @@ export interface DaemonOptions extends Omit<RenewContext, 'now'> {
   stopped?: Promise<void>;
   /**
    * Performs one renewal; default in this process. The CLI runs pkcs11
-   * renewals in a child process instead (see renew-child.ts).
+   * renewals in a token worker instead (see token-worker/renew-in-worker.ts).
    */
   renew?: (ctx: RenewContext, force: boolean) => Promise<RenewOutcome>;
   /** Messages from the control channel (renew-now, revoked). */
