@@ -6,7 +6,7 @@
  * stderr; --debug adds the stack.
  */
 import { ApiError, UsageError } from './admin-client.js';
-import { createCli } from './cli/cli-program.js';
+import { createCli } from '@latchkey/cli';
 import { SERVER_CLI } from './cli/server-commands.js';
 import { ConfigError } from './config/config-load.js';
 import { terminalSafe } from './util/terminal-text.js';

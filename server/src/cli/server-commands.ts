@@ -5,10 +5,9 @@
  * admin client only, not fastify, the database drivers and the CA).
  */
 import { readFileSync } from 'node:fs';
-import { InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option, type CommandSpec, type ProgramSpec } from '@latchkey/cli';
 import { REVOKE_REASONS, DeviceStatus, type Device, type GatewayTokenCreateResponse, type GatewayTokenInfo, type GroupPolicy, type TokenCreateResponse, type TokenInfo } from '@latchkey/protocol';
 import { UsageError, adminClientFrom, type AdminClient } from '../admin-client.js';
-import type { CommandSpec, ProgramSpec } from './cli-program.js';
 import { durationSeconds, printer, table, type Printer } from './cli-output.js';
 import { terminalSafe } from '../util/terminal-text.js';
 

@@ -1,5 +1,5 @@
 /**
- * The command-line contract of latchkey-server, shared by every command:
+ * The command-line contract of latchkey-server and latchkey, shared by every command:
  * a declarative table of commands turned into one commander program, with
  * `--help` (options and examples) on every command and group, typo
  * suggestions, and exit codes 0 ok, 1 failure, 2 usage or configuration.
