@@ -28,6 +28,8 @@ export interface ProgramSpec<Ctx> {
   commands: CommandSpec<Ctx>[];
   /** Text after the top-level help (environment, exit codes). */
   epilog: string;
+  /** Printed by --version. */
+  version?: string;
 }
 
 export interface CliIo {
@@ -58,6 +60,7 @@ export function usageLine(name: string, text: string): string {
 export function createCli<Ctx>(spec: ProgramSpec<Ctx>, ctxOf: (opts: Record<string, unknown>) => Ctx, io: CliIo): (argv: string[]) => Promise<number> {
   let code = 0;
   const root = new Command(spec.name).description(spec.summary).addHelpText('after', `\n${spec.epilog}`);
+  if (spec.version) root.version(spec.version, '--version', 'print the version');
   for (const o of spec.globals) root.addOption(o);
   const nodes = new Map<string, Command>([['', root]]);
   const examples = new Map<Command, string[]>();
@@ -76,14 +79,14 @@ export function createCli<Ctx>(spec: ProgramSpec<Ctx>, ctxOf: (opts: Record<stri
     const cmd = new Command(path[path.length - 1]!).description(c.summary);
     for (const a of args) cmd.argument(a);
     for (const o of c.options ?? []) cmd.addOption(o);
-    cmd.addHelpText('after', `\nExamples:\n${c.examples.map((e) => `  ${spec.name} ${e}`).join('\n')}`);
+    if (c.examples.length) cmd.addHelpText('after', `\nExamples:\n${c.examples.map((e) => `  ${spec.name} ${e}`).join('\n')}`);
     cmd.action(async function (this: Command) {
       const positional = (this.processedArgs as unknown[]).flatMap((a) => (a === undefined ? [] : Array.isArray(a) ? a.map(String) : [String(a)]));
       code = await c.run(ctxOf(this.optsWithGlobals()), positional, this.opts());
     });
     parent.addCommand(cmd, c.hidden ? { hidden: true } : {});
     nodes.set(path.join(' '), cmd);
-    if (!c.hidden && parent !== root) examples.set(parent, [...(examples.get(parent) ?? []), c.examples[0]!]);
+    if (!c.hidden && c.examples.length && parent !== root) examples.set(parent, [...(examples.get(parent) ?? []), c.examples[0]!]);
   }
   for (const [group, list] of examples) group.addHelpText('after', `\nExamples:\n${list.map((e) => `  ${spec.name} ${e}`).join('\n')}`);
   for (const node of nodes.values()) {
