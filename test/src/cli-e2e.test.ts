@@ -10,6 +10,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { REVOKE_REASONS } from '@latchkey/protocol';
+import { startPrivateBus } from '../../agent/dist/keystore/keyring-fixture.js';
+import { softhsmToken } from '../../agent/dist/keystore/pkcs11-fixtures.js';
 import { AGENT_CLI, SERVER_CLI, cli, freePort, initServer, run, startServer, tempDir, type Run } from './support/processes.js';
 
 const agent = (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> => run(process.execPath, [AGENT_CLI, ...args], { env });
@@ -138,6 +140,56 @@ describe('command lines against a running server', () => {
     assert.equal(noBus.code, 1, noBus.stderr);
     assertOneLine(noBus, 'enroll --keystore os without D-Bus');
     assert.match(noBus.stderr, /^latchkey: .*(D-Bus|keytar).*--keystore file/);
+  });
+
+  test('a locked keyring, a wrong PKCS#11 token label and a wrong PIN: one line each that says what to do, exit 1', { timeout: 120_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    await startServer(t, dataDir, port);
+    const enroll = async (args: string[], env: NodeJS.ProcessEnv): Promise<Run> => {
+      const token = (JSON.parse((await cli(['token', 'create', '--json', '--data-dir', dataDir])).stdout) as { token: string }).token;
+      return agent(['--state-dir', join(tempDir(t), 'agent'), 'enroll', '--server', `https://127.0.0.1:${port}`, '--token', token, '--ca-fingerprint', fingerprint, ...args], env);
+    };
+    const cases: [string, () => Promise<Run | string>, RegExp][] = [
+      [
+        'a locked keyring',
+        async () => {
+          const bus = await startPrivateBus(t);
+          if (typeof bus === 'string') return bus;
+          await bus.lock();
+          return enroll(['--keystore', 'os'], { ...bus.env, LATCHKEY_STATE_DIR: undefined });
+        },
+        /^latchkey: the login keyring is locked .*: unlock it/,
+      ],
+      [
+        'a wrong token label',
+        async () => {
+          const tok = await softhsmToken(t);
+          if (typeof tok === 'string') return tok;
+          return enroll(['--keystore', 'pkcs11', '--pkcs11-module', tok.module, '--pkcs11-token', 'no-such-token'], { ...tok.env, LATCHKEY_PKCS11_PIN: tok.pin });
+        },
+        /^latchkey: .*no-such-token/,
+      ],
+      [
+        'a wrong PIN',
+        async () => {
+          const tok = await softhsmToken(t);
+          if (typeof tok === 'string') return tok;
+          return enroll(['--keystore', 'pkcs11', '--pkcs11-module', tok.module, '--pkcs11-token', tok.tokenLabel], { ...tok.env, LATCHKEY_PKCS11_PIN: '0000' });
+        },
+        /^latchkey: .*(PIN|pin)/,
+      ],
+    ];
+    for (const [what, make, expected] of cases) {
+      const r = await make();
+      if (typeof r === 'string') {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(`${what}: ${r}`);
+        t.diagnostic(`${what}: skipped, ${r}`);
+        continue;
+      }
+      assert.equal(r.code, 1, `${what}: ${r.stderr}`);
+      assertOneLine(r, what);
+      assert.match(r.stderr, expected, what);
+    }
   });
 
   test('server unreachable: one line and exit 1; --debug adds the stack', { timeout: 60_000 }, async (t) => {
