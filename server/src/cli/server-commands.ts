@@ -367,14 +367,16 @@ const GATEWAY_CONFIG_OPTIONS: [flag: string, key: string, help: string][] = [
   ['--cert <file>', 'cert', "the gateway's own TLS certificate (with --key) instead of a new one"],
   ['--key <file>', 'key', 'its key'],
   ['--root-crl <file>', 'rootCrl', 'the root CRL, when the CA is imported'],
-  ['--name <host...>', 'name', 'names of the new gateway certificate'],
+  ['--name <host>', 'name', 'a name of the new gateway certificate (repeat for more)'],
 ];
+const REPEATABLE = new Set(['name']);
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 const gatewayCommands: Cmd[] = [
   {
     usage: 'gateway config <kind>',
     summary: 'print (or with --out write) an nginx or HAProxy mTLS gateway config; kind: nginx or haproxy',
-    options: GATEWAY_CONFIG_OPTIONS.map(([flag, , help]) => new Option(flag, help)),
+    options: GATEWAY_CONFIG_OPTIONS.map(([flag, key, help]) => (REPEATABLE.has(key) ? new Option(flag, help).argParser(collect) : new Option(flag, help))),
     examples: ['gateway config nginx --listen 0.0.0.0:443 --upstream http://127.0.0.1:8080 --out /etc/latchkey-gw --data-dir /var/lib/latchkey', 'gateway config haproxy --data-dir /var/lib/latchkey'],
     async run(ctx, [kind]) {
       const words = GATEWAY_CONFIG_OPTIONS.flatMap(([flag, key]) => {
