@@ -243,18 +243,11 @@ const service = (sub: 'install' | 'uninstall', summary: string, examples: string
   },
 });
 
-/** Internal commands the agent runs in child processes of itself: routed, not shown in --help. */
-const internal: Cmd[] = [
-  {
-    usage: '_channel',
-    summary: 'the control channel of a pkcs11 daemon, in its own process (channel-child.ts)',
-    hidden: true,
-    examples: [],
-    async run({ cfg, env }) {
-      const { runChannelChild } = await import('../channel/channel-child.js');
-      return runChannelChild(cfg.stateDir, env, () => collectFacts());
-    },
-  },
+/** An internal command the agent runs in a child process of itself: routed like any other, not shown in --help. */
+const internal = (name: string, summary: string, run: Cmd['run']): Cmd => ({ usage: name, summary, hidden: true, examples: [], run });
+
+const INTERNAL: Cmd[] = [
+  internal('_channel', 'the control channel of a pkcs11 daemon, in its own process (channel-child.ts)', async ({ cfg, env }) => (await import('../channel/channel-child.js')).runChannelChild(cfg.stateDir, env, () => collectFacts())),
 ];
 
 export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
@@ -283,7 +276,7 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     browser('status', 'is it enabled, and is the current certificate in the store', [new Option('--json', 'print only JSON on stdout')], ['browser status --json']),
     service('install', 'install and start the service', ['service install', 'service install --user']),
     service('uninstall', 'stop and remove the service', ['service uninstall', 'service uninstall --user']),
-    ...internal,
+    ...INTERNAL,
   ],
   epilog: `Settings: --config file, then environment, then flags.
 Exit codes: 0 ok, 1 failure, 2 usage, 3 the device must be enrolled again.
