@@ -8,7 +8,7 @@
  * stderr; --debug adds the stack.
  */
 import { homedir } from 'node:os';
-import { createCli } from '@latchkey/cli';
+import { createCli, helpHintOf } from '@latchkey/cli';
 import { AGENT_CLI } from './cli/agent-commands.js';
 import { loadAgentConfig } from './config/agent-config.js';
 import { AgentError } from './errors.js';
@@ -44,6 +44,7 @@ cli(argv).then(
   (e: unknown) => {
     const f = failure(e);
     err(`latchkey: ${f.message}`);
+    if (e instanceof AgentError && e.code === 'USAGE' && helpHintOf(e)) err(`(see ${helpHintOf(e)})`);
     if (argv.includes('--debug') && e instanceof Error && e.stack) err(e.stack);
     process.exit(f.code);
   },

@@ -6,7 +6,7 @@
  * stderr; --debug adds the stack.
  */
 import { ApiError, UsageError } from './admin-client.js';
-import { createCli } from '@latchkey/cli';
+import { createCli, helpHintOf } from '@latchkey/cli';
 import { SERVER_CLI } from './cli/server-commands.js';
 import { ConfigError } from './config/config-load.js';
 import { terminalSafe } from './util/terminal-text.js';
@@ -31,6 +31,7 @@ cli(argv).then(
   (e: unknown) => {
     const f = failure(e);
     err(`latchkey-server: ${f.message}`);
+    if (e instanceof UsageError && helpHintOf(e)) err(`(see ${helpHintOf(e)})`);
     if (argv.includes('--debug') && e instanceof Error && e.stack) err(e.stack);
     process.exit(f.code);
   },

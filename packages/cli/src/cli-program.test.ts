@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Option } from 'commander';
-import { createCli, splitUsage, usageLine, type ProgramSpec } from './cli-program.js';
+import { createCli, helpHintOf, splitUsage, usageLine, type ProgramSpec } from './cli-program.js';
 
 function program(): { run: (argv: string[]) => Promise<number>; out: string[]; err: string[]; calls: unknown[] } {
   const out: string[] = [];
@@ -18,7 +18,7 @@ function program(): { run: (argv: string[]) => Promise<number>; out: string[]; e
     groups: { things: 'the things' },
     commands: [
       { usage: 'things remove <id>', summary: 'remove one', options: [new Option('--reason <r>', 'why').choices(['old', 'broken']), new Option('--data-dir <d>', 'where')], examples: ['things remove 7 --reason old'], run: async (ctx, args) => (calls.push({ args, o: ctx.o }), 0) },
-      { usage: 'things list', summary: 'list them', examples: ['things list'], run: async () => 4 },
+      { usage: 'things list', summary: 'list them', options: [new Option('--fail', 'throw')], examples: ['things list'], run: async (ctx) => { if (ctx.o.fail) throw new Error('bad'); return 4; } },
       { usage: '_worker', summary: 'internal', hidden: true, examples: [], run: async () => (calls.push('worker'), 0) },
     ],
     epilog: 'Exit codes: 0 ok.',
@@ -64,6 +64,14 @@ describe('createCli', () => {
     assert.deepEqual(p.calls, ['worker']);
     await p.run(['--help']);
     assert.doesNotMatch(p.out.join(''), /_worker/);
+  });
+
+  test("an error thrown by a command's run names where its help is", async () => {
+    const p = program();
+    const e = await p.run(['things', 'list', '--fail']).catch((x: unknown) => x);
+    assert.ok(e instanceof Error && e.message === 'bad');
+    assert.equal(helpHintOf(e), 'tool things list --help');
+    assert.equal(helpHintOf(new Error('elsewhere')), undefined);
   });
 
   test('splitUsage and usageLine', () => {

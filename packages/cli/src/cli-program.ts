@@ -37,6 +37,13 @@ export interface CliIo {
   err: (s: string) => void;
 }
 
+const HELP_HINT = Symbol('latchkey.cli.helpHint');
+
+/** `latchkey-server init --help` for an error thrown by that command's run, else undefined. */
+export function helpHintOf(e: unknown): string | undefined {
+  return e instanceof Error ? ((e as unknown as Record<symbol, string | undefined>)[HELP_HINT]) : undefined;
+}
+
 /** Splits `devices revoke <id>` into the command path and its argument words. */
 export function splitUsage(usage: string): { path: string[]; args: string[] } {
   const words = usage.split(/\s+/).filter(Boolean);
@@ -82,7 +89,14 @@ export function createCli<Ctx>(spec: ProgramSpec<Ctx>, ctxOf: (opts: Record<stri
     if (c.examples.length) cmd.addHelpText('after', `\nExamples:\n${c.examples.map((e) => `  ${spec.name} ${e}`).join('\n')}`);
     cmd.action(async function (this: Command) {
       const positional = (this.processedArgs as unknown[]).flatMap((a) => (a === undefined ? [] : Array.isArray(a) ? a.map(String) : [String(a)]));
-      code = await c.run(ctxOf(this.optsWithGlobals()), positional, this.opts());
+      const ctx = ctxOf(this.optsWithGlobals());
+      try {
+        code = await c.run(ctx, positional, this.opts());
+      } catch (e) {
+        // Where a usage error of this command is explained: the entry point may point there.
+        if (e instanceof Error) Object.defineProperty(e, HELP_HINT, { value: `${spec.name} ${path.join(' ')} --help` });
+        throw e;
+      }
     });
     parent.addCommand(cmd, c.hidden ? { hidden: true } : {});
     nodes.set(path.join(' '), cmd);
