@@ -85,7 +85,7 @@ export function adminClientFrom(opts: { dataDir?: string; server?: string; caFil
           },
         );
         req.on('timeout', () => req.destroy(new Error(`no answer from ${server} within 30 s`)));
-        req.on('error', (e) => reject(new Error(`cannot reach ${server}: ${e.message}`)));
+        req.on('error', (e) => reject(new Error(`cannot reach ${server}: ${e.message}; is latchkey-server running there?`, { cause: e })));
         req.end(payload);
       });
     },

@@ -37,6 +37,7 @@ import type { Db } from './storage/db.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
 import { routeUpgrades } from './upgrade-router.js';
+import { validationMessage, type SchemaError } from './validation-message.js';
 
 export interface AppDeps {
   db: Db;
@@ -156,8 +157,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
       if (err.headers) reply.headers(err.headers);
       return reply.code(err.status).send({ error: { code: err.code, message: err.message }, reqId: req.id });
     }
-    const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
-    if (e.validation) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `invalid request: ${e.message}` }, reqId: req.id });
+    const e = err as { code?: string; statusCode?: number; validation?: SchemaError[]; validationContext?: string; message: string };
+    if (e.validation) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `invalid request: ${validationMessage(e.validationContext, e.validation)}` }, reqId: req.id });
     if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `unsupported Content-Type "${req.headers['content-type'] ?? ''}" for ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id });
     }

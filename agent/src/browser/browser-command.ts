@@ -1,30 +1,18 @@
 /**
- * `latchkey browser enable|disable|status [--json] [--nss-db DIR]`: the CLI
- * side of browser.ts. Exit 0 ok, 1 the store could not be changed, 2 usage.
+ * `latchkey browser enable|disable|status`: the CLI side of browser.ts (its
+ * options are parsed by the command table in cli/agent-commands.ts).
+ * Exit 0 ok, 1 the store could not be changed.
  */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { AgentError } from '../errors.js';
 import { acquireStateLock } from '../state/lock.js';
 import { browserStatus, disableBrowser, enableBrowser } from './browser.js';
 import { BrowserStoreError } from './cert-store.js';
 
-const USAGE = 'browser enable [--nss-db DIR] | browser disable | browser status [--json]';
+export type BrowserSub = 'enable' | 'disable' | 'status';
 
-export async function browserCommand(argv: string[], stateDir: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
-  let v: { json?: boolean; 'nss-db'?: string };
-  let sub: string | undefined;
-  try {
-    const p = parseArgs({ args: argv, options: { json: { type: 'boolean' }, 'nss-db': { type: 'string' }, 'state-dir': { type: 'string' } }, allowPositionals: true });
-    v = p.values;
-    sub = p.positionals[0];
-    if (p.positionals.length > 1) throw new Error(`unexpected argument "${p.positionals[1]}"`);
-  } catch (e) {
-    throw new AgentError('USAGE', `${(e as Error).message}\nusage: latchkey ${USAGE}`);
-  }
-  if (sub !== 'enable' && sub !== 'disable' && sub !== 'status') throw new AgentError('USAGE', `usage: latchkey ${USAGE}`);
-  if (v['nss-db'] && sub !== 'enable') throw new AgentError('USAGE', '--nss-db goes with `browser enable`');
-  const deps = { platform: process.platform, env: process.env };
+export async function browserCommand(sub: BrowserSub, v: { json?: boolean; nssDb?: string }, stateDir: string, env: NodeJS.ProcessEnv, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+  const deps = { platform: process.platform, env };
   try {
     if (sub === 'status') {
       const s = await browserStatus(stateDir, deps);
@@ -46,7 +34,7 @@ export async function browserCommand(argv: string[], stateDir: string, out: Node
     const release = await acquireStateLock(stateDir);
     try {
       if (sub === 'enable') {
-        const r = await enableBrowser(stateDir, deps, v['nss-db'] ? { nssDb: v['nss-db'] } : {});
+        const r = await enableBrowser(stateDir, deps, v.nssDb ? { nssDb: v.nssDb } : {});
         out.write(`browser: certificate ${r.entry.serialHex} of device ${r.identity.deviceId} is in ${r.location} as "${r.entry.label}"; it is replaced at every renewal and removed on revocation or unenroll\n`);
         return 0;
       }

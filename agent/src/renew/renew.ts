@@ -19,7 +19,7 @@ import type { KeyStore } from '../keystore/keystore.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
 import { type Identity, readIdentity, readStatusFile, updateStatusFile, writeIdentity } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
-import { type CrashPoint, type TestHooks, readTestHooks } from '../test-hooks.js';
+import type { CrashPoint, TestHooks } from '../test-hooks.js';
 import { DEFAULT_RENEW_POLICY, type RenewPolicy, shouldRenew } from './should-renew.js';
 
 export { CRASH_POINTS, type CrashPoint } from '../test-hooks.js';
@@ -29,8 +29,7 @@ export { CRASH_POINTS, type CrashPoint } from '../test-hooks.js';
  * as a power cut would. Inert unless a test asked for it.
  */
 function crashPoint(ctx: RenewContext, point: CrashPoint): void {
-  // Until the entry point passes `testHooks` (cli.ts builds this context), they come from the one test-only reader.
-  if ((ctx.testHooks ?? readTestHooks(ctx.env)).crashAt === point) process.kill(process.pid, 'SIGKILL');
+  if (ctx.testHooks?.crashAt === point) process.kill(process.pid, 'SIGKILL');
 }
 
 export interface RenewContext {

@@ -1,11 +1,9 @@
 /**
  * `latchkey service install|uninstall [--user]`: the CLI side of
- * service-install.ts. The service runs this very program: the packaged
+ * service-install.ts (options parsed by the table in cli/agent-commands.ts). The service runs this very program: the packaged
  * binary, or node with this script in a development checkout.
  */
 import { isSea } from 'node:sea';
-import { parseArgs } from 'node:util';
-import { AgentError } from '../errors.js';
 import { readIdentity } from '../state/identity.js';
 import { installService, nodeServiceDeps, uninstallService } from './service-install.js';
 import { ServiceError, type ServiceSpec } from './service-types.js';
@@ -14,17 +12,7 @@ function selfCommand(): string[] {
   return isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, process.argv[1]];
 }
 
-export async function installServiceCommand(argv: string[], stateDir: string): Promise<number> {
-  let v: { user?: boolean };
-  let sub: string | undefined;
-  try {
-    const p = parseArgs({ args: argv, options: { user: { type: 'boolean' }, 'state-dir': { type: 'string' } }, allowPositionals: true });
-    v = p.values;
-    sub = p.positionals[0];
-  } catch (e) {
-    throw new AgentError('USAGE', (e as Error).message);
-  }
-  if (sub !== 'install' && sub !== 'uninstall') throw new AgentError('USAGE', 'service install|uninstall [--user]');
+export async function installServiceCommand(sub: 'install' | 'uninstall', v: { user?: boolean }, stateDir: string): Promise<number> {
   const scope = v.user ? 'user' : 'system';
   try {
     if (sub === 'uninstall') {

@@ -10,12 +10,15 @@ import { type ControlChannel, startControlChannel } from '../channel/control-cha
 import { type ConnectIdentity, createIdentitySource, describeDialError, dialGateway, splice } from '../connect/forwarder.js';
 import type { RenewOutcome } from '../renew/daemon.js';
 import { renewOnce } from '../renew/renew.js';
+import type { TestHooks } from '../test-hooks.js';
 import { type ChannelEvent, type ConnectResult, type WorkerMessage, type WorkerRequest, isWorkerRequest, toWireError } from './protocol.js';
 
 export interface WorkerContext {
   stateDir: string;
   env: NodeJS.ProcessEnv;
   facts: () => Promise<DeviceFacts>;
+  /** Test-only: see test-hooks.ts. */
+  testHooks?: Pick<TestHooks, 'crashAt'>;
 }
 
 /** How the worker talks to its parent: process.send in the real worker, a stub in tests. */
@@ -25,7 +28,7 @@ export interface WorkerPort {
 
 /** Renews once with the key the worker loaded; the daemon records a refusal (revoked) itself. */
 export async function renewRequest(ctx: WorkerContext, force: boolean): Promise<RenewOutcome> {
-  const r = await renewOnce({ stateDir: ctx.stateDir, env: ctx.env, now: () => new Date(), facts: ctx.facts }, { force });
+  const r = await renewOnce({ stateDir: ctx.stateDir, env: ctx.env, now: () => new Date(), facts: ctx.facts, ...(ctx.testHooks ? { testHooks: ctx.testHooks } : {}) }, { force });
   return r.renewed ? { renewed: true, kind: r.kind, previousSerial: r.previousSerial } : { renewed: false };
 }
 

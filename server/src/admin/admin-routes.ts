@@ -30,17 +30,23 @@ export function adminRoutes(deps: { db: Db; config: ServerConfig; tokens: Tokens
       items: (await groupsRepo(deps.db.kysely).list()).map((g) => ({ name: g.name, certLifetimeSeconds: g.cert_lifetime_seconds, requireApproval: !!g.require_approval })),
       nextCursor: null,
     }));
-    app.put('/groups/:name', { ...role('admin'), schema: { body: Type.Omit(GroupPolicy, ['name']) } }, async (req) => {
+    // A setting left out keeps its value (a new group needs certLifetimeSeconds; approval defaults to off).
+    app.put('/groups/:name', { ...role('admin'), schema: { body: Type.Partial(Type.Omit(GroupPolicy, ['name'])) } }, async (req) => {
       const name = (req.params as { name: string }).name;
       if (!/^[a-z0-9][a-z0-9_-]{0,62}$/.test(name)) throw new LatchkeyError('BAD_REQUEST', 'group names are lower-case letters, digits, - and _');
-      const body = req.body as { certLifetimeSeconds: number; requireApproval: boolean };
-      if (body.certLifetimeSeconds > deps.config.maxCertLifetimeSeconds) {
+      const given = req.body as { certLifetimeSeconds?: number; requireApproval?: boolean };
+      if (given.certLifetimeSeconds !== undefined && given.certLifetimeSeconds > deps.config.maxCertLifetimeSeconds) {
         throw new LatchkeyError('BAD_REQUEST', `certLifetimeSeconds may be at most ${deps.config.maxCertLifetimeSeconds} (maxCertLifetimeSeconds in config.json)`);
       }
       const at = deps.clock().toISOString();
-      await deps.db.kysely.transaction().execute(async (trx) => {
-        await groupsRepo(trx).upsert({ name, cert_lifetime_seconds: body.certLifetimeSeconds, require_approval: body.requireApproval ? 1 : 0, created_at: at });
-        await auditRepo(trx).insert({ at, actor: actorOf(req), action: 'group.set', target: name, details: body });
+      const body = await deps.db.kysely.transaction().execute(async (trx) => {
+        const prev = await groupsRepo(trx).get(name);
+        const certLifetimeSeconds = given.certLifetimeSeconds ?? prev?.cert_lifetime_seconds;
+        if (certLifetimeSeconds === undefined) throw new LatchkeyError('BAD_REQUEST', `group ${name} does not exist yet: give its certLifetimeSeconds (latchkey-server groups set ${name} --lifetime 24h)`);
+        const merged = { certLifetimeSeconds, requireApproval: given.requireApproval ?? !!prev?.require_approval };
+        await groupsRepo(trx).upsert({ name, cert_lifetime_seconds: merged.certLifetimeSeconds, require_approval: merged.requireApproval ? 1 : 0, created_at: at });
+        await auditRepo(trx).insert({ at, actor: actorOf(req), action: 'group.set', target: name, details: merged });
+        return merged;
       });
       await deps.db.durable();
       // Connected agents of this group get the new policy now (on every replica).

@@ -1,0 +1,293 @@
+/**
+ * The table of `latchkey` commands: what each is called, takes, shows as
+ * an example, and does. Settings come from the AgentConfig (file, env,
+ * flags, validated once); commands that pull in heavy modules import them
+ * where used.
+ */
+import { readFile } from 'node:fs/promises';
+import { Option, type CommandSpec, type ProgramSpec } from '@latchkey/cli';
+import type { AgentConfig } from '../config/agent-config.js';
+import { KEYSTORE_KINDS } from '../keystore/keystore.js';
+import { AgentError } from '../errors.js';
+import { enroll } from '../enroll.js';
+import { normalizeFingerprint } from '../est/est-client.js';
+import { collectFacts } from '../facts.js';
+import { savePkcs11Pin } from '../keystore/open-keystore.js';
+import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from '../renew/revoked.js';
+import { certOf, renewOnce } from '../renew/renew.js';
+import { writeFileAtomic } from '../state/atomic.js';
+import { type KeystoreConfig, readIdentity } from '../state/identity.js';
+import { formatStatus, readStatus } from '../status.js';
+import { WORKER_COMMAND } from '../token-worker/protocol.js';
+import { AGENT_VERSION } from '../version.js';
+import { spinner } from './spinner.js';
+
+/** `renew --json`. */
+interface RenewJson {
+  renewed: boolean;
+  kind?: 'renew' | 'recover';
+  previousSerial?: string;
+  serial?: string;
+  error?: { code: string; message: string; details?: AgentError['details'] };
+}
+
+export interface AgentCliCtx {
+  cfg: AgentConfig;
+  /** The command's own options (state dir, keystore and PKCS#11 settings are in cfg). */
+  o: Record<string, unknown>;
+  env: NodeJS.ProcessEnv;
+  out: (line: string) => void;
+  log: (line: string) => void;
+}
+
+type Cmd = CommandSpec<AgentCliCtx>;
+const str = (o: Record<string, unknown>, k: string): string | undefined => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+const usage = (message: string): AgentError => new AgentError('USAGE', message);
+
+const enrollCmd: Cmd = {
+  usage: 'enroll',
+  summary: 'make a key, enroll with the server (waits for approval if the group asks for it)',
+  options: [
+    new Option('--server <url>', 'the latchkey-server URL, https://HOST:PORT'),
+    new Option('--token <token>', 'an enrollment token from `latchkey-server token create`'),
+    new Option('--ca-fingerprint <sha256>', "pin the server's root CA (printed by `latchkey-server init`)"),
+    new Option('--keystore <kind>', 'where the key is made (default: os, or file on Linux without a desktop session); env LATCHKEY_KEYSTORE').choices([...KEYSTORE_KINDS]),
+    new Option('--pkcs11-module <path>', 'PKCS#11 module for --keystore pkcs11; env LATCHKEY_PKCS11_MODULE'),
+    new Option('--pkcs11-token <label>', 'token label; env LATCHKEY_PKCS11_TOKEN (PIN: LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE)'),
+    new Option('--save-pin', 'keep the token PIN in the OS credential store'),
+  ],
+  examples: [
+    'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --ca-fingerprint 3A:7F:…',
+    'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --keystore pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token latchkey',
+  ],
+  async run({ cfg, o, env, out, log }) {
+    const server = str(o, 'server');
+    const token = str(o, 'token');
+    if (!server || !token) throw usage('enroll needs --server URL and --token T');
+    let keystore: KeystoreConfig;
+    if (cfg.keystore === 'pkcs11') {
+      const { module, tokenLabel } = cfg.pkcs11;
+      if (!module) throw usage('--keystore pkcs11 needs --pkcs11-module PATH (e.g. /usr/lib/softhsm/libsofthsm2.so, /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so)');
+      keystore = { kind: 'pkcs11', module, ...(tokenLabel ? { tokenLabel } : {}) };
+    } else keystore = { kind: cfg.keystore };
+    if (o.savePin) {
+      if (keystore.kind !== 'pkcs11') throw usage('--save-pin is for --keystore pkcs11');
+      await savePkcs11Pin({ stateDir: cfg.stateDir, env }, keystore);
+    }
+    const pin = str(o, 'caFingerprint') ? normalizeFingerprint(str(o, 'caFingerprint')!) : undefined;
+    const spin = spinner(process.stderr);
+    const started = performance.now();
+    try {
+      const id = await enroll({
+        stateDir: cfg.stateDir,
+        server,
+        token,
+        caFingerprint: pin,
+        keystore,
+        env,
+        facts: await collectFacts(),
+        onRootPinned: (fp) => {
+          if (!pin) log(`trusting the server's root CA (SHA-256 ${fp}) through the system trust store`);
+        },
+        onPending: (s, n) => spin.update(`waiting for an administrator to approve this device (check ${n}; next in ${s} s)…`),
+      });
+      spin.done();
+      const c = certOf(id);
+      out(`enrolled: device ${id.deviceId}, certificate ${c.serialHex} valid until ${c.notAfter.toISOString()} (keystore ${id.keystore.kind}, ${Math.round(performance.now() - started)} ms)`);
+      return 0;
+    } finally {
+      spin.done();
+    }
+  },
+};
+
+const statusCmd: Cmd = {
+  usage: 'status',
+  summary: 'device id, certificate, next renewal, last error, control channel (exit 3: must be enrolled again)',
+  options: [new Option('--json', 'print only JSON on stdout')],
+  examples: ['status', 'status --json'],
+  async run({ cfg, o, out }) {
+    const s = await readStatus(cfg.stateDir, new Date());
+    out(o.json ? JSON.stringify(s, null, 2) : formatStatus(s));
+    return s.state === 'revoked' || s.state === 'reenroll-required' ? 3 : 0;
+  },
+};
+
+const renewCmd: Cmd = {
+  usage: 'renew',
+  summary: 'renew now if due (or always, with --force)',
+  options: [new Option('--force', 'renew even if not due'), new Option('--json', 'print only JSON on stdout (errors too)')],
+  examples: ['renew', 'renew --force --json'],
+  async run({ cfg, o, env, out }) {
+    const { stateDir } = cfg;
+    try {
+      const r = await renewOnce({ stateDir, env, now: () => new Date(), facts: () => collectFacts(), testHooks: cfg.testHooks }, { force: !!o.force });
+      const c = certOf(r.identity);
+      if (o.json) {
+        const j: RenewJson = r.renewed ? { renewed: true, kind: r.kind, previousSerial: r.previousSerial, serial: c.serialHex } : { renewed: false, serial: c.serialHex };
+        out(JSON.stringify(j));
+      } else {
+        out(r.renewed ? `renewed: serial ${r.previousSerial} → ${c.serialHex}, valid until ${c.notAfter.toISOString()}` : `not due: next renewal at ${r.renewAt.toISOString()} (use --force to renew now)`);
+      }
+      return 0;
+    } catch (caught) {
+      if (!(caught instanceof AgentError)) throw caught;
+      // Refused for good (revoked): recorded and the key deleted, exactly as `latchkey run` does.
+      const refused = await recordRefusedRenewal(stateDir, caught, new Date().toISOString(), (reason, at) => forgetRevokedIdentity(stateDir, env, reason, at));
+      if (!o.json) throw refused ? new AgentError(caught.code, refusalMessage(refused, caught), caught.details, { cause: caught }) : caught;
+      // --json (also how `latchkey run` hears from a pkcs11 renewal child): the server's answer as is.
+      const j: RenewJson = { renewed: false, error: { code: caught.code, message: caught.message, details: caught.details } };
+      out(JSON.stringify(j));
+      return caught.exitCode;
+    }
+  },
+};
+
+const runCmd: Cmd = {
+  usage: 'run',
+  summary: 'the daemon: renews before expiry, backs off while the server is away, listens on the control channel',
+  examples: ['run', '--state-dir /var/lib/latchkey run'],
+  async run({ cfg, env, log }) {
+    const { runCommand } = await import('./run-command.js');
+    return runCommand(cfg, env, (l) => log(`${new Date().toISOString()} ${l}`));
+  },
+};
+
+const exportCmd: Cmd = {
+  usage: 'export',
+  summary: 'write the certificate (and CA chain) as PEM',
+  options: [new Option('--cert <file>', 'where the certificate goes'), new Option('--chain <file>', 'where the issuing CA and root go')],
+  examples: ['export --cert ~/device.crt.pem --chain ~/latchkey-chain.pem'],
+  async run({ cfg, o, out }) {
+    const cert = str(o, 'cert');
+    const chain = str(o, 'chain');
+    if (!cert) throw usage('export needs --cert FILE');
+    const id = await readIdentity(cfg.stateDir);
+    if (!id) throw new AgentError('NOT_ENROLLED', 'this device is not enrolled');
+    await writeFileAtomic(cert, id.certPem, { mode: 0o644 });
+    if (chain) await writeFileAtomic(chain, id.chainPem + id.rootPem, { mode: 0o644 });
+    out(`wrote ${cert}${chain ? ` and ${chain}` : ''}`);
+    return 0;
+  },
+};
+
+const connectCmd: Cmd = {
+  usage: 'connect',
+  summary: "forward local TCP (or stdin/stdout, for an SSH ProxyCommand) to an mTLS gateway with this device's certificate; renewals are picked up live",
+  options: [
+    new Option('--to <host:port>', 'the gateway'),
+    new Option('--listen <addr>', 'local address to listen on (default 127.0.0.1:0)'),
+    new Option('--stdio', 'one connection over stdin/stdout instead'),
+    new Option('--ca <file>', "extra CA (PEM) to trust for the gateway's certificate"),
+    new Option('--servername <name>', 'TLS server name (SNI) if not the --to host'),
+    new Option('--allow-remote', 'listen on a non-loopback address (anyone reaching it uses this identity)'),
+  ],
+  examples: ['connect --to db-gw.example.com:5432 --listen 127.0.0.1:15432', 'ssh -o ProxyCommand="latchkey connect --stdio --to ssh-gw.example.com:2222" host'],
+  async run({ cfg, o, env, out, log: err }) {
+    const { connectStdio, isLoopback, parseHostPort, startForwarder } = await import('../connect/forwarder.js');
+    const to = str(o, 'to');
+    const ca = str(o, 'ca');
+    const servername = str(o, 'servername');
+    if (!to) throw usage('connect needs --to GATEWAY:PORT');
+    if (o.stdio && o.listen) throw usage('connect takes --listen or --stdio, not both');
+    let extraCaPem: string | undefined;
+    if (ca) {
+      extraCaPem = await readFile(ca, 'utf8').catch((e: Error) => {
+        throw usage(`--ca ${ca}: ${e.message}`);
+      });
+      if (!extraCaPem.includes('-----BEGIN CERTIFICATE-----')) throw usage(`--ca ${ca} holds no PEM certificate`);
+    }
+    const log = (l: string) => err(`${new Date().toISOString()} ${l}`);
+    const common = { stateDir: cfg.stateDir, env, to: parseHostPort(to, '--to'), log, ...(servername ? { servername } : {}), ...(extraCaPem ? { extraCaPem } : {}) };
+    if (o.stdio) {
+      await connectStdio(common, process.stdin, process.stdout);
+      return 0;
+    }
+    const listen = parseHostPort(str(o, 'listen') ?? '127.0.0.1:0', '--listen');
+    if (!isLoopback(listen.host) && !o.allowRemote) {
+      throw usage(`--listen ${listen.host} is not a loopback address: anyone who can reach it would use this device's identity; add --allow-remote if that is really meant`);
+    }
+    const fwd = await startForwarder({ ...common, listen });
+    out(`forwarding ${fwd.address.host}:${fwd.address.port} → ${common.to.host}:${common.to.port} (mTLS as this device; Ctrl-C to stop)`);
+    await new Promise<void>((r) => {
+      process.once('SIGTERM', r);
+      process.once('SIGINT', r);
+    });
+    await fwd.close();
+    return 0;
+  },
+};
+
+const unenrollCmd: Cmd = {
+  usage: 'unenroll',
+  summary: 'delete the key and the identity from this device',
+  examples: ['unenroll'],
+  async run({ cfg, env, out }) {
+    const { unenrollCommand } = await import('./unenroll-command.js');
+    return unenrollCommand(cfg.stateDir, env, out);
+  },
+};
+
+const browser = (sub: 'enable' | 'disable' | 'status', summary: string, options: Option[], examples: string[]): Cmd => ({
+  usage: `browser ${sub}`,
+  summary,
+  options,
+  examples,
+  async run({ cfg, o, env }) {
+    const { browserCommand } = await import('../browser/browser-command.js');
+    return browserCommand(sub, { json: !!o.json, ...(str(o, 'nssDb') ? { nssDb: str(o, 'nssDb')! } : {}) }, cfg.stateDir, env);
+  },
+});
+
+const service = (sub: 'install' | 'uninstall', summary: string, examples: string[]): Cmd => ({
+  usage: `service ${sub}`,
+  summary,
+  options: [new Option('--user', 'a user service (the OS keystore needs the user session) instead of a system one')],
+  examples,
+  async run({ cfg, o }) {
+    const { installServiceCommand } = await import('../service/service-command.js');
+    return installServiceCommand(sub, { user: !!o.user }, cfg.stateDir);
+  },
+});
+
+/** An internal command the agent runs in a child process of itself: routed like any other, not shown in --help. */
+const internal = (name: string, summary: string, run: Cmd['run']): Cmd => ({ usage: name, summary, hidden: true, examples: [], run });
+
+const INTERNAL: Cmd[] = [
+  internal(WORKER_COMMAND, 'a token worker: TLS with a freshly loaded pkcs11 key, for `run` and `connect` (token-worker/)', async ({ cfg, env }) =>
+    (await import('../token-worker/worker.js')).runTokenWorker({ stateDir: cfg.stateDir, env, facts: () => collectFacts(), testHooks: cfg.testHooks }),
+  ),
+];
+
+export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
+  name: 'latchkey',
+  summary: `device identity agent ${AGENT_VERSION}: an mTLS client certificate, made and renewed on this device`,
+  version: AGENT_VERSION,
+  globals: [
+    new Option('--state-dir <dir>', 'where identity and state live; env LATCHKEY_STATE_DIR, or the platform default'),
+    new Option('--config <file>', `a JSON file of settings (stateDir, keystore, pkcs11Module, pkcs11Token, controlChannel); env LATCHKEY_CONFIG`),
+    new Option('--debug', 'on failure, print the stack trace too'),
+  ],
+  groups: {
+    browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb; macOS: login keychain; Windows: user store), replaced at each renewal",
+    service: 'run `latchkey run` as a system (or user) service',
+  },
+  commands: [
+    enrollCmd,
+    statusCmd,
+    renewCmd,
+    runCmd,
+    exportCmd,
+    connectCmd,
+    unenrollCmd,
+    browser('enable', "put this device's certificate in the browsers' store", [new Option('--nss-db <dir>', 'the NSS database (Linux; default ~/.pki/nssdb)')], ['browser enable', 'browser enable --nss-db ~/.pki/nssdb']),
+    browser('disable', "remove this device's certificate from the browsers' store", [], ['browser disable']),
+    browser('status', 'is it enabled, and is the current certificate in the store', [new Option('--json', 'print only JSON on stdout')], ['browser status --json']),
+    service('install', 'install and start the service', ['service install', 'service install --user']),
+    service('uninstall', 'stop and remove the service', ['service uninstall', 'service uninstall --user']),
+    ...INTERNAL,
+  ],
+  epilog: `Settings: --config file, then environment, then flags.
+Exit codes: 0 ok, 1 failure, 2 usage, 3 the device must be enrolled again.
+Every command takes --help, e.g. latchkey enroll --help.`,
+};

@@ -1,0 +1,104 @@
+/**
+ * The agent's configuration, like the server's (server/src/config): an
+ * optional JSON file (`--config F` or LATCHKEY_CONFIG), then the
+ * environment, then flags, merged and validated once into a frozen object
+ * that every command receives. Commands do not read flags or the
+ * environment for these settings themselves.
+ */
+import { readFileSync } from 'node:fs';
+import { AgentError } from '../errors.js';
+import { KEYSTORE_KINDS, type KeystoreKind } from '../keystore/keystore.js';
+import { resolveStateDir, type PathEnv } from '../state/paths.js';
+import { type TestHooks, readTestHooks } from '../test-hooks.js';
+
+export interface AgentConfig {
+  /** Where identity, status and file keys live. */
+  readonly stateDir: string;
+  /** The keystore `enroll` makes the key in. */
+  readonly keystore: KeystoreKind;
+  /** For `--keystore pkcs11`: the module (a .so/.dylib/.dll) and the token's label. */
+  readonly pkcs11: Readonly<{ module?: string; tokenLabel?: string }>;
+  /** `latchkey run` keeps a control channel to the server (off: renewals only). */
+  readonly controlChannel: boolean;
+  /** Print stack traces of failures. */
+  readonly debug: boolean;
+  /** Test and benchmark hooks (test-hooks.ts), read once here; empty in production. */
+  readonly testHooks: Readonly<TestHooks>;
+}
+
+/** What a config file may hold (every key optional). */
+export const CONFIG_FILE_KEYS = ['stateDir', 'keystore', 'pkcs11Module', 'pkcs11Token', 'controlChannel'] as const;
+
+export interface AgentFlags {
+  stateDir?: string;
+  config?: string;
+  keystore?: string;
+  pkcs11Module?: string;
+  pkcs11Token?: string;
+  debug?: boolean;
+}
+
+export interface ConfigSources {
+  flags: AgentFlags;
+  env: NodeJS.ProcessEnv;
+  /** Platform facts for the default state dir and keystore. */
+  host: Omit<PathEnv, 'env'>;
+  readFile?: (path: string) => string;
+}
+
+const bad = (message: string): AgentError => new AgentError('USAGE', message);
+
+function readConfigFile(path: string, read: (p: string) => string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = read(path);
+  } catch (e) {
+    throw bad(`cannot read the config file ${path}: ${(e as Error).message}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw bad(`the config file ${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(`the config file ${path} must hold a JSON object`);
+  const unknown = Object.keys(v).filter((k) => !(CONFIG_FILE_KEYS as readonly string[]).includes(k));
+  if (unknown.length) throw bad(`the config file ${path} has unknown key ${unknown.map((k) => JSON.stringify(k)).join(', ')}; it may hold ${CONFIG_FILE_KEYS.join(', ')}`);
+  return v as Record<string, unknown>;
+}
+
+const text = (v: unknown, where: string): string | undefined => {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string') throw bad(`${where} must be a string`);
+  return v;
+};
+
+
+/** The OS credential store needs a desktop session; headless Linux hosts default to the file store. */
+export function defaultKeystore(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): KeystoreKind {
+  return platform === 'linux' && !env.DBUS_SESSION_BUS_ADDRESS ? 'file' : 'os';
+}
+
+/** File, then environment, then flags; one error naming the bad setting, or a frozen config. */
+export function loadAgentConfig(s: ConfigSources): AgentConfig {
+  const { flags, env } = s;
+  const path = flags.config ?? (env.LATCHKEY_CONFIG || undefined);
+  const file = path ? readConfigFile(path, s.readFile ?? ((p) => readFileSync(p, 'utf8'))) : {};
+  const where = (k: string): string => `${k} in ${path}`;
+
+  const keystore = flags.keystore ?? (env.LATCHKEY_KEYSTORE || undefined) ?? text(file.keystore, where('keystore')) ?? defaultKeystore(s.host.platform, env);
+  if (!(KEYSTORE_KINDS as readonly string[]).includes(keystore)) throw bad(`--keystore must be one of ${KEYSTORE_KINDS.join(', ')} (got "${keystore}")`);
+  if (file.controlChannel !== undefined && typeof file.controlChannel !== 'boolean') throw bad(`${where('controlChannel')} must be true or false`);
+  const module = flags.pkcs11Module ?? (env.LATCHKEY_PKCS11_MODULE || undefined) ?? text(file.pkcs11Module, where('pkcs11Module'));
+  const tokenLabel = flags.pkcs11Token ?? (env.LATCHKEY_PKCS11_TOKEN || undefined) ?? text(file.pkcs11Token, where('pkcs11Token'));
+  const testHooks = Object.freeze(readTestHooks(env));
+
+  return Object.freeze({
+    stateDir: resolveStateDir(flags.stateDir || env.LATCHKEY_STATE_DIR || text(file.stateDir, where('stateDir')), { ...s.host, env }),
+    keystore: keystore as KeystoreKind,
+    pkcs11: Object.freeze({ ...(module ? { module } : {}), ...(tokenLabel ? { tokenLabel } : {}) }),
+    controlChannel: testHooks.noControlChannel ? false : ((file.controlChannel as boolean | undefined) ?? true),
+    debug: !!flags.debug,
+    testHooks,
+  });
+}
