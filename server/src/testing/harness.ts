@@ -19,6 +19,7 @@ import { loadConfig } from '../config/config-load.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { createEventBus, type EventBus } from '../events/event-bus.js';
 import { initDataDir } from '../init.js';
+import type { LoggerOptions } from '../logger.js';
 import { serverTlsOptions } from '../start.js';
 import { openDb, type Db, type Engine } from '../storage/db.js';
 
@@ -82,7 +83,8 @@ export const CLIENT_CERT_HEADER = 'x-test-client-cert';
  * real TLS client certificates, e.g. the control channel); `inject` then
  * carries no client certificate.
  */
-export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean } = {}): Promise<Harness | undefined> {
+/** `logger`: the fastify logger options (the production ones, to test what reaches the log); its output still goes to `logs`. */
+export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean; logger?: LoggerOptions } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
   if (engine === 'postgres' && !pgDb) return undefined;
   const databaseUrl = pgDb?.url;
@@ -118,7 +120,7 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
               return typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
             },
           }),
-      fastify: { logger: { level: 'info', stream }, ...(opts.tls ? { https: serverTlsOptions(dataDir, ca) } : {}) },
+      fastify: { logger: { ...(opts.logger ?? { level: 'info' }), stream }, ...(opts.tls ? { https: serverTlsOptions(dataDir, ca) } : {}) },
     });
     await built.app.ready();
     // As start-up does: revocations committed before a "crash" are delivered now.
