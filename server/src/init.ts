@@ -26,6 +26,7 @@ import { FILES, encryptKey, writeFileAtomic } from './ca/ca-files.js';
 import { CONFIG_DEFAULTS, type ServerConfig } from './config/config-schema.js';
 import { CONFIG_FILE, validateConfig } from './config/config-load.js';
 import { hashSecret } from './est/est-service.js';
+import { checkPostgres } from './storage/database-check.js';
 import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
 import { groupsRepo } from './tokens/tokens-repo.js';
@@ -115,6 +116,12 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
     },
     'init options',
   );
+
+  // Before anything is written: a database that is not there would leave a half-made data dir.
+  if (config.databaseUrl) {
+    const problem = await checkPostgres(config.databaseUrl);
+    if (problem) throw new Error(`${problem}; nothing was written to ${dataDir}`);
+  }
 
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   // Also when it existed (made by the operator with the usual 0755): only the server's user may enter.

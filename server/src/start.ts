@@ -13,6 +13,7 @@ import { buildCaContext, loadCaKeys, type CaContext } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
 import { CONFIG_FILE, ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
+import { serverLoggerOptions } from './logger.js';
 import { renewServiceCertificatesIfNeeded } from './init.js';
 import { modeProblems, modeProblemsMessage } from './storage/data-dir-modes.js';
 import { SQLITE_FILE, openDb } from './storage/db.js';
@@ -81,10 +82,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
     bus,
     crashPoint: crashPointFromEnv(process.env),
     fastify: {
-      logger: {
-        level: config.logLevel,
-        redact: { paths: ['req.headers.authorization', 'req.headers.cookie'], censor: '[redacted]' },
-      },
+      logger: serverLoggerOptions(config.logLevel),
       https: {
         ...serverTlsOptions(dataDir, ca),
         // Edges (issue 10 §5): a stalled handshake, slow headers or a slow request do not hold a descriptor for long.

@@ -1,6 +1,6 @@
 /**
  * `latchkey connect` through real nginx `stream` with `ssl_verify_client on`
- * (the Latchkey CA bundle and CRLs from `gateway config`) in front of a TCP
+ * as `gateway config nginx --upstream tcp://…` writes it (the README's way) in front of a TCP
  * echo service: bytes go through with the device certificate; a renewal is
  * picked up by new connections without dropping the listener or an open
  * connection; after `devices revoke` + `gateway sync` nginx refuses the
@@ -8,12 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { existsSync, readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { swtpmToken } from '../../agent/test-support/dist/pkcs11-fixtures.js';
 import { daemon, sleep } from './support/gateways.js';
+import { echoService, lineClient, tryOnce } from './support/tcp.js';
 import { AGENT_CLI, cli, freePort, initServer, requireTools, run, startServer, tempDir } from './support/processes.js';
 
 type Ctx = Parameters<typeof requireTools>[0];
@@ -26,73 +27,6 @@ async function until<T>(what: string, f: () => Promise<T | undefined> | T | unde
     if (v !== undefined) return v;
     assert.ok(Date.now() < end, `timed out after ${ms} ms waiting for ${what}\n${log()}`);
     await sleep(50);
-  }
-}
-
-/** The TCP service behind the gateway: answers every line with "echo: line". */
-async function echoService(t: Ctx): Promise<number> {
-  const s = createServer((c) => {
-    c.on('error', () => undefined);
-    let buf = '';
-    c.on('data', (d: Buffer) => {
-      buf += d.toString();
-      let i;
-      while ((i = buf.indexOf('\n')) >= 0) {
-        c.write(`echo: ${buf.slice(0, i)}\n`);
-        buf = buf.slice(i + 1);
-      }
-    });
-  });
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise((r) => s.close(r)));
-  return (s.address() as { port: number }).port;
-}
-
-/** A line-oriented client of the forwarder. */
-async function lineClient(port: number): Promise<{ ask: (line: string) => Promise<string>; closed: Promise<void>; sock: Socket }> {
-  const sock = connect(port, '127.0.0.1');
-  await new Promise<void>((resolve, reject) => {
-    sock.once('connect', resolve);
-    sock.once('error', reject);
-  });
-  let buf = '';
-  const waiters: ((l: string) => void)[] = [];
-  const closed = new Promise<void>((r) => sock.once('close', () => r()));
-  sock.on('error', () => undefined);
-  sock.on('data', (d: Buffer) => {
-    buf += d.toString();
-    let i;
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const l = buf.slice(0, i);
-      buf = buf.slice(i + 1);
-      waiters.shift()?.(l);
-    }
-  });
-  return {
-    sock,
-    closed,
-    ask: (line) =>
-      new Promise<string>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no answer to "${line}" within 10 s`)), 10_000);
-        void closed.then(() => reject(new Error(`connection closed before an answer to "${line}"`)));
-        waiters.push((l) => {
-          clearTimeout(timer);
-          resolve(l);
-        });
-        sock.write(`${line}\n`);
-      }),
-  };
-}
-
-/** What one fresh connection through the forwarder gets: the echo, or closed without one. */
-async function tryOnce(port: number): Promise<string | 'closed'> {
-  const c = await lineClient(port);
-  try {
-    return await c.ask('ping');
-  } catch {
-    return 'closed';
-  } finally {
-    c.sock.destroy();
   }
 }
 
@@ -136,38 +70,14 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     assert.equal(e.code, 0, e.stderr);
     const st = JSON.parse((await agent(['status', '--json'])).stdout) as { deviceId: string; serial: string };
 
-    // The gateway: nginx stream, mTLS with the CA bundle and CRLs that `gateway config` writes.
+    // The gateway: nginx stream, written by `gateway config nginx --upstream tcp://…` and run as the README shows.
     const gw = join(work, 'gw');
     const gwPort = await freePort();
     const echoPort = await echoService(t);
-    const gc = await cli(['gateway', 'config', 'nginx', '--listen', `127.0.0.1:${gwPort}`, '--upstream', `http://127.0.0.1:${echoPort}`, '--out', gw, '--data-dir', dataDir]);
+    const gc = await cli(['gateway', 'config', 'nginx', '--listen', `127.0.0.1:${gwPort}`, '--upstream', `tcp://127.0.0.1:${echoPort}`, '--out', gw, '--data-dir', dataDir]);
     assert.equal(gc.code, 0, gc.stderr);
-    const conf = join(gw, 'stream.conf');
-    writeFileSync(
-      conf,
-      [
-        `load_module ${STREAM_MODULE};`,
-        'worker_processes 1;',
-        'events { worker_connections 256; }',
-        'stream {',
-        "    log_format lk '$ssl_client_serial $ssl_client_verify';",
-        `    access_log ${gw}/stream-access.log lk;`,
-        '    server {',
-        `        listen 127.0.0.1:${gwPort} ssl;`,
-        `        ssl_certificate ${gw}/gateway.crt.pem;`,
-        `        ssl_certificate_key ${gw}/gateway.key.pem;`,
-        `        ssl_client_certificate ${gw}/ca.pem;`,
-        '        ssl_verify_client on;',
-        '        ssl_verify_depth 2;',
-        `        ssl_crl ${gw}/crl.pem;`,
-        '        ssl_session_cache off;',
-        '        ssl_session_tickets off;',
-        `        proxy_pass 127.0.0.1:${echoPort};`,
-        '    }',
-        '}',
-        '',
-      ].join('\n'),
-    );
+    const conf = join(gw, 'nginx.conf');
+    assert.match(readFileSync(conf, 'utf8'), new RegExp(`^load_module ${STREAM_MODULE};$`, 'm'));
     const global = `pid ${gw}/nginx.pid; error_log ${gw}/error.log info;`;
     const nginx = daemon(t, 'nginx', ['-p', gw, '-c', conf, '-g', `daemon off; ${global}`]);
     await until('nginx to listen', () => new Promise<true | undefined>((r) => {
@@ -185,7 +95,12 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     const c1 = await lineClient(local);
     assert.equal(await c1.ask('hello'), 'echo: hello');
     assert.equal(await c1.ask('again'), 'echo: again');
-    const served = (): string[] => (existsSync(join(gw, 'stream-access.log')) ? readFileSync(join(gw, 'stream-access.log'), 'utf8').trim().split('\n').filter((l) => l && !l.startsWith('- ')) : []); // not the readiness probe's plain TCP connect
+    // The access log's serial= and verify= of each session (nginx writes '-' for the readiness probe's plain TCP connect).
+    const served = (): string[] =>
+      (existsSync(join(gw, 'access.log')) ? readFileSync(join(gw, 'access.log'), 'utf8').trim().split('\n') : [])
+        .map((l) => / device=(\S*) serial=(\S*) verify=(\S*)$/.exec(l))
+        .filter((m): m is RegExpExecArray => !!m && m[2] !== '-')
+        .map((m) => `${m[2]} ${m[3]} ${m[1]}`);
 
     // Renewal: the open connection stays up; the next connection presents the new certificate.
     const rn = await agent(['renew', '--force', '--json']);
@@ -200,7 +115,7 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     const sessions = await until('both sessions in the access log', () => (served().length >= 2 ? served() : undefined), 5000, logs);
     // Two sessions: the one opened before the renewal (old certificate, still up across it) and the new
     // one (renewed certificate). nginx logs each when it ends, in whichever order they close.
-    assert.deepEqual(sessions.map((l) => l.split(' ')).sort(), [[renewed.toUpperCase(), 'SUCCESS'], [st.serial.toUpperCase(), 'SUCCESS']].sort());
+    assert.deepEqual(sessions.map((l) => l.split(' ')).sort(), [[renewed.toUpperCase(), 'SUCCESS', st.deviceId], [st.serial.toUpperCase(), 'SUCCESS', st.deviceId]].sort());
     // In process or in a fresh token worker (pkcs11), the forwarder says which certificate it presents now.
     await until('the forwarder to announce the renewed certificate', () => (new RegExp(`now presenting the renewed certificate ${renewed}`).test(fwd.log()) ? true : undefined), 5000, logs);
 

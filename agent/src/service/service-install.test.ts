@@ -14,10 +14,19 @@ import { ServiceError, type ServiceSpec } from './service-types.js';
 function machine(
   t: TestContext,
   platform: NodeJS.Platform,
-  opts: { privileged?: boolean | undefined; codes?: Record<string, number | RunResult>; answer?: (cmd: string, args: readonly string[]) => RunResult | undefined } = {},
+  opts: {
+    privileged?: boolean | undefined;
+    codes?: Record<string, number | RunResult>;
+    answer?: (cmd: string, args: readonly string[]) => RunResult | undefined;
+    /** Linux: what systemd runs (sd_booted's /run/systemd/system, the user manager's /run/user/501/systemd); both by default. */
+    systemd?: 'system+user' | 'system' | 'none';
+  } = {},
 ) {
   const root = mkdtempSync(join(tmpdir(), 'latchkey-svc-'));
   t.after(() => rmSync(root, { recursive: true, force: true }));
+  const systemd = opts.systemd ?? 'system+user';
+  if (platform === 'linux' && systemd !== 'none') mkdirSync(join(root, 'run/systemd/system'), { recursive: true });
+  if (platform === 'linux' && systemd === 'system+user') mkdirSync(join(root, 'run/user/501/systemd'), { recursive: true });
   const ran: string[] = [];
   let slept = 0;
   const codes = { ...opts.codes };
@@ -104,6 +113,38 @@ describe('Linux: systemd', () => {
     await uninstallService({ scope: 'user' }, m.deps);
     assert.deepEqual(m.take(), ['systemctl --user disable --now latchkey.service', 'systemctl --user daemon-reload']);
     assert.equal(existsSync(m.file(r.path)), false);
+  });
+
+  test('no systemd (a container, another init): a clear error before anything is written or run', async (t) => {
+    const m = machine(t, 'linux', { systemd: 'none' });
+    await assert.rejects(installService(spec, m.deps), (e: unknown) => isCode('UNSUPPORTED')(e) && /systemd is not running/.test((e as Error).message) && /nothing was installed/.test((e as Error).message));
+    assert.equal(existsSync(m.file(UNIT)), false);
+    assert.equal(existsSync(m.file(spec.stateDir)), false);
+    assert.deepEqual(m.ran, []);
+  });
+
+  test('no systemd user manager (su, no login session): --user is refused before anything is written', async (t) => {
+    const m = machine(t, 'linux', { privileged: false, systemd: 'system' });
+    const user: ServiceSpec = { ...spec, stateDir: '/home/alice/.local/state/latchkey', scope: 'user' };
+    await assert.rejects(installService(user, m.deps), (e: unknown) => isCode('UNSUPPORTED')(e) && /no systemd user manager is running for uid 501/.test((e as Error).message) && /enable-linger/.test((e as Error).message));
+    assert.equal(existsSync(m.file('/home/alice/.config/systemd/user/latchkey.service')), false);
+    assert.deepEqual(m.ran, []);
+  });
+
+  test('uninstall removes a unit file left on a machine without systemd (by an install that failed), running nothing', async (t) => {
+    const m = machine(t, 'linux', { systemd: 'none' });
+    mkdirSync(m.file('/etc/systemd/system'), { recursive: true });
+    writeFileSync(m.file(UNIT), systemdUnit(spec));
+    const r = await uninstallService({ scope: 'system' }, m.deps);
+    assert.equal(r.path, UNIT);
+    assert.equal(existsSync(m.file(UNIT)), false);
+    assert.deepEqual(m.ran, []);
+    const user = '/home/alice/.config/systemd/user/latchkey.service';
+    mkdirSync(m.file('/home/alice/.config/systemd/user'), { recursive: true });
+    writeFileSync(m.file(user), systemdUnit({ ...spec, scope: 'user' }));
+    await uninstallService({ scope: 'user' }, m.deps);
+    assert.equal(existsSync(m.file(user)), false);
+    assert.deepEqual(m.ran, []);
   });
 
   test("a failing systemctl is an error that carries systemctl's own message", async (t) => {

@@ -7,7 +7,7 @@
  */
 import { execFile } from 'node:child_process';
 import { homedir } from 'node:os';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join, posix, win32 } from 'node:path';
 import { getAsset, isSea } from 'node:sea';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -160,6 +160,23 @@ async function remove(deps: ServiceDeps, path: string): Promise<boolean> {
   return true;
 }
 
+const exists = (p: string): Promise<boolean> => access(p).then(() => true, () => false);
+
+/**
+ * Why systemd cannot run the unit here, or null when it can. sd_booted(3):
+ * /run/systemd/system exists only when systemd is the init system; a user
+ * manager keeps its runtime files under /run/user/UID/systemd.
+ */
+async function systemdMissing(deps: ServiceDeps, user: boolean): Promise<string | null> {
+  if (!(await exists(onDisk(deps, '/run/systemd/system')))) {
+    return 'systemd is not running on this machine (no /run/systemd/system; a container or another init system): nothing was installed; start `latchkey run` from your init system or a process supervisor';
+  }
+  if (user && !(await exists(onDisk(deps, posix.join('/run/user', String(deps.uid), 'systemd'))))) {
+    return `no systemd user manager is running for uid ${deps.uid} (no /run/user/${deps.uid}/systemd; a shell without a login session, e.g. su or a container): nothing was installed; log in on a session, or enable lingering with \`loginctl enable-linger\`, or install the system service with sudo`;
+  }
+  return null;
+}
+
 // systemctl(1): daemon-reload, enable --now, try-restart, disable --now.
 function systemd(s: ServiceSpec, deps: ServiceDeps): Steps {
   const user = s.scope === 'user';
@@ -170,6 +187,9 @@ function systemd(s: ServiceSpec, deps: ServiceDeps): Steps {
     async install() {
       const unit = systemdUnit(s);
       const { run, commands } = runner(deps);
+      // Before anything is written: a unit file no manager will load is only litter.
+      const missing = await systemdMissing(deps, user);
+      if (missing) throw new ServiceError('UNSUPPORTED', missing);
       await mkdir(onDisk(deps, s.stateDir), { recursive: true, mode: 0o700 });
       const before = await put(deps, path, unit);
       await run('systemctl', ctl('daemon-reload'));
@@ -181,6 +201,11 @@ function systemd(s: ServiceSpec, deps: ServiceDeps): Steps {
     async uninstall() {
       const { run, commands } = runner(deps);
       if ((await readOrNull(onDisk(deps, path))) !== null) {
+        // A unit file left without a running systemd (an install that failed before this check existed): nothing to stop.
+        if (await systemdMissing(deps, user)) {
+          await remove(deps, path);
+          return { path, commands };
+        }
         await run('systemctl', ctl('disable', '--now', unitName));
         await remove(deps, path);
         await run('systemctl', ctl('daemon-reload'));

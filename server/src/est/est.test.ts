@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { createCsr, decodeCertsOnly, encodeExtension, nodeSigner, OID, parseCertificate, subjectAltNames, subjectAltNameValue, basicConstraintsValue } from '@latchkey/pki';
 import { EST_PATHS } from '@latchkey/protocol';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
+import { raceOnOneFile } from '../testing/sqlite-race.js';
 
 const count = async (h: Harness, table: 'devices' | 'certificates'): Promise<number> =>
   Number((await h.db.kysely.selectFrom(table).select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
@@ -226,3 +227,25 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('SQLite: enrollments racing on several connections to one file', () => {
+  // In one process the app's single SQLite connection runs transactions one by one; here four
+  // connections (worker threads, each running the app) enroll at the same instant.
+  test('a token use count holds across connections: 4 × 5 enrollments with a 1-use token → 1 certificate, 19 TOKEN_EXHAUSTED; a 3-use token → 3', { timeout: 120_000 }, async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    for (const uses of [1, 3]) {
+      const token = await createToken(h, { uses });
+      const results = await raceOnOneFile(h.dataDir, Array.from({ length: 4 }, () => ({ kind: 'enroll' as const, token, count: 5 })));
+      const statuses = results.flatMap((r) => r.statuses!);
+      const codes = results.flatMap((r) => r.codes!);
+      assert.equal(statuses.length, 20);
+      assert.equal(statuses.filter((s) => s === 200).length, uses, `statuses ${statuses.join(' ')}; codes ${codes.join(' ')}`);
+      assert.deepEqual(codes, Array.from({ length: 20 - uses }, () => 'TOKEN_EXHAUSTED'));
+      const row = await h.db.kysely.selectFrom('enroll_tokens').select('used_count').where('uses', '=', uses).executeTakeFirstOrThrow();
+      assert.equal(row.used_count, uses);
+    }
+    assert.equal(await count(h, 'certificates'), 4);
+    assert.equal(await count(h, 'devices'), 4);
+  });
+});

@@ -7,10 +7,13 @@
  * per device.
  */
 import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { parseCertificate, parseCrl, parseOcspResponse } from '@latchkey/pki';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
 import { ocspRequestFor } from '../testing/ocsp-request.js';
+import { raceOnOneFile } from '../testing/sqlite-race.js';
 
 const code = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;
 
@@ -136,3 +139,24 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('SQLite: re-enrollments racing on several connections to one file', () => {
+  // In one process the app's single SQLite connection runs transactions one by one; here four
+  // connections (worker threads, each running the app) re-enroll from the same certificate at once.
+  test('4 × 10 parallel re-enrollments from one certificate: at most maxCertificatesPerDevice unexpired certificates, the rest 429 TOO_MANY_CERTIFICATES', { timeout: 120_000 }, async (t) => {
+    const h = await harness(t, 'sqlite', { config: { reenrollRateLimitPerMinute: 1000 } });
+    if (!h) return;
+    const dev = await enrolled(h);
+    // The workers read config.json: the same rate limit as this app.
+    const cfg = join(h.dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...(JSON.parse(readFileSync(cfg, 'utf8')) as object), reenrollRateLimitPerMinute: 1000 }));
+    const results = await raceOnOneFile(h.dataDir, Array.from({ length: 4 }, () => ({ kind: 'reenroll' as const, certDer: dev.der.toString('base64'), count: 10 })));
+    const statuses = results.flatMap((r) => r.statuses!);
+    const codes = results.flatMap((r) => r.codes!);
+    assert.ok(statuses.filter((s) => s === 200).length >= 1, 'one goes through');
+    assert.ok(statuses.every((s) => s === 200 || s === 429), `statuses ${statuses.join(' ')}; codes ${codes.join(' ')}`);
+    assert.ok(codes.every((c) => c === 'TOO_MANY_CERTIFICATES'), codes.join(' '));
+    const live = await h.db.kysely.selectFrom('certificates').select('serial').where('device_id', '=', dev.id).where('not_after', '>', new Date().toISOString()).execute();
+    assert.equal(live.length, h.config.maxCertificatesPerDevice, 'the cap, counting the enrollment certificate');
+  });
+});

@@ -10,11 +10,11 @@ import { PATHS } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES } from '../ca/ca-files.js';
 import { type Harness, harness } from '../testing/harness.js';
-import { GATEWAY_FILES, type GatewayConfigOptions, crlBundle, gatewayConfigCommand, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite } from './gateway-config.js';
+import { GATEWAY_FILES, type GatewayConfigOptions, crlBundle, gatewayConfigCommand, nginxStreamModule, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite } from './gateway-config.js';
 
 const OPTS: GatewayConfigOptions = {
   listen: { host: '127.0.0.1', port: 8443 },
-  upstream: { tls: false, host: '127.0.0.1', port: 9000 },
+  upstream: { stream: false, tls: false, host: '127.0.0.1', port: 9000 },
   serverName: 'apps.example.com',
   dir: '/etc/latchkey-gateway',
   certSource: 'test',
@@ -71,7 +71,7 @@ describe('gateway config: rendering', () => {
     }
     assert.match(c, /A resumed session \(session id or ticket\) skips certificate verification,\n\s+# so a device revoked after its first handshake could keep reconnecting/);
     assert.doesNotMatch(c, /proxy_ssl_verify/);
-    const https = renderNginxSite({ ...OPTS, upstream: { tls: true, host: 'app.internal', port: 443 } });
+    const https = renderNginxSite({ ...OPTS, upstream: { stream: false, tls: true, host: 'app.internal', port: 443 } });
     assert.match(https, /proxy_pass https:\/\/latchkey_app;\n\s+proxy_ssl_verify on;[\s\S]*proxy_ssl_name app.internal;/);
     assert.match(renderNginxSite({ ...OPTS, listen: { host: undefined, port: 443 } }), /\n {4}listen 443 ssl;\n/);
     assert.match(renderNginxMain(OPTS), /\n {4}include \/etc\/latchkey-gateway\/latchkey-gateway.conf;\n {4}access_log access.log latchkey_gateway;\n/);
@@ -109,14 +109,55 @@ describe('gateway config: rendering', () => {
     assert.match(renderHaproxy({ ...OPTS, listen: { host: '[::1]', port: 8443 } }), /\n {4}bind ::1:8443 ssl /);
   });
 
+  test('tcp:// upstream, nginx: a stream server with the same mTLS, absolute paths, proxy_pass only for a device id; the main file loads the module', () => {
+    const o = { ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') };
+    const c = renderNginxSite(o);
+    assert.match(c, /Include this file inside stream \{ \}/);
+    assert.match(c, /\n {4}listen 127\.0\.0\.1:8443 ssl;\n/);
+    for (const line of ['ssl_verify_client on;', 'ssl_verify_depth 2;', 'ssl_client_certificate /etc/latchkey-gateway/ca.pem;', 'ssl_crl /etc/latchkey-gateway/crl.pem;', 'ssl_certificate     /etc/latchkey-gateway/gateway.crt.pem;', 'ssl_session_cache off;', 'ssl_session_tickets off;', 'ssl_conf_command NumTickets 0;', 'proxy_pass $latchkey_upstream;']) {
+      assert.ok(c.includes(`\n    ${line}\n`), line);
+    }
+    assert.match(c, /\nupstream latchkey_app \{\n {4}server 10\.0\.0\.5:22;\n\}/);
+    assert.match(c, /\nmap \$latchkey_device_id \$latchkey_upstream \{\n {4}"" latchkey_refused;\n {4}default latchkey_app;\n\}/);
+    assert.match(c, /\nupstream latchkey_refused \{\n {4}server 127\.0\.0\.1:9 down;\n\}/);
+    assert.doesNotMatch(c, /proxy_set_header|http \{|location/);
+    const main = renderNginxMain(o, '/usr/lib/nginx/modules/ngx_stream_module.so');
+    assert.match(main, /^load_module \/usr\/lib\/nginx\/modules\/ngx_stream_module\.so;$/m);
+    assert.ok(main.indexOf('load_module') < main.indexOf('events {'), 'load_module comes first, in the main context');
+    assert.match(main, /\nstream \{\n {4}include \/etc\/latchkey-gateway\/latchkey-gateway-stream\.conf;\n {4}access_log \/etc\/latchkey-gateway\/access\.log latchkey_stream;\n\}/);
+    assert.doesNotMatch(renderNginxMain(o, null), /^load_module/m);
+    assert.throws(() => renderNginxMain(o, 'modules/x.so'), /absolute path/);
+  });
+
+  test("nginx -V decides where the stream module comes from: dynamic (load it from the modules path), built in, or Debian's path", () => {
+    const debian = 'nginx version: nginx/1.22.1\nconfigure arguments: --with-cc-opt=-g --prefix=/usr/share/nginx --modules-path=/usr/lib/nginx/modules --with-stream=dynamic --with-stream_ssl_module';
+    assert.equal(nginxStreamModule(debian), '/usr/lib/nginx/modules/ngx_stream_module.so');
+    assert.equal(nginxStreamModule('configure arguments: --prefix=/etc/nginx --with-stream --with-stream_ssl_module'), null);
+    assert.equal(nginxStreamModule('configure arguments: --prefix=/opt/nginx/ --with-stream=dynamic'), '/opt/nginx/modules/ngx_stream_module.so');
+    assert.equal(nginxStreamModule(undefined), '/usr/lib/nginx/modules/ngx_stream_module.so');
+  });
+
+  test('tcp:// upstream, HAProxy: mode tcp, verify required with CA and CRL files, no tickets, a device id or no session', () => {
+    const c = renderHaproxy({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') });
+    assert.match(c, /\ndefaults\n {4}mode tcp\n/);
+    assert.match(c, /\n {4}bind 127\.0\.0\.1:8443 ssl crt \/etc\/latchkey-gateway\/gateway\.pem ca-file \/etc\/latchkey-gateway\/ca\.pem crl-file \/etc\/latchkey-gateway\/crl\.pem verify required ssl-min-ver TLSv1\.2 no-tls-tickets\n/);
+    assert.match(c, /\n {4}tcp-request session reject unless \{ ssl_c_s_dn\(UID\) -m reg '\^\[0-9a-f\]\{8\}-/);
+    assert.match(c, /\n {4}tune\.ssl\.cachesize 0\n/);
+    assert.match(c, /\nbackend latchkey_app\n {4}server app 10\.0\.0\.5:22\n/);
+    assert.doesNotMatch(c, /mode http|http-request|alpn/);
+  });
+
   test('options: listen and upstream forms; nothing that could break out of a directive', () => {
     assert.deepEqual(parseListen('8443'), { host: undefined, port: 8443 });
     assert.deepEqual(parseListen('0.0.0.0:443'), { host: '0.0.0.0', port: 443 });
     assert.deepEqual(parseListen('[::]:443'), { host: '[::]', port: 443 });
     for (const bad of ['0', '70000', 'host:', 'a b:1', '1.2.3.4:1;x']) assert.throws(() => parseListen(bad), UsageError, bad);
-    assert.deepEqual(parseUpstream('http://127.0.0.1:9000'), { tls: false, host: '127.0.0.1', port: 9000 });
-    assert.deepEqual(parseUpstream('https://app.internal/'), { tls: true, host: 'app.internal', port: 443 });
-    for (const bad of ['ftp://x', 'http://x/app', 'http://u:p@x', 'not a url']) assert.throws(() => parseUpstream(bad), UsageError, bad);
+    assert.deepEqual(parseUpstream('http://127.0.0.1:9000'), { stream: false, tls: false, host: '127.0.0.1', port: 9000 });
+    assert.deepEqual(parseUpstream('https://app.internal/'), { stream: false, tls: true, host: 'app.internal', port: 443 });
+    assert.deepEqual(parseUpstream('tcp://10.0.0.5:22'), { stream: true, tls: false, host: '10.0.0.5', port: 22 });
+    assert.deepEqual(parseUpstream('tcp://[fd00::5]:5432'), { stream: true, tls: false, host: '[fd00::5]', port: 5432 });
+    for (const bad of ['tcp://10.0.0.5', 'tcp://10.0.0.5:22/x', 'tcp://u@h:22']) assert.throws(() => parseUpstream(bad), /tcp:\/\/ needs HOST:PORT/, bad);
+    for (const bad of ['ftp://x', 'http://x/app', 'http://u:p@x', 'not a url', 'udp://x:53']) assert.throws(() => parseUpstream(bad), UsageError, bad);
     assert.throws(() => renderNginxSite({ ...OPTS, serverName: 'x; include /etc/passwd' }), /--server-name/);
     assert.throws(() => renderHaproxy({ ...OPTS, dir: '/tmp/a b' }), /absolute path/);
     assert.throws(() => renderNginxSite({ ...OPTS, dir: 'relative' }), /absolute path/);
@@ -213,6 +254,30 @@ describe('gateway config: the command', () => {
       return t.skip('haproxy is not installed (apt-get install haproxy)');
     }
     const hc = spawnSync('haproxy', ['-c', '-f', join(out, GATEWAY_FILES.haproxy)], { encoding: 'utf8' });
+    assert.equal(hc.status, 0, hc.stdout + hc.stderr);
+  });
+
+  test('--upstream tcp://: nginx --out writes the stream site and an nginx.conf that loads the module; nginx -t and haproxy -c accept them', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h);
+    const out = join(h.dataDir, 'gw');
+    const r = await command(['nginx', '--listen', '127.0.0.1:18443', '--upstream', 'tcp://127.0.0.1:22', '--out', out, '--server', server], h.dataDir);
+    assert.equal(r.code, 0);
+    assert.equal(readFileSync(join(out, GATEWAY_FILES.nginxStreamSite), 'utf8') + '\n', r.out.slice(0, r.out.indexOf('# wrote')));
+    assert.match(readFileSync(join(out, GATEWAY_FILES.nginxMain), 'utf8'), new RegExp(`\n {4}include ${out}/${GATEWAY_FILES.nginxStreamSite};\n`));
+    const ha = join(h.dataDir, 'gw-ha');
+    assert.equal((await command(['haproxy', '--listen', '127.0.0.1:18443', '--upstream', 'tcp://127.0.0.1:22', '--out', ha, '--server', server], h.dataDir)).code, 0);
+    for (const tool of ['nginx', 'haproxy']) {
+      if (!has(tool)) {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(`${tool} is required (LATCHKEY_REQUIRE_ALL=1)`);
+        return t.skip(`${tool} is not installed`);
+      }
+    }
+    const nt = spawnSync('nginx', ['-t', '-p', out, '-c', join(out, GATEWAY_FILES.nginxMain), '-g', `pid ${out}/nginx.pid; error_log stderr;`], { encoding: 'utf8' });
+    assert.equal(nt.status, 0, nt.stderr);
+    assert.match(nt.stderr, /syntax is ok/);
+    const hc = spawnSync('haproxy', ['-c', '-f', join(ha, GATEWAY_FILES.haproxy)], { encoding: 'utf8' });
     assert.equal(hc.status, 0, hc.stdout + hc.stderr);
   });
 

@@ -5,10 +5,15 @@
  * the gateway's own TLS certificate and key (issued here for the gateway's
  * names, see gateway-cert.ts; never a copy of the server's).
  *
+ * `--upstream http(s)://…` makes an HTTP gateway (headers with the device
+ * id); `--upstream tcp://HOST:PORT` a TCP one for `latchkey connect` (SSH,
+ * RDP, databases): nginx `stream`, HAProxy `mode tcp`.
+ *
  * The renderers are pure (options in, text out); the command around them
  * reads the data dir, fetches the current CRLs from the running server and
  * writes the files.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
@@ -34,6 +39,8 @@ export const GATEWAY_FILES = {
   /** HAProxy wants certificate, chain and key in one file. */
   haproxyPem: 'gateway.pem',
   nginxSite: 'latchkey-gateway.conf',
+  /** The TCP gateway's server, included inside `stream { }`. */
+  nginxStreamSite: 'latchkey-gateway-stream.conf',
   nginxMain: 'nginx.conf',
   haproxy: 'haproxy.cfg',
   haproxySocket: 'haproxy.sock',
@@ -62,6 +69,8 @@ export interface Listen {
 }
 
 export interface Upstream {
+  /** tcp://: bytes through, no HTTP (nginx stream, HAProxy mode tcp). */
+  stream: boolean;
   tls: boolean;
   /** As written in a URL: IPv6 in brackets. */
   host: string;
@@ -96,13 +105,19 @@ export function parseUpstream(s: string): Upstream {
   try {
     u = new URL(s);
   } catch {
-    throw new UsageError(`--upstream "${s}" is not a URL; give the application's address, e.g. http://127.0.0.1:8080`);
+    throw new UsageError(`--upstream "${s}" is not a URL; give the application's address, e.g. http://127.0.0.1:8080, or tcp://10.0.0.5:22 for a TCP service`);
   }
-  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username || u.password) {
-    throw new UsageError(`--upstream must be http(s)://HOST[:PORT] with no path, got "${s}"`);
+  const extra = (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username || u.password;
+  if (u.protocol === 'tcp:') {
+    // A non-special scheme: the URL parser keeps the host as written and the port as given.
+    if (extra || !u.hostname || !u.port) throw new UsageError(`--upstream tcp:// needs HOST:PORT and nothing else, e.g. tcp://10.0.0.5:22, got "${s}"`);
+    return { stream: true, tls: false, host: u.hostname, port: Number(u.port) };
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || extra) {
+    throw new UsageError(`--upstream must be http(s)://HOST[:PORT] with no path, or tcp://HOST:PORT, got "${s}"`);
   }
   const tls = u.protocol === 'https:';
-  return { tls, host: u.hostname, port: u.port ? Number(u.port) : tls ? 443 : 80 };
+  return { stream: false, tls, host: u.hostname, port: u.port ? Number(u.port) : tls ? 443 : 80 };
 }
 
 const listenNginx = (l: Listen): string => (l.host ? `${l.host}:${l.port}` : String(l.port));
@@ -119,6 +134,17 @@ function checkOptions(o: GatewayConfigOptions): void {
 }
 
 function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): string[] {
+  const upstreamGets = o.upstream.stream
+    ? [
+        `# A TCP gateway (for \`latchkey connect\`): the service at ${hostPort(o.upstream)} gets the bytes and nothing else;`,
+        '# the device id (the subject UID of the device certificate) and the certificate serial are in the access log.',
+      ]
+    : [
+        `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
+        `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
+        '# Whatever a client sends in those headers, in any spelling (- or _, any case: CGI and WSGI read',
+        '# X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID too), is removed before the real ones are set.',
+      ];
   return [
     `# Latchkey mTLS gateway (${kind}), made by \`latchkey-server gateway config ${kind}\` at ${o.generatedAt.toISOString()}.`,
     ...run.map((l) => `# ${l}`),
@@ -133,23 +159,13 @@ function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): stri
       : `#     latchkey-server gateway sync --server URL --token-file TOKEN --ca-file ${file(o, GATEWAY_FILES.caBundle)} --crl-file ${file(o, GATEWAY_FILES.crl)} --haproxy-socket ${file(o, GATEWAY_FILES.haproxySocket)} --reload 'systemctl reload haproxy'`,
     `#   ${file(o, kind === 'nginx' ? GATEWAY_FILES.cert : GATEWAY_FILES.haproxyPem)}  this gateway's TLS certificate${kind === 'nginx' ? ` (key: ${GATEWAY_FILES.key})` : ', chain and key'}: ${o.certSource}`,
     '#',
-    `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
-    `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
-    '# Whatever a client sends in those headers, in any spelling (- or _, any case: CGI and WSGI read',
-    '# X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID too), is removed before the real ones are set.',
+    ...upstreamGets,
   ];
 }
 
-/** The http-context part for nginx: include it inside `http { }` (Debian: /etc/nginx/conf.d/). */
-export function renderNginxSite(o: GatewayConfigOptions): string {
-  checkOptions(o);
-  const upstreamScheme = o.upstream.tls ? 'https' : 'http';
+/** nginx (http and stream): $latchkey_device_id from the client certificate's subject. */
+function nginxDeviceIdMap(): string[] {
   return [
-    ...header(o, 'nginx', [
-      'Include this file inside http { } (on Debian: copy it to /etc/nginx/conf.d/), or run it on its own with',
-      `nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;' (written by --out).`,
-    ]),
-    '',
     '# The device id is the subject UID (RFC 4519) of a Latchkey device certificate. $ssl_client_s_dn is RFC 2253,',
     '# last RDN first, so the UID leads; anchoring at ^ keeps an id written into the CN or O from matching',
     "# (OpenSSL escapes ',' in values but not '=').",
@@ -157,24 +173,18 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '    default "";',
     `    "~^UID=(?<latchkey_uid>${UUID_RE})(,|$)" $latchkey_uid;`,
     '}',
-    '',
-    `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
-    '',
-    'upstream latchkey_app {',
-    `    server ${hostPort(o.upstream)};`,
-    '    keepalive 16;',
-    '}',
-    '',
-    'server {',
-    `    listen ${listenNginx(o.listen)} ssl;`,
-    `    server_name ${o.serverName};`,
-    '',
+  ];
+}
+
+/** nginx (http and stream): mTLS against the CA bundle and CRLs, no session resumption. */
+function nginxTls(o: GatewayConfigOptions, refused: string): string[] {
+  return [
     `    ssl_certificate     ${file(o, GATEWAY_FILES.cert)};`,
     `    ssl_certificate_key ${file(o, GATEWAY_FILES.key)};`,
     '    ssl_protocols TLSv1.2 TLSv1.3;',
     '',
     '    # Only devices: a client certificate that chains to the issuing CA (depth 1) and the root (depth 2),',
-    '    # checked against the CRLs of both. A revoked or missing certificate gets 400 from nginx.',
+    `    # checked against the CRLs of both. ${refused}`,
     '    ssl_verify_client on;',
     '    ssl_verify_depth 2;',
     `    ssl_client_certificate ${file(o, GATEWAY_FILES.caBundle)};`,
@@ -188,6 +198,37 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '    ssl_session_tickets off;',
     '    # TLS 1.3: OpenSSL would still send (stateful, here useless) NewSessionTickets; send none.',
     '    ssl_conf_command NumTickets 0;',
+  ];
+}
+
+/**
+ * The site part for nginx: for an HTTP upstream, include it inside `http { }`
+ * (Debian: /etc/nginx/conf.d/); for tcp://, inside `stream { }`.
+ */
+export function renderNginxSite(o: GatewayConfigOptions): string {
+  checkOptions(o);
+  if (o.upstream.stream) return renderNginxStream(o);
+  const upstreamScheme = o.upstream.tls ? 'https' : 'http';
+  return [
+    ...header(o, 'nginx', [
+      'Include this file inside http { } (on Debian: copy it to /etc/nginx/conf.d/), or run it on its own with',
+      `nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;' (written by --out).`,
+    ]),
+    '',
+    ...nginxDeviceIdMap(),
+    '',
+    `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
+    '',
+    'upstream latchkey_app {',
+    `    server ${hostPort(o.upstream)};`,
+    '    keepalive 16;',
+    '}',
+    '',
+    'server {',
+    `    listen ${listenNginx(o.listen)} ssl;`,
+    `    server_name ${o.serverName};`,
+    '',
+    ...nginxTls(o, 'A revoked or missing certificate gets 400 from nginx.'),
     '',
     '    # A verified certificate without a device id (not a device certificate, or issued before the UID was',
     '    # added to the profile: renewal fixes it) is not let through.',
@@ -226,8 +267,99 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
 }
 
 /** A complete nginx.conf around the site file, for running the gateway on its own (non-root friendly). */
-export function renderNginxMain(o: GatewayConfigOptions): string {
+/**
+ * The TCP gateway in nginx's stream module: the same mTLS as the HTTP one;
+ * a verified certificate without a device id is sent to an upstream whose
+ * only server is down, so nginx closes the connection.
+ */
+function renderNginxStream(o: GatewayConfigOptions): string {
+  return [
+    ...header(o, 'nginx', [
+      'Include this file inside stream { } in the main context of nginx.conf (Debian: apt-get install libnginx-mod-stream,',
+      `which loads the module), or run it on its own with nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;'`,
+      '(written by --out; it loads the module itself where nginx has it as a dynamic module).',
+    ]),
+    '',
+    ...nginxDeviceIdMap(),
+    '',
+    '# A verified certificate without a device id (not a device certificate, or issued before the UID was',
+    '# added to the profile: renewal fixes it) goes nowhere.',
+    'map $latchkey_device_id $latchkey_upstream {',
+    '    "" latchkey_refused;',
+    '    default latchkey_app;',
+    '}',
+    '',
+    `log_format latchkey_stream '$remote_addr [$time_local] $status $bytes_sent $bytes_received $session_time device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
+    '',
+    'upstream latchkey_app {',
+    `    server ${hostPort(o.upstream)};`,
+    '}',
+    'upstream latchkey_refused {',
+    '    server 127.0.0.1:9 down;',
+    '}',
+    '',
+    'server {',
+    `    listen ${listenNginx(o.listen)} ssl;`,
+    '',
+    ...nginxTls(o, 'A revoked or missing certificate fails the TLS handshake.'),
+    '',
+    '    proxy_pass $latchkey_upstream;',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/**
+ * Where nginx's stream module is, when it must be loaded: `nginx -V` says
+ * `--with-stream=dynamic` (Debian, Ubuntu: libnginx-mod-stream) or
+ * `--with-stream` (built in, e.g. nginx.org's packages). null: built in.
+ * Without an nginx here (config written on another machine): Debian's path.
+ */
+export function nginxStreamModule(nginxV: string | undefined): string | null {
+  const DEBIAN = '/usr/lib/nginx/modules/ngx_stream_module.so';
+  if (nginxV === undefined) return DEBIAN;
+  if (/(^|\s)--with-stream(\s|$)/.test(nginxV)) return null;
+  const modules = /--modules-path=(\S+)/.exec(nginxV)?.[1] ?? `${(/--prefix=(\S+)/.exec(nginxV)?.[1] ?? '/usr/share/nginx').replace(/\/+$/, '')}/modules`;
+  return `${modules.replace(/\/+$/, '')}/ngx_stream_module.so`;
+}
+
+/** `nginx -V` of the nginx on PATH (it prints to stderr), or undefined. */
+function localNginxV(): string | undefined {
+  try {
+    return execFileSync('nginx', ['-V'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || undefined;
+  } catch (e) {
+    const r = e as { stderr?: string; code?: string };
+    return r.code === 'ENOENT' ? undefined : r.stderr || undefined;
+  }
+}
+
+/**
+ * A complete nginx.conf around the site file, for running the gateway on its
+ * own (non-root friendly). A TCP gateway needs the stream module: `streamModule`
+ * is the absolute path to load (see nginxStreamModule), null when built in.
+ */
+export function renderNginxMain(o: GatewayConfigOptions, streamModule: string | null = null): string {
   checkOptions(o);
+  if (o.upstream.stream) {
+    if (streamModule !== null && !SAFE_PATH.test(streamModule)) throw new UsageError(`the stream module path "${streamModule}" must be an absolute path of letters, digits and ._/@+-`);
+    return [
+      `# Standalone nginx for the Latchkey TCP gateway: nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;'`,
+      '# Every path is absolute, so it runs from any directory and without root. pid and error_log are left to -g',
+      "# (or nginx's defaults); add `user www-data;` when started as root.",
+      ...(streamModule
+        ? ['# The stream module is a dynamic module of this nginx (nginx -V: --with-stream=dynamic): load it.', `load_module ${streamModule};`]
+        : ['# The stream module is built into this nginx (nginx -V: --with-stream); otherwise add load_module …/ngx_stream_module.so;']),
+      'worker_processes auto;',
+      'events {',
+      '    worker_connections 1024;',
+      '}',
+      'stream {',
+      `    include ${file(o, GATEWAY_FILES.nginxStreamSite)};`,
+      `    access_log ${o.dir}/access.log latchkey_stream;`,
+      '}',
+      '',
+    ].join('\n');
+  }
   return [
     `# Standalone nginx for the Latchkey gateway: nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;'`,
     '# Relative paths below are under the -p prefix, so it runs without root. pid and error_log are left to -g',
@@ -269,6 +401,38 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
     `    stats socket ${file(o, GATEWAY_FILES.haproxySocket)} mode 600 level admin`,
     '    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets',
     '',
+    ...(o.upstream.stream ? haproxyTcp(o) : haproxyHttp(o)),
+    '',
+  ].join('\n');
+}
+
+/** HAProxy mode tcp: the bytes go through once the device certificate is verified. */
+function haproxyTcp(o: GatewayConfigOptions): string[] {
+  return [
+    'defaults',
+    '    mode tcp',
+    '    timeout connect 5s',
+    '    # SSH, RDP and database sessions sit idle for long.',
+    '    timeout client 1h',
+    '    timeout server 1h',
+    '    timeout client-fin 30s',
+    '',
+    'frontend latchkey_gateway',
+    '    # Only devices: verify required against the issuing CA and the root, with the CRLs of both.',
+    '    # A revoked or missing client certificate fails the TLS handshake with an alert.',
+    `    bind ${listenHaproxy(o.listen)} ssl crt ${file(o, GATEWAY_FILES.haproxyPem)} ca-file ${file(o, GATEWAY_FILES.caBundle)} crl-file ${file(o, GATEWAY_FILES.crl)} verify required ssl-min-ver TLSv1.2 no-tls-tickets`,
+    '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
+    '    # before the UID was added to the profile: renewal fixes it) is not let through.',
+    `    tcp-request session reject unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
+    '    default_backend latchkey_app',
+    '',
+    'backend latchkey_app',
+    `    server app ${hostPort(o.upstream)}`,
+  ];
+}
+
+function haproxyHttp(o: GatewayConfigOptions): string[] {
+  return [
     'defaults',
     '    mode http',
     '    timeout connect 5s',
@@ -296,8 +460,7 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
     o.upstream.tls
       ? `    server app ${hostPort(o.upstream)} ssl verify required ca-file /etc/ssl/certs/ca-certificates.crt sni str(${bareHost(o.upstream)}) verifyhost ${bareHost(o.upstream)}`
       : `    server app ${hostPort(o.upstream)}`,
-    '',
-  ].join('\n');
+  ];
 }
 
 /** Issuing CRL then root CRL, each checked: PEM label `X509 CRL`, signed by its CA. */
@@ -340,6 +503,8 @@ function localServerUrl(dataDir: string): string {
 
 const USAGE = `latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME]
                                [--out DIR] [--data-dir D] [--server URL] [--name HOST]... [--cert F --key F] [--root-crl F]
+  --upstream http(s)://HOST[:PORT] (default http://127.0.0.1:8080) for a web app, tcp://HOST:PORT for a TCP service
+  reached with \`latchkey connect\` (SSH, RDP, a database): nginx stream, HAProxy mode tcp.
   --out writes a new key and a certificate for the gateway (serverAuth, issued by the issuing CA) for every
   --name (default: --server-name, or the --listen host); --cert/--key use one you have instead.`;
 
@@ -462,8 +627,8 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
   if (kind === 'nginx') {
     write(GATEWAY_FILES.cert, certChainPem);
     write(GATEWAY_FILES.key, keyPem, 0o600);
-    write(GATEWAY_FILES.nginxSite, main);
-    write(GATEWAY_FILES.nginxMain, renderNginxMain(opts));
+    write(upstream.stream ? GATEWAY_FILES.nginxStreamSite : GATEWAY_FILES.nginxSite, main);
+    write(GATEWAY_FILES.nginxMain, renderNginxMain(opts, upstream.stream ? nginxStreamModule(localNginxV()) : null));
   } else {
     write(GATEWAY_FILES.haproxyPem, certChainPem + keyPem, 0o600);
     write(GATEWAY_FILES.haproxy, main);

@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import type { GatewayEvent, GatewayTokenCreateResponse, GatewayTokenInfo } from '@latchkey/protocol';
 import WebSocket from 'ws';
 import { hashSecret } from '../est/est-service.js';
+import { waits } from '../testing/wait-for.js';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
 
 async function enrolledDevice(h: Harness): Promise<{ id: string; serial: string }> {
@@ -34,7 +35,12 @@ function client(url: string, token: string | undefined, opts: { autoPong?: boole
   const ws = new WebSocket(url, { headers: token ? { authorization: `Bearer ${token}` } : {}, autoPong: opts.autoPong ?? true });
   const got: GatewayEvent[] = [];
   let pings = 0;
-  ws.on('message', (d) => got.push(JSON.parse(d.toString()) as GatewayEvent));
+  // Waits resolve on the message that makes them true.
+  const { changed, until } = waits(() => `got ${JSON.stringify(got)}`);
+  ws.on('message', (d) => {
+    got.push(JSON.parse(d.toString()) as GatewayEvent);
+    changed();
+  });
   ws.on('ping', () => pings++);
   const opened = new Promise<void>((resolve, reject) => {
     ws.once('open', () => resolve());
@@ -49,13 +55,6 @@ function client(url: string, token: string | undefined, opts: { autoPong?: boole
   });
   ws.on('error', () => undefined);
   const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
-  const until = async (what: string, f: () => boolean, ms = 10_000): Promise<void> => {
-    const end = Date.now() + ms;
-    while (!f()) {
-      assert.ok(Date.now() < end, `timed out waiting for ${what}; got ${JSON.stringify(got)}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
   return {
     ws,
     got,
@@ -73,7 +72,20 @@ async function persisted(h: Harness): Promise<{ id: string; type: string }[]> {
   return (await h.db.kysely.selectFrom('events').select(['id', 'type']).orderBy('id').execute()).map((r) => ({ id: String(r.id), type: r.type }));
 }
 
-const quiet = () => new Promise((r) => setTimeout(r, 200));
+type Client = ReturnType<typeof client>;
+
+/**
+ * A barrier instead of a sleep: revoke a new device and wait until every
+ * client has its revocation event. A stream delivers in order, so whatever
+ * the server was going to send a client before (a duplicate, a stray replay)
+ * has arrived by then. Returns the marker's device id.
+ */
+async function marker(h: Harness, clients: Client[]): Promise<string> {
+  const d = await enrolledDevice(h);
+  assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${d.id}/revoke`, {})).status, 200);
+  for (const x of clients) await x.until(`the marker revocation of ${d.id}`, () => x.got.some((e) => e.type === 'revocation' && e.deviceId === d.id));
+  return d.id;
+}
 
 for (const engine of ENGINES) {
   describe(`gateway event stream on ${engine}`, () => {
@@ -191,8 +203,10 @@ for (const engine of ENGINES) {
       assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${c.id}/revoke`, {})).status, 200);
       const isC = (e: GatewayEvent) => e.type === 'revocation' && e.deviceId === c.id;
       for (const x of [all, resumed, fresh, racing]) await x.until('the live revocation', () => x.got.some(isC));
-      await quiet();
+      await marker(h, [all, resumed, fresh, racing]);
       const now = await persisted(h);
+      const head: string = now[now.length - 1]!.id;
+      for (const x of [all, resumed, fresh, racing]) await x.until('every persisted event', () => x.got.at(-1)?.cursor === head);
       const newer = now.filter((e) => Number(e.id) > Number(table[table.length - 1]!.id));
       assert.deepEqual(fresh.got.map((e) => e.cursor), newer.map((e) => e.id), 'without since: only the new events');
       assert.deepEqual(all.got.map((e) => e.cursor), now.map((e) => e.id), 'replay then live: no gap, no duplicate');
@@ -212,15 +226,20 @@ for (const engine of ENGINES) {
       const { token } = await gatewayToken(h);
       const d = await enrolledDevice(h);
       await adminCall(h, 'POST', `/v1/admin/devices/${d.id}/revoke`, {});
-      const table = await persisted(h);
-      const head = table[table.length - 1]!.id;
-      for (const since of [String(Number(head) + 1000), 'not-a-number', '-1']) {
+      const far = String(Number((await persisted(h)).at(-1)!.id) + 1000);
+      for (const since of [far, 'not-a-number', '-1']) {
+        const head: string = (await persisted(h)).at(-1)!.id;
         const x = client(url, token);
         await x.opened;
         x.subscribe(since);
         await x.until('resync-required', () => x.got.length > 0);
-        await quiet();
-        assert.deepEqual(x.got, [{ type: 'resync-required', cursor: head }], since);
+        // Then only live events: the marker's, nothing replayed.
+        const m = await marker(h, [x]);
+        assert.deepEqual(x.got[0], { type: 'resync-required', cursor: head }, since);
+        const rest = x.got.slice(1);
+        assert.ok(rest.every((e) => Number(e.cursor) > Number(head)), `${since}: nothing older than the resync cursor: ${JSON.stringify(rest)}`);
+        const last = rest.at(-1);
+        assert.ok(last?.type === 'revocation' && last.deviceId === m, JSON.stringify(rest));
         x.ws.close();
       }
       const bad = client(url, token);
@@ -245,11 +264,13 @@ for (const engine of ENGINES) {
       await Promise.all([x1.opened, x2.opened]);
       x1.subscribe();
       x2.subscribe();
-      await quiet();
+      // Both subscribed and live: each has received an event.
+      await marker(h, [x1, x2]);
       assert.equal((await adminCall(h, 'DELETE', `/v1/admin/gateway-tokens/${g1.info.id}`)).status, 204);
       const c = await x1.closed;
       assert.equal(c.code, 4003);
-      await quiet();
+      // The other stream still delivers: it gets the next event.
+      await marker(h, [x2]);
       assert.equal(x2.ws.readyState, WebSocket.OPEN);
       x2.ws.close();
     });

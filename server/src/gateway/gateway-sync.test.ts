@@ -14,6 +14,7 @@ import { describe, test } from 'node:test';
 import { buildCrl, certificateToPem, crlToPem, createCaHierarchy, type CaHierarchy } from '@latchkey/pki';
 import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
 import { GatewayAuthError, backoffMs, runGatewaySync, syncOnce, type SyncStatus, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
+import { waits } from '../testing/wait-for.js';
 import { haproxyCommand, haproxySetCrlCommand, haproxyUpdateCrl, writeFileAtomic } from './gateway-sync-node.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -39,7 +40,12 @@ async function crlPem(issuer: CrlIssuer, n: number, serials: string[] = [], this
   return crlToPem(der);
 }
 
-/** Fake effects: a server whose CRLs the test sets, a stream the test drives, sleeps that resolve at once. */
+/**
+ * Fake effects: a server whose CRLs the test sets, a stream the test drives,
+ * sleeps that take no time (they yield to the event loop once). Tests wait on
+ * what they expect (`until`: re-checked after every effect the loop performs),
+ * never for a length of time.
+ */
 function fakes() {
   const crls: Record<CrlIssuer, string | undefined | Error> = { issuing: undefined, root: undefined };
   const writes: string[] = [];
@@ -49,6 +55,8 @@ function fakes() {
   const sleeps: number[] = [];
   let handlers: EventStreamHandlers | undefined;
   let opens = 0;
+  // Every effect below calls changed(): a wait is re-checked after each thing the loop does.
+  const { changed, until } = waits(() => `log:\n${logs.join('\n')}`);
   const fx: GatewaySyncEffects = {
     async fetchCrl(issuer) {
       const c = crls[issuer];
@@ -57,26 +65,41 @@ function fakes() {
     },
     async writeCrlFile(pem) {
       writes.push(pem);
+      changed();
     },
     async apply(pem) {
       applied.push(pem);
+      changed();
     },
     openStream(h) {
       opens++;
       handlers = h;
-      return { subscribe: (since) => subscribes.push(since), close: () => h.onClose('closed by client') };
+      changed();
+      return {
+        subscribe: (since) => {
+          subscribes.push(since);
+          changed();
+        },
+        close: () => h.onClose('closed by client'),
+      };
     },
     async sleep(ms, signal) {
       sleeps.push(ms);
-      await new Promise((r) => setTimeout(r, 5));
+      changed();
+      await new Promise((r) => setImmediate(r));
       if (signal.aborted) throw new Error('aborted');
     },
     random: () => 0.5,
-    log: (l, level) => logs.push(level ? `${level}: ${l}` : l),
+    log: (l, level) => {
+      logs.push(level ? `${level}: ${l}` : l);
+      changed();
+    },
     now: () => NOW.getTime(),
   };
-  const settle = () => new Promise((r) => setTimeout(r, 30));
-  return { fx, crls, writes, applied, logs, subscribes, sleeps, opens: () => opens, stream: () => handlers!, settle };
+  const logged = (re: RegExp) => () => re.test(logs.join('\n'));
+  /** n syncs done: applied and logged (the log line is a sync's last effect). */
+  const synced = (n: number) => () => logs.filter((l) => l.startsWith('synced CRLs')).length === n;
+  return { fx, crls, writes, applied, logs, subscribes, sleeps, opens: () => opens, stream: () => handlers!, until, logged, synced, changed };
 }
 
 describe('gateway sync: one sync', () => {
@@ -155,7 +178,7 @@ describe('gateway sync: the loop', () => {
     f.crls.root = await crlPem('root', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
-    await f.settle();
+    await f.until('the sync on connect', f.synced(1));
     assert.deepEqual(f.subscribes, [undefined]);
     assert.equal(f.writes.length, 1, 'synced on connect');
 
@@ -163,31 +186,29 @@ describe('gateway sync: the loop', () => {
     f.crls.issuing = await crlPem('issuing', 2, ['beef']);
     const rev: GatewayEvent = { type: 'revocation', cursor: '12', deviceId: '00000000-0000-4000-8000-000000000001', crlNumber: '2', issuer: 'issuing', reason: 'keyCompromise', at: NOW.toISOString() };
     f.stream().onEvent(rev);
-    await f.settle();
+    await f.until('the sync after the revocation', f.synced(2));
     assert.equal(f.writes.length, 2);
     assert.match(f.writes[1]!, /BEGIN X509 CRL/);
     assert.match(f.logs.join('\n'), /issuing #2, root #1; 1 revoked serial\(s\)\) after revocation of 0{8}-/);
 
     // A revocation whose CRL is not served yet (a lagging replica): retried until it is.
     f.stream().onEvent({ ...rev, cursor: '13', crlNumber: '3' });
-    await f.settle();
-    assert.match(f.logs.join('\n'), /CRL sync failed \(the server sent issuing CRL #2, but the revocation is listed from #3 on \(a replica that has not caught up\)\); retrying in 0\.5 s/);
+    await f.until('the stale CRL refused', f.logged(/CRL sync failed \(the server sent issuing CRL #2, but the revocation is listed from #3 on \(a replica that has not caught up\)\); retrying in 0\.5 s/));
+    assert.equal(f.writes.length, 2, 'the stale CRL is not written');
     f.crls.issuing = await crlPem('issuing', 3, ['beef', 'cafe']);
-    await new Promise((r) => setTimeout(r, 60));
+    await f.until('a retry to apply CRL #3', f.synced(3));
     assert.equal(f.writes.length, 3);
 
     // The server goes away: reconnect with backoff, resume after the last cursor, full sync again.
     f.crls.issuing = new Error('ECONNREFUSED');
     f.stream().onClose('closed 1006');
-    await f.settle();
-    assert.equal(f.opens(), 2);
+    await f.until('the reconnect', () => f.opens() === 2);
     f.stream().onClose('ECONNREFUSED');
-    await f.settle();
-    assert.equal(f.opens(), 3);
+    await f.until('the second reconnect', () => f.opens() === 3);
     assert.ok(f.sleeps.includes(500) && f.sleeps.includes(1000), `backoff grows: ${f.sleeps.join(',')}`);
     f.crls.issuing = await crlPem('issuing', 4, ['beef', 'cafe']);
     f.stream().onOpen();
-    await f.settle();
+    await f.until('the full sync after the reconnect', f.synced(4));
     assert.deepEqual(f.subscribes, [undefined, '13']);
     assert.equal(f.writes.length, 4, 'full sync after the reconnect');
 
@@ -200,13 +221,13 @@ describe('gateway sync: the loop', () => {
     f.crls.issuing = await crlPem('issuing', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
-    await f.settle();
+    await f.until('the sync on connect', f.synced(1));
     f.crls.issuing = await crlPem('issuing', 2);
     f.stream().onEvent({ type: 'crl-updated', cursor: '5', issuer: 'issuing', crlNumber: '2', url: '/crl.pem' });
-    await f.settle();
+    await f.until('the sync after crl-updated', f.synced(2));
     f.crls.issuing = await crlPem('issuing', 3);
     f.stream().onEvent({ type: 'resync-required', cursor: '9' });
-    await f.settle();
+    await f.until('the sync after resync-required', f.synced(3));
     assert.equal(f.writes.length, 3);
     assert.match(f.logs.join('\n'), /after issuing CRL #2/);
     assert.match(f.logs.join('\n'), /after resync-required/);
@@ -221,18 +242,19 @@ describe('gateway sync: the loop', () => {
     f.crls.issuing = await crlPem('issuing', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
-    await f.settle();
+    await f.until('the sync on connect', f.synced(1));
     f.crls.issuing = await crlPem('issuing', 2, ['0a01']);
     // Names a CRL number this server never reaches (a database restored from a backup).
     f.stream().onEvent({ type: 'revocation', cursor: '6', deviceId: '00000000-0000-4000-8000-000000000001', crlNumber: '90', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
-    for (let i = 0; i < 40 && !/syncing without waiting for it/.test(f.logs.join('\n')); i++) await f.settle();
-    await f.settle();
+    await f.until('giving up on CRL #90', f.logged(/syncing without waiting for it/));
+    await f.until('CRL #2 applied', f.synced(2));
     assert.match(f.logs.join('\n'), /issuing CRL still has not reached #90 after (6|8)0 s; syncing without waiting for it/);
     assert.equal(f.writes.length, 2, 'CRL #2 applied');
     f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0c0c']);
     f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', crlNumber: '3', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
-    await f.settle();
+    await f.until('the next revocation applied', f.synced(3));
     assert.equal(f.writes.length, 3, 'the next revocation goes through at once');
+    assert.doesNotMatch(f.logs.slice(f.logs.findIndex((l) => /syncing without waiting/.test(l)) + 1).join('\n'), /CRL sync failed/, 'no failure after it stopped waiting');
     sync.stop();
     await sync.done;
   });
@@ -248,26 +270,24 @@ describe('gateway sync: the loop', () => {
     f.crls.issuing = await crlPem('issuing', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
-    await f.settle();
+    await f.until('the sync on connect', f.synced(1));
     f.crls.issuing = await crlPem('issuing', 2, ['0a01']);
     f.stream().onEvent({ type: 'crl-updated', cursor: '5', issuer: 'issuing', crlNumber: '2', url: '/crl.pem' });
-    await f.settle();
+    await f.until('CRL #2 applied', f.synced(2));
     const after = fetches;
     f.stream().onEvent({ type: 'revocation', cursor: '6', deviceId: '00000000-0000-4000-8000-000000000001', crlNumber: '2', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
-    await f.settle();
+    await f.until('the revocation handled', f.logged(/revocation of 00000000-0000-4000-8000-000000000001: already in the applied CRL/));
     assert.equal(fetches, after, 'nothing fetched');
-    assert.match(f.logs.join('\n'), /revocation of 00000000-0000-4000-8000-000000000001: already in the applied CRL/);
     // The usual order on the wire: crl-updated, then at once the revocation, while the first fetch is still running.
     f.crls.issuing = await crlPem('issuing', 3, ['0a01', '0a03']);
     const before = fetches;
     f.stream().onEvent({ type: 'crl-updated', cursor: '6a', issuer: 'issuing', crlNumber: '3', url: '/crl.pem' });
     f.stream().onEvent({ type: 'revocation', cursor: '6b', deviceId: '00000000-0000-4000-8000-000000000003', crlNumber: '3', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
-    await f.settle();
+    await f.until('CRL #3 applied and the revocation handled', () => f.synced(3)() && f.logged(/revocation of 00000000-0000-4000-8000-000000000003: already in the applied CRL/)());
     assert.equal(fetches - before, 2, 'one sync (issuing and root CRLs), not two');
-    assert.match(f.logs.join('\n'), /revocation of 00000000-0000-4000-8000-000000000003: already in the applied CRL/);
     f.crls.issuing = await crlPem('issuing', 4, ['0a01', '0a02', '0a03']);
     f.stream().onEvent({ type: 'revocation', cursor: '7', deviceId: '00000000-0000-4000-8000-000000000002', crlNumber: '4', issuer: 'issuing', reason: 'unspecified', at: NOW.toISOString() });
-    await f.settle();
+    await f.until('CRL #4 applied', f.synced(4));
     assert.ok(fetches > after, 'a CRL number not applied yet is fetched');
     assert.equal(f.writes.length, 4);
     sync.stop();
@@ -279,19 +299,22 @@ describe('gateway sync: failures are loud, a refused token is fatal', () => {
   test('an expired CRL in the loop: an error on every retry, with backoff, until the server sends a fresh one', async () => {
     const f = fakes();
     const statuses: SyncStatus[] = [];
-    f.fx.status = (s) => statuses.push(s);
+    f.fx.status = (s) => {
+      statuses.push(s);
+      f.changed();
+    };
     f.crls.issuing = await crlPem('issuing', 1, [], new Date(NOW.getTime() - 2 * 3_600_000));
     f.crls.root = await crlPem('root', 1);
     const sync = runGatewaySync(f.fx, { resyncSeconds: 0 });
     f.stream().onOpen();
-    for (let i = 0; i < 40 && f.logs.filter((l) => l.startsWith('error: CRL sync failed')).length < 3; i++) await f.settle();
+    await f.until('three failed tries', () => f.logs.filter((l) => l.startsWith('error: CRL sync failed')).length >= 3);
     assert.ok(f.logs.filter((l) => /^error: CRL sync failed \(the server sent issuing CRL #1 whose nextUpdate .* has passed/.test(l)).length >= 3, f.logs.join('\n'));
     assert.equal(f.writes.length, 0);
     assert.ok(f.sleeps.includes(500) && f.sleeps.includes(1000), `backoff: ${f.sleeps.join(',')}`);
     // --status-file: failing since the first try, with the error, nothing applied yet.
     assert.deepEqual({ ...statuses[0], error: statuses[0]!.error!.slice(0, 40) }, { state: 'failing', at: NOW.toISOString(), applied: {}, failingSince: NOW.toISOString(), error: 'the server sent issuing CRL #1 whose nex' });
     f.crls.issuing = await crlPem('issuing', 2);
-    for (let i = 0; i < 40 && f.writes.length === 0; i++) await f.settle();
+    await f.until('the fresh CRL applied', () => f.applied.length === 1 && statuses.at(-1)?.state === 'ok');
     assert.equal(f.writes.length, 1);
     assert.deepEqual(statuses.at(-1), { state: 'ok', at: NOW.toISOString(), applied: { issuing: '2', root: '1' }, lastSuccessAt: NOW.toISOString() });
     sync.stop();

@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
-import { type DatabaseConnection, type Driver, Kysely, PostgresDialect, SqliteDialect, SqliteDriver } from 'kysely';
+import { CompiledQuery, type DatabaseConnection, type Driver, Kysely, PostgresDialect, SqliteDialect, SqliteDriver } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
 import { migrate } from './migrations.js';
@@ -118,6 +118,12 @@ class FullDiskSafeSqliteDialect extends SqliteDialect {
     return new (class extends SqliteDriver {
       override async acquireConnection(): Promise<DatabaseConnection> {
         return wrap(await super.acquireConnection());
+      }
+      // IMMEDIATE: the write lock is taken at BEGIN, where busy_timeout waits for it. A deferred
+      // transaction that reads, then writes after another connection committed, fails at once
+      // with "database is locked" (SQLITE_BUSY_SNAPSHOT: no waiting helps); sqlite-race.ts shows it.
+      override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+        await connection.executeQuery(CompiledQuery.raw('begin immediate'));
       }
       override async commitTransaction(connection: DatabaseConnection): Promise<void> {
         await super.commitTransaction(connection);

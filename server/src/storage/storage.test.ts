@@ -12,6 +12,7 @@ import { auditRepo } from '../audit/audit-repo.js';
 import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
 import { createEventBus, type DeliveredEvent } from '../events/event-bus.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
+import { raceOnOneFile } from '../testing/sqlite-race.js';
 import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import { MIGRATION_NAMES, migrate } from './migrations.js';
 import { openDb, type Db, type Engine } from './db.js';
@@ -237,3 +238,18 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+describe('SQLite: several connections on one file', () => {
+  // One connection runs its transactions one by one, so the test above cannot race on SQLite;
+  // here five connections (worker threads) take uses of the same token at the same instant.
+  test('token consume is atomic across connections: 5 × 10 concurrent takes of a 10-use token → exactly 10 succeed', { timeout: 60_000 }, async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'latchkey-db-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const db = await openDb({ dataDir: dir });
+    t.after(() => db.close());
+    const id = await seed(db, 10);
+    const results = await raceOnOneFile(dir, Array.from({ length: 5 }, () => ({ kind: 'consume' as const, tokenId: id, takes: 10, now: at(1) })));
+    assert.equal(results.reduce((n, r) => n + r.consumed!, 0), 10, JSON.stringify(results));
+    assert.equal((await tokensRepo(db.kysely).findById(id))!.used_count, 10);
+  });
+});

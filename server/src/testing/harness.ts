@@ -13,12 +13,13 @@ import pg from 'pg';
 import { createCsr, csrToPem, decodeCertsOnly, nodeSigner, parseCertificate, type Certificate } from '@latchkey/pki';
 import { EST_PATHS, FACTS_ATTRIBUTE_OID } from '@latchkey/protocol';
 import { buildApp, type App } from '../app.js';
-import { buildCaContext, loadCaKeys } from '../ca/ca-context.js';
+import { buildCaContext, loadCaKeys, type CaContext } from '../ca/ca-context.js';
 import { FILES } from '../ca/ca-files.js';
 import { loadConfig } from '../config/config-load.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { createEventBus, type EventBus } from '../events/event-bus.js';
 import { initDataDir } from '../init.js';
+import type { LoggerOptions } from '../logger.js';
 import { serverTlsOptions } from '../start.js';
 import { openDb, type Db, type Engine } from '../storage/db.js';
 
@@ -82,7 +83,8 @@ export const CLIENT_CERT_HEADER = 'x-test-client-cert';
  * real TLS client certificates, e.g. the control channel); `inject` then
  * carries no client certificate.
  */
-export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean } = {}): Promise<Harness | undefined> {
+/** `logger`: the fastify logger options (the production ones, to test what reaches the log); its output still goes to `logs`. */
+export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean; logger?: LoggerOptions } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
   if (engine === 'postgres' && !pgDb) return undefined;
   const databaseUrl = pgDb?.url;
@@ -96,34 +98,8 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
   const logs: string[] = [];
   const h = { engine, dataDir, config, clock, logs, adminToken: readFileSync(join(dataDir, FILES.adminToken), 'utf8').trim(), root: ca.root, issuing: ca.issuing.cert } as Harness;
   const open = async (): Promise<void> => {
-    const db = await openDb({ dataDir, ...(databaseUrl ? { databaseUrl } : {}) });
-    const bus = await createEventBus(db);
-    const stream = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        logs.push(chunk.toString());
-        cb();
-      },
-    });
-    const built = await buildApp({
-      db,
-      ca,
-      config,
-      bus,
-      clock: () => clock.now,
-      ...(opts.tls
-        ? {}
-        : {
-            clientCert: (req) => {
-              const v = req.headers[CLIENT_CERT_HEADER];
-              return typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
-            },
-          }),
-      fastify: { logger: { level: 'info', stream }, ...(opts.tls ? { https: serverTlsOptions(dataDir, ca) } : {}) },
-    });
-    await built.app.ready();
-    // As start-up does: revocations committed before a "crash" are delivered now.
-    await built.outbox.drain(0);
-    Object.assign(h, { db, bus, app: built.app, crl: built.crl, outbox: built.outbox });
+    const built = await openApp({ dataDir, ca, config, clock: () => clock.now, logs, ...(databaseUrl ? { databaseUrl } : {}), ...(opts.tls ? { tls: true } : {}), ...(opts.logger ? { logger: opts.logger } : {}) });
+    Object.assign(h, built);
   };
   const close = async (): Promise<void> => {
     await h.app.close();
@@ -141,6 +117,42 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
     await pgDb?.drop();
   });
   return h;
+}
+
+/**
+ * The app on a data dir and its own database connection, as the harness runs
+ * it (and each worker of sqlite-race.ts, for several connections on one file).
+ * Its log lines go to `logs`.
+ */
+export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: CaContext; config: ServerConfig; clock: () => Date; logs: string[]; tls?: boolean; logger?: LoggerOptions }): Promise<Pick<Harness, 'db' | 'bus' | 'app' | 'crl' | 'outbox'>> {
+  const db = await openDb({ dataDir: o.dataDir, ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}) });
+  const bus = await createEventBus(db);
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      o.logs.push(chunk.toString());
+      cb();
+    },
+  });
+  const built = await buildApp({
+    db,
+    ca: o.ca,
+    config: o.config,
+    bus,
+    clock: o.clock,
+    ...(o.tls
+      ? {}
+      : {
+          clientCert: (req) => {
+            const v = req.headers[CLIENT_CERT_HEADER];
+            return typeof v === 'string' ? Buffer.from(v, 'base64') : undefined;
+          },
+        }),
+    fastify: { logger: { ...(o.logger ?? { level: 'info' }), stream }, ...(o.tls ? { https: serverTlsOptions(o.dataDir, o.ca) } : {}) },
+  });
+  await built.app.ready();
+  // As start-up does: revocations committed before a "crash" are delivered now.
+  await built.outbox.drain(0);
+  return { db, bus, app: built.app, crl: built.crl, outbox: built.outbox };
 }
 
 export interface DeviceKey {
