@@ -10,7 +10,7 @@
 import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import { EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from '@latchkey/protocol/wire';
+import { EST_PATHS, MEDIA_TYPES } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
 import { tlsClientKeyOptions } from '../keystore/tls-key.js';
@@ -50,7 +50,7 @@ function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path
         method: o.method,
         agent: false,
         timeout: o.timeoutMs ?? 30_000,
-        headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION), ...o.headers },
+        headers: { ...o.headers },
         ...(trust.ca === 'none' ? { rejectUnauthorized: false } : trust.ca ? { ca: trust.ca } : {}),
         ...(o.client ? { cert: o.client.certPem + o.client.chainPem, ...tlsClientKeyOptions(o.client.key) } : {}),
         minVersion: 'TLSv1.2',

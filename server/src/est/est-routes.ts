@@ -5,7 +5,7 @@
  * so `curl --data-binary @req.der` works.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { base64Body, base64Lines, encodeCertsOnly, oid, seq, setOf, OID } from '@latchkey/pki';
+import { base64Body, base64Lines, encodeCertsOnly, encodeCsrAttrs } from '@latchkey/pki';
 import { CONTENT_TRANSFER_ENCODING, EST_PATHS, FACTS_ATTRIBUTE_OID, MEDIA_TYPES, RETRY_AFTER_HEADER } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
 import { LatchkeyError } from '../errors.js';
@@ -42,11 +42,7 @@ function sendCerts(reply: FastifyReply, certs: Buffer[]): FastifyReply {
 }
 
 /** RFC 7030 §4.5.2: what we want in a CSR (P-256 key, SHA-256, and the device facts attribute). */
-const CSR_ATTRS = seq(
-  seq(oid(OID.ecPublicKey), setOf(oid(OID.secp256r1))),
-  oid(OID.ecdsaWithSHA256),
-  oid(FACTS_ATTRIBUTE_OID),
-);
+const CSR_ATTRS = encodeCsrAttrs([FACTS_ATTRIBUTE_OID]);
 
 /** EST routes take only PKCS#10: every other media type is a 415, JSON included. */
 function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
