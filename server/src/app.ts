@@ -1,7 +1,7 @@
 /**
  * The fastify app as a plugin tree: public, device (mTLS) and admin zones
  * are sibling plugins, each with its own auth and content-type parsers.
- * The process (TLS, signals, logger) lives in main.ts; tests build this and
+ * The process (TLS, signals, logger) lives in start.ts; tests build this and
  * use `inject`.
  */
 import type { ServerOptions } from 'node:https';

@@ -34,11 +34,11 @@ export function csrBodyToDer(body: unknown): Buffer {
   }
 }
 
-function sendCerts(reply: FastifyReply, certs: Buffer[]): FastifyReply {
+function sendCerts(reply: FastifyReply, certsOnly: Buffer): FastifyReply {
   return reply
     .header('content-type', MEDIA_TYPES.pkcs7CertsOnly)
     .header(CONTENT_TRANSFER_ENCODING.header, CONTENT_TRANSFER_ENCODING.base64)
-    .send(base64Lines(encodeCertsOnly(certs)));
+    .send(base64Lines(certsOnly));
 }
 
 /** RFC 7030 §4.5.2: what we want in a CSR (P-256 key, SHA-256, and the device facts attribute). */
@@ -55,7 +55,7 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter:
     addPkcs10Parser(app, deps.bodyLimit);
     app.get(EST_PATHS.cacerts, async (_req, reply) => {
       reply.header('cache-control', 'public, max-age=300');
-      return sendCerts(reply, [deps.ca.issuing.cert.der, deps.ca.root.der]);
+      return sendCerts(reply, deps.ca.cacertsP7);
     });
     app.get(EST_PATHS.csrattrs, async (_req, reply) =>
       reply.header('content-type', MEDIA_TYPES.csrattrs).header(CONTENT_TRANSFER_ENCODING.header, CONTENT_TRANSFER_ENCODING.base64).send(base64Lines(CSR_ATTRS)),
@@ -71,7 +71,7 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter:
             .header(RETRY_AFTER_HEADER, String(r.retryAfterSeconds))
             .send({ status: 'pending', deviceId: r.deviceId, message: `waiting for an administrator to approve device ${r.deviceId} (latchkey-server devices approve ${r.deviceId}); retry in ${r.retryAfterSeconds} s` });
         }
-        return sendCerts(reply, [r.issued!.der]);
+        return sendCerts(reply, encodeCertsOnly([r.issued!.der]));
       } catch (e) {
         if (e instanceof LatchkeyError) deps.metrics.inc('latchkey_enrollment_failures_total', { code: e.code });
         throw e;
@@ -86,7 +86,7 @@ export function deviceEstRoutes(deps: { est: EstService; clientCert: (req: Fasti
     app.post(EST_PATHS.simplereenroll, async (req, reply) => {
       try {
         const r = await deps.est.simpleReenroll({ body: csrBodyToDer(req.body), clientCertDer: deps.clientCert(req), remote: req.ip });
-        return sendCerts(reply, [r.der]);
+        return sendCerts(reply, encodeCertsOnly([r.der]));
       } catch (e) {
         if (e instanceof LatchkeyError) deps.metrics.inc('latchkey_enrollment_failures_total', { code: e.code });
         throw e;

@@ -1,5 +1,5 @@
 /**
- * The gateways' event stream, `wss://…/v1/events` (DESIGN.md "Protocols"),
+ * The gateways' event stream, `wss://…/v1/events` (docs/architecture.md "Protocols"),
  * authenticated by a gateway token at the upgrade. After `subscribe
  * { since? }` the server replays the persisted revocations and CRL updates
  * after `since`, in order, then goes on with live ones: it subscribes to the
