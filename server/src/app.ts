@@ -18,6 +18,7 @@ import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
 import { createPresence } from './agent-channel/presence.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
@@ -127,7 +128,23 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
-  const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const gatewayEvents = createGatewayEventsHub({
+    db: d.db,
+    bus: d.bus,
+    pingSeconds: d.config.agentHeartbeatSeconds,
+    log: (msg, extra) => app.log.warn(extra ?? {}, msg),
+    onSent: (e) => metrics.observe('latchkey_gateway_event_lag_seconds', {}, Math.max(0, clock().getTime() - Date.parse(e.at)) / 1000),
+  });
+  metrics.watch({
+    clock,
+    devicesByStatus: () => devicesRepo(d.db.kysely).countByStatus(),
+    agentsOnline: () => presence.countOnline(),
+    agentConnections: () => channels.size,
+    caCertificates: () => ({ root: d.ca.root, issuing: d.ca.issuing.cert }),
+    servedCrl: (ca) => crl.get(ca),
+    gatewayStreams: () => ({ connected: gatewayEvents.size, backlogBytes: gatewayEvents.backlogBytes }),
+    onError: (metric, e) => app.log.warn({ err: e, metric }, 'a metric could not be read; left out of this scrape'),
+  });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
   const gatewayTokens = createGatewayTokensService({
     db: d.db,
@@ -186,7 +203,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
         return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
       }
     });
-    pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()));
+    pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()));
   });
   // Device zone: the route checks the TLS client certificate against our records.
   await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? tlsClientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));

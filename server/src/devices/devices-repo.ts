@@ -29,6 +29,11 @@ export const devicesRepo = (db: Executor) => ({
     }
     return q.orderBy('first_seen').orderBy('id').limit(f.limit).execute();
   },
+  /** Devices per status: one grouped count (what /metrics reads at each scrape). */
+  async countByStatus(): Promise<Record<string, number>> {
+    const rows = await db.selectFrom('devices').select(['status', (eb) => eb.fn.countAll().as('n')]).groupBy('status').execute();
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  },
   async approve(id: string, at: string, by: string): Promise<boolean> {
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;
