@@ -29,7 +29,7 @@ import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
 import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createRateLimiter } from './rate-limit.js';
+import { createRateLimiter, perAddress, registerRateLimit } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
@@ -70,6 +70,9 @@ export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
   const c = socket.getPeerCertificate(false);
   return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
 }
+
+/** Failed admin logins one client address may make in a minute. */
+const ADMIN_LOGIN_FAILURES_PER_MINUTE = 30;
 
 /** Longest path parameter (fastify's default): every id and name we route on is shorter. */
 const MAX_PARAM_LENGTH = 100;
@@ -121,8 +124,6 @@ export async function buildApp(d: AppDeps): Promise<App> {
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
-  const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
-  const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
@@ -192,7 +193,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
 
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
-    await pub.register(publicEstRoutes({ est, ca: d.ca, limiter: enrollLimiter, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes }));
     await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
@@ -210,7 +211,9 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Admin zone: bearer admin tokens with roles.
   await app.register(
     async (admin) => {
-      admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
+      await registerRateLimit(admin);
+      // Failed logins only: a valid token is never slowed by someone else's guessing.
+      admin.addHook('onRequest', adminAuthHook(d.db, admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));

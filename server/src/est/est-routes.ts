@@ -10,7 +10,7 @@ import { CONTENT_TRANSFER_ENCODING, EST_PATHS, FACTS_ATTRIBUTE_OID, MEDIA_TYPES,
 import type { CaContext } from '../ca/ca-context.js';
 import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { RateLimiter } from '../rate-limit.js';
+import { perAddress, registerRateLimit } from '../rate-limit.js';
 import { bearer } from '../admin/admin-auth.js';
 import type { EstService } from './est-service.js';
 
@@ -50,9 +50,10 @@ function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser([MEDIA_TYPES.pkcs10, 'application/x-pem-file'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
 }
 
-export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter: RateLimiter; metrics: Metrics; bodyLimit: number }) {
+export function publicEstRoutes(deps: { est: EstService; ca: CaContext; enrollRateLimitPerMinute: number; metrics: Metrics; bodyLimit: number }) {
   return async (app: FastifyInstance): Promise<void> => {
     addPkcs10Parser(app, deps.bodyLimit);
+    await registerRateLimit(app);
     app.get(EST_PATHS.cacerts, async (_req, reply) => {
       reply.header('cache-control', 'public, max-age=300');
       return sendCerts(reply, deps.ca.cacertsP7);
@@ -60,8 +61,9 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter:
     app.get(EST_PATHS.csrattrs, async (_req, reply) =>
       reply.header('content-type', MEDIA_TYPES.csrattrs).header(CONTENT_TRANSFER_ENCODING.header, CONTENT_TRANSFER_ENCODING.base64).send(base64Lines(CSR_ATTRS)),
     );
-    app.post(EST_PATHS.simpleenroll, async (req: FastifyRequest, reply) => {
-      if (!deps.limiter.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many enrollment requests from this address; retry in a minute');
+    // Token guessing included: every request counts, whatever its answer.
+    const rateLimit = perAddress(deps.enrollRateLimitPerMinute, 'too many enrollment requests from this address');
+    app.post(EST_PATHS.simpleenroll, { config: { rateLimit } }, async (req: FastifyRequest, reply) => {
       try {
         const r = await deps.est.simpleEnroll({ body: csrBodyToDer(req.body), token: bearer(req), remote: req.ip });
         if (CRASH_AT === 'enroll-after-commit' && r.status === 'issued') process.kill(process.pid, 'SIGKILL');
