@@ -1,10 +1,13 @@
 /**
  * The per-address limits (@fastify/rate-limit) as a client meets them:
  * RFC 6585 §4 429 with Retry-After and our RATE_LIMITED body. The
- * per-device re-enrollment limit is tested in est/reenroll-limits.test.ts.
+ * per-device re-enrollment limit is tested in est/reenroll-limits.test.ts,
+ * the WebSocket message limit in upgrade-router.test.ts; the bucket both use
+ * is tested here with a fixed clock.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createRateLimiter, tokenBucket } from './rate-limit.js';
 import { adminCall, deviceCsr, enroll, harness } from './testing/harness.js';
 
 const code = (body: string): string => (JSON.parse(body) as { error: { code: string } }).error.code;
@@ -34,4 +37,15 @@ test('failed admin logins: 30 a minute per address, then 429 RATE_LIMITED with R
   assert.match(r.body, /failed admin logins/);
   assert.ok(Number(r.headers['retry-after']) >= 1 && Number(r.headers['retry-after']) <= 60, String(r.headers['retry-after']));
   for (let i = 0; i < 40; i++) assert.equal((await adminCall(h, 'GET', '/v1/admin/devices')).status, 200);
+});
+
+test('token bucket: a full burst, then one token per 1/rate seconds, never more than the capacity', () => {
+  const b = tokenBucket(3, 2, 0);
+  assert.deepEqual([b.take(0), b.take(0), b.take(0), b.take(0)], [true, true, true, false]);
+  assert.equal(b.take(499), false, 'not yet a whole token after 499 ms at 2/s');
+  assert.equal(b.take(500), true);
+  assert.deepEqual([b.take(60_000), b.take(60_000), b.take(60_000), b.take(60_000)], [true, true, true, false], 'a long pause refills to the capacity only');
+  // Per key: one key running dry leaves the others alone.
+  const l = createRateLimiter(2, () => 0);
+  assert.deepEqual([l.take('a'), l.take('a'), l.take('a'), l.take('b')], [true, true, false, true]);
 });

@@ -40,6 +40,30 @@ export function perAddress(perMinute: number, what: string): RateLimitOptions {
   };
 }
 
+/** A token bucket: `capacity` tokens, refilled at `perSecond`; `take` spends one if there is one. */
+export interface TokenBucket {
+  take(now: number): boolean;
+  /** When it last took or refused a token. */
+  readonly at: number;
+}
+
+export function tokenBucket(capacity: number, perSecond: number, now: number): TokenBucket {
+  let tokens = capacity;
+  let at = now;
+  return {
+    take(t) {
+      tokens = Math.min(capacity, tokens + ((t - at) / 1000) * perSecond);
+      at = t;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    },
+    get at() {
+      return at;
+    },
+  };
+}
+
 /** A token bucket per key, for limits keyed on what only the handler knows (the device of a re-enrollment). */
 export interface RateLimiter {
   /** True if the request may proceed. */
@@ -47,17 +71,13 @@ export interface RateLimiter {
 }
 
 export function createRateLimiter(perMinute: number, clock: () => number = Date.now): RateLimiter {
-  const buckets = new Map<string, { tokens: number; at: number }>();
-  const rate = perMinute / 60_000;
+  const buckets = new Map<string, TokenBucket>();
   return {
     take(key) {
       const now = clock();
-      const b = buckets.get(key) ?? { tokens: perMinute, at: now };
-      b.tokens = Math.min(perMinute, b.tokens + (now - b.at) * rate);
-      b.at = now;
-      const ok = b.tokens >= 1;
-      if (ok) b.tokens -= 1;
-      buckets.set(key, b);
+      let b = buckets.get(key);
+      if (!b) buckets.set(key, (b = tokenBucket(perMinute, perMinute / 60, now)));
+      const ok = b.take(now);
       if (buckets.size > MAX_KEYS) {
         for (const [k, v] of buckets) if (now - v.at > 60_000) buckets.delete(k);
       }
