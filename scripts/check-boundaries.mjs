@@ -1,4 +1,4 @@
-// Dependencies point one way (DESIGN.md "Layout"): agent, server -> packages/*.
+// Dependencies point one way (docs/architecture.md "Layout"): agent, server -> packages/*.
 // ESLint checks imports; this checks the declared dependencies, so a
 // workspace link can't sneak the other way.
 import { readFileSync, existsSync } from 'node:fs';
@@ -18,7 +18,7 @@ for (const [dir, names] of Object.entries(forbidden)) {
   const deps = { ...pkg.dependencies, ...pkg.devDependencies, ...pkg.peerDependencies, ...pkg.optionalDependencies };
   for (const n of names) {
     if (n in deps) {
-      console.error(`${file}: must not depend on ${n} (see DESIGN.md "Layout")`);
+      console.error(`${file}: must not depend on ${n} (see docs/architecture.md "Layout")`);
       bad++;
     }
   }

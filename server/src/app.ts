@@ -1,7 +1,7 @@
 /**
  * The fastify app as a plugin tree: public, device (mTLS) and admin zones
  * are sibling plugins, each with its own auth and content-type parsers.
- * The process (TLS, signals, logger) lives in main.ts; tests build this and
+ * The process (TLS, signals, logger) lives in start.ts; tests build this and
  * use `inject`.
  */
 import type { ServerOptions } from 'node:https';
@@ -18,6 +18,7 @@ import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
 import { createPresence } from './agent-channel/presence.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
@@ -28,7 +29,7 @@ import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
 import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
-import { createRateLimiter } from './rate-limit.js';
+import { createRateLimiter, perAddress, registerRateLimit } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
@@ -70,6 +71,9 @@ export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
   const c = socket.getPeerCertificate(false);
   return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
 }
+
+/** Failed admin logins one client address may make in a minute. */
+const ADMIN_LOGIN_FAILURES_PER_MINUTE = 30;
 
 /** Longest path parameter (fastify's default): every id and name we route on is shorter. */
 const MAX_PARAM_LENGTH = 100;
@@ -121,14 +125,28 @@ export async function buildApp(d: AppDeps): Promise<App> {
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
-  const enrollLimiter = createRateLimiter(d.config.enrollRateLimitPerMinute);
-  const adminFailures = createRateLimiter(30);
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
-  const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const gatewayEvents = createGatewayEventsHub({
+    db: d.db,
+    bus: d.bus,
+    pingSeconds: d.config.agentHeartbeatSeconds,
+    log: (msg, extra) => app.log.warn(extra ?? {}, msg),
+    onSent: (e) => metrics.observe('latchkey_gateway_event_lag_seconds', {}, Math.max(0, clock().getTime() - Date.parse(e.at)) / 1000),
+  });
+  metrics.watch({
+    clock,
+    devicesByStatus: () => devicesRepo(d.db.kysely).countByStatus(),
+    agentsOnline: () => presence.countOnline(),
+    agentConnections: () => channels.size,
+    caCertificates: () => ({ root: d.ca.root, issuing: d.ca.issuing.cert }),
+    servedCrl: (ca) => crl.get(ca),
+    gatewayStreams: () => ({ connected: gatewayEvents.size, backlogBytes: gatewayEvents.backlogBytes }),
+    onError: (metric, e) => app.log.warn({ err: e, metric }, 'a metric could not be read; left out of this scrape'),
+  });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
   const gatewayTokens = createGatewayTokensService({
     db: d.db,
@@ -176,7 +194,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
 
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
-    await pub.register(publicEstRoutes({ est, ca: d.ca, limiter: enrollLimiter, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes }));
     await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
@@ -187,14 +205,16 @@ export async function buildApp(d: AppDeps): Promise<App> {
         return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
       }
     });
-    pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()));
+    pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()));
   });
   // Device zone: the route checks the TLS client certificate against our records.
   await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? tlsClientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));
   // Admin zone: bearer admin tokens with roles.
   await app.register(
     async (admin) => {
-      admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
+      await registerRateLimit(admin);
+      // Failed logins only: a valid token is never slowed by someone else's guessing.
+      admin.addHook('onRequest', adminAuthHook(d.db, admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
       await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));

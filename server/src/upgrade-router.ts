@@ -8,6 +8,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Static, TSchema } from '@sinclair/typebox';
 import type { TypeCheck } from '@sinclair/typebox/compiler';
+import { tokenBucket } from './rate-limit.js';
 
 export type UpgradeHandler = (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
 
@@ -67,18 +68,10 @@ export function limitMessageRate(
   o: { perSecond: number; burst: number; code: number; now?: () => number; onExceeded?: () => void },
 ): void {
   const now = o.now ?? Date.now;
-  let tokens = o.burst;
-  let at = now();
+  const bucket = tokenBucket(o.burst, o.perSecond, now());
   let exceeded = false;
   const take = (): void => {
-    if (exceeded) return;
-    const t = now();
-    tokens = Math.min(o.burst, tokens + ((t - at) / 1000) * o.perSecond);
-    at = t;
-    if (tokens >= 1) {
-      tokens -= 1;
-      return;
-    }
+    if (exceeded || bucket.take(now())) return;
     exceeded = true;
     o.onExceeded?.();
     ws.close(o.code, 'too many messages');

@@ -1,5 +1,5 @@
 /**
- * DESIGN.md "Layout": the agent and the server never import each other. The
+ * docs/architecture.md "Layout": the agent and the server never import each other. The
  * lint rule that enforces it must actually fire; this feeds ESLint a probe
  * file as if it lived in each package and checks the error.
  */

@@ -1,5 +1,5 @@
 /**
- * Crash safety (DESIGN.md "Storage": nothing is issued that is not first
+ * Crash safety (docs/architecture.md "Storage": nothing is issued that is not first
  * recorded): `kill -9` latchkey-server during a burst of enrollments,
  * restart it, and every certificate a client received is in its records,
  * and the token's use count matches the devices it created.

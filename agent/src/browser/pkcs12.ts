@@ -22,7 +22,7 @@
  *   for one import in a 0700 directory under a random 256-bit password.
  */
 import { createCipheriv, createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
-import { explicit, implicitPrimitive, int, nul, octets, oid, seq, setOf, tlv } from '@latchkey/pki';
+import { explicit, implicitPrimitive, int, nul, octets, oid, seq, setOf, tlv } from '@latchkey/pki/der';
 
 export type Pkcs12Profile = 'aes256-sha256' | 'legacy-3des-sha1';
 

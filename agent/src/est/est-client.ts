@@ -11,7 +11,7 @@ import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
 import type { ErrorCode } from '@latchkey/protocol';
-import { CONTENT_TRANSFER_ENCODING, EST_PATHS, MEDIA_TYPES, PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
+import { CONTENT_TRANSFER_ENCODING, EST_PATHS, MEDIA_TYPES, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
 import { deviceTlsOptions } from '../keystore/tls-key.js';
@@ -52,7 +52,7 @@ function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path
         method: o.method,
         agent: false,
         timeout: o.timeoutMs ?? 30_000,
-        headers: { [PROTOCOL_VERSION_HEADER]: String(PROTOCOL_VERSION), ...o.headers },
+        headers: { ...o.headers },
         ...(trust.ca === 'none' ? { rejectUnauthorized: false } : trust.ca ? { ca: trust.ca } : {}),
         minVersion: 'TLSv1.2',
         ...(o.client ? deviceTlsOptions(o.client, o.client.key) : {}),

@@ -55,7 +55,7 @@ export class ServiceError extends Error {
   ) {
     super(message, options);
   }
-  /** Exit code of the CLI contract (DESIGN.md: 1 failure, 2 usage). */
+  /** Exit code of the CLI contract (docs/architecture.md "Command lines": 1 failure, 2 usage). */
   get exitCode(): number {
     return EXIT[this.code];
   }

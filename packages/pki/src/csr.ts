@@ -245,3 +245,12 @@ export async function createCsr(req: CsrRequest): Promise<Buffer> {
 
 export const csrToPem = (der: Uint8Array): string => pemEncode(PEM.CSR, der);
 
+/**
+ * RFC 7030 §4.5.2 CSR attributes (`/csrattrs`): the key the server wants
+ * (an EC key on P-256), the signature (ECDSA with SHA-256), and the
+ * attributes a CSR should carry.
+ */
+export function encodeCsrAttrs(attributeOids: readonly string[]): Buffer {
+  return seq(seq(oid(OID.ecPublicKey), setOf(oid(OID.secp256r1))), oid(OID.ecdsaWithSHA256), ...attributeOids.map((a) => oid(a)));
+}
+

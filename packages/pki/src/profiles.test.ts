@@ -9,7 +9,7 @@ import { issueOcspResponderCertificate, issueServerCertificate } from './profile
 import { randomSerial } from './serial.js';
 import { DEVICE_ID, NOW, NOW_EPOCH, deviceProfile, ecKey, newCa, openssl, rsaKey, spkiOf, tempDir } from './testing/support.js';
 
-describe('device certificate profile (DESIGN.md "Identities", RFC 5280 §4.2)', () => {
+describe('device certificate profile (docs/architecture.md "Identities", RFC 5280 §4.2)', () => {
   test('openssl verifies the chain for sslclient and not for sslserver', async (t) => {
     const ca = await newCa();
     const der = await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'laptop-7', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 86_400 });

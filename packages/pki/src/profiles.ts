@@ -79,7 +79,7 @@ export interface DeviceProfile {
 }
 
 /**
- * Device client certificate profile (DESIGN.md "Identities"): subject
+ * Device client certificate profile (docs/architecture.md "Identities"): subject
  * `O=<org>, CN=<device name>, UID=<device id>`, SAN `spiffe://<domain>/device/<id>`.
  */
 export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {

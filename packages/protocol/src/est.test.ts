@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Value } from '@sinclair/typebox/value';
 import { CONTENT_TRANSFER_ENCODING, CRL_PATHS, CrlIssuer, EST_PATHS, EST_PREFIX, MEDIA_TYPES, PATHS } from './est.js';
-import { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from './version.js';
+import { PROTOCOL_VERSION } from './version.js';
 
 describe('protocol version', () => {
-  test('is the integer 1, sent in a lower-case header', () => {
+  test('is the integer 1', () => {
     assert.equal(PROTOCOL_VERSION, 1);
     assert.ok(Number.isInteger(PROTOCOL_VERSION));
-    assert.equal(PROTOCOL_VERSION_HEADER, PROTOCOL_VERSION_HEADER.toLowerCase());
   });
 });
 

@@ -35,7 +35,7 @@ export const DeviceFacts = Type.Object(
     /**
      * The user the device belongs to, when the agent knows it. Reported, not
      * trusted: shown as a fact, never put into a certificate or the device's
-     * record (see DESIGN.md "Identities"). Any Unicode, no control characters.
+     * record (see docs/architecture.md "Identities"). Any Unicode, no control characters.
      */
     userEmail: Type.Optional(Type.String({ maxLength: 254, pattern: '^[^@\\s\\u0000-\\u001f\\u007f]+@[^@\\s\\u0000-\\u001f\\u007f]+\\.[^@\\s\\u0000-\\u001f\\u007f]+$' })),
   },

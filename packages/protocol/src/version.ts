@@ -1,1 +1,1 @@
-export { PROTOCOL_VERSION, PROTOCOL_VERSION_HEADER } from './wire.js';
+export { PROTOCOL_VERSION } from './wire.js';

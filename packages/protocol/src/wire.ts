@@ -7,11 +7,9 @@
  * Version of the agent ↔ server wire contract. It is bumped only on
  * incompatible changes (a field removed or retyped, a message's meaning
  * changed); adding an optional field to a server → client message is not one.
+ * The agent sends it in its control-channel hello, where the server checks it.
  */
 export const PROTOCOL_VERSION = 1;
-
-/** Header both sides send with REST requests and responses (lower case, as Node reports headers). */
-export const PROTOCOL_VERSION_HEADER = 'latchkey-protocol-version';
 
 /** The server's HTTP and WebSocket paths besides EST (see est.ts for the CRL table). */
 export const PATHS = {

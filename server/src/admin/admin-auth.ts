@@ -3,7 +3,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminRole } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
 import { hashSecret } from '../est/est-service.js';
-import type { RateLimiter } from '../rate-limit.js';
 import type { Db } from '../storage/db.js';
 import { adminTokensRepo } from './admin-tokens-repo.js';
 
@@ -25,13 +24,19 @@ export function bearer(req: FastifyRequest): string | undefined {
   return m ? m[1] : undefined;
 }
 
-export function adminAuthHook(db: Db, failures: RateLimiter) {
+/** Counts one failed login of the request's client address; says whether it is over its limit, and for how long. */
+export type FailureLimit = (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttlInSeconds: number }>;
+
+export function adminAuthHook(db: Db, failures: FailureLimit) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const token = bearer(req);
     if (!token) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`');
     const row = await adminTokensRepo(db.kysely).findByHash(hashSecret(token));
     if (!row) {
-      if (!failures.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many failed admin logins from this address; wait a minute');
+      const limit = await failures(req);
+      if (!limit.isAllowed && limit.isExceeded) {
+        throw new LatchkeyError('RATE_LIMITED', 'too many failed admin logins from this address; wait a minute', { headers: { 'retry-after': String(Math.max(1, limit.ttlInSeconds)) } });
+      }
       throw new LatchkeyError('UNAUTHORIZED', 'the admin token is not valid');
     }
     req.admin = { id: row.id, name: row.name, role: row.role };

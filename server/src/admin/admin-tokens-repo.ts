@@ -4,5 +4,4 @@ import type { AdminTokensTable } from '../storage/schema.js';
 export const adminTokensRepo = (db: Executor) => ({
   insert: (t: AdminTokensTable) => db.insertInto('admin_tokens').values(t).execute(),
   findByHash: (hash: string) => db.selectFrom('admin_tokens').selectAll().where('secret_hash', '=', hash).where('revoked_at', 'is', null).executeTakeFirst(),
-  count: async () => Number((await db.selectFrom('admin_tokens').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n),
 });

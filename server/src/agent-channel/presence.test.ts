@@ -64,6 +64,7 @@ describe('presence (devices online across replicas)', () => {
       const seenFromA = await a.online();
       assert.deepEqual(seenFromA.map((o) => [o.deviceId, o.serial, o.replica]), [['dev-1', 'a1-serial', a.replicaId], ['dev-2', 'b1-serial', b.replicaId]]);
       assert.deepEqual(await b.online(), seenFromA, 'both replicas see the same');
+      assert.equal(await a.countOnline(), 2, 'the /metrics count agrees with the list');
       const rows = await dbs[0]!.kysely.selectFrom('agent_sessions').select('id').execute();
       assert.deepEqual(rows.map((r) => r.id).sort(), ['a1', 'b1']);
 
@@ -90,6 +91,7 @@ describe('presence (devices online across replicas)', () => {
       now += STALE_MS + 1000;
       await dbs[0]!.kysely.updateTable('replicas').set({ seen_at: new Date(now).toISOString() }).where('id', '=', a.replicaId).execute();
       assert.deepEqual(await a.online(), [], "a dead replica's agents are not online");
+      assert.equal(await a.countOnline(), 0, 'nor counted for /metrics');
 
       // A clean close removes the replica and its sessions.
       a.add(s('a3', 'dev-4', '2026-03-01T12:00:00Z'));

@@ -50,6 +50,8 @@ export interface Presence {
   online(): Promise<OnlineSession[]>;
   /** Which of these devices have an agent connected now (any live replica). */
   onlineAmong(deviceIds: readonly string[]): Promise<Set<string>>;
+  /** How many devices are online on any replica (one count query; writes still queued are not waited for). */
+  countOnline(): Promise<number>;
   /** Waits for pending writes (a batch that fails is logged and retried later, not rejected). */
   flush(): Promise<void>;
   /**
@@ -216,6 +218,15 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
         .where('agent_sessions.device_id', 'in', [...deviceIds])
         .execute();
       return new Set(rows.map((r) => r.device_id));
+    },
+    async countOnline() {
+      const r = await k
+        .selectFrom('agent_sessions')
+        .innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id')
+        .select((eb) => eb.fn.count('agent_sessions.device_id').distinct().as('n'))
+        .where('replicas.seen_at', '>=', ago(STALE_MS))
+        .executeTakeFirst();
+      return Number(r?.n ?? 0);
     },
     flush,
     beat,

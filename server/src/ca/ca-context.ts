@@ -1,7 +1,7 @@
 /**
  * Everything the server signs with, loaded once at start: the issuing CA
  * (and the root, to sign the root's CRL), the device profile, the OCSP
- * responder, and the encodings served as-is (cacerts, chain).
+ * responder, and the EST cacerts body, served as-is.
  */
 import type { KeyObject } from 'node:crypto';
 import {
@@ -9,12 +9,10 @@ import {
   type DeviceProfile,
   type Issuer,
   type OcspResponder,
-  certificateToPem,
   createDeviceProfile,
   createIssuer,
   createOcspResponder,
   encodeCertsOnly,
-  fingerprintSha256,
   nodeSigner,
   parseCertificate,
 } from '@latchkey/pki';
@@ -31,8 +29,6 @@ export interface CaContext {
   ocsp: OcspResponder;
   /** EST cacerts body: PKCS#7 certs-only with the issuing CA and the root. */
   cacertsP7: Buffer;
-  chainPem: string;
-  rootFingerprint: string;
 }
 
 export interface CaKeys {
@@ -74,7 +70,5 @@ export function buildCaContext(dataDir: string, config: ServerConfig, keys: CaKe
     }),
     ocsp: createOcspResponder({ issuer: issuing.cert, responderCert: ocspCert, signer: nodeSigner(keys.ocsp) }),
     cacertsP7: encodeCertsOnly([issuing.cert.der, root.der]),
-    chainPem: certificateToPem(issuing.cert.der) + certificateToPem(root.der),
-    rootFingerprint: fingerprintSha256(root.der),
   };
 }

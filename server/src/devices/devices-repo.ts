@@ -15,8 +15,6 @@ export interface DeviceFilter {
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
   findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
-  findPending: (tokenId: string, spkiHash: string) =>
-    db.selectFrom('devices').selectAll().where('token_id', '=', tokenId).where('pending_spki_hash', '=', spkiHash).executeTakeFirst(),
   list(f: DeviceFilter) {
     let q = db.selectFrom('devices').selectAll();
     if (f.status) q = q.where('status', '=', f.status);
@@ -31,7 +29,11 @@ export const devicesRepo = (db: Executor) => ({
     }
     return q.orderBy('first_seen').orderBy('id').limit(f.limit).execute();
   },
-  update: (id: string, set: Partial<DevicesTable>) => db.updateTable('devices').set(set).where('id', '=', id).executeTakeFirst(),
+  /** Devices per status: one grouped count (what /metrics reads at each scrape). */
+  async countByStatus(): Promise<Record<string, number>> {
+    const rows = await db.selectFrom('devices').select(['status', (eb) => eb.fn.countAll().as('n')]).groupBy('status').execute();
+    return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
+  },
   async approve(id: string, at: string, by: string): Promise<boolean> {
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;

@@ -5,12 +5,12 @@
  * so `curl --data-binary @req.der` works.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { base64Body, base64Lines, encodeCertsOnly, oid, seq, setOf, OID } from '@latchkey/pki';
+import { base64Body, base64Lines, encodeCertsOnly, encodeCsrAttrs } from '@latchkey/pki';
 import { CONTENT_TRANSFER_ENCODING, EST_PATHS, FACTS_ATTRIBUTE_OID, MEDIA_TYPES, RETRY_AFTER_HEADER } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
 import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { RateLimiter } from '../rate-limit.js';
+import { perAddress, registerRateLimit } from '../rate-limit.js';
 import { bearer } from '../admin/admin-auth.js';
 import type { EstService } from './est-service.js';
 
@@ -34,19 +34,15 @@ export function csrBodyToDer(body: unknown): Buffer {
   }
 }
 
-function sendCerts(reply: FastifyReply, certs: Buffer[]): FastifyReply {
+function sendCerts(reply: FastifyReply, certsOnly: Buffer): FastifyReply {
   return reply
     .header('content-type', MEDIA_TYPES.pkcs7CertsOnly)
     .header(CONTENT_TRANSFER_ENCODING.header, CONTENT_TRANSFER_ENCODING.base64)
-    .send(base64Lines(encodeCertsOnly(certs)));
+    .send(base64Lines(certsOnly));
 }
 
 /** RFC 7030 §4.5.2: what we want in a CSR (P-256 key, SHA-256, and the device facts attribute). */
-const CSR_ATTRS = seq(
-  seq(oid(OID.ecPublicKey), setOf(oid(OID.secp256r1))),
-  oid(OID.ecdsaWithSHA256),
-  oid(FACTS_ATTRIBUTE_OID),
-);
+const CSR_ATTRS = encodeCsrAttrs([FACTS_ATTRIBUTE_OID]);
 
 /** EST routes take only PKCS#10: every other media type is a 415, JSON included. */
 function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
@@ -54,18 +50,20 @@ function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser([MEDIA_TYPES.pkcs10, 'application/x-pem-file'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
 }
 
-export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter: RateLimiter; metrics: Metrics; bodyLimit: number }) {
+export function publicEstRoutes(deps: { est: EstService; ca: CaContext; enrollRateLimitPerMinute: number; metrics: Metrics; bodyLimit: number }) {
   return async (app: FastifyInstance): Promise<void> => {
     addPkcs10Parser(app, deps.bodyLimit);
+    await registerRateLimit(app);
     app.get(EST_PATHS.cacerts, async (_req, reply) => {
       reply.header('cache-control', 'public, max-age=300');
-      return sendCerts(reply, [deps.ca.issuing.cert.der, deps.ca.root.der]);
+      return sendCerts(reply, deps.ca.cacertsP7);
     });
     app.get(EST_PATHS.csrattrs, async (_req, reply) =>
       reply.header('content-type', MEDIA_TYPES.csrattrs).header(CONTENT_TRANSFER_ENCODING.header, CONTENT_TRANSFER_ENCODING.base64).send(base64Lines(CSR_ATTRS)),
     );
-    app.post(EST_PATHS.simpleenroll, async (req: FastifyRequest, reply) => {
-      if (!deps.limiter.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many enrollment requests from this address; retry in a minute');
+    // Token guessing included: every request counts, whatever its answer.
+    const rateLimit = perAddress(deps.enrollRateLimitPerMinute, 'too many enrollment requests from this address');
+    app.post(EST_PATHS.simpleenroll, { config: { rateLimit } }, async (req: FastifyRequest, reply) => {
       try {
         const r = await deps.est.simpleEnroll({ body: csrBodyToDer(req.body), token: bearer(req), remote: req.ip });
         if (CRASH_AT === 'enroll-after-commit' && r.status === 'issued') process.kill(process.pid, 'SIGKILL');
@@ -75,7 +73,7 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; limiter:
             .header(RETRY_AFTER_HEADER, String(r.retryAfterSeconds))
             .send({ status: 'pending', deviceId: r.deviceId, message: `waiting for an administrator to approve device ${r.deviceId} (latchkey-server devices approve ${r.deviceId}); retry in ${r.retryAfterSeconds} s` });
         }
-        return sendCerts(reply, [r.issued!.der]);
+        return sendCerts(reply, encodeCertsOnly([r.issued!.der]));
       } catch (e) {
         if (e instanceof LatchkeyError) deps.metrics.inc('latchkey_enrollment_failures_total', { code: e.code });
         throw e;
@@ -90,7 +88,7 @@ export function deviceEstRoutes(deps: { est: EstService; clientCert: (req: Fasti
     app.post(EST_PATHS.simplereenroll, async (req, reply) => {
       try {
         const r = await deps.est.simpleReenroll({ body: csrBodyToDer(req.body), clientCertDer: deps.clientCert(req), remote: req.ip });
-        return sendCerts(reply, [r.der]);
+        return sendCerts(reply, encodeCertsOnly([r.der]));
       } catch (e) {
         if (e instanceof LatchkeyError) deps.metrics.inc('latchkey_enrollment_failures_total', { code: e.code });
         throw e;

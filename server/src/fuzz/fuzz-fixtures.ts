@@ -5,22 +5,8 @@
  * bundles. One set per scope, shared by the targets opened in it.
  */
 import * as crypto from 'node:crypto';
-import {
-  OID,
-  createCsr,
-  encodeExtension,
-  explicit,
-  int,
-  keyUsageValue,
-  nodeSigner,
-  nul,
-  octets,
-  oid,
-  seq,
-  spkiKeyBits,
-  subjectAltNameValue,
-  type Certificate,
-} from '@latchkey/pki';
+import { OID, createCsr, encodeExtension, keyUsageValue, nodeSigner, spkiKeyBits, subjectAltNameValue, type Certificate } from '@latchkey/pki';
+import { explicit, int, nul, octets, oid, seq } from '@latchkey/pki/der';
 import { FACTS_ATTRIBUTE_OID, type DeviceFacts } from '@latchkey/protocol';
 import { adminCall, certFromBody, createToken, enroll, harness, type Harness } from '../testing/harness.js';
 import type { FuzzScope } from './fuzz-engine.js';

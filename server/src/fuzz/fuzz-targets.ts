@@ -14,28 +14,19 @@ import { WebSocket } from 'ws';
 import {
   PkiError,
   checkCsrPolicy,
-  children,
   csrStringAttribute,
   decodeCertsOnly,
-  isConstructed,
   parseCertificate,
   parseCrl,
   parseCsr,
   parseOcspGetPath,
   parseOcspRequest,
   parseOcspResponse,
-  parseOne,
   pemEncode,
-  readBitString,
-  readBool,
-  readOid,
-  readString,
-  readTime,
-  readUnsignedInt,
   verifyCrl,
   verifyCsr,
-  type Tlv,
 } from '@latchkey/pki';
+import { children, isConstructed, parseOne, readBitString, readBool, readOid, readString, readTime, readUnsignedInt, type Tlv } from '@latchkey/pki/der';
 import { AgentMessage, EST_PATHS, FACTS_ATTRIBUTE_OID, GatewayEvent, GatewaySubscribe, MAX_FACTS_JSON, MEDIA_TYPES, PATHS, ServerMessage, WS_CLOSE_CODES } from '@latchkey/protocol';
 import { describeCrl } from '../gateway/gateway-sync.js';
 import { CLIENT_CERT_HEADER, b64, certFromBody, createToken, enroll, harness } from '../testing/harness.js';

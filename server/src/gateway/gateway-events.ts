@@ -1,5 +1,5 @@
 /**
- * The gateways' event stream, `wss://…/v1/events` (DESIGN.md "Protocols"),
+ * The gateways' event stream, `wss://…/v1/events` (docs/architecture.md "Protocols"),
  * authenticated by a gateway token at the upgrade. After `subscribe
  * { since? }` the server replays the persisted revocations and CRL updates
  * after `since`, in order, then goes on with live ones: it subscribes to the
@@ -29,6 +29,8 @@ export interface GatewayEventsHub {
   /** Closes the streams of a gateway token that was just revoked. */
   tokenRevoked(id: string): void;
   readonly size: number;
+  /** The most bytes queued unsent on one stream (a gateway that does not keep up). */
+  readonly backlogBytes: number;
   close(): Promise<void>;
 }
 
@@ -38,7 +40,14 @@ interface Stream {
   alive: boolean;
 }
 
-export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): GatewayEventsHub {
+export function createGatewayEventsHub(deps: {
+  db: Db;
+  bus: EventBus;
+  pingSeconds: number;
+  log: (msg: string, extra?: Record<string, unknown>) => void;
+  /** Called for each event sent on a stream (metrics: how late it went out). */
+  onSent?: (e: ServerEvent) => void;
+}): GatewayEventsHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const streams = new Set<Stream>();
 
@@ -69,6 +78,7 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
       if (!g) return;
       sent.add(e.cursor);
       send(s.ws, g);
+      deps.onSent?.(e);
     };
     if (since !== undefined) {
       const from = parseCursor(since);
@@ -85,9 +95,13 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
           const rows = await deps.db.kysely.selectFrom('events').selectAll().where('id', '>', after).where('type', 'in', ['revocation', 'crl-updated']).orderBy('id').limit(REPLAY_PAGE).execute();
           for (const r of rows) {
             const cursor = String(r.id);
-            const g = toGatewayEvent(JSON.parse(r.payload) as ServerEvent, cursor);
+            const e = JSON.parse(r.payload) as ServerEvent;
+            const g = toGatewayEvent(e, cursor);
             sent.add(cursor);
-            if (g) send(s.ws, g);
+            if (g) {
+              send(s.ws, g);
+              deps.onSent?.(e);
+            }
           }
           if (rows.length < REPLAY_PAGE || s.ws.readyState !== s.ws.OPEN) break;
           after = Number(rows[rows.length - 1]!.id);
@@ -167,6 +181,11 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
     },
     get size() {
       return streams.size;
+    },
+    get backlogBytes() {
+      let most = 0;
+      for (const s of streams) most = Math.max(most, s.ws.bufferedAmount);
+      return most;
     },
     async close() {
       clearInterval(timer);

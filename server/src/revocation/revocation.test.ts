@@ -216,7 +216,8 @@ for (const engine of ENGINES) {
       const m = (await h.app.inject({ method: 'GET', url: '/metrics' })).body;
       assert.match(m, /latchkey_issuances_total\{kind="enroll"\} 1/);
       assert.match(m, /latchkey_enrollment_failures_total\{code="TOKEN_INVALID"\} 1/);
-      assert.match(m, /latchkey_http_request_duration_seconds_bucket\{le="0.001",route="\/.well-known\/est\/simpleenroll",status="200"\} \d+/);
+      // Label order inside {} is free in the text format (prom-client puts le last).
+      assert.match(m, /latchkey_http_request_duration_seconds_bucket\{(?=[^}]*le="0.001")(?=[^}]*route="\/.well-known\/est\/simpleenroll")(?=[^}]*status="200")[^}]*\} \d+/);
     });
   });
 }

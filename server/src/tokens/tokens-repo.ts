@@ -3,7 +3,6 @@ import type { EnrollTokensTable, GroupsTable } from '../storage/schema.js';
 
 export const tokensRepo = (db: Executor) => ({
   insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
-  findByHash: (hash: string) => db.selectFrom('enroll_tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst(),
   /**
    * Everything an enrollment needs in one round trip: the token, its group's
    * policy, and a device this token already created for this key (pending
