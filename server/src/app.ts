@@ -12,6 +12,7 @@ import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
+import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
 import type { CaContext } from './ca/ca-context.js';
 import type { ServerConfig } from './config/config-schema.js';
@@ -26,6 +27,9 @@ import type { EventBus } from './events/event-bus.js';
 import { createGatewayEventsHub } from './gateway/gateway-events.js';
 import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
 import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
+import { groupRoutes } from './groups/groups-routes.js';
+import { groupsRepo } from './groups/groups-repo.js';
+import { createGroupsService } from './groups/groups-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
@@ -34,6 +38,7 @@ import { createOcspCache, revocationRoutes } from './revocation/revocation-route
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
+import { transactor } from './storage/transaction.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
 import { routeUpgrades } from './upgrade-router.js';
@@ -108,6 +113,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
   const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks, reenrollLimiter });
   const tokens = createTokensService({ db: d.db, config: d.config, clock });
+  const groups = createGroupsService({ groups: groupsRepo(d.db.kysely), tx: transactor(d.db), bus: d.bus, clock, maxCertLifetimeSeconds: d.config.maxCertLifetimeSeconds });
   const outbox = createRevocationOutbox({ db: d.db, crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
   const devices = createDevicesService({
     db: d.db,
@@ -194,7 +200,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
   await app.register(
     async (admin) => {
       admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
-      await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
+      await admin.register(adminRoutes({ audit: auditRepo(d.db.kysely), tokens, devices }));
+      await admin.register(groupRoutes({ groups }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices whose agent is connected to the control channel now (any replica), and since when.

@@ -2,7 +2,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminRole } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
-import { hashSecret } from '../est/est-service.js';
+import { bearer } from '../auth/bearer.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { Db } from '../storage/db.js';
 import { adminTokensRepo } from './admin-tokens-repo.js';
@@ -16,13 +17,6 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     minRole?: AdminRole;
   }
-}
-
-export function bearer(req: FastifyRequest): string | undefined {
-  const h = req.headers.authorization;
-  if (!h) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m ? m[1] : undefined;
 }
 
 export function adminAuthHook(db: Db, failures: RateLimiter) {

@@ -19,7 +19,7 @@ import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
 import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { CaContext } from '../ca/ca-context.js';
-import { groupsRepo } from '../tokens/tokens-repo.js';
+import { groupsRepo } from '../groups/groups-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import type { Presence } from './presence.js';

@@ -10,7 +10,8 @@ import { type CrashPoint, noCrash } from '../util/crash-point.js';
 import type { Db } from '../storage/db.js';
 import type { DevicesTable } from '../storage/schema.js';
 import { compromisedKeysRepo } from './compromised-keys-repo.js';
-import { certificatesRepo, devicesRepo } from './devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
+import { devicesRepo } from './devices-repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 

@@ -13,7 +13,8 @@ import type { Duplex } from 'node:stream';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { GatewaySubscribe, MAX_WS_MESSAGE_BYTES, WS_CLOSE_CODES, type GatewayEvent } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { hashSecret } from '../est/est-service.js';
+import { bearer } from '../auth/bearer.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
 import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
@@ -43,9 +44,9 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
   const streams = new Set<Stream>();
 
   async function authenticate(req: IncomingMessage): Promise<{ tokenId: string; name: string } | { status: number; code: string; message: string }> {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!m) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
-    const row = await gatewayTokensRepo(deps.db.kysely).findByHash(hashSecret(m[1]!));
+    const token = bearer(req);
+    if (!token) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
+    const row = await gatewayTokensRepo(deps.db.kysely).findByHash(hashSecret(token));
     if (!row) return { status: 401, code: 'UNAUTHORIZED', message: 'the gateway token is not valid' };
     if (row.revoked_at) return { status: 403, code: 'FORBIDDEN', message: `the gateway token "${row.name}" was revoked; create a new one with \`latchkey-server gateway token create\`` };
     return { tokenId: row.id, name: row.name };

@@ -7,7 +7,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { GatewayTokenCreateResponse, GatewayTokenInfo } from '@latchkey/protocol';
 import { auditRepo } from '../audit/audit-repo.js';
 import { LatchkeyError } from '../errors.js';
-import { hashSecret } from '../est/est-service.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import type { Db } from '../storage/db.js';
 import type { GatewayTokensTable } from '../storage/schema.js';
 import { gatewayTokensRepo } from './gateway-tokens-repo.js';

@@ -11,7 +11,7 @@ import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomS
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
 import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';

@@ -9,7 +9,7 @@
 import { type CrlReason, type Issuer, buildCrl, crlToPem, isCrlReason } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import type { EventBus } from '../events/event-bus.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
 import type { Db } from '../storage/db.js';
 import type { CrlStateTable } from '../storage/schema.js';
 

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { type CertStatus, isCrlReason, ocspErrorResponse, parseOcspGetPath, parseOcspRequest, type CrlReason } from '@latchkey/pki';
 import { MEDIA_TYPES, PATHS } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import type { Db } from '../storage/db.js';

@@ -4,10 +4,11 @@ import type { TokenCreateRequest, TokenInfo } from '@latchkey/protocol';
 import { auditRepo } from '../audit/audit-repo.js';
 import type { ServerConfig } from '../config/config-schema.js';
 import { LatchkeyError } from '../errors.js';
-import { hashSecret } from '../est/est-service.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import type { Db } from '../storage/db.js';
 import type { EnrollTokensTable } from '../storage/schema.js';
-import { groupsRepo, tokensRepo } from './tokens-repo.js';
+import { groupsRepo } from '../groups/groups-repo.js';
+import { tokensRepo } from './tokens-repo.js';
 
 export const DEFAULT_GROUP = 'default';
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
