@@ -14,11 +14,14 @@ import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
 import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
+import { createDeviceCertAuth } from './auth/device-cert-auth.js';
 import type { CaContext } from './ca/ca-context.js';
+import { certificatesRepo } from './certificates/certificates-repo.js';
 import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
 import { createPresence } from './agent-channel/presence.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
@@ -39,6 +42,7 @@ import { createRevocationOutbox, type RevocationOutbox } from './revocation/revo
 import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
 import { transactor } from './storage/transaction.js';
+import { tokensRepo } from './tokens/tokens-repo.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
 import { routeUpgrades } from './upgrade-router.js';
@@ -111,7 +115,21 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
   // Per device, after its certificate authenticated it: bounds what one enrolled laptop can make us do.
   const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
-  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks, reenrollLimiter });
+  // One device-certificate check for every device-mTLS way in (simplereenroll, /v1/agent).
+  const deviceCertAuth = createDeviceCertAuth({ certificates: certificatesRepo(d.db.kysely), issuingCa: d.ca.issuing.cert, clock });
+  const est = createEstService({
+    tokens: tokensRepo(d.db.kysely),
+    certificates: certificatesRepo(d.db.kysely),
+    compromisedKeys: compromisedKeysRepo(d.db.kysely),
+    groups: groupsRepo(d.db.kysely),
+    tx: transactor(d.db),
+    issuance,
+    commitLocks,
+    reenrollLimiter,
+    deviceCertAuth,
+    clock,
+    config: d.config,
+  });
   const tokens = createTokensService({ db: d.db, config: d.config, clock });
   const groups = createGroupsService({ groups: groupsRepo(d.db.kysely), tx: transactor(d.db), bus: d.bus, clock, maxCertLifetimeSeconds: d.config.maxCertLifetimeSeconds });
   const outbox = createRevocationOutbox({ db: d.db, crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
@@ -131,7 +149,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const channels = createChannelHub({ db: d.db, deviceCertAuth, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).

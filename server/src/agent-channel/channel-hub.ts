@@ -1,8 +1,8 @@
 /**
  * The agents' control channel, `wss://…/v1/agent` (DESIGN.md "Protocols"):
  * one WebSocket per running agent, authenticated by its device certificate
- * at the upgrade (same checks as re-enrollment: issued by our CA, on record,
- * not revoked, not expired, device active). The agent says hello with its
+ * at the upgrade (auth/device-cert-auth.ts, the check re-enrollment makes,
+ * without its recovery window). The agent says hello with its
  * version and facts, then reports its status and heartbeats; the server
  * pushes `revoked` and closes every connection of a device the moment the
  * revocation event arrives — from this replica or, over LISTEN/NOTIFY, from
@@ -15,10 +15,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import { type Certificate, isIssuedBy, parseCertificate } from '@latchkey/pki';
+import type { Certificate } from '@latchkey/pki';
 import { AgentMessage, MAX_WS_MESSAGE_BYTES, PROTOCOL_VERSION, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
-import type { CaContext } from '../ca/ca-context.js';
+import type { DeviceCertAuth, DeviceCertRefusal } from '../auth/device-cert-auth.js';
 import { groupsRepo } from '../groups/groups-repo.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
@@ -52,6 +52,19 @@ interface Conn {
   group: string;
 }
 
+/** A refused device certificate, in the upgrade's error codes (401 when none was presented, else 403). */
+const UPGRADE_REFUSALS: Record<DeviceCertRefusal, { code: string; message: string }> = {
+  missing: { code: 'CLIENT_CERT_REQUIRED', message: 'the control channel needs the device certificate as TLS client certificate' },
+  unparsable: { code: 'CLIENT_CERT_UNKNOWN', message: 'the client certificate cannot be parsed' },
+  'foreign-ca': { code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate was not issued by this server's CA" },
+  unknown: { code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate is not in this server's records" },
+  superseded: { code: 'CERT_SUPERSEDED', message: 'this certificate was superseded by a later one of this device; connect with the current one (is this identity copied to another machine?)' },
+  revoked: { code: 'DEVICE_REVOKED', message: 'this device has been revoked' },
+  'not-active': { code: 'DEVICE_REVOKED', message: 'this device has been revoked' },
+  'not-yet-valid': { code: 'FORBIDDEN', message: 'the client certificate is not valid yet; check the device clock' },
+  expired: { code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' },
+};
+
 /** How long a group's policy message is reused for connecting agents. */
 const POLICY_CACHE_MS = 5000;
 
@@ -61,7 +74,7 @@ const FANOUT_SLICE = 500;
 /** Agents renew at this fraction of the lifetime (before their ±10% jitter). */
 export const RENEW_FRACTION = 2 / 3;
 
-export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; maxPerDevice: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
+export function createChannelHub(deps: { db: Db; deviceCertAuth: DeviceCertAuth; bus: EventBus; clock: () => Date; metrics: Metrics; presence: Presence; heartbeatSeconds: number; maxConnections: number; maxPerDevice: number; log: (msg: string, extra?: Record<string, unknown>) => void }): ChannelHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const byDevice = new Map<string, Set<Conn>>();
   let count = 0;
@@ -82,30 +95,10 @@ export function createChannelHub(deps: { db: Db; ca: CaContext; bus: EventBus; c
     const sock = req.socket as Partial<TLSSocket>;
     // The DER alone (getPeerCertificate would also translate every field to JS).
     const der = typeof sock.getPeerX509Certificate === 'function' ? sock.getPeerX509Certificate()?.raw : undefined;
-    if (!der) return { status: 401, code: 'CLIENT_CERT_REQUIRED', message: 'the control channel needs the device certificate as TLS client certificate' };
-    let cert: Certificate;
-    try {
-      cert = parseCertificate(der);
-    } catch {
-      return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: 'the client certificate cannot be parsed' };
-    }
-    if (!isIssuedBy(cert, deps.ca.issuing.cert)) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate was not issued by this server's CA" };
-    // The certificate's record and its device in one query (every reconnecting agent pays for it).
-    const row = await deps.db.kysely
-      .selectFrom('certificates')
-      .innerJoin('devices', 'devices.id', 'certificates.device_id')
-      .select(['certificates.device_id', 'certificates.revoked_at', 'certificates.revocation_reason', 'devices.status', 'devices.group_name'])
-      .where('certificates.serial', '=', cert.serialHex)
-      .executeTakeFirst();
-    if (!row) return { status: 403, code: 'CLIENT_CERT_UNKNOWN', message: "the client certificate is not in this server's records" };
-    // A certificate superseded by a renewal stays usable until its overlap ends (revoked_at ahead).
-    const revokedNow = row.revoked_at !== null && row.revoked_at <= deps.clock().toISOString();
-    if (row.status === 'active' && revokedNow && row.revocation_reason === 'superseded') {
-      return { status: 403, code: 'CERT_SUPERSEDED', message: 'this certificate was superseded by a later one of this device; connect with the current one (is this identity copied to another machine?)' };
-    }
-    if (row.status !== 'active' || revokedNow) return { status: 403, code: 'DEVICE_REVOKED', message: 'this device has been revoked' };
-    if (deps.clock().getTime() >= cert.notAfter.getTime()) return { status: 403, code: 'CERT_EXPIRED_PAST_GRACE', message: 'the certificate has expired; renew it first' };
-    return { deviceId: row.device_id, group: row.group_name, cert };
+    // No recovery window here: an expired certificate renews (EST) before it connects.
+    const v = await deps.deviceCertAuth(der, { recoveryGraceSeconds: 0 });
+    if (!v.ok) return { status: v.reason === 'missing' ? 401 : 403, ...UPGRADE_REFUSALS[v.reason] };
+    return { deviceId: v.record.device_id, group: v.record.group_name, cert: v.cert };
   }
 
   function send(ws: WebSocket, m: ServerMessage | string): void {

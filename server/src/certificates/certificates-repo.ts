@@ -7,6 +7,14 @@ export type CertificatesRepo = ReturnType<typeof certificatesRepo>;
 
 export const certificatesRepo = (db: Executor) => ({
   insert: (c: CertificatesTable) => db.insertInto('certificates').values(c).execute(),
+  /** A certificate's record and its device's, in one query (every reconnecting agent and every renewal pays for it). */
+  findWithDevice: (serial: string) =>
+    db
+      .selectFrom('certificates')
+      .innerJoin('devices', 'devices.id', 'certificates.device_id')
+      .select(['certificates.serial', 'certificates.device_id', 'certificates.spki_hash', 'certificates.revoked_at', 'certificates.revocation_reason', 'devices.name as device_name', 'devices.status as device_status', 'devices.group_name'])
+      .where('certificates.serial', '=', serial)
+      .executeTakeFirst(),
   findBySerial: (serial: string) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst(),
   listByDevice: (deviceId: string) =>
     db.selectFrom('certificates').select(['serial', 'kind', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'revocation_reason']).where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial').execute(),

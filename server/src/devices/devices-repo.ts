@@ -11,6 +11,8 @@ export interface DeviceFilter {
   after?: { firstSeen: string; id: string };
 }
 
+export type DevicesRepo = ReturnType<typeof devicesRepo>;
+
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
   findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
@@ -31,6 +33,33 @@ export const devicesRepo = (db: Executor) => ({
     return q.orderBy('first_seen').orderBy('id').limit(f.limit).execute();
   },
   update: (id: string, set: Partial<DevicesTable>) => db.updateTable('devices').set(set).where('id', '=', id).executeTakeFirst(),
+  /**
+   * An approved device's enrollment completes with the key it was approved for: its pending
+   * request is cleared. False if it did already, or the device changed state.
+   */
+  async completeApprovedEnrollment(id: string, spkiHash: string, at: string): Promise<boolean> {
+    const r = await db
+      .updateTable('devices')
+      .set({ pending_spki_hash: null, pending_csr: null, last_seen: at })
+      .where('id', '=', id)
+      .where('status', '=', 'active')
+      .where('pending_spki_hash', '=', spkiHash)
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+  /**
+   * A renewal of an active device: last seen now, and its facts if the CSR carried them. On
+   * PostgreSQL the update also locks the device's row. False if the device is no longer active.
+   */
+  async touchActive(id: string, at: string, factsJson: string | undefined): Promise<boolean> {
+    const r = await db
+      .updateTable('devices')
+      .set({ last_seen: at, ...(factsJson !== undefined ? { facts: factsJson } : {}) })
+      .where('id', '=', id)
+      .where('status', '=', 'active')
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
   async approve(id: string, at: string, by: string): Promise<boolean> {
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;

@@ -6,7 +6,6 @@
  * writes (token use, device row). Nothing is returned that is not recorded.
  */
 import { createHash } from 'node:crypto';
-import type { Transaction } from 'kysely';
 import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
@@ -15,7 +14,7 @@ import { certificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Db } from '../storage/db.js';
-import type { Database } from '../storage/schema.js';
+import type { Trx } from '../storage/transaction.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
 
@@ -29,13 +28,13 @@ export interface IssueRequest {
   lifetimeSeconds: number;
   actor: string;
   /** Front-end writes that must commit with the certificate, before it is recorded (throw to abort). */
-  inTransaction?: (trx: Transaction<Database>) => Promise<void>;
+  inTransaction?: (trx: Trx) => Promise<void>;
   /**
    * Front-end writes run last, just before COMMIT (throw to abort). Row locks
    * taken here (a shared enrollment token's use count) are held for one round
    * trip, not for the whole transaction.
    */
-  beforeCommit?: (trx: Transaction<Database>) => Promise<void>;
+  beforeCommit?: (trx: Trx) => Promise<void>;
   /**
    * Requests with the same key run `beforeCommit` and COMMIT one at a time in
    * this process (see keyed-mutex.ts): enrollments sharing a token queue in

@@ -1,6 +1,8 @@
 import type { Executor } from '../storage/executor.js';
 import type { EnrollTokensTable } from '../storage/schema.js';
 
+export type TokensRepo = ReturnType<typeof tokensRepo>;
+
 export const tokensRepo = (db: Executor) => ({
   insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
   findByHash: (hash: string) => db.selectFrom('enroll_tokens').selectAll().where('secret_hash', '=', hash).executeTakeFirst(),
