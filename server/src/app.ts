@@ -22,13 +22,16 @@ import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.j
 import { createPresence } from './agent-channel/presence.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
+import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { LatchkeyError } from './errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
 import type { EventBus } from './events/event-bus.js';
+import { eventsRepo } from './events/events-repo.js';
 import { createGatewayEventsHub } from './gateway/gateway-events.js';
 import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
+import { gatewayTokensRepo } from './gateway/gateway-tokens-repo.js';
 import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
 import { groupRoutes } from './groups/groups-routes.js';
 import { groupsRepo } from './groups/groups-repo.js';
@@ -37,7 +40,9 @@ import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
+import { crlStateRepo } from './revocation/crl-state-repo.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
+import { outboxRepo } from './revocation/outbox-repo.js';
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
@@ -110,19 +115,33 @@ export async function buildApp(d: AppDeps): Promise<App> {
     reply.raw.once('close', () => inFlight--);
   });
 
-  const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
+  // Repositories on the database, and the one way services run a transaction.
+  const k = d.db.kysely;
+  const tx = transactor(d.db);
+  const certificates = certificatesRepo(k);
+  const crl = createCrlService({
+    crlState: crlStateRepo(k),
+    certificates,
+    tx,
+    rowLocks: d.db.engine === 'postgres',
+    ca: d.ca,
+    validitySeconds: d.config.crlValiditySeconds,
+    clock,
+    bus: d.bus,
+    onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed'),
+  });
   const commitLocks = keyedMutex();
-  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
+  const issuance = createIssuanceService({ tx, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
   // Per device, after its certificate authenticated it: bounds what one enrolled laptop can make us do.
   const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
   // One device-certificate check for every device-mTLS way in (simplereenroll, /v1/agent).
-  const deviceCertAuth = createDeviceCertAuth({ certificates: certificatesRepo(d.db.kysely), issuingCa: d.ca.issuing.cert, clock });
+  const deviceCertAuth = createDeviceCertAuth({ certificates, issuingCa: d.ca.issuing.cert, clock });
   const est = createEstService({
-    tokens: tokensRepo(d.db.kysely),
-    certificates: certificatesRepo(d.db.kysely),
-    compromisedKeys: compromisedKeysRepo(d.db.kysely),
-    groups: groupsRepo(d.db.kysely),
-    tx: transactor(d.db),
+    tokens: tokensRepo(k),
+    certificates,
+    compromisedKeys: compromisedKeysRepo(k),
+    groups: groupsRepo(k),
+    tx,
     issuance,
     commitLocks,
     reenrollLimiter,
@@ -130,11 +149,14 @@ export async function buildApp(d: AppDeps): Promise<App> {
     clock,
     config: d.config,
   });
-  const tokens = createTokensService({ db: d.db, config: d.config, clock });
-  const groups = createGroupsService({ groups: groupsRepo(d.db.kysely), tx: transactor(d.db), bus: d.bus, clock, maxCertLifetimeSeconds: d.config.maxCertLifetimeSeconds });
-  const outbox = createRevocationOutbox({ db: d.db, crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
+  const tokens = createTokensService({ tokens: tokensRepo(k), groups: groupsRepo(k), tx, clock });
+  const groups = createGroupsService({ groups: groupsRepo(k), tx, bus: d.bus, clock, maxCertLifetimeSeconds: d.config.maxCertLifetimeSeconds });
+  const outbox = createRevocationOutbox({ outbox: outboxRepo(k), crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
   const devices = createDevicesService({
-    db: d.db,
+    devices: devicesRepo(k),
+    certificates,
+    audit: auditRepo(k),
+    tx,
     clock,
     bus: d.bus,
     metrics,
@@ -149,12 +171,13 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  const channels = createChannelHub({ db: d.db, deviceCertAuth, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const channels = createChannelHub({ deviceCertAuth, groups: groupsRepo(k), bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
-  const gatewayEvents = createGatewayEventsHub({ db: d.db, bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const gatewayEvents = createGatewayEventsHub({ events: eventsRepo(k), gatewayTokens: gatewayTokensRepo(k), bus: d.bus, pingSeconds: d.config.agentHeartbeatSeconds, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
   const gatewayTokens = createGatewayTokensService({
-    db: d.db,
+    gatewayTokens: gatewayTokensRepo(k),
+    tx,
     clock,
     onRevoked: (tokenId) => {
       d.bus.publish({ type: 'gateway-token-revoked', tokenId, at: clock().toISOString() }).catch((e: Error) => app.log.error({ err: e }, 'could not announce a revoked gateway token'));
@@ -200,11 +223,11 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, limiter: enrollLimiter, metrics, bodyLimit: d.config.bodyLimitBytes }));
-    await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
+    await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {
-        await sql`select 1`.execute(d.db.kysely);
+        await sql`select 1`.execute(k);
         return { status: 'ready', database: d.db.engine };
       } catch {
         return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
@@ -218,7 +241,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   await app.register(
     async (admin) => {
       admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
-      await admin.register(adminRoutes({ audit: auditRepo(d.db.kysely), tokens, devices }));
+      await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
       await admin.register(groupRoutes({ groups }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));

@@ -60,6 +60,8 @@ export const devicesRepo = (db: Executor) => ({
       .executeTakeFirst();
     return r.numUpdatedRows === 1n;
   },
+  /** An agent said hello: when, and the facts it reported. */
+  recordSeen: async (id: string, at: string, factsJson: string): Promise<void> => void (await db.updateTable('devices').set({ last_seen: at, facts: factsJson }).where('id', '=', id).execute()),
   async approve(id: string, at: string, by: string): Promise<boolean> {
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;

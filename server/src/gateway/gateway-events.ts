@@ -16,10 +16,10 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { bearer } from '../auth/bearer.js';
 import { hashSecret } from '../auth/secret-hash.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
-import type { Db } from '../storage/db.js';
+import type { EventsRepo } from '../events/events-repo.js';
 import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
 import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
-import { gatewayTokensRepo } from './gateway-tokens-repo.js';
+import type { GatewayTokensRepo } from './gateway-tokens-repo.js';
 
 const checkSubscribe = TypeCompiler.Compile(GatewaySubscribe);
 const REPLAY_PAGE = 500;
@@ -39,14 +39,14 @@ interface Stream {
   alive: boolean;
 }
 
-export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): GatewayEventsHub {
+export function createGatewayEventsHub(deps: { events: Pick<EventsRepo, 'head' | 'oldest' | 'after'>; gatewayTokens: Pick<GatewayTokensRepo, 'findByHash' | 'revokedAmong'>; bus: Pick<EventBus, 'subscribe'>; pingSeconds: number; log: (msg: string, extra?: Record<string, unknown>) => void }): GatewayEventsHub {
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const streams = new Set<Stream>();
 
   async function authenticate(req: IncomingMessage): Promise<{ tokenId: string; name: string } | { status: number; code: string; message: string }> {
     const token = bearer(req);
     if (!token) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
-    const row = await gatewayTokensRepo(deps.db.kysely).findByHash(hashSecret(token));
+    const row = await deps.gatewayTokens.findByHash(hashSecret(token));
     if (!row) return { status: 401, code: 'UNAUTHORIZED', message: 'the gateway token is not valid' };
     if (row.revoked_at) return { status: 403, code: 'FORBIDDEN', message: `the gateway token "${row.name}" was revoked; create a new one with \`latchkey-server gateway token create\`` };
     return { tokenId: row.id, name: row.name };
@@ -55,11 +55,6 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
   const send = (ws: WebSocket, m: GatewayEvent): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   };
-
-  async function currentCursor(): Promise<number> {
-    const r = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.max('id').as('max')).executeTakeFirst();
-    return Number(r?.max ?? 0);
-  }
 
   /** Replays after `since` (or says resync-required), then delivers live events; `buffered` holds what the bus brought meanwhile. */
   async function start(s: Stream, since: string | undefined, buffered: DeliveredEvent[], goLive: (fn: (e: DeliveredEvent) => void) => void): Promise<void> {
@@ -73,9 +68,8 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
     };
     if (since !== undefined) {
       const from = parseCursor(since);
-      const head = await currentCursor();
-      const oldest = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.min('id').as('min')).executeTakeFirst();
-      const min = Number(oldest?.min ?? head + 1);
+      const head = await deps.events.head();
+      const min = (await deps.events.oldest()) ?? head + 1;
       if (from === undefined || from > head || from < min - 1) {
         // Unknown (another database, garbage) or older than what is kept: start afresh from now.
         // Events the bus brought since the subscription follow: the gateway fetches the CRLs once more, harmlessly.
@@ -83,7 +77,7 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
       } else {
         let after = from;
         for (;;) {
-          const rows = await deps.db.kysely.selectFrom('events').selectAll().where('id', '>', after).where('type', 'in', ['revocation', 'crl-updated']).orderBy('id').limit(REPLAY_PAGE).execute();
+          const rows = await deps.events.after(after, ['revocation', 'crl-updated'], REPLAY_PAGE);
           for (const r of rows) {
             const cursor = String(r.id);
             const g = toGatewayEvent(JSON.parse(r.payload) as ServerEvent, cursor);
@@ -143,7 +137,7 @@ export function createGatewayEventsHub(deps: { db: Db; bus: EventBus; pingSecond
       ids.add(s.tokenId);
     }
     if (ids.size === 0) return;
-    gatewayTokensRepo(deps.db.kysely)
+    deps.gatewayTokens
       .revokedAmong([...ids])
       .then((revoked) => revoked.forEach(hub.tokenRevoked))
       .catch((e: Error) => deps.log('could not check gateway tokens', { err: e.message }));

@@ -13,8 +13,7 @@ import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
 import { certificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
-import type { Db } from '../storage/db.js';
-import type { Trx } from '../storage/transaction.js';
+import type { Transactor, Trx } from '../storage/transaction.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
 
@@ -68,12 +67,12 @@ export interface IssuanceService {
 }
 
 export function createIssuanceService(deps: {
-  db: Db;
-  ca: CaContext;
+  tx: Transactor;
+  ca: Pick<CaContext, 'profile'>;
   clock: () => Date;
   randomBytes: RandomBytes;
-  bus: EventBus;
-  metrics: Metrics;
+  bus: Pick<EventBus, 'publish'>;
+  metrics: Pick<Metrics, 'inc'>;
   commitLocks: KeyedMutex;
   /** How long a renewed device's other certificates stay valid (config supersededOverlapSeconds). */
   supersededOverlapSeconds: number;
@@ -95,7 +94,7 @@ export function createIssuanceService(deps: {
       const at = now.toISOString();
       let unlock: (() => void) | undefined;
       try {
-        await deps.db.kysely.transaction().execute(async (trx) => {
+        await deps.tx.inTransaction(async (trx) => {
           // Every front-end (enroll, re-enroll, recovery) ends here: a compromised key is never certified again.
           if (await compromisedKeysRepo(trx).has(spkiHash(r.csr.spki))) throw keyCompromised();
           if (r.inTransaction) await r.inTransaction(trx);
@@ -130,7 +129,7 @@ export function createIssuanceService(deps: {
       } finally {
         unlock?.();
       }
-      await deps.db.durable();
+      await deps.tx.durable();
       deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
       await deps.bus.publish({ type: 'issuance', deviceId: r.device.id, serial: cert.serialHex, kind: r.kind, at });
       return { der, pem, serial: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter };
