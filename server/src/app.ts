@@ -5,15 +5,16 @@
  * use `inject`.
  */
 import type { ServerOptions } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import * as crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
+import { adminTokensRepo } from './admin/admin-tokens-repo.js';
 import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
+import { peerCertificateDer } from './auth/client-cert.js';
 import { createDeviceCertAuth } from './auth/device-cert-auth.js';
 import type { CaContext } from './ca/ca-context.js';
 import { certificatesRepo } from './certificates/certificates-repo.js';
@@ -75,13 +76,6 @@ export interface App {
   channels: ChannelHub;
   /** HTTP requests being handled now (a graceful stop waits for them). */
   inFlight(): number;
-}
-
-export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
-  const socket = req.raw.socket as Partial<TLSSocket>;
-  if (typeof socket.getPeerCertificate !== 'function') return undefined;
-  const c = socket.getPeerCertificate(false);
-  return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
 }
 
 /** Longest path parameter (fastify's default): every id and name we route on is shorter. */
@@ -236,11 +230,11 @@ export async function buildApp(d: AppDeps): Promise<App> {
     pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', 'text/plain; version=0.0.4').send(metrics.render()));
   });
   // Device zone: the route checks the TLS client certificate against our records.
-  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? tlsClientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));
+  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? ((req) => peerCertificateDer(req.raw.socket)), metrics, bodyLimit: d.config.bodyLimitBytes }));
   // Admin zone: bearer admin tokens with roles.
   await app.register(
     async (admin) => {
-      admin.addHook('onRequest', adminAuthHook(d.db, adminFailures));
+      admin.addHook('onRequest', adminAuthHook(adminTokensRepo(k), adminFailures));
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
       await admin.register(groupRoutes({ groups }));
       // Gateway tokens for /v1/events and `gateway sync`.

@@ -5,8 +5,7 @@ import { LatchkeyError } from '../errors.js';
 import { bearer } from '../auth/bearer.js';
 import { hashSecret } from '../auth/secret-hash.js';
 import type { RateLimiter } from '../rate-limit.js';
-import type { Db } from '../storage/db.js';
-import { adminTokensRepo } from './admin-tokens-repo.js';
+import type { AdminTokensRepo } from './admin-tokens-repo.js';
 
 const RANK: Record<AdminRole, number> = { viewer: 1, operator: 2, admin: 3 };
 
@@ -19,11 +18,11 @@ declare module 'fastify' {
   }
 }
 
-export function adminAuthHook(db: Db, failures: RateLimiter) {
+export function adminAuthHook(adminTokens: Pick<AdminTokensRepo, 'findByHash'>, failures: RateLimiter) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const token = bearer(req);
     if (!token) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`');
-    const row = await adminTokensRepo(db.kysely).findByHash(hashSecret(token));
+    const row = await adminTokens.findByHash(hashSecret(token));
     if (!row) {
       if (!failures.take(req.ip)) throw new LatchkeyError('RATE_LIMITED', 'too many failed admin logins from this address; wait a minute');
       throw new LatchkeyError('UNAUTHORIZED', 'the admin token is not valid');

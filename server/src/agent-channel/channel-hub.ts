@@ -11,10 +11,10 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { TLSSocket } from 'node:tls';
 import type { Certificate } from '@latchkey/pki';
 import { MAX_WS_MESSAGE_BYTES, WS_CLOSE_CODES, type ServerMessage } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
+import { peerCertificateDer } from '../auth/client-cert.js';
 import type { DeviceCertAuth, DeviceCertRefusal } from '../auth/device-cert-auth.js';
 import type { EventBus, ServerEvent } from '../events/event-bus.js';
 import type { GroupsRepo } from '../groups/groups-repo.js';
@@ -84,11 +84,8 @@ export function createChannelHub(deps: ChannelHubDeps): ChannelHub {
 
   /** Who is knocking: the device behind the TLS client certificate, or why not. */
   async function authenticate(req: IncomingMessage): Promise<{ deviceId: string; group: string; cert: Certificate } | { status: number; code: string; message: string }> {
-    const sock = req.socket as Partial<TLSSocket>;
-    // The DER alone (getPeerCertificate would also translate every field to JS).
-    const der = typeof sock.getPeerX509Certificate === 'function' ? sock.getPeerX509Certificate()?.raw : undefined;
     // No recovery window here: an expired certificate renews (EST) before it connects.
-    const v = await deps.deviceCertAuth(der, { recoveryGraceSeconds: 0 });
+    const v = await deps.deviceCertAuth(peerCertificateDer(req.socket), { recoveryGraceSeconds: 0 });
     if (!v.ok) return { status: v.reason === 'missing' ? 401 : 403, ...UPGRADE_REFUSALS[v.reason] };
     return { deviceId: v.record.device_id, group: v.record.group_name, cert: v.cert };
   }

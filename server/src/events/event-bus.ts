@@ -74,7 +74,7 @@ export function notifyPayloads(origin: string, events: DeliveredEvent[], max = M
   return { payloads, tooLarge };
 }
 
-export async function createEventBus(db: Db, opts: { onError?: (message: string, e?: Error) => void } = {}): Promise<EventBus> {
+export async function createEventBus(db: Pick<Db, 'kysely' | 'pgPool'>, opts: { onError?: (message: string, e?: Error) => void } = {}): Promise<EventBus> {
   // Events are delivered here at once; the NOTIFY echo of our own events is skipped.
   const origin = randomUUID();
   const emitter = new EventEmitter();
