@@ -6,7 +6,7 @@
  */
 import type { ServerOptions } from 'node:https';
 import * as crypto from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
@@ -25,7 +25,7 @@ import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
-import { LatchkeyError } from './errors.js';
+import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
 import type { EventBus } from './events/event-bus.js';
@@ -78,14 +78,6 @@ export interface App {
   inFlight(): number;
 }
 
-/** Longest path parameter (fastify's default): every id and name we route on is shorter. */
-const MAX_PARAM_LENGTH = 100;
-/** A URL as an error message may repeat it: the path only, cut short. */
-const PATH_PREVIEW = (url: string): string => {
-  const p = url.split('?')[0] ?? '';
-  return p.length > 80 ? `${p.slice(0, 80)}…` : p;
-};
-
 export async function buildApp(d: AppDeps): Promise<App> {
   const clock = d.clock ?? (() => new Date());
   const metrics = createMetrics();
@@ -93,12 +85,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     bodyLimit: d.config.bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     // The router's own refusals (a path parameter over maxParamLength, bad percent-encoding) in our error body too.
-    frameworkErrors: (err: { code?: string }, req: FastifyRequest, reply: FastifyReply) => {
-      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
-      return reply
-        .code(tooLong ? 414 : 400)
-        .send({ error: { code: 'BAD_REQUEST', message: tooLong ? `a path parameter of ${req.method} ${PATH_PREVIEW(req.url)} is over ${MAX_PARAM_LENGTH} characters` : `the URL of ${req.method} ${PATH_PREVIEW(req.url)} is not valid percent-encoding` }, reqId: req.id });
-    },
+    frameworkErrors,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ...d.fastify,
   } as FastifyServerOptions) as unknown as FastifyInstance;
@@ -192,24 +179,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
     if (e.type === 'gateway-token-revoked') gatewayEvents.tokenRevoked(e.tokenId);
   });
 
-  app.setErrorHandler((err, req, reply) => {
-    if (err instanceof LatchkeyError) {
-      if (err.headers) reply.headers(err.headers);
-      return reply.code(err.status).send({ error: { code: err.code, message: err.message }, reqId: req.id });
-    }
-    const e = err as { code?: string; statusCode?: number; validation?: unknown; message: string };
-    if (e.validation) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `invalid request: ${e.message}` }, reqId: req.id });
-    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `unsupported Content-Type "${req.headers['content-type'] ?? ''}" for ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id });
-    }
-    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is over the size limit' }, reqId: req.id });
-    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-      return reply.code(e.statusCode).send({ error: { code: 'BAD_REQUEST', message: e.message }, reqId: req.id });
-    }
-    req.log.error({ err }, 'request failed');
-    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error; see the server log' }, reqId: req.id });
-  });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id }));
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
   app.addHook('onResponse', async (req, reply) => {
     metrics.observe('latchkey_http_request_duration_seconds', { route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
