@@ -18,7 +18,7 @@ import { hashSecret } from '../auth/secret-hash.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
 import type { EventsRepo } from '../events/events-repo.js';
 import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
-import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
+import { fromDelivered, replayStart, sentSet, toGatewayEvent } from './gateway-events-fns.js';
 import type { GatewayTokensRepo } from './gateway-tokens-repo.js';
 
 const checkSubscribe = TypeCompiler.Compile(GatewaySubscribe);
@@ -67,15 +67,14 @@ export function createGatewayEventsHub(deps: { events: Pick<EventsRepo, 'head' |
       send(s.ws, g);
     };
     if (since !== undefined) {
-      const from = parseCursor(since);
       const head = await deps.events.head();
-      const min = (await deps.events.oldest()) ?? head + 1;
-      if (from === undefined || from > head || from < min - 1) {
+      const start = replayStart(since, head, await deps.events.oldest());
+      if (start === 'resync') {
         // Unknown (another database, garbage) or older than what is kept: start afresh from now.
         // Events the bus brought since the subscription follow: the gateway fetches the CRLs once more, harmlessly.
         send(s.ws, { type: 'resync-required', cursor: String(head) });
       } else {
-        let after = from;
+        let { after } = start;
         for (;;) {
           const rows = await deps.events.after(after, ['revocation', 'crl-updated'], REPLAY_PAGE);
           for (const r of rows) {
