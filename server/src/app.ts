@@ -7,7 +7,6 @@
 import type { ServerOptions } from 'node:https';
 import * as crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { sql } from 'kysely';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
@@ -47,6 +46,7 @@ import { outboxRepo } from './revocation/outbox-repo.js';
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
+import { ping } from './storage/executor.js';
 import { transactor } from './storage/transaction.js';
 import { tokensRepo } from './tokens/tokens-repo.js';
 import { createTokensService } from './tokens/tokens-service.js';
@@ -192,7 +192,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {
-        await sql`select 1`.execute(k);
+        await ping(k);
         return { status: 'ready', database: d.db.engine };
       } catch {
         return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
