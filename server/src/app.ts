@@ -5,40 +5,53 @@
  * use `inject`.
  */
 import type { ServerOptions } from 'node:https';
-import type { TLSSocket } from 'node:tls';
 import * as crypto from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
-import { sql } from 'kysely';
+import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { PATHS } from '@latchkey/protocol';
 import { adminAuthHook } from './admin/admin-auth.js';
 import { adminRoutes } from './admin/admin-routes.js';
+import { adminTokensRepo } from './admin/admin-tokens-repo.js';
+import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
+import { peerCertificateDer } from './auth/client-cert.js';
+import { createDeviceCertAuth } from './auth/device-cert-auth.js';
 import type { CaContext } from './ca/ca-context.js';
+import { certificatesRepo } from './certificates/certificates-repo.js';
 import type { ServerConfig } from './config/config-schema.js';
 import { createChannelHub, type ChannelHub } from './agent-channel/channel-hub.js';
 import { createPresence } from './agent-channel/presence.js';
 import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
+import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
-import { LatchkeyError } from './errors.js';
+import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
 import type { EventBus } from './events/event-bus.js';
+import { eventsRepo } from './events/events-repo.js';
 import { createGatewayEventsHub } from './gateway/gateway-events.js';
 import { gatewayTokenRoutes } from './gateway/gateway-routes.js';
+import { gatewayTokensRepo } from './gateway/gateway-tokens-repo.js';
 import { createGatewayTokensService } from './gateway/gateway-tokens-service.js';
+import { groupRoutes } from './groups/groups-routes.js';
+import { groupsRepo } from './groups/groups-repo.js';
+import { createGroupsService } from './groups/groups-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter, perAddress, registerRateLimit } from './rate-limit.js';
 import { createCrlService, type CrlService } from './revocation/crl-service.js';
+import { crlStateRepo } from './revocation/crl-state-repo.js';
 import { createOcspCache, revocationRoutes } from './revocation/revocation-routes.js';
+import { outboxRepo } from './revocation/outbox-repo.js';
 import { createRevocationOutbox, type RevocationOutbox } from './revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from './util/crash-point.js';
 import type { Db } from './storage/db.js';
+import { ping } from './storage/executor.js';
+import { transactor } from './storage/transaction.js';
+import { tokensRepo } from './tokens/tokens-repo.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
 import { routeUpgrades } from './upgrade-router.js';
-import { validationMessage, type SchemaError } from './validation-message.js';
 
 export interface AppDeps {
   db: Db;
@@ -65,23 +78,8 @@ export interface App {
   inFlight(): number;
 }
 
-export function tlsClientCert(req: FastifyRequest): Buffer | undefined {
-  const socket = req.raw.socket as Partial<TLSSocket>;
-  if (typeof socket.getPeerCertificate !== 'function') return undefined;
-  const c = socket.getPeerCertificate(false);
-  return c && 'raw' in c && Buffer.isBuffer(c.raw) ? c.raw : undefined;
-}
-
 /** Failed admin logins one client address may make in a minute. */
 const ADMIN_LOGIN_FAILURES_PER_MINUTE = 30;
-
-/** Longest path parameter (fastify's default): every id and name we route on is shorter. */
-const MAX_PARAM_LENGTH = 100;
-/** A URL as an error message may repeat it: the path only, cut short. */
-const PATH_PREVIEW = (url: string): string => {
-  const p = url.split('?')[0] ?? '';
-  return p.length > 80 ? `${p.slice(0, 80)}…` : p;
-};
 
 export async function buildApp(d: AppDeps): Promise<App> {
   const clock = d.clock ?? (() => new Date());
@@ -90,12 +88,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     bodyLimit: d.config.bodyLimitBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
     // The router's own refusals (a path parameter over maxParamLength, bad percent-encoding) in our error body too.
-    frameworkErrors: (err: { code?: string }, req: FastifyRequest, reply: FastifyReply) => {
-      const tooLong = err.code === 'FST_ERR_MAX_PARAM_LENGTH';
-      return reply
-        .code(tooLong ? 414 : 400)
-        .send({ error: { code: 'BAD_REQUEST', message: tooLong ? `a path parameter of ${req.method} ${PATH_PREVIEW(req.url)} is over ${MAX_PARAM_LENGTH} characters` : `the URL of ${req.method} ${PATH_PREVIEW(req.url)} is not valid percent-encoding` }, reqId: req.id });
-    },
+    frameworkErrors,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     ...d.fastify,
   } as FastifyServerOptions) as unknown as FastifyInstance;
@@ -106,16 +99,48 @@ export async function buildApp(d: AppDeps): Promise<App> {
     reply.raw.once('close', () => inFlight--);
   });
 
-  const crl = createCrlService({ db: d.db, ca: d.ca, validitySeconds: d.config.crlValiditySeconds, clock, bus: d.bus, onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed') });
+  // Repositories on the database, and the one way services run a transaction.
+  const k = d.db.kysely;
+  const tx = transactor(d.db);
+  const certificates = certificatesRepo(k);
+  const crl = createCrlService({
+    crlState: crlStateRepo(k),
+    certificates,
+    tx,
+    rowLocks: d.db.engine === 'postgres',
+    ca: d.ca,
+    validitySeconds: d.config.crlValiditySeconds,
+    clock,
+    bus: d.bus,
+    onError: (e) => app.log.error({ err: e }, 'CRL regeneration failed'),
+  });
   const commitLocks = keyedMutex();
-  const issuance = createIssuanceService({ db: d.db, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
+  const issuance = createIssuanceService({ tx, ca: d.ca, clock, randomBytes: crypto.randomBytes, bus: d.bus, metrics, commitLocks, supersededOverlapSeconds: d.config.supersededOverlapSeconds });
   // Per device, after its certificate authenticated it: bounds what one enrolled laptop can make us do.
   const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
-  const est = createEstService({ db: d.db, ca: d.ca, config: d.config, issuance, clock, commitLocks, reenrollLimiter });
-  const tokens = createTokensService({ db: d.db, config: d.config, clock });
-  const outbox = createRevocationOutbox({ db: d.db, crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
+  // One device-certificate check for every device-mTLS way in (simplereenroll, /v1/agent).
+  const deviceCertAuth = createDeviceCertAuth({ certificates, issuingCa: d.ca.issuing.cert, clock });
+  const est = createEstService({
+    tokens: tokensRepo(k),
+    certificates,
+    compromisedKeys: compromisedKeysRepo(k),
+    groups: groupsRepo(k),
+    tx,
+    issuance,
+    commitLocks,
+    reenrollLimiter,
+    deviceCertAuth,
+    clock,
+    config: d.config,
+  });
+  const tokens = createTokensService({ tokens: tokensRepo(k), groups: groupsRepo(k), tx, clock });
+  const groups = createGroupsService({ groups: groupsRepo(k), tx, bus: d.bus, clock, maxCertLifetimeSeconds: d.config.maxCertLifetimeSeconds });
+  const outbox = createRevocationOutbox({ outbox: outboxRepo(k), crl, bus: d.bus, clock, log: (msg, extra) => app.log.error(extra ?? {}, msg) });
   const devices = createDevicesService({
-    db: d.db,
+    devices: devicesRepo(k),
+    certificates,
+    audit: auditRepo(k),
+    tx,
     clock,
     bus: d.bus,
     metrics,
@@ -128,10 +153,11 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
-  const channels = createChannelHub({ db: d.db, ca: d.ca, bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  const channels = createChannelHub({ deviceCertAuth, groups: groupsRepo(k), bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({
-    db: d.db,
+    events: eventsRepo(k),
+    gatewayTokens: gatewayTokensRepo(k),
     bus: d.bus,
     pingSeconds: d.config.agentHeartbeatSeconds,
     log: (msg, extra) => app.log.warn(extra ?? {}, msg),
@@ -139,7 +165,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   });
   metrics.watch({
     clock,
-    devicesByStatus: () => devicesRepo(d.db.kysely).countByStatus(),
+    devicesByStatus: () => devicesRepo(k).countByStatus(),
     agentsOnline: () => presence.countOnline(),
     agentConnections: () => channels.size,
     caCertificates: () => ({ root: d.ca.root, issuing: d.ca.issuing.cert }),
@@ -149,7 +175,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
   });
   // A revoked gateway token's streams close at once on every replica (each also re-checks its tokens every ping).
   const gatewayTokens = createGatewayTokensService({
-    db: d.db,
+    gatewayTokens: gatewayTokensRepo(k),
+    tx,
     clock,
     onRevoked: (tokenId) => {
       d.bus.publish({ type: 'gateway-token-revoked', tokenId, at: clock().toISOString() }).catch((e: Error) => app.log.error({ err: e }, 'could not announce a revoked gateway token'));
@@ -170,24 +197,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
     if (e.type === 'gateway-token-revoked') gatewayEvents.tokenRevoked(e.tokenId);
   });
 
-  app.setErrorHandler((err, req, reply) => {
-    if (err instanceof LatchkeyError) {
-      if (err.headers) reply.headers(err.headers);
-      return reply.code(err.status).send({ error: { code: err.code, message: err.message }, reqId: req.id });
-    }
-    const e = err as { code?: string; statusCode?: number; validation?: SchemaError[]; validationContext?: string; message: string };
-    if (e.validation) return reply.code(400).send({ error: { code: 'BAD_REQUEST', message: `invalid request: ${validationMessage(e.validationContext, e.validation)}` }, reqId: req.id });
-    if (e.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      return reply.code(415).send({ error: { code: 'UNSUPPORTED_MEDIA_TYPE', message: `unsupported Content-Type "${req.headers['content-type'] ?? ''}" for ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id });
-    }
-    if (e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.code(413).send({ error: { code: 'PAYLOAD_TOO_LARGE', message: 'the request body is over the size limit' }, reqId: req.id });
-    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) {
-      return reply.code(e.statusCode).send({ error: { code: 'BAD_REQUEST', message: e.message }, reqId: req.id });
-    }
-    req.log.error({ err }, 'request failed');
-    return reply.code(500).send({ error: { code: 'INTERNAL', message: 'internal error; see the server log' }, reqId: req.id });
-  });
-  app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` }, reqId: req.id }));
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
   app.addHook('onResponse', async (req, reply) => {
     metrics.observe('latchkey_http_request_duration_seconds', { route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) }, reply.elapsedTime / 1000);
   });
@@ -195,11 +206,11 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes }));
-    await pub.register(revocationRoutes({ db: d.db, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
+    await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {
-        await sql`select 1`.execute(d.db.kysely);
+        await ping(k);
         return { status: 'ready', database: d.db.engine };
       } catch {
         return reply.code(503).send({ status: 'unavailable', database: d.db.engine });
@@ -208,14 +219,15 @@ export async function buildApp(d: AppDeps): Promise<App> {
     pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()));
   });
   // Device zone: the route checks the TLS client certificate against our records.
-  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? tlsClientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));
+  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? ((req) => peerCertificateDer(req.raw.socket)), metrics, bodyLimit: d.config.bodyLimitBytes }));
   // Admin zone: bearer admin tokens with roles.
   await app.register(
     async (admin) => {
       await registerRateLimit(admin);
       // Failed logins only: a valid token is never slowed by someone else's guessing.
-      admin.addHook('onRequest', adminAuthHook(d.db, admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
-      await admin.register(adminRoutes({ db: d.db, config: d.config, tokens, devices, bus: d.bus, clock }));
+      admin.addHook('onRequest', adminAuthHook(adminTokensRepo(k), admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
+      await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
+      await admin.register(groupRoutes({ groups }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices whose agent is connected to the control channel now (any replica), and since when.

@@ -25,11 +25,11 @@ import { adminTokensRepo } from './admin/admin-tokens-repo.js';
 import { FILES, encryptKey, writeFileAtomic } from './ca/ca-files.js';
 import { CONFIG_DEFAULTS, type ServerConfig } from './config/config-schema.js';
 import { CONFIG_FILE, validateConfig } from './config/config-load.js';
-import { hashSecret } from './est/est-service.js';
+import { hashSecret } from './auth/secret-hash.js';
 import { checkPostgres } from './storage/database-check.js';
 import { openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
-import { groupsRepo } from './tokens/tokens-repo.js';
+import { groupsRepo } from './groups/groups-repo.js';
 
 const DAY = 86_400_000;
 

@@ -18,7 +18,7 @@ import { renewServiceCertificatesIfNeeded } from './init.js';
 import { modeProblems, modeProblemsMessage } from './storage/data-dir-modes.js';
 import { SQLITE_FILE, openDb } from './storage/db.js';
 import { DEFAULT_GROUP } from './tokens/tokens-service.js';
-import { groupsRepo } from './tokens/tokens-repo.js';
+import { groupsRepo } from './groups/groups-repo.js';
 import { crashPointFromEnv } from './util/crash-point.js';
 import { guardConnections } from './util/connection-guard.js';
 import { agentConnectionCap, connectionCaps, openFileLimit } from './util/fd-limit.js';

@@ -2,9 +2,9 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminRole } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
-import { hashSecret } from '../est/est-service.js';
-import type { Db } from '../storage/db.js';
-import { adminTokensRepo } from './admin-tokens-repo.js';
+import { bearer } from '../auth/bearer.js';
+import { hashSecret } from '../auth/secret-hash.js';
+import type { AdminTokensRepo } from './admin-tokens-repo.js';
 
 const RANK: Record<AdminRole, number> = { viewer: 1, operator: 2, admin: 3 };
 
@@ -17,21 +17,14 @@ declare module 'fastify' {
   }
 }
 
-export function bearer(req: FastifyRequest): string | undefined {
-  const h = req.headers.authorization;
-  if (!h) return undefined;
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(h);
-  return m ? m[1] : undefined;
-}
-
 /** Counts one failed login of the request's client address; says whether it is over its limit, and for how long. */
 export type FailureLimit = (req: FastifyRequest) => Promise<{ isAllowed: true } | { isAllowed: false; isExceeded: boolean; ttlInSeconds: number }>;
 
-export function adminAuthHook(db: Db, failures: FailureLimit) {
+export function adminAuthHook(adminTokens: Pick<AdminTokensRepo, 'findByHash'>, failures: FailureLimit) {
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
     const token = bearer(req);
     if (!token) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`');
-    const row = await adminTokensRepo(db.kysely).findByHash(hashSecret(token));
+    const row = await adminTokens.findByHash(hashSecret(token));
     if (!row) {
       const limit = await failures(req);
       if (!limit.isAllowed && limit.isExceeded) {

@@ -16,7 +16,7 @@ import { openDb, type Db } from '../storage/db.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
 import { randomUUID } from 'node:crypto';
 import { devicesRepo } from '../devices/devices-repo.js';
-import { groupsRepo } from '../tokens/tokens-repo.js';
+import { groupsRepo } from '../groups/groups-repo.js';
 import { REPLICA_HEARTBEAT_MS, STALE_MS, createPresence } from './presence.js';
 
 /** Two connections to one fresh, migrated database (two replicas); undefined when PostgreSQL is not available. */

@@ -14,7 +14,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { AgentSessionsTable } from '../storage/schema.js';
+import { devicesRepo } from '../devices/devices-repo.js';
 import type { Db } from '../storage/db.js';
+import type { Trx } from '../storage/transaction.js';
+import { presenceRepo } from './presence-repo.js';
 
 /** How often a replica says it is alive. */
 export const REPLICA_HEARTBEAT_MS = 10_000;
@@ -77,12 +80,12 @@ function combine(prev: Op | undefined, op: Op): Op | undefined {
   return op;
 }
 
-export async function createPresence(deps: { db: Db; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): Promise<Presence> {
+export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): Promise<Presence> {
   const replicaId = randomUUID();
-  const k = deps.db.kysely;
+  const repo = presenceRepo(deps.db.kysely);
   const now = (): string => deps.clock().toISOString();
   const ago = (ms: number): string => new Date(deps.clock().getTime() - ms).toISOString();
-  await k.insertInto('replicas').values({ id: replicaId, started_at: now(), seen_at: now() }).execute();
+  await repo.addReplica(replicaId, now());
 
   // Pending writes by session id; a session added and removed before a flush never reaches the database.
   let pending = new Map<string, Op>();
@@ -107,15 +110,16 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
       else if (op.kind === 'seen') seen.push({ id: op.deviceId, at: op.at, facts: op.factsJson });
       else removes.push(id);
     }
-    await k.transaction().execute(async (trx) => {
-      for (let i = 0; i < removes.length; i += CHUNK) await trx.deleteFrom('agent_sessions').where('id', 'in', removes.slice(i, i + CHUNK)).execute();
+    await deps.db.kysely.transaction().execute(async (trx: Trx) => {
+      const sessions = presenceRepo(trx);
+      for (let i = 0; i < removes.length; i += CHUNK) await sessions.removeSessions(removes.slice(i, i + CHUNK));
       // A batch retried after an ambiguous failure, or a session already rewritten by a resync, may find its row there.
       for (const rows of [rewrite, adds]) {
         for (let i = 0; i < rows.length; i += CHUNK) {
-          await trx.insertInto('agent_sessions').values(rows.slice(i, i + CHUNK)).onConflict((oc) => oc.column('id').doNothing()).execute();
+          await sessions.insertSessions(rows.slice(i, i + CHUNK));
         }
       }
-      for (const s of seen) await trx.updateTable('devices').set({ last_seen: s.at, facts: s.facts }).where('id', '=', s.id).execute();
+      for (const s of seen) await devicesRepo(trx).recordSeen(s.id, s.at, s.facts);
     });
   }
 
@@ -165,20 +169,16 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
   }
 
   async function beat(): Promise<void> {
-    const refreshed = await k.updateTable('replicas').set({ seen_at: now() }).where('id', '=', replicaId).executeTakeFirst();
-    if (Number(refreshed.numUpdatedRows) === 0) {
+    if (!(await repo.touchReplica(replicaId, now()))) {
       // Another replica took this one for dead and deleted its rows: write them again.
       deps.log('this replica\'s presence rows were deleted (missed heartbeats?); writing them again', { sessions: live.size });
-      await k.insertInto('replicas').values({ id: replicaId, started_at: now(), seen_at: now() }).onConflict((oc) => oc.column('id').doNothing()).execute();
+      await repo.ensureReplica(replicaId, now());
       resync = true;
       await flush();
     }
     // Clean up after replicas that died without doing it themselves.
-    const dead = (await k.selectFrom('replicas').select('id').where('seen_at', '<', ago(GC_MS)).execute()).map((r) => r.id);
-    if (dead.length) {
-      await k.deleteFrom('agent_sessions').where('replica_id', 'in', dead).execute();
-      await k.deleteFrom('replicas').where('id', 'in', dead).execute();
-    }
+    const dead = await repo.deadReplicas(ago(GC_MS));
+    if (dead.length) await repo.removeReplicas(dead);
   }
 
   const heartbeat = setInterval(() => void beat().catch((e: Error) => deps.log('replica heartbeat failed', { err: e.message })), REPLICA_HEARTBEAT_MS);
@@ -197,37 +197,15 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
     },
     async online() {
       await flush();
-      const rows = await k
-        .selectFrom('agent_sessions')
-        .innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id')
-        .select(['agent_sessions.device_id', 'agent_sessions.since', 'agent_sessions.agent_version', 'agent_sessions.serial', 'agent_sessions.remote', 'agent_sessions.replica_id'])
-        .where('replicas.seen_at', '>=', ago(STALE_MS))
-        .orderBy('agent_sessions.since')
-        .execute();
+      const rows = await repo.online(ago(STALE_MS));
       return rows.map((r) => ({ deviceId: r.device_id, since: r.since, agentVersion: r.agent_version, serial: r.serial, remote: r.remote, replica: r.replica_id }));
     },
     async onlineAmong(deviceIds) {
       if (deviceIds.length === 0) return new Set();
       await flush();
-      const rows = await k
-        .selectFrom('agent_sessions')
-        .innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id')
-        .select('agent_sessions.device_id')
-        .distinct()
-        .where('replicas.seen_at', '>=', ago(STALE_MS))
-        .where('agent_sessions.device_id', 'in', [...deviceIds])
-        .execute();
-      return new Set(rows.map((r) => r.device_id));
+      return repo.onlineAmong(deviceIds, ago(STALE_MS));
     },
-    async countOnline() {
-      const r = await k
-        .selectFrom('agent_sessions')
-        .innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id')
-        .select((eb) => eb.fn.count('agent_sessions.device_id').distinct().as('n'))
-        .where('replicas.seen_at', '>=', ago(STALE_MS))
-        .executeTakeFirst();
-      return Number(r?.n ?? 0);
-    },
+    countOnline: () => repo.countOnline(ago(STALE_MS)),
     flush,
     beat,
     async close() {
@@ -236,8 +214,7 @@ export async function createPresence(deps: { db: Db; clock: () => Date; log: (ms
       closed = true;
       clearTimeout(timer);
       timer = undefined;
-      await k.deleteFrom('agent_sessions').where('replica_id', '=', replicaId).execute();
-      await k.deleteFrom('replicas').where('id', '=', replicaId).execute();
+      await repo.removeReplicas([replicaId]);
     },
   };
 }

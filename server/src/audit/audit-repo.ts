@@ -20,3 +20,5 @@ export const auditRepo = (db: Executor) => ({
     return q.orderBy('id', 'desc').limit(f.limit).execute();
   },
 });
+
+export type AuditRepo = ReturnType<typeof auditRepo>;

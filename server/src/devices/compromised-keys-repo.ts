@@ -5,6 +5,8 @@ import type { Executor } from '../storage/executor.js';
  * keyCompromise ever held (its certificates' SPKIs, and the key of a pending
  * request), by SHA-256 of the SPKI.
  */
+export type CompromisedKeysRepo = ReturnType<typeof compromisedKeysRepo>;
+
 export const compromisedKeysRepo = (db: Executor) => ({
   /** Records every key of the device; call inside the revocation's transaction. Idempotent. */
   async addForDevice(deviceId: string, at: string): Promise<void> {

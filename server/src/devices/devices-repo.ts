@@ -1,7 +1,6 @@
-import { sql } from 'kysely';
 import type { Executor } from '../storage/executor.js';
 import { containsText } from '../storage/like.js';
-import type { CertificatesTable, DevicesTable } from '../storage/schema.js';
+import type { DevicesTable } from '../storage/schema.js';
 
 export interface DeviceFilter {
   status?: DevicesTable['status'];
@@ -11,6 +10,8 @@ export interface DeviceFilter {
   /** first_seen|id of the last row of the previous page. */
   after?: { firstSeen: string; id: string };
 }
+
+export type DevicesRepo = ReturnType<typeof devicesRepo>;
 
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
@@ -34,6 +35,35 @@ export const devicesRepo = (db: Executor) => ({
     const rows = await db.selectFrom('devices').select(['status', (eb) => eb.fn.countAll().as('n')]).groupBy('status').execute();
     return Object.fromEntries(rows.map((r) => [r.status, Number(r.n)]));
   },
+  /**
+   * An approved device's enrollment completes with the key it was approved for: its pending
+   * request is cleared. False if it did already, or the device changed state.
+   */
+  async completeApprovedEnrollment(id: string, spkiHash: string, at: string): Promise<boolean> {
+    const r = await db
+      .updateTable('devices')
+      .set({ pending_spki_hash: null, pending_csr: null, last_seen: at })
+      .where('id', '=', id)
+      .where('status', '=', 'active')
+      .where('pending_spki_hash', '=', spkiHash)
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+  /**
+   * A renewal of an active device: last seen now, and its facts if the CSR carried them. On
+   * PostgreSQL the update also locks the device's row. False if the device is no longer active.
+   */
+  async touchActive(id: string, at: string, factsJson: string | undefined): Promise<boolean> {
+    const r = await db
+      .updateTable('devices')
+      .set({ last_seen: at, ...(factsJson !== undefined ? { facts: factsJson } : {}) })
+      .where('id', '=', id)
+      .where('status', '=', 'active')
+      .executeTakeFirst();
+    return r.numUpdatedRows === 1n;
+  },
+  /** An agent said hello: when, and the facts it reported. */
+  recordSeen: async (id: string, at: string, factsJson: string): Promise<void> => void (await db.updateTable('devices').set({ last_seen: at, facts: factsJson }).where('id', '=', id).execute()),
   async approve(id: string, at: string, by: string): Promise<boolean> {
     const r = await db.updateTable('devices').set({ status: 'active', approved_at: at, approved_by: by }).where('id', '=', id).where('status', '=', 'pending').executeTakeFirst();
     return r.numUpdatedRows === 1n;
@@ -54,87 +84,5 @@ export const devicesRepo = (db: Executor) => ({
       .where('status', 'not in', ['revoked', 'denied'])
       .executeTakeFirst();
     return r.numUpdatedRows === 1n;
-  },
-});
-
-export const certificatesRepo = (db: Executor) => ({
-  insert: (c: CertificatesTable) => db.insertInto('certificates').values(c).execute(),
-  findBySerial: (serial: string) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst(),
-  listByDevice: (deviceId: string) =>
-    db.selectFrom('certificates').select(['serial', 'kind', 'not_before', 'not_after', 'issued_at', 'revoked_at', 'revocation_reason']).where('device_id', '=', deviceId).orderBy('issued_at', 'desc').orderBy('serial').execute(),
-  /**
-   * The device's current certificate: every issuance supersedes the others, so it is the one not
-   * revoked; by issue time only among equals (a revoked device, rows from before superseding).
-   * Issue times alone tie within a millisecond.
-   */
-  latestForDevice: (deviceId: string) =>
-    db
-      .selectFrom('certificates')
-      .selectAll()
-      .where('device_id', '=', deviceId)
-      .orderBy(sql`case when revoked_at is null then 0 else 1 end`)
-      .orderBy('issued_at', 'desc')
-      .orderBy('serial', 'desc')
-      .limit(1)
-      .executeTakeFirst(),
-  /**
-   * Revokes, as of `at`, every certificate of the device not revoked by then (also one superseded
-   * with a revocation time still ahead). Returns the unexpired ones (what a CRL lists): a device that
-   * renewed for years has many expired certificates, marked too but not listed.
-   */
-  async revokeAllForDevice(deviceId: string, at: string, reason: string): Promise<{ serial: string; notAfter: string }[]> {
-    const rows = await db
-      .selectFrom('certificates')
-      .select(['serial', 'not_after'])
-      .where('device_id', '=', deviceId)
-      .where('not_after', '>', at)
-      .where((eb) => eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', at)]))
-      .execute();
-    await db
-      .updateTable('certificates')
-      .set({ revoked_at: at, revocation_reason: reason })
-      .where('device_id', '=', deviceId)
-      .where((eb) => eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', at)]))
-      .execute();
-    return rows.map((r) => ({ serial: r.serial, notAfter: r.not_after }));
-  },
-  /** Unexpired certificates of the device (revoked or not), the oldest expiry first. */
-  unexpiredForDevice: (deviceId: string, now: string) =>
-    db.selectFrom('certificates').select(['serial', 'not_after']).where('device_id', '=', deviceId).where('not_after', '>', now).orderBy('not_after').execute(),
-  /**
-   * After a renewal: the device's other unexpired certificates not yet revoked become revoked as
-   * `superseded` from `from` on (an overlap for connections opened just before the renewal).
-   */
-  supersedeOthers: (deviceId: string, keep: string, from: string, now: string) =>
-    db
-      .updateTable('certificates')
-      .set({ revoked_at: from, revocation_reason: 'superseded' })
-      .where('device_id', '=', deviceId)
-      .where('serial', '!=', keep)
-      .where('not_after', '>', now)
-      .where('revoked_at', 'is', null)
-      .execute(),
-  /** Revokes one certificate now (a renewal whose answer never reached the device), unless it is already. */
-  revokeOne: (serial: string, at: string, reason: string) =>
-    db
-      .updateTable('certificates')
-      .set({ revoked_at: at, revocation_reason: reason })
-      .where('serial', '=', serial)
-      .where((eb) => eb.or([eb('revoked_at', 'is', null), eb('revoked_at', '>', at)]))
-      .execute(),
-  /** Certificates revoked by `now` that have not expired: what a CRL must list (RFC 5280 §3.3). */
-  revokedUnexpired: (now: string) =>
-    db
-      .selectFrom('certificates')
-      .select(['serial', 'revoked_at', 'revocation_reason'])
-      .where('revoked_at', 'is not', null)
-      .where('revoked_at', '<=', now)
-      .where('not_after', '>', now)
-      .orderBy('serial')
-      .execute(),
-  /** Whether a revocation took effect after `since` (a superseded certificate's overlap ended) and is due by `now`. */
-  async revocationDueSince(since: string, now: string): Promise<boolean> {
-    const r = await db.selectFrom('certificates').select('serial').where('revoked_at', '>', since).where('revoked_at', '<=', now).where('not_after', '>', now).limit(1).executeTakeFirst();
-    return r !== undefined;
   },
 });

@@ -1,16 +1,17 @@
 /** Device inventory: list, show, approve, revoke. */
 import type { Device, DeviceListQuery, RevokeReason } from '@latchkey/protocol';
-import { auditRepo } from '../audit/audit-repo.js';
+import { type AuditRepo, auditRepo } from '../audit/audit-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
 import type { Metrics } from '../metrics.js';
 import { outboxRepo } from '../revocation/outbox-repo.js';
 import type { RevocationOutbox } from '../revocation/revocation-outbox.js';
 import { type CrashPoint, noCrash } from '../util/crash-point.js';
-import type { Db } from '../storage/db.js';
+import type { Transactor } from '../storage/transaction.js';
 import type { DevicesTable } from '../storage/schema.js';
 import { compromisedKeysRepo } from './compromised-keys-repo.js';
-import { certificatesRepo, devicesRepo } from './devices-repo.js';
+import { type CertificatesRepo, certificatesRepo } from '../certificates/certificates-repo.js';
+import { type DevicesRepo, devicesRepo } from './devices-repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -37,10 +38,13 @@ function decodeCursor(c: string): { firstSeen: string; id: string } {
 }
 
 export function createDevicesService(deps: {
-  db: Db;
+  devices: Pick<DevicesRepo, 'findById' | 'list'>;
+  certificates: Pick<CertificatesRepo, 'latestForDevice' | 'listByDevice'>;
+  audit: Pick<AuditRepo, 'insert'>;
+  tx: Transactor;
   clock: () => Date;
-  bus: EventBus;
-  metrics: Metrics;
+  bus: Pick<EventBus, 'publish'>;
+  metrics: Pick<Metrics, 'inc'>;
   outbox: Pick<RevocationOutbox, 'deliver'>;
   /** Delivery after the commit failed: the outbox sweep retries it. */
   onDeliveryError?: (e: unknown) => void;
@@ -48,35 +52,34 @@ export function createDevicesService(deps: {
   /** Which of these devices have an agent connected now (presence); `online` is left out without it. */
   onlineAmong?: (ids: readonly string[]) => Promise<Set<string>>;
 }) {
-  const { db } = deps;
   const find = async (id: string): Promise<DevicesTable> => {
-    const d = UUID.test(id) ? await devicesRepo(db.kysely).findById(id) : undefined;
+    const d = UUID.test(id) ? await deps.devices.findById(id) : undefined;
     if (!d) throw new LatchkeyError('NOT_FOUND', `no device ${id}; list devices with \`latchkey-server devices list\``);
     return d;
   };
   return {
     async list(q: DeviceListQuery): Promise<{ items: Device[]; nextCursor: string | null }> {
       const limit = q.limit ?? 100;
-      const rows = await devicesRepo(db.kysely).list({ ...q, limit: limit + 1, ...(q.cursor ? { after: decodeCursor(q.cursor) } : {}) });
+      const rows = await deps.devices.list({ ...q, limit: limit + 1, ...(q.cursor ? { after: decodeCursor(q.cursor) } : {}) });
       const page = rows.slice(0, limit);
       const online = await deps.onlineAmong?.(page.map((d) => d.id));
-      const items = await Promise.all(page.map(async (d) => ({ ...toDevice(d, await certificatesRepo(db.kysely).latestForDevice(d.id)), ...(online ? { online: online.has(d.id) } : {}) })));
+      const items = await Promise.all(page.map(async (d) => ({ ...toDevice(d, await deps.certificates.latestForDevice(d.id)), ...(online ? { online: online.has(d.id) } : {}) })));
       return { items, nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
     },
     async show(id: string) {
       const d = await find(id);
-      const certs = await certificatesRepo(db.kysely).listByDevice(d.id);
+      const certs = await deps.certificates.listByDevice(d.id);
       const online = await deps.onlineAmong?.([d.id]);
       return { ...toDevice(d, certs[0]), ...(online ? { online: online.has(d.id) } : {}), certificates: certs.map((c) => ({ serial: c.serial, kind: c.kind, notBefore: c.not_before, notAfter: c.not_after, issuedAt: c.issued_at, revokedAt: c.revoked_at, revocationReason: c.revocation_reason })) };
     },
     async approve(id: string, actor: string): Promise<Device> {
       const d = await find(id);
       const at = deps.clock().toISOString();
-      await db.kysely.transaction().execute(async (trx) => {
+      await deps.tx.inTransaction(async (trx) => {
         if (!(await devicesRepo(trx).approve(d.id, at, actor))) throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval`);
         await auditRepo(trx).insert({ at, actor, action: 'device.approve', target: d.id, details: { name: d.name } });
       });
-      await db.durable();
+      await deps.tx.durable();
       await deps.bus.publish({ type: 'device-approved', deviceId: d.id, at });
       return toDevice({ ...d, status: 'active', approved_at: at, approved_by: actor }, undefined);
     },
@@ -88,13 +91,13 @@ export function createDevicesService(deps: {
     async deny(id: string, reason: string | undefined, actor: string): Promise<Device> {
       const d = await find(id);
       const at = deps.clock().toISOString();
-      await db.kysely.transaction().execute(async (trx) => {
+      await deps.tx.inTransaction(async (trx) => {
         if (!(await devicesRepo(trx).deny(d.id, at))) {
           throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}, not pending approval; only a pending device can be denied${d.status === 'active' ? ` (revoke it: \`latchkey-server devices revoke ${d.id}\`)` : ''}`);
         }
         await auditRepo(trx).insert({ at, actor, action: 'device.deny', target: d.id, details: { name: d.name, ...(reason ? { reason } : {}) } });
       });
-      await db.durable();
+      await deps.tx.durable();
       return toDevice({ ...d, status: 'denied', last_seen: at }, undefined);
     },
     /** Asks the device's agent to renew now; delivered on its control channel by whichever replica holds it. */
@@ -102,7 +105,7 @@ export function createDevicesService(deps: {
       const d = await find(id);
       if (d.status !== 'active') throw new LatchkeyError('CONFLICT', `device ${id} is ${d.status}; only an active device can renew`);
       const at = deps.clock().toISOString();
-      await auditRepo(db.kysely).insert({ at, actor, action: 'device.renew-now', target: d.id, details: {} });
+      await deps.audit.insert({ at, actor, action: 'device.renew-now', target: d.id, details: {} });
       await deps.bus.publish({ type: 'renew-now', deviceId: d.id, at });
       return { deviceId: d.id, requestedAt: at };
     },
@@ -117,7 +120,7 @@ export function createDevicesService(deps: {
     async revoke(id: string, reason: RevokeReason, actor: string): Promise<{ device: Device; serials: string[]; crlNumber: number | null; alreadyRevoked: boolean }> {
       const d = await find(id);
       const at = deps.clock().toISOString();
-      const done = await db.kysely.transaction().execute(async (trx) => {
+      const done = await deps.tx.inTransaction(async (trx) => {
         // Every key the device held is refused for good (idempotent: also on a retry that raises the reason).
         if (reason === 'keyCompromise') await compromisedKeysRepo(trx).addForDevice(d.id, at);
         const first = await devicesRepo(trx).revoke(d.id, at, reason);
@@ -130,7 +133,7 @@ export function createDevicesService(deps: {
         await auditRepo(trx).insert({ at, actor, action: 'device.revoke', target: d.id, details: first ? { reason, serials: s.map((c) => c.serial) } : { reason: current.revocation_reason, again: true } });
         return { first, current, serials: s.map((c) => c.serial), row };
       });
-      await db.durable();
+      await deps.tx.durable();
       if (done.first) deps.metrics.inc('latchkey_revocations_total');
       (deps.crashPoint ?? noCrash)('after-revoke-commit');
       // Committed whatever happens next: a failed delivery stays in the outbox and is retried.

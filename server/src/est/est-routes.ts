@@ -11,7 +11,7 @@ import type { CaContext } from '../ca/ca-context.js';
 import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { perAddress, registerRateLimit } from '../rate-limit.js';
-import { bearer } from '../admin/admin-auth.js';
+import { bearer } from '../auth/bearer.js';
 import type { EstService } from './est-service.js';
 
 /**

@@ -8,6 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type pg from 'pg';
+import { eventsRepo } from './events-repo.js';
 import type { Db } from '../storage/db.js';
 
 export type ServerEvent =
@@ -73,7 +74,7 @@ export function notifyPayloads(origin: string, events: DeliveredEvent[], max = M
   return { payloads, tooLarge };
 }
 
-export async function createEventBus(db: Db, opts: { onError?: (message: string, e?: Error) => void } = {}): Promise<EventBus> {
+export async function createEventBus(db: Pick<Db, 'kysely' | 'pgPool'>, opts: { onError?: (message: string, e?: Error) => void } = {}): Promise<EventBus> {
   // Events are delivered here at once; the NOTIFY echo of our own events is skipped.
   const origin = randomUUID();
   const emitter = new EventEmitter();
@@ -87,8 +88,8 @@ export async function createEventBus(db: Db, opts: { onError?: (message: string,
     // Delivered in arrival order, a referenced event once it is read back.
     let order: Promise<void> = Promise.resolve();
     const readBack = async (cursor: string): Promise<DeliveredEvent | undefined> => {
-      const row = await db.kysely.selectFrom('events').select('payload').where('id', '=', Number(cursor)).executeTakeFirst();
-      return row ? ({ ...(JSON.parse(row.payload) as ServerEvent), cursor } as DeliveredEvent) : undefined;
+      const payload = await eventsRepo(db.kysely).payloadOf(Number(cursor));
+      return payload ? ({ ...(JSON.parse(payload) as ServerEvent), cursor } as DeliveredEvent) : undefined;
     };
     listener.on('notification', (n) => {
       if (n.channel !== CHANNEL || !n.payload) return;
@@ -143,8 +144,7 @@ export async function createEventBus(db: Db, opts: { onError?: (message: string,
       let cursor = '';
       const replayable = REPLAYABLE.has(e.type);
       if (replayable) {
-        const row = await db.kysely.insertInto('events').values({ at: e.at, type: e.type, payload: JSON.stringify(e) }).returning('id').executeTakeFirstOrThrow();
-        cursor = String(row.id);
+        cursor = String(await eventsRepo(db.kysely).insert({ at: e.at, type: e.type, payload: JSON.stringify(e) }));
       }
       const delivered = { ...e, cursor } as DeliveredEvent;
       deliver(delivered);

@@ -24,6 +24,17 @@ export function toGatewayEvent(e: ServerEvent, cursor: string): Exclude<GatewayE
   return undefined;
 }
 
+/**
+ * Where a subscription with `since` starts: replay after that cursor, or
+ * resync when the cursor is not one this database can replay from (another
+ * database, garbage, past the newest) or older than the oldest event kept.
+ */
+export function replayStart(since: string, head: number, oldest: number | undefined): { after: number } | 'resync' {
+  const from = parseCursor(since);
+  const min = oldest ?? head + 1;
+  return from === undefined || from > head || from < min - 1 ? 'resync' : { after: from };
+}
+
 export const fromDelivered = (e: DeliveredEvent) => toGatewayEvent(e, e.cursor);
 
 /**

@@ -7,7 +7,7 @@ import { describe, test } from 'node:test';
 import type { AddressInfo } from 'node:net';
 import type { GatewayEvent, GatewayTokenCreateResponse, GatewayTokenInfo } from '@latchkey/protocol';
 import WebSocket from 'ws';
-import { hashSecret } from '../est/est-service.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import { waits } from '../testing/wait-for.js';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
 

@@ -13,12 +13,13 @@ import type { Duplex } from 'node:stream';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { GatewaySubscribe, MAX_WS_MESSAGE_BYTES, WS_CLOSE_CODES, type GatewayEvent } from '@latchkey/protocol';
 import { type WebSocket, WebSocketServer } from 'ws';
-import { hashSecret } from '../est/est-service.js';
+import { bearer } from '../auth/bearer.js';
+import { hashSecret } from '../auth/secret-hash.js';
 import type { DeliveredEvent, EventBus, ServerEvent } from '../events/event-bus.js';
-import type { Db } from '../storage/db.js';
+import type { EventsRepo } from '../events/events-repo.js';
 import { limitMessageRate, readWsMessage, refuseUpgrade, WS_MESSAGE_RATE } from '../upgrade-router.js';
-import { fromDelivered, parseCursor, sentSet, toGatewayEvent } from './gateway-events-fns.js';
-import { gatewayTokensRepo } from './gateway-tokens-repo.js';
+import { fromDelivered, replayStart, sentSet, toGatewayEvent } from './gateway-events-fns.js';
+import type { GatewayTokensRepo } from './gateway-tokens-repo.js';
 
 const checkSubscribe = TypeCompiler.Compile(GatewaySubscribe);
 const REPLAY_PAGE = 500;
@@ -41,8 +42,9 @@ interface Stream {
 }
 
 export function createGatewayEventsHub(deps: {
-  db: Db;
-  bus: EventBus;
+  events: Pick<EventsRepo, 'head' | 'oldest' | 'after'>;
+  gatewayTokens: Pick<GatewayTokensRepo, 'findByHash' | 'revokedAmong'>;
+  bus: Pick<EventBus, 'subscribe'>;
   pingSeconds: number;
   log: (msg: string, extra?: Record<string, unknown>) => void;
   /** Called for each event sent on a stream (metrics: how late it went out). */
@@ -52,9 +54,9 @@ export function createGatewayEventsHub(deps: {
   const streams = new Set<Stream>();
 
   async function authenticate(req: IncomingMessage): Promise<{ tokenId: string; name: string } | { status: number; code: string; message: string }> {
-    const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-    if (!m) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
-    const row = await gatewayTokensRepo(deps.db.kysely).findByHash(hashSecret(m[1]!));
+    const token = bearer(req);
+    if (!token) return { status: 401, code: 'UNAUTHORIZED', message: 'the event stream needs `Authorization: Bearer <gateway token>` (latchkey-server gateway token create)' };
+    const row = await deps.gatewayTokens.findByHash(hashSecret(token));
     if (!row) return { status: 401, code: 'UNAUTHORIZED', message: 'the gateway token is not valid' };
     if (row.revoked_at) return { status: 403, code: 'FORBIDDEN', message: `the gateway token "${row.name}" was revoked; create a new one with \`latchkey-server gateway token create\`` };
     return { tokenId: row.id, name: row.name };
@@ -63,11 +65,6 @@ export function createGatewayEventsHub(deps: {
   const send = (ws: WebSocket, m: GatewayEvent): void => {
     if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(m));
   };
-
-  async function currentCursor(): Promise<number> {
-    const r = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.max('id').as('max')).executeTakeFirst();
-    return Number(r?.max ?? 0);
-  }
 
   /** Replays after `since` (or says resync-required), then delivers live events; `buffered` holds what the bus brought meanwhile. */
   async function start(s: Stream, since: string | undefined, buffered: DeliveredEvent[], goLive: (fn: (e: DeliveredEvent) => void) => void): Promise<void> {
@@ -81,18 +78,16 @@ export function createGatewayEventsHub(deps: {
       deps.onSent?.(e);
     };
     if (since !== undefined) {
-      const from = parseCursor(since);
-      const head = await currentCursor();
-      const oldest = await deps.db.kysely.selectFrom('events').select((eb) => eb.fn.min('id').as('min')).executeTakeFirst();
-      const min = Number(oldest?.min ?? head + 1);
-      if (from === undefined || from > head || from < min - 1) {
+      const head = await deps.events.head();
+      const start = replayStart(since, head, await deps.events.oldest());
+      if (start === 'resync') {
         // Unknown (another database, garbage) or older than what is kept: start afresh from now.
         // Events the bus brought since the subscription follow: the gateway fetches the CRLs once more, harmlessly.
         send(s.ws, { type: 'resync-required', cursor: String(head) });
       } else {
-        let after = from;
+        let { after } = start;
         for (;;) {
-          const rows = await deps.db.kysely.selectFrom('events').selectAll().where('id', '>', after).where('type', 'in', ['revocation', 'crl-updated']).orderBy('id').limit(REPLAY_PAGE).execute();
+          const rows = await deps.events.after(after, ['revocation', 'crl-updated'], REPLAY_PAGE);
           for (const r of rows) {
             const cursor = String(r.id);
             const e = JSON.parse(r.payload) as ServerEvent;
@@ -156,7 +151,7 @@ export function createGatewayEventsHub(deps: {
       ids.add(s.tokenId);
     }
     if (ids.size === 0) return;
-    gatewayTokensRepo(deps.db.kysely)
+    deps.gatewayTokens
       .revokedAmong([...ids])
       .then((revoked) => revoked.forEach(hub.tokenRevoked))
       .catch((e: Error) => deps.log('could not check gateway tokens', { err: e.message }));

@@ -1,6 +1,8 @@
 import type { Executor } from '../storage/executor.js';
 import type { GatewayTokensTable } from '../storage/schema.js';
 
+export type GatewayTokensRepo = ReturnType<typeof gatewayTokensRepo>;
+
 export const gatewayTokensRepo = (db: Executor) => ({
   insert: (t: GatewayTokensTable) => db.insertInto('gateway_tokens').values(t).execute(),
   /** The token behind a secret's hash, revoked or not (the caller tells the two apart). */

@@ -6,16 +6,14 @@
  * writes (token use, device row). Nothing is returned that is not recorded.
  */
 import { createHash } from 'node:crypto';
-import type { Transaction } from 'kysely';
 import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
 import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
-import type { Db } from '../storage/db.js';
-import type { Database } from '../storage/schema.js';
+import type { Transactor, Trx } from '../storage/transaction.js';
 import type { Metrics } from '../metrics.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
 
@@ -29,13 +27,13 @@ export interface IssueRequest {
   lifetimeSeconds: number;
   actor: string;
   /** Front-end writes that must commit with the certificate, before it is recorded (throw to abort). */
-  inTransaction?: (trx: Transaction<Database>) => Promise<void>;
+  inTransaction?: (trx: Trx) => Promise<void>;
   /**
    * Front-end writes run last, just before COMMIT (throw to abort). Row locks
    * taken here (a shared enrollment token's use count) are held for one round
    * trip, not for the whole transaction.
    */
-  beforeCommit?: (trx: Transaction<Database>) => Promise<void>;
+  beforeCommit?: (trx: Trx) => Promise<void>;
   /**
    * Requests with the same key run `beforeCommit` and COMMIT one at a time in
    * this process (see keyed-mutex.ts): enrollments sharing a token queue in
@@ -69,12 +67,12 @@ export interface IssuanceService {
 }
 
 export function createIssuanceService(deps: {
-  db: Db;
-  ca: CaContext;
+  tx: Transactor;
+  ca: Pick<CaContext, 'profile'>;
   clock: () => Date;
   randomBytes: RandomBytes;
-  bus: EventBus;
-  metrics: Metrics;
+  bus: Pick<EventBus, 'publish'>;
+  metrics: Pick<Metrics, 'inc'>;
   commitLocks: KeyedMutex;
   /** How long a renewed device's other certificates stay valid (config supersededOverlapSeconds). */
   supersededOverlapSeconds: number;
@@ -96,7 +94,7 @@ export function createIssuanceService(deps: {
       const at = now.toISOString();
       let unlock: (() => void) | undefined;
       try {
-        await deps.db.kysely.transaction().execute(async (trx) => {
+        await deps.tx.inTransaction(async (trx) => {
           // Every front-end (enroll, re-enroll, recovery) ends here: a compromised key is never certified again.
           if (await compromisedKeysRepo(trx).has(spkiHash(r.csr.spki))) throw keyCompromised();
           if (r.inTransaction) await r.inTransaction(trx);
@@ -131,7 +129,7 @@ export function createIssuanceService(deps: {
       } finally {
         unlock?.();
       }
-      await deps.db.durable();
+      await deps.tx.durable();
       deps.metrics.inc('latchkey_issuances_total', { kind: r.kind });
       await deps.bus.publish({ type: 'issuance', deviceId: r.device.id, serial: cert.serialHex, kind: r.kind, at });
       return { der, pem, serial: cert.serialHex, notBefore: cert.notBefore, notAfter: cert.notAfter };

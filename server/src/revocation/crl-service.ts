@@ -9,9 +9,10 @@
 import { type CrlReason, type Issuer, buildCrl, crlToPem, isCrlReason } from '@latchkey/pki';
 import type { CaContext } from '../ca/ca-context.js';
 import type { EventBus } from '../events/event-bus.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
-import type { Db } from '../storage/db.js';
+import { type CertificatesRepo, certificatesRepo } from '../certificates/certificates-repo.js';
+import type { Transactor } from '../storage/transaction.js';
 import type { CrlStateTable } from '../storage/schema.js';
+import { type CrlStateRepo, crlStateRepo } from './crl-state-repo.js';
 
 export type CaName = 'issuing' | 'root';
 
@@ -34,8 +35,21 @@ export interface CrlService {
   stop(): void;
 }
 
-export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds: number; clock: () => Date; bus: EventBus; onError: (e: unknown) => void }): CrlService {
-  const { db, ca } = deps;
+export interface CrlServiceDeps {
+  crlState: Pick<CrlStateRepo, 'get'>;
+  certificates: Pick<CertificatesRepo, 'revocationDueSince'>;
+  tx: Transactor;
+  /** Whether the engine takes row locks (PostgreSQL): CRL numbers are then taken under one. */
+  rowLocks: boolean;
+  ca: Pick<CaContext, 'issuing' | 'rootIssuer'>;
+  validitySeconds: number;
+  clock: () => Date;
+  bus: Pick<EventBus, 'publish'>;
+  onError: (e: unknown) => void;
+}
+
+export function createCrlService(deps: CrlServiceDeps): CrlService {
+  const { ca } = deps;
   const cache = new Map<CaName, CurrentCrl>();
   /** CRLs whose rebuild after a revocation failed: rebuilt on the next request or tick. */
   const dirty = new Set<CaName>();
@@ -49,15 +63,14 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
   };
   const stale = (c: CurrentCrl, now: Date): boolean => now.getTime() >= (c.thisUpdate.getTime() + c.nextUpdate.getTime()) / 2;
   /** A superseded certificate whose overlap ended after this CRL was made: it must be listed now. */
-  const overdue = async (c: CurrentCrl, now: Date): Promise<boolean> => certificatesRepo(db.kysely).revocationDueSince(c.thisUpdate.toISOString(), now.toISOString());
+  const overdue = async (c: CurrentCrl, now: Date): Promise<boolean> => deps.certificates.revocationDueSince(c.thisUpdate.toISOString(), now.toISOString());
 
   async function build(name: CaName): Promise<CurrentCrl | undefined> {
     const issuer = issuerOf(name);
     if (!issuer) return undefined;
     const now = deps.clock();
-    const row = await db.kysely.transaction().execute(async (trx) => {
-      const q = trx.selectFrom('crl_state').selectAll().where('ca', '=', name);
-      const prev = db.engine === 'postgres' ? await q.forUpdate().executeTakeFirst() : await q.executeTakeFirst();
+    const row = await deps.tx.inTransaction(async (trx) => {
+      const prev = await crlStateRepo(trx).getLocked(name, deps.rowLocks);
       const crlNumber = (prev ? Number(prev.crl_number) : 0) + 1;
       // The root only ever signs the issuing CA, which Latchkey does not revoke: its CRL is empty.
       const revoked = name === 'issuing' ? await certificatesRepo(trx).revokedUnexpired(now.toISOString()) : [];
@@ -80,11 +93,11 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
         der_base64: der.toString('base64'),
         revision: crlNumber,
       };
-      await trx.insertInto('crl_state').values(next).onConflict((oc) => oc.column('ca').doUpdateSet({ ...next })).execute();
+      await crlStateRepo(trx).save(next);
       return next;
     });
     // A CRL number is never served before it is durable, so none is ever reused.
-    await db.durable();
+    await deps.tx.durable();
     const c = fromRow(row);
     cache.set(name, c);
     await deps.bus.publish({ type: 'crl-updated', ca: name, crlNumber: c.crlNumber, at: now.toISOString() });
@@ -99,7 +112,7 @@ export function createCrlService(deps: { db: Db; ca: CaContext; validitySeconds:
   };
 
   async function load(name: CaName): Promise<CurrentCrl | undefined> {
-    const row = await db.kysely.selectFrom('crl_state').selectAll().where('ca', '=', name).executeTakeFirst();
+    const row = await deps.crlState.get(name);
     if (!row) return undefined;
     const c = fromRow(row);
     cache.set(name, c);

@@ -3,6 +3,8 @@ import type { OutboxTable } from '../storage/schema.js';
 
 export type OutboxRow = Omit<OutboxTable, 'id'> & { id: number };
 
+export type OutboxRepo = ReturnType<typeof outboxRepo>;
+
 export const outboxRepo = (db: Executor) => ({
   async insert(r: Omit<OutboxTable, 'id' | 'attempts'>): Promise<OutboxRow> {
     const row = await db.insertInto('outbox').values({ ...r, attempts: 0 }).returning('id').executeTakeFirstOrThrow();

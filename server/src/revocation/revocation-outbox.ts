@@ -10,9 +10,8 @@
  * number they have, a closed channel stays closed).
  */
 import type { EventBus } from '../events/event-bus.js';
-import type { Db } from '../storage/db.js';
 import type { CrlService } from './crl-service.js';
-import { type OutboxRow, outboxRepo } from './outbox-repo.js';
+import type { OutboxRepo, OutboxRow } from './outbox-repo.js';
 
 /** A row this old is taken over by the sweep (its writer died, or its delivery failed). */
 const TAKEOVER_MS = 5_000;
@@ -29,7 +28,7 @@ export interface RevocationOutbox {
   stop(): void;
 }
 
-export function createRevocationOutbox(deps: { db: Db; crl: Pick<CrlService, 'regenerate'>; bus: Pick<EventBus, 'publish'>; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): RevocationOutbox {
+export function createRevocationOutbox(deps: { outbox: Pick<OutboxRepo, 'done' | 'failed' | 'due'>; crl: Pick<CrlService, 'regenerate'>; bus: Pick<EventBus, 'publish'>; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): RevocationOutbox {
   /** Rows being delivered by this process: the sweep leaves them alone. */
   const inFlight = new Set<number>();
   let timer: NodeJS.Timeout | undefined;
@@ -42,10 +41,10 @@ export function createRevocationOutbox(deps: { db: Db; crl: Pick<CrlService, 're
       const { issuing } = await deps.crl.regenerate(['issuing']);
       if (issuing === undefined) throw new Error('no issuing CRL was built');
       await deps.bus.publish({ type: 'revocation', deviceId: row.device_id, crlNumber: issuing, reason: row.reason, at: row.at });
-      await outboxRepo(deps.db.kysely).done(row.id);
+      await deps.outbox.done(row.id);
       return issuing;
     } catch (e) {
-      await outboxRepo(deps.db.kysely).failed(row.id).catch(() => undefined);
+      await deps.outbox.failed(row.id).catch(() => undefined);
       throw e;
     } finally {
       inFlight.delete(row.id);
@@ -57,7 +56,7 @@ export function createRevocationOutbox(deps: { db: Db; crl: Pick<CrlService, 're
     async drain(minAgeMs = TAKEOVER_MS) {
       const before = new Date(deps.clock().getTime() - minAgeMs).toISOString();
       let n = 0;
-      for (const row of await outboxRepo(deps.db.kysely).due(before, BATCH)) {
+      for (const row of await deps.outbox.due(before, BATCH)) {
         if (inFlight.has(row.id)) continue;
         try {
           await deliver(row);

@@ -3,10 +3,9 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { type CertStatus, isCrlReason, ocspErrorResponse, parseOcspGetPath, parseOcspRequest, type CrlReason } from '@latchkey/pki';
 import { MEDIA_TYPES, PATHS } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
-import { certificatesRepo } from '../devices/devices-repo.js';
+import type { CertificatesRepo } from '../certificates/certificates-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
-import type { Db } from '../storage/db.js';
 import type { CaName, CrlService } from './crl-service.js';
 
 /** How long an OCSP answer may be cached (also its nextUpdate). */
@@ -72,7 +71,7 @@ export function createOcspCache(clock: () => Date, limits: { maxEntries: number;
 }
 export type OcspCache = ReturnType<typeof createOcspCache>;
 
-export function revocationRoutes(deps: { db: Db; ca: CaContext; crl: CrlService; clock: () => Date; metrics: Metrics; bodyLimit: number; ocspCache: OcspCache }) {
+export function revocationRoutes(deps: { certificates: Pick<CertificatesRepo, 'findBySerial'>; ca: Pick<CaContext, 'ocsp'>; crl: Pick<CrlService, 'get'>; clock: () => Date; metrics: Metrics; bodyLimit: number; ocspCache: OcspCache }) {
   return async (app: FastifyInstance): Promise<void> => {
     const serveCrl = (ca: CaName, pem: boolean) => async (_req: unknown, reply: FastifyReply) => {
       const c = await deps.crl.get(ca);
@@ -116,7 +115,7 @@ export function revocationRoutes(deps: { db: Db; ca: CaContext; crl: CrlService;
       const statuses = new Map<string, CertStatus>();
       for (const r of request.requests) {
         if (statuses.has(r.serialHex) || !deps.ca.ocsp.matches(r)) continue;
-        const row = await certificatesRepo(deps.db.kysely).findBySerial(r.serialHex);
+        const row = await deps.certificates.findBySerial(r.serialHex);
         let st: CertStatus;
         if (!row) {
           cacheable = false;

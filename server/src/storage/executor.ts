@@ -1,5 +1,10 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, type Transaction, sql } from 'kysely';
 import type { Database } from './schema.js';
 
 /** A repo works on the database or inside a caller's transaction. */
 export type Executor = Kysely<Database> | Transaction<Database>;
+
+/** One round trip to the database (readiness): throws if it does not answer. */
+export async function ping(db: Executor): Promise<void> {
+  await sql`select 1`.execute(db);
+}

@@ -9,11 +9,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { auditRepo } from '../audit/audit-repo.js';
-import { certificatesRepo, devicesRepo } from '../devices/devices-repo.js';
+import { certificatesRepo } from '../certificates/certificates-repo.js';
+import { devicesRepo } from '../devices/devices-repo.js';
 import { createEventBus, type DeliveredEvent } from '../events/event-bus.js';
 import { ENGINES, freshPgDatabase } from '../testing/harness.js';
 import { raceOnOneFile } from '../testing/sqlite-race.js';
-import { groupsRepo, tokensRepo } from '../tokens/tokens-repo.js';
+import { groupsRepo } from '../groups/groups-repo.js';
+import { tokensRepo } from '../tokens/tokens-repo.js';
 import { MIGRATION_NAMES, migrate } from './migrations.js';
 import { openDb, type Db, type Engine } from './db.js';
 

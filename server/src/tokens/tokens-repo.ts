@@ -1,5 +1,7 @@
 import type { Executor } from '../storage/executor.js';
-import type { EnrollTokensTable, GroupsTable } from '../storage/schema.js';
+import type { EnrollTokensTable } from '../storage/schema.js';
+
+export type TokensRepo = ReturnType<typeof tokensRepo>;
 
 export const tokensRepo = (db: Executor) => ({
   insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
@@ -82,20 +84,5 @@ export const tokensRepo = (db: Executor) => ({
       .where('expires_at', '>', now)
       .executeTakeFirst();
     return r.numUpdatedRows === 1n;
-  },
-});
-
-export const groupsRepo = (db: Executor) => ({
-  get: (name: string) => db.selectFrom('groups').selectAll().where('name', '=', name).executeTakeFirst(),
-  list: () => db.selectFrom('groups').selectAll().orderBy('name').execute(),
-  async upsert(g: GroupsTable): Promise<void> {
-    await db
-      .insertInto('groups')
-      .values(g)
-      .onConflict((oc) => oc.column('name').doUpdateSet({ cert_lifetime_seconds: g.cert_lifetime_seconds, require_approval: g.require_approval }))
-      .execute();
-  },
-  async ensure(g: GroupsTable): Promise<void> {
-    await db.insertInto('groups').values(g).onConflict((oc) => oc.column('name').doNothing()).execute();
   },
 });

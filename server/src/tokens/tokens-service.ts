@@ -2,12 +2,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { TokenCreateRequest, TokenInfo } from '@latchkey/protocol';
 import { auditRepo } from '../audit/audit-repo.js';
-import type { ServerConfig } from '../config/config-schema.js';
 import { LatchkeyError } from '../errors.js';
-import { hashSecret } from '../est/est-service.js';
-import type { Db } from '../storage/db.js';
+import { hashSecret } from '../auth/secret-hash.js';
+import type { Transactor } from '../storage/transaction.js';
 import type { EnrollTokensTable } from '../storage/schema.js';
-import { groupsRepo, tokensRepo } from './tokens-repo.js';
+import type { GroupsRepo } from '../groups/groups-repo.js';
+import { type TokensRepo, tokensRepo } from './tokens-repo.js';
 
 export const DEFAULT_GROUP = 'default';
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -32,11 +32,11 @@ export const toTokenInfo = (t: EnrollTokensTable): TokenInfo => ({
   createdAt: t.created_at,
 });
 
-export function createTokensService(deps: { db: Db; config: ServerConfig; clock: () => Date }) {
+export function createTokensService(deps: { tokens: Pick<TokensRepo, 'list'>; groups: Pick<GroupsRepo, 'get'>; tx: Transactor; clock: () => Date }) {
   return {
     async create(req: TokenCreateRequest, actor: string): Promise<{ token: string; info: TokenInfo }> {
       const group = req.group ?? DEFAULT_GROUP;
-      if (!(await groupsRepo(deps.db.kysely).get(group))) {
+      if (!(await deps.groups.get(group))) {
         throw new LatchkeyError('NOT_FOUND', `group "${group}" does not exist; create it with \`latchkey-server groups set ${group}\``);
       }
       const now = deps.clock();
@@ -52,24 +52,24 @@ export function createTokensService(deps: { db: Db; config: ServerConfig; clock:
         created_at: now.toISOString(),
         created_by: actor,
       };
-      await deps.db.kysely.transaction().execute(async (trx) => {
+      await deps.tx.inTransaction(async (trx) => {
         await tokensRepo(trx).insert(row);
         await auditRepo(trx).insert({ at: row.created_at, actor, action: 'token.create', target: row.id, details: { group, uses: row.uses, expiresAt: row.expires_at } });
       });
-      await deps.db.durable();
+      await deps.tx.durable();
       return { token: secret, info: toTokenInfo(row) };
     },
     async list(limit = 200): Promise<TokenInfo[]> {
-      return (await tokensRepo(deps.db.kysely).list(limit)).map(toTokenInfo);
+      return (await deps.tokens.list(limit)).map(toTokenInfo);
     },
     async revoke(id: string, actor: string): Promise<void> {
       const at = deps.clock().toISOString();
-      await deps.db.kysely.transaction().execute(async (trx) => {
+      await deps.tx.inTransaction(async (trx) => {
         if (!(await tokensRepo(trx).findById(id))) throw new LatchkeyError('NOT_FOUND', `no enrollment token ${id}`);
         if (!(await tokensRepo(trx).revoke(id, at))) throw new LatchkeyError('CONFLICT', `enrollment token ${id} is already revoked`);
         await auditRepo(trx).insert({ at, actor, action: 'token.revoke', target: id, details: {} });
       });
-      await deps.db.durable();
+      await deps.tx.durable();
     },
   };
 }

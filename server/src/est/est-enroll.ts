@@ -1,0 +1,195 @@
+/**
+ * EST simpleenroll (RFC 7030 §4.2.1): bootstrap enrollment with an
+ * enrollment token. The token's row says what this request is (a device
+ * already made for this key: waiting, approved since, refused; an answer
+ * lost and asked again; or a new device), `enrollmentStep` decides, and each
+ * step ends in the issuing pipeline or a pending device.
+ */
+import { randomUUID } from 'node:crypto';
+import { type Csr, firstValue, pemDecode } from '@latchkey/pki';
+import type { DeviceFacts } from '@latchkey/protocol';
+import { auditRepo } from '../audit/audit-repo.js';
+import { hashSecret } from '../auth/secret-hash.js';
+import type { CertificatesRepo } from '../certificates/certificates-repo.js';
+import type { ServerConfig } from '../config/config-schema.js';
+import type { CompromisedKeysRepo } from '../devices/compromised-keys-repo.js';
+import { devicesRepo } from '../devices/devices-repo.js';
+import { LatchkeyError } from '../errors.js';
+import { type IssuanceService, type Issued, keyCompromised, spkiHash } from '../issuance/issuance-service.js';
+import type { DevicesTable } from '../storage/schema.js';
+import type { Transactor, Trx } from '../storage/transaction.js';
+import { type TokensRepo, tokensRepo } from '../tokens/tokens-repo.js';
+import type { KeyedMutex } from '../util/keyed-mutex.js';
+import { exhausted } from './est-errors.js';
+import { checkTokenUsable, enrollmentStep, readCsr, readFacts, sanitizeDeviceName } from './est-fns.js';
+
+export interface EnrollResult {
+  status: 'issued' | 'pending';
+  issued?: Issued;
+  deviceId: string;
+  retryAfterSeconds?: number;
+}
+
+export interface EnrollInput {
+  body: Buffer;
+  token: string | undefined;
+  remote: string;
+}
+
+export interface EnrollmentDeps {
+  tokens: Pick<TokensRepo, 'findForEnrollment' | 'enrolledWithKey'>;
+  certificates: Pick<CertificatesRepo, 'latestForDevice'>;
+  compromisedKeys: Pick<CompromisedKeysRepo, 'has'>;
+  tx: Transactor;
+  issuance: IssuanceService;
+  commitLocks: KeyedMutex;
+  clock: () => Date;
+  config: Pick<ServerConfig, 'maxCertLifetimeSeconds' | 'approvalRetrySeconds'>;
+}
+
+type TokenRow = NonNullable<Awaited<ReturnType<TokensRepo['findForEnrollment']>>>;
+
+/** One enrollment request, read and with its token found. */
+interface Request {
+  csr: Csr;
+  facts: DeviceFacts | null;
+  keyHash: string;
+  tok: TokenRow;
+  nowIso: string;
+  lifetime: number;
+  remote: string;
+}
+
+/** A concurrent identical enrollment committed first; this one rolls back and answers like a retry. */
+class SameRequestRaced extends Error {}
+
+export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => Promise<EnrollResult> {
+  const { config } = deps;
+
+  /** An approved device's request again: its certificate is issued now. */
+  async function completeApproved(r: Request): Promise<EnrollResult> {
+    const id = r.tok.device_id!;
+    const issued = await deps.issuance.issue({
+      csr: r.csr,
+      device: { id, name: r.tok.device_name! },
+      kind: 'enroll',
+      lifetimeSeconds: r.lifetime,
+      actor: `device:${id}`,
+      auditDetails: { token: r.tok.id, approvedBy: r.tok.device_approved_by, remote: r.remote },
+      async inTransaction(trx) {
+        if (!(await devicesRepo(trx).completeApprovedEnrollment(id, r.keyHash, r.nowIso))) {
+          throw new LatchkeyError('CONFLICT', 'this enrollment was already completed or the device changed state; enroll again');
+        }
+      },
+    });
+    return { status: 'issued', issued, deviceId: id };
+  }
+
+  /**
+   * The enrollment's answer again, for a client whose first answer was lost
+   * (crash, timeout): the same token and the same key get the certificate
+   * already issued for them — same serial, no second device, no second use.
+   */
+  async function replay(tokenId: string, keyHash: string): Promise<EnrollResult | undefined> {
+    const prior = await deps.tokens.enrolledWithKey(tokenId, keyHash);
+    if (!prior) return undefined;
+    if (prior.device_status === 'revoked' || prior.revoked_at) {
+      throw new LatchkeyError('DEVICE_REVOKED', `this key was enrolled as device ${prior.device_id}, which has been revoked; enroll again with a new key and a new token`);
+    }
+    const latest = await deps.certificates.latestForDevice(prior.device_id);
+    if (latest?.serial !== prior.serial || new Date(prior.not_after) <= deps.clock()) {
+      throw new LatchkeyError('CONFLICT', `this key was already enrolled as device ${prior.device_id}, whose certificate has been renewed or has expired since; it renews with its current certificate, or enroll with a new key and a new token`);
+    }
+    const der = pemDecode(prior.pem, 'CERTIFICATE');
+    return { status: 'issued', deviceId: prior.device_id, issued: { der, pem: prior.pem, serial: prior.serial, notBefore: new Date(prior.not_before), notAfter: new Date(prior.not_after) } };
+  }
+
+  /** A new device: pending approval, or certified now; the token's use is taken in the same transaction. */
+  async function enrollNew(r: Request): Promise<EnrollResult> {
+    const { tok, nowIso, keyHash } = r;
+    const device: Omit<DevicesTable, 'status' | 'pending_spki_hash' | 'pending_csr'> = {
+      id: randomUUID(),
+      name: sanitizeDeviceName(firstValue(r.csr.subject, 'CN') ?? r.facts?.hostname),
+      group_name: tok.group_name,
+      token_id: tok.id,
+      facts: r.facts ? JSON.stringify(r.facts) : null,
+      // Facts are reported, not trusted: a claimed user email stays a fact, never the device's identity.
+      user_email: null,
+      first_seen: nowIso,
+      last_seen: nowIso,
+      approved_at: null,
+      approved_by: null,
+      revoked_at: null,
+      revocation_reason: null,
+    };
+    // Taking the token use is the last write before COMMIT: the token row's
+    // lock, which serializes every enrollment sharing the token, is held briefly.
+    // Then, holding the token row's lock: the same request sent twice at once
+    // (another replica, a client that did not wait) makes one device, not two.
+    const consume = async (trx: Trx): Promise<void> => {
+      const took = await tokensRepo(trx).consume(tok.id, nowIso);
+      if (await tokensRepo(trx).otherDeviceHoldsKey(tok.id, keyHash, device.id)) throw new SameRequestRaced();
+      if (!took) throw exhausted(tok.uses);
+    };
+    const commitLock = `token:${tok.id}`;
+    if (tok.require_approval) {
+      let unlock: (() => void) | undefined;
+      try {
+        await deps.tx.inTransaction(async (trx) => {
+          await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: r.csr.der.toString('base64') });
+          await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: tok.group_name, remote: r.remote } });
+          unlock = await deps.commitLocks.acquire(commitLock);
+          await consume(trx);
+        });
+      } finally {
+        unlock?.();
+      }
+      await deps.tx.durable();
+      return { status: 'pending', deviceId: device.id, retryAfterSeconds: config.approvalRetrySeconds };
+    }
+    const issued = await deps.issuance.issue({
+      csr: r.csr,
+      device: { id: device.id, name: device.name },
+      kind: 'enroll',
+      lifetimeSeconds: r.lifetime,
+      actor: `token:${tok.id}`,
+      auditDetails: { token: tok.id, group: tok.group_name, remote: r.remote },
+      async inTransaction(trx) {
+        await devicesRepo(trx).insert({ ...device, status: 'active', pending_spki_hash: null, pending_csr: null });
+      },
+      beforeCommit: consume,
+      commitLock,
+    });
+    return { status: 'issued', issued, deviceId: device.id };
+  }
+
+  async function simpleEnroll({ body, token, remote }: EnrollInput, raced = false): Promise<EnrollResult> {
+    if (!token) throw new LatchkeyError('UNAUTHORIZED', 'enrollment needs a token: send `Authorization: Bearer <token>` (create one with `latchkey-server token create`)');
+    const csr = readCsr(body);
+    const nowIso = deps.clock().toISOString();
+    const facts = readFacts(csr);
+    const keyHash = spkiHash(csr.spki);
+    const tok = await deps.tokens.findForEnrollment(hashSecret(token), keyHash);
+    if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
+    if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+    // Checked again when issuing; here too, so a compromised key never even waits for approval.
+    if (await deps.compromisedKeys.has(keyHash)) throw keyCompromised();
+    const r: Request = { csr, facts, keyHash, tok, nowIso, lifetime: Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds), remote };
+    const step = enrollmentStep(tok);
+    if (step === 'pending') return { status: 'pending', deviceId: tok.device_id!, retryAfterSeconds: config.approvalRetrySeconds };
+    if (step === 'complete-approved') return completeApproved(r);
+    // The same request again, after it was answered: the certificate already issued.
+    const again = await replay(tok.id, keyHash);
+    if (again) return again;
+    checkTokenUsable(tok, nowIso);
+    try {
+      return await enrollNew(r);
+    } catch (e) {
+      // The twin committed first: answer as it was answered (pending, or its certificate).
+      if (e instanceof SameRequestRaced && !raced) return simpleEnroll({ body, token, remote }, true);
+      throw e;
+    }
+  }
+
+  return (input) => simpleEnroll(input);
+}
