@@ -1,6 +1,6 @@
 /**
  * The agent's one error type. Each code maps to an exit code of the CLI
- * contract (DESIGN.md: 0 ok, 1 failure, 2 usage) plus 3: this device must be
+ * contract (docs/architecture.md "The CLI contract": 0 ok, 1 failure, 2 usage) plus 3: this device must be
  * enrolled again (revoked, or expired past the recovery window), which a
  * service manager or an IT script must be able to tell from a transient
  * failure.
@@ -38,3 +38,14 @@ export class AgentError extends Error {
 }
 
 export const EXIT_REENROLL = AGENT_ERRORS.REENROLL_REQUIRED.exit;
+
+/** A subsystem's own error (keystore, service, browser store): a code of its registry and a message saying what to do. */
+export class CodedError<C extends string> extends Error {
+  constructor(
+    readonly code: C,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

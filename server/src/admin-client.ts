@@ -7,7 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { FILES } from './ca/ca-files.js';
-import { CONFIG_FILE } from './config/config-load.js';
+import { CONFIG_FILE, localServerUrl } from './config/config-load.js';
 
 export class ApiError extends Error {
   override readonly name = 'ApiError';
@@ -37,10 +37,7 @@ export function adminClientFrom(opts: { dataDir?: string; server?: string; caFil
     if (!existsSync(cfg)) throw new UsageError(`no ${CONFIG_FILE} in ${opts.dataDir}; is it the server's --data-dir?`);
     if (!server) {
       // Talk to the local listener: the public URL may not resolve from here.
-      const c = JSON.parse(readFileSync(cfg, 'utf8')) as { url: string; listen: string };
-      const port = c.listen.slice(c.listen.lastIndexOf(':') + 1);
-      const host = c.listen.slice(0, c.listen.lastIndexOf(':'));
-      server = `https://${host === '0.0.0.0' || host === '::' || host === '[::]' ? '127.0.0.1' : host}:${port}`;
+      server = localServerUrl(opts.dataDir);
     }
     token ??= existsSync(join(opts.dataDir, FILES.adminToken)) ? readFileSync(join(opts.dataDir, FILES.adminToken), 'utf8').trim() : undefined;
     ca ??= readFileSync(join(opts.dataDir, FILES.rootCert), 'utf8');

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { buildApp } from './app.js';
 import { buildCaContext, loadCaKeys, type CaContext } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
-import { CONFIG_FILE, ConfigError, caPassphrase, loadConfig, type ConfigOverrides } from './config/config-load.js';
+import { CONFIG_FILE, ConfigError, caPassphrase, listenAddress, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
 import { serverLoggerOptions } from './logger.js';
 import { renewServiceCertificatesIfNeeded } from './init.js';
@@ -111,9 +111,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
       app.log.warn({ reason, idle: guard.idle, open: guard.open, maxIdle: caps.idle, maxOpen: caps.open }, reason === 'refused' ? 'out of connections (open-file limit) and none idle to close: refusing new ones' : 'too many idle connections: closing the oldest idle ones of the busiest client address (maxIdleConnections)');
     },
   });
-  const lastColon = config.listen.lastIndexOf(':');
-  const host = config.listen.slice(0, lastColon).replace(/^\[|\]$/g, '');
-  const port = Number(config.listen.slice(lastColon + 1));
+  const { host, port } = listenAddress(config);
   await app.listen({ host, port });
   crl.start();
   // Revocations committed before a crash owe their CRL and event: delivered now, then swept.

@@ -22,6 +22,7 @@ import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseCertificate } from '@latchkey/pki';
+import { CodedError } from '../errors.js';
 import { type Pkcs12Profile, buildPkcs12, randomPkcs12Password } from './pkcs12.js';
 
 export type CertStoreKind = 'nss' | 'macos' | 'windows';
@@ -67,15 +68,8 @@ export interface CertStore {
 
 export type BrowserStoreErrorCode = 'UNSUPPORTED' | 'TOOL_MISSING' | 'COMMAND_FAILED' | 'NOT_INSTALLED';
 
-export class BrowserStoreError extends Error {
+export class BrowserStoreError extends CodedError<BrowserStoreErrorCode> {
   override readonly name = 'BrowserStoreError';
-  constructor(
-    readonly code: BrowserStoreErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 export interface CommandResult {

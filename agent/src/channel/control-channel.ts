@@ -1,5 +1,5 @@
 /**
- * The agent's end of the control channel, `wss://…/v1/agent` (DESIGN.md
+ * The agent's end of the control channel, `wss://…/v1/agent` (docs/architecture.md
  * "Protocols"): authenticated by the device certificate, it says hello
  * (version, facts), reports its status, heartbeats, and listens for the
  * server: `revoked` ends everything, `renew-now` wakes the renew loop,

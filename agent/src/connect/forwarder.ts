@@ -16,6 +16,7 @@ import { stat } from 'node:fs/promises';
 import { isIP, type AddressInfo, type Server, type Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { type ConnectionOptions, type SecureContext, type TLSSocket, connect as tlsConnect, createSecureContext, rootCertificates } from 'node:tls';
+import { parseHostPort as parseAddress } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { tlsNeedsFreshProcess } from '../keystore/keystore.js';
 import { deviceTlsOptions, loadDeviceTlsKey } from '../keystore/tls-key.js';
@@ -30,12 +31,11 @@ export interface HostPort {
   port: number;
 }
 
-/** `HOST:PORT` or `[V6]:PORT`; the port is required. */
+/** `HOST:PORT` or `[V6]:PORT` of a flag (the protocol's one parser); the port is required. */
 export function parseHostPort(s: string, what: string): HostPort {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(s.trim());
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 0 && port <= 65535)) throw new AgentError('USAGE', `${what} must be HOST:PORT (or [IPv6]:PORT), got "${s}"`);
-  return { host: (m[1] ?? m[2])!, port };
+  const a = parseAddress(s);
+  if (!a) throw new AgentError('USAGE', `${what} must be HOST:PORT (or [IPv6]:PORT), got "${s}"`);
+  return { host: a.host, port: a.port };
 }
 
 /** Loopback only, unless the user explicitly shares the device identity with the network. */

@@ -9,6 +9,7 @@
  * does not name (left by a renewal that died half-way) is an orphan that
  * `list()` lets the agent clean up.
  */
+import { CodedError } from '../errors.js';
 import type { Signer } from '@latchkey/pki';
 import type { KeystoreKind } from '@latchkey/protocol/wire';
 
@@ -69,15 +70,8 @@ export interface KeyStore {
 
 export type KeystoreErrorCode = 'KEYSTORE_UNAVAILABLE' | 'KEYSTORE_LOCKED' | 'KEYSTORE_FAILED' | 'KEY_CORRUPT';
 
-export class KeystoreError extends Error {
+export class KeystoreError extends CodedError<KeystoreErrorCode> {
   override readonly name = 'KeystoreError';
-  constructor(
-    readonly code: KeystoreErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
 }
 
 /** A key id: random, short, safe in file names, labels and keychain accounts. */

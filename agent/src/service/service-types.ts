@@ -2,6 +2,7 @@
  * What `latchkey service install|uninstall` needs to know, shared by the
  * pure file generators and the installer.
  */
+import { CodedError } from '../errors.js';
 
 export const SERVICE_NAME = 'latchkey';
 export const LAUNCHD_LABEL = 'com.latchkey.agent';
@@ -46,15 +47,8 @@ export type ServiceErrorCode = 'INVALID' | 'UNSUPPORTED' | 'NOT_PRIVILEGED' | 'C
 
 const EXIT: Record<ServiceErrorCode, number> = { INVALID: 2, UNSUPPORTED: 2, NOT_PRIVILEGED: 1, COMMAND_FAILED: 1 };
 
-export class ServiceError extends Error {
+export class ServiceError extends CodedError<ServiceErrorCode> {
   override readonly name = 'ServiceError';
-  constructor(
-    readonly code: ServiceErrorCode,
-    message: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
   /** Exit code of the CLI contract (docs/architecture.md "Command lines": 1 failure, 2 usage). */
   get exitCode(): number {
     return EXIT[this.code];

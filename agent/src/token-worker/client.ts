@@ -5,15 +5,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { isSea } from 'node:sea';
 import { AgentError } from '../errors.js';
+import { selfArgv } from '../util/self-argv.js';
 import type { RenewOutcome } from '../renew/daemon.js';
 import { type ChannelEvent, type ConnectResult, type ConnectTarget, MAX_MESSAGE_BYTES, WORKER_COMMAND, type WorkerMessage, type WorkerReply, type WorkerRequest, fromWireError, isWorkerMessage } from './protocol.js';
 
-/** How to run this same program again. */
-export function selfArgv(): string[] {
-  return isSea() || !process.argv[1] ? [process.execPath] : [process.execPath, process.argv[1]];
-}
 
 export interface TokenWorkerOptions {
   /** The agent's command line before its arguments (default: this program, selfArgv()). */

@@ -6,3 +6,4 @@ export * from './facts.js';
 export * from './admin.js';
 export * from './ws.js';
 export { TIMESTAMP_PATTERN, UUID_PATTERN, SERIAL_PATTERN } from './common.js';
+export * from './host-port.js';

@@ -140,3 +140,5 @@ export function agentPolicyOf(m: { certLifetimeSeconds?: unknown; renewFraction?
   if (typeof f !== 'number' || !(f > 0 && f < 1)) return undefined;
   return { certLifetimeSeconds: life, renewFraction: f, heartbeatSeconds: hb };
 }
+
+export { type HostPort, hostForUrl, localUrl, parseHostPort } from './host-port.js';

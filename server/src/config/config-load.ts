@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
+import { type HostPort, localUrl, parseHostPort } from '@latchkey/protocol';
 import { CONFIG_DEFAULTS, ServerConfigSchema, type ServerConfig } from './config-schema.js';
 
 export const CONFIG_FILE = 'config.json';
@@ -46,6 +47,7 @@ export function validateConfig(value: Record<string, unknown>, source: string): 
     throw new ConfigError(`invalid configuration (${source}): ${where}: ${first.message}${first.value !== undefined && typeof first.value !== 'object' ? ` (got ${JSON.stringify(first.value)})` : ''}`);
   }
   const c = value as ServerConfig;
+  if (!parseHostPort(c.listen)) throw new ConfigError(`invalid configuration (${source}): listen must be HOST:PORT or [IPv6]:PORT, e.g. 0.0.0.0:8443 (got ${JSON.stringify(c.listen)})`);
   if (c.certLifetimeSeconds > c.maxCertLifetimeSeconds) {
     throw new ConfigError(`invalid configuration (${source}): certLifetimeSeconds exceeds maxCertLifetimeSeconds`);
   }
@@ -53,6 +55,18 @@ export function validateConfig(value: Record<string, unknown>, source: string): 
     throw new ConfigError(`invalid configuration (${source}): requestHeadersTimeoutSeconds exceeds requestTimeoutSeconds`);
   }
   return Object.freeze({ ...c });
+}
+
+/** The address the server listens on (validated by validateConfig). */
+export const listenAddress = (c: Pick<ServerConfig, 'listen'>): HostPort => parseHostPort(c.listen)!;
+
+/** The running server's local URL from the data dir's config: its public URL may not resolve on this machine. */
+export function localServerUrl(dataDir: string): string {
+  const file = join(dataDir, CONFIG_FILE);
+  const c = JSON.parse(readFileSync(file, 'utf8')) as { listen?: unknown };
+  const listen = typeof c.listen === 'string' ? parseHostPort(c.listen) : undefined;
+  if (!listen) throw new ConfigError(`listen in ${file} is not HOST:PORT; give the server's URL with --server`);
+  return localUrl(listen);
 }
 
 /** The CA passphrase: LATCHKEY_CA_PASSPHRASE, else the file named in config. */

@@ -19,10 +19,10 @@ import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Certificate, PEM, certificateToPem, crlToPem, parseCertificate, parseCrl, pemDecodeAll, subjectString, verifyCrl } from '@latchkey/pki';
-import { PATHS } from '@latchkey/protocol';
+import { PATHS, hostForUrl, parseHostPort } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES, writeFileAtomic } from '../ca/ca-files.js';
-import { CONFIG_FILE } from '../config/config-load.js';
+import { CONFIG_FILE, localServerUrl } from '../config/config-load.js';
 import { defaultGatewayNames, gatewayNames, issueGatewayCertificate } from './gateway-cert.js';
 
 export type GatewayKind = 'nginx' | 'haproxy';
@@ -93,11 +93,11 @@ export interface GatewayConfigOptions {
 const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
 const SAFE_NAME = /^[A-Za-z0-9*_.-]{1,253}$/;
 
+/** `PORT` (every address) or `HOST:PORT` (the protocol's one parser); the host keeps IPv6 brackets, as nginx writes it. */
 export function parseListen(s: string): Listen {
-  const m = /^(?:(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):)?([0-9]{1,5})$/.exec(s);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || !(port >= 1 && port <= 65535)) throw new UsageError(`--listen "${s}" must be PORT or HOST:PORT, e.g. 8443 or 0.0.0.0:8443`);
-  return { host: m[1], port };
+  const a = /^[0-9]{1,5}$/.test(s) ? { host: undefined, port: Number(s) } : parseHostPort(s);
+  if (!a || !(a.port >= 1 && a.port <= 65535)) throw new UsageError(`--listen "${s}" must be PORT or HOST:PORT, e.g. 8443 or 0.0.0.0:8443`);
+  return { host: a.host === undefined ? undefined : hostForUrl(a), port: a.port };
 }
 
 export function parseUpstream(s: string): Upstream {
@@ -493,13 +493,6 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; body: stri
   });
 }
 
-/** The running server's local address from the data dir's config (its public URL may not resolve here). */
-function localServerUrl(dataDir: string): string {
-  const c = JSON.parse(readFileSync(join(dataDir, CONFIG_FILE), 'utf8')) as { listen: string };
-  const i = c.listen.lastIndexOf(':');
-  const host = c.listen.slice(0, i);
-  return `https://${host === '0.0.0.0' || host === '::' || host === '[::]' ? '127.0.0.1' : host}:${c.listen.slice(i + 1)}`;
-}
 
 const USAGE = `latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME]
                                [--out DIR] [--data-dir D] [--server URL] [--name HOST]... [--cert F --key F] [--root-crl F]

@@ -5,6 +5,7 @@ import { EST_PATHS } from '@latchkey/protocol';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, reenroll, type Harness } from '../testing/harness.js';
 import { ocspRequestFor } from '../testing/ocsp-request.js';
 import type { DeliveredEvent } from '../events/event-bus.js';
+import { serverLoggerOptions } from '../logger.js';
 
 async function enrolledDevice(h: Harness): Promise<{ id: string; cert: Buffer }> {
   const r = await enroll(h, await createToken(h), (await deviceCsr()).csr);
@@ -191,8 +192,8 @@ for (const engine of ENGINES) {
       assert.equal(revoke.details.reason, 'superseded');
     });
 
-    test('secrets never reach responses or logs: token secrets, private keys', async (t) => {
-      const h = await harness(t, engine);
+    test('secrets never reach responses or logs: token secrets, private keys (the production logger at debug)', async (t) => {
+      const h = await harness(t, engine, { logger: serverLoggerOptions('debug') });
       if (!h) return;
       const token = await createToken(h);
       await enroll(h, token, (await deviceCsr()).csr);
