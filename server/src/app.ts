@@ -205,7 +205,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
 
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
-    await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes }));
+    await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes, crashPoint: d.crashPoint ?? noCrash }));
     await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {

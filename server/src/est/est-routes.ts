@@ -12,14 +12,8 @@ import { LatchkeyError } from '../errors.js';
 import type { Metrics } from '../metrics.js';
 import { perAddress, registerRateLimit } from '../rate-limit.js';
 import { bearer } from '../auth/bearer.js';
+import type { CrashPoint } from '../util/crash-point.js';
 import type { EstService } from './est-service.js';
-
-/**
- * Test hook, inert unless set: LATCHKEY_TEST_CRASH_AT=enroll-after-commit
- * kills the server (SIGKILL) after an enrollment committed, before its answer
- * is sent — the lost answer a retried enrollment must recover from.
- */
-const CRASH_AT = process.env.LATCHKEY_TEST_CRASH_AT;
 
 /** The CSR as DER from an EST body: base64 (the standard), PEM, or raw DER. */
 export function csrBodyToDer(body: unknown): Buffer {
@@ -50,7 +44,12 @@ function addPkcs10Parser(app: FastifyInstance, bodyLimit: number): void {
   app.addContentTypeParser([MEDIA_TYPES.pkcs10, 'application/x-pem-file'], { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
 }
 
-export function publicEstRoutes(deps: { est: EstService; ca: CaContext; enrollRateLimitPerMinute: number; metrics: Metrics; bodyLimit: number }) {
+/**
+ * `crashPoint` (util/crash-point.ts, a test hook inert unless set):
+ * `enroll-after-commit` kills the server after an enrollment committed, before
+ * its answer is sent — the lost answer a retried enrollment must recover from.
+ */
+export function publicEstRoutes(deps: { est: EstService; ca: CaContext; enrollRateLimitPerMinute: number; metrics: Metrics; bodyLimit: number; crashPoint: CrashPoint }) {
   return async (app: FastifyInstance): Promise<void> => {
     addPkcs10Parser(app, deps.bodyLimit);
     await registerRateLimit(app);
@@ -66,7 +65,7 @@ export function publicEstRoutes(deps: { est: EstService; ca: CaContext; enrollRa
     app.post(EST_PATHS.simpleenroll, { config: { rateLimit } }, async (req: FastifyRequest, reply) => {
       try {
         const r = await deps.est.simpleEnroll({ body: csrBodyToDer(req.body), token: bearer(req), remote: req.ip });
-        if (CRASH_AT === 'enroll-after-commit' && r.status === 'issued') process.kill(process.pid, 'SIGKILL');
+        if (r.status === 'issued') deps.crashPoint('enroll-after-commit');
         if (r.status === 'pending') {
           return reply
             .code(202)
