@@ -130,9 +130,10 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
       closing ??= (async () => {
         crl.stop();
         outbox.stop();
-        guard.close();
         log(`shutting down: ${inFlight()} request(s) in flight are answered first; new ones get 503`);
+        // The guard keeps counting requests until the server is closed: its closeIdleConnections must not cut an answer.
         await app.close();
+        guard.close();
         await bus.close();
         await db.close();
       })();

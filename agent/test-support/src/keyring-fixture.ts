@@ -169,20 +169,28 @@ export async function startPrivateBus(t: Hooks, opts: { provider?: boolean } = {
 }
 
 /**
- * Makes the os keystore usable in this process: when DBUS_SESSION_BUS_ADDRESS
- * is set (a desktop session, scripts/with-keyring.sh, CI that starts its own)
- * that session is used as is; otherwise a private bus and unlocked keyring are
- * started and DBUS_SESSION_BUS_ADDRESS is set for this process (before the
- * first keytar call). Call it once per process with the file-level hooks:
- * the libsecret connection cannot move to another bus afterwards.
+ * Makes the os keystore usable in this process: a private bus and unlocked
+ * keyring are started and DBUS_SESSION_BUS_ADDRESS is set for this process
+ * (before the first keytar call), even when the caller has a session. Call it
+ * once per process with the file-level hooks: the libsecret connection cannot
+ * move to another bus afterwards.
+ *
+ * Not the caller's session: a gnome-keyring started there (`dbus-run-session
+ * -- gnome-keyring-daemon --unlock`, the desktop's) keeps its items in
+ * $HOME/.local/share/keyrings, and every such daemon of the same user shares
+ * that file: test runs side by side then rewrite it under one another, and a
+ * key written a moment ago is gone or unreadable. LATCHKEY_TEST_KEYRING=session
+ * uses the caller's session anyway (to try another Secret Service provider).
  */
 export async function startKeyring(t: Hooks): Promise<{ address: string; home?: string } | string> {
   const existing = process.env.DBUS_SESSION_BUS_ADDRESS;
-  if (existing) return { address: existing };
+  if (existing && process.env.LATCHKEY_TEST_KEYRING === 'session') return { address: existing };
   // eslint-disable-next-line prefer-const -- assigned after the hook that reads it is registered
   let address: string | undefined;
   t.after(() => {
-    if (address && process.env.DBUS_SESSION_BUS_ADDRESS === address) delete process.env.DBUS_SESSION_BUS_ADDRESS;
+    if (!address || process.env.DBUS_SESSION_BUS_ADDRESS !== address) return;
+    if (existing) process.env.DBUS_SESSION_BUS_ADDRESS = existing;
+    else delete process.env.DBUS_SESSION_BUS_ADDRESS;
   });
   const bus = await startPrivateBus(t);
   if (typeof bus === 'string') return bus;

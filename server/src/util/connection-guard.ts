@@ -21,6 +21,14 @@
  * server loses its own connections first and a new client (an admin, an
  * enrolling device) gets in. With nothing idle to shed at `maxOpen`, the
  * new connection is closed at once: the process keeps its last descriptors.
+ *
+ * Shutdown: the guard also is the server's `closeIdleConnections`, which
+ * `server.close()` runs (Node 19+). Node's own counts a connection as idle
+ * once its request is read, and destroys it when the response is ended
+ * (`res.end()` called) even if its bytes are still being written: an
+ * issuance committed just before the close lost its answer. Here a
+ * connection is busy until its response has closed (fully written), and
+ * once the server is closing it is ended as soon as it is done.
  */
 import type { Server as HttpServer, IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -38,6 +46,8 @@ export interface ConnectionGuardOptions {
 export interface ConnectionGuard {
   readonly idle: number;
   readonly open: number;
+  /** The server's `closeIdleConnections`: closes connections with no request in flight, and from now on each one as its last response is written. */
+  closeIdle(): void;
   close(): void;
 }
 
@@ -59,6 +69,8 @@ export function guardConnections(server: HttpServer, o: ConnectionGuardOptions):
   /** Idle connections by peer address, oldest first. */
   const idleByAddr = new Map<string, Set<Tracked>>();
   let idle = 0;
+  /** Set by closeIdle: the server is closing, a connection that is done is closed. */
+  let closing = false;
 
   const toIdle = (t: Tracked): void => {
     t.state = 'idle';
@@ -127,7 +139,10 @@ export function guardConnections(server: HttpServer, o: ConnectionGuardOptions):
     leaveIdle(t, 'busy');
     res.once('close', () => {
       // Between requests it is idle again (Node's keepAliveTimeout closes it), unless it is going.
-      if (--t.inFlight === 0 && t.state === 'busy' && !t.raw.destroyed && byKey.get(keyOf(t.raw)) === t) toIdle(t);
+      if (--t.inFlight !== 0 || t.state !== 'busy' || t.raw.destroyed || byKey.get(keyOf(t.raw)) !== t) return;
+      // Closing: ended once what is still queued on it is written.
+      if (closing) req.socket.destroySoon();
+      else toIdle(t);
     });
   };
 
@@ -142,6 +157,12 @@ export function guardConnections(server: HttpServer, o: ConnectionGuardOptions):
   server.on('secureConnection', onSecure);
   server.on('request', onRequest);
   server.on('upgrade', onUpgrade);
+  const closeIdle = (): void => {
+    closing = true;
+    for (const set of [...idleByAddr.values()]) for (const t of [...set]) t.raw.destroy();
+  };
+  // server.close() calls it (Node 19+), and so does fastify's forceCloseConnections: 'idle'.
+  server.closeIdleConnections = closeIdle;
   return {
     get idle() {
       return idle;
@@ -149,11 +170,14 @@ export function guardConnections(server: HttpServer, o: ConnectionGuardOptions):
     get open() {
       return byKey.size;
     },
+    closeIdle,
     close() {
       server.off('connection', onConnection);
       server.off('secureConnection', onSecure);
       server.off('request', onRequest);
       server.off('upgrade', onUpgrade);
+      // No longer counting: Node's own sweep is back.
+      if (server.closeIdleConnections === closeIdle) Reflect.deleteProperty(server, 'closeIdleConnections');
       for (const t of byKey.values()) clearTimeout(t.timer);
     },
   };
