@@ -34,6 +34,8 @@ export const ERROR_CODES = {
   RATE_LIMITED: { status: 429, meaning: 'too many requests; retry later' },
   SERVER_BUSY: { status: 503, meaning: 'the server holds as many connections as it can; retry later (another replica may have room)' },
   STORAGE_FULL: { status: 503, meaning: "the server's storage is full; the request changed nothing; retry later" },
+  IDP_TOKEN_INVALID: { status: 401, meaning: 'the identity provider\'s ID token was refused (signature, issuer, audience, expiry, nonce or email); sign in again' },
+  IDP_UNAVAILABLE: { status: 503, meaning: 'the identity provider cannot be reached or answered badly; retry later' },
   OCSP_MALFORMED: { status: 400, meaning: 'the OCSP request cannot be parsed' },
   INTERNAL: { status: 500, meaning: 'the server failed; details are in its log' },
 } as const satisfies Record<string, { status: number; meaning: string }>;

@@ -1,0 +1,30 @@
+/** What the OIDC verifier and the role/enrollment decisions need from config. */
+export type AdminRole = 'viewer' | 'operator' | 'admin';
+
+export interface OidcIssuerSettings {
+  readonly issuer: string;
+  readonly clientId: string;
+  /** Set for a confidential client; the verifier never logs it. */
+  readonly clientSecret?: string | undefined;
+  readonly emailClaim: string;
+  readonly groupsClaim: string;
+}
+
+export interface GroupRoleMapping {
+  readonly viewer: readonly string[];
+  readonly operator: readonly string[];
+  readonly admin: readonly string[];
+}
+
+export interface EnrollPolicy {
+  readonly allowedEmailDomains: readonly string[];
+  readonly enrollGroups: readonly string[];
+}
+
+/** A verified person, as the ID token names them. */
+export interface VerifiedIdentity {
+  readonly issuer: string;
+  readonly subject: string;
+  readonly email: string;
+  readonly groups: string[];
+}
