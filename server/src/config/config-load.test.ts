@@ -40,3 +40,23 @@ test('listen is HOST:PORT or [IPv6]:PORT, parsed by the one parser start, the CL
     assert.equal(localServerUrl(dir), url, listen);
   }
 });
+
+test('oidc: absent loads (no section); a minimal issuer gets the default scopes, claims and empty group mappings', (t) => {
+  assert.equal(withConfig(t, {})().oidc, undefined);
+  const c = withConfig(t, { oidc: { issuers: [{ issuer: 'https://idp.example.com/realms/corp', clientId: 'latchkey' }] } })();
+  assert.deepEqual(c.oidc?.issuers[0], { issuer: 'https://idp.example.com/realms/corp', clientId: 'latchkey', scopes: ['openid', 'email', 'profile', 'groups'], emailClaim: 'email', groupsClaim: 'groups' });
+  assert.deepEqual(c.oidc?.adminGroups, { viewer: [], operator: [], admin: [] });
+  assert.deepEqual([c.oidc?.enrollGroups, c.oidc?.allowedEmailDomains], [[], []]);
+});
+
+test('oidc: the issuer is https (http only on 127.0.0.1/localhost), listed once, with one way to give the secret', (t) => {
+  const iss = (issuer: string, extra = {}) => ({ oidc: { issuers: [{ issuer, clientId: 'c', ...extra }] } });
+  assert.equal(withConfig(t, iss('http://127.0.0.1:9000'))().oidc?.issuers[0]?.issuer, 'http://127.0.0.1:9000');
+  for (const bad of ['http://idp.example.com', 'not a url', 'ftp://idp.example.com', 'https://idp.example.com/?x=1']) {
+    assert.throws(withConfig(t, iss(bad)), (e: Error) => e instanceof ConfigError && /must be an https:\/\/ URL/.test(e.message), bad);
+  }
+  const twice = { oidc: { issuers: [{ issuer: 'https://a.example', clientId: 'c' }, { issuer: 'https://a.example', clientId: 'd' }] } };
+  assert.throws(withConfig(t, twice), (e: Error) => e instanceof ConfigError && /listed twice/.test(e.message));
+  assert.throws(withConfig(t, iss('https://a.example', { clientSecret: 's', clientSecretFile: 'f' })), (e: Error) => e instanceof ConfigError && /not both/.test(e.message));
+  assert.throws(withConfig(t, iss('https://a.example', { clientSecrets: 's' })), (e: Error) => e instanceof ConfigError && /oidc/.test(e.message));
+});

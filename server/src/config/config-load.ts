@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { type HostPort, localUrl, parseHostPort } from '@latchkey/protocol';
-import { CONFIG_DEFAULTS, ServerConfigSchema, type ServerConfig } from './config-schema.js';
+import { CONFIG_DEFAULTS, OidcConfigSchema, ServerConfigSchema, type ServerConfig } from './config-schema.js';
 
 export const CONFIG_FILE = 'config.json';
 
@@ -41,6 +41,7 @@ export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv, flags: Confi
 }
 
 export function validateConfig(value: Record<string, unknown>, source: string): ServerConfig {
+  if (value.oidc !== undefined) value = { ...value, oidc: Value.Default(OidcConfigSchema, structuredClone(value.oidc)) };
   const first = Value.Errors(ServerConfigSchema, value).First();
   if (first) {
     const where = first.path ? first.path.slice(1).replace(/\//g, '.') : '(top level)';
@@ -53,6 +54,20 @@ export function validateConfig(value: Record<string, unknown>, source: string): 
   }
   if (c.requestHeadersTimeoutSeconds > c.requestTimeoutSeconds) {
     throw new ConfigError(`invalid configuration (${source}): requestHeadersTimeoutSeconds exceeds requestTimeoutSeconds`);
+  }
+  for (const [i, iss] of (c.oidc?.issuers ?? []).entries()) {
+    let u: URL | undefined;
+    try {
+      u = new URL(iss.issuer);
+    } catch {
+      u = undefined;
+    }
+    const local = u !== undefined && (u.hostname === '127.0.0.1' || u.hostname === 'localhost');
+    if (!u || !(u.protocol === 'https:' || (u.protocol === 'http:' && local)) || u.search || u.hash) {
+      throw new ConfigError(`invalid configuration (${source}): oidc.issuers.${i}.issuer must be an https:// URL without query (http only for 127.0.0.1/localhost), got ${JSON.stringify(iss.issuer)}`);
+    }
+    if (c.oidc!.issuers.findIndex((o) => o.issuer === iss.issuer) !== i) throw new ConfigError(`invalid configuration (${source}): oidc issuer ${iss.issuer} is listed twice`);
+    if (iss.clientSecret !== undefined && iss.clientSecretFile !== undefined) throw new ConfigError(`invalid configuration (${source}): oidc.issuers.${i}: give clientSecret or clientSecretFile, not both`);
   }
   return Object.freeze({ ...c });
 }

@@ -1,6 +1,35 @@
 /** The server's configuration: schema first, types from it. */
 import { Type, type Static } from '@sinclair/typebox';
 
+const Groups = Type.Array(Type.String({ minLength: 1 }), { default: [] });
+
+/** One OpenID Provider. `issuer` is checked for https (http only on 127.0.0.1/localhost) in validateConfig. */
+export const OidcIssuerSchema = Type.Object(
+  {
+    issuer: Type.String({ minLength: 1 }),
+    clientId: Type.String({ minLength: 1 }),
+    /** Never logged. */
+    clientSecret: Type.Optional(Type.String({ minLength: 1 })),
+    /** Relative to the data dir. */
+    clientSecretFile: Type.Optional(Type.String({ minLength: 1 })),
+    scopes: Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'email', 'profile', 'groups'] }),
+    emailClaim: Type.String({ minLength: 1, default: 'email' }),
+    groupsClaim: Type.String({ minLength: 1, default: 'groups' }),
+  },
+  { additionalProperties: false },
+);
+
+/** Identity providers and what their groups allow (not wired into enrollment or admin auth yet). */
+export const OidcConfigSchema = Type.Object(
+  {
+    issuers: Type.Array(OidcIssuerSchema, { default: [] }),
+    allowedEmailDomains: Groups,
+    adminGroups: Type.Object({ viewer: Groups, operator: Groups, admin: Groups }, { additionalProperties: false, default: {} }),
+    enrollGroups: Groups,
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ServerConfigSchema = Type.Object(
   {
     /** Organization name in certificate subjects. */
@@ -61,6 +90,8 @@ export const ServerConfigSchema = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
     enrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    /** OpenID Providers; absent: none. */
+    oidc: Type.Optional(OidcConfigSchema),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]),
   },
   { additionalProperties: false },
