@@ -24,6 +24,8 @@ async function guarded(t: TestContext, limits: { maxIdle: number; maxOpen: numbe
   const h = await harness(t, 'sqlite');
   assert.ok(h);
   const tls = { cert: readFileSync(join(h.dataDir, FILES.tlsCert)), key: readFileSync(join(h.dataDir, FILES.tlsKey)) };
+  // Clients verify the server as any client would: our root, the name in its certificate.
+  const trust = { ca: readFileSync(join(h.dataDir, FILES.rootCert)), servername: 'latchkey.example.com' };
   const server = createServer(tls, (req, res) => {
     // POST bodies are awaited: a client that never sends it keeps its request in flight.
     req.resume();
@@ -50,14 +52,14 @@ async function guarded(t: TestContext, limits: { maxIdle: number; maxOpen: numbe
     return s;
   };
   const ws = async (): Promise<WebSocket> => {
-    const w = new WebSocket(`wss://127.0.0.1:${port}/`, { rejectUnauthorized: false });
+    const w = new WebSocket(`wss://127.0.0.1:${port}/`, { ...trust });
     clients.push({ destroy: () => w.terminate() });
     await new Promise<void>((r, j) => (w.once('open', () => r()), w.once('error', j)));
     return w;
   };
   /** A POST whose body never comes: busy until the client goes. */
   const busy = async () => {
-    const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false });
+    const s = tlsConnect({ host: '127.0.0.1', port, ...trust });
     s.on('error', () => undefined);
     clients.push(s);
     await new Promise<void>((r) => s.once('secureConnect', () => r()));
@@ -66,7 +68,7 @@ async function guarded(t: TestContext, limits: { maxIdle: number; maxOpen: numbe
   };
   const get = () =>
     new Promise<number | string>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, path: '/', rejectUnauthorized: false, agent: false }, (res) => {
+      const req = request({ host: '127.0.0.1', port, path: '/', ...trust, agent: false }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
       });
@@ -78,7 +80,7 @@ async function guarded(t: TestContext, limits: { maxIdle: number; maxOpen: numbe
     w.send('ping');
     assert.equal(await got, 'ping');
   };
-  return { port, guard, shed, raw, ws, busy, get, echoes };
+  return { port, guard, shed, raw, ws, busy, get, echoes, trust };
 }
 
 test('past maxIdle the oldest idle connections are closed; WebSockets are never counted as idle nor closed; nothing is left counted once clients go', async (t) => {
@@ -105,7 +107,7 @@ test('at maxOpen a new connection sheds an idle one (a keep-alive connection aft
   const g = await guarded(t, { maxIdle: 100, maxOpen: 3, firstRequestMs: 60_000 });
   const w = await g.ws();
   await g.busy();
-  const kept = tlsConnect({ host: '127.0.0.1', port: g.port, rejectUnauthorized: false });
+  const kept = tlsConnect({ host: '127.0.0.1', port: g.port, ...g.trust });
   kept.on('error', () => undefined);
   let answer = '';
   kept.on('data', (d: Buffer) => (answer += d.toString()));
@@ -125,7 +127,7 @@ test('at maxOpen a new connection sheds an idle one (a keep-alive connection aft
 
 test('a TLS connection that sends no request within firstRequestMs of its handshake is closed; a WebSocket open longer than that is not', async (t) => {
   const g = await guarded(t, { maxIdle: 100, maxOpen: 100, firstRequestMs: 300 });
-  const silent = tlsConnect({ host: '127.0.0.1', port: g.port, rejectUnauthorized: false });
+  const silent = tlsConnect({ host: '127.0.0.1', port: g.port, ...g.trust });
   silent.on('error', () => undefined);
   await new Promise<void>((r) => silent.once('close', () => r()));
   assert.ok(g.shed.includes('first-request-timeout'));
@@ -138,6 +140,8 @@ test('server.close() while an ended answer is still being written: the client ge
   const h = await harness(t, 'sqlite');
   assert.ok(h);
   const tls = { cert: readFileSync(join(h.dataDir, FILES.tlsCert)), key: readFileSync(join(h.dataDir, FILES.tlsKey)) };
+  // Clients verify the server as any client would: our root, the name in its certificate.
+  const trust = { ca: readFileSync(join(h.dataDir, FILES.rootCert)), servername: 'latchkey.example.com' };
   // More than the socket buffers hold: the end of it is still queued in the server when it closes.
   const body = 'x'.repeat(8 << 20);
   const answers = async (guard: boolean): Promise<string> => {
@@ -150,7 +154,7 @@ test('server.close() while an ended answer is still being written: the client ge
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     const port = (server.address() as { port: number }).port;
     const got = await new Promise<string>((resolve) => {
-      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', rejectUnauthorized: false, agent: false }, (res) => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/', ...trust, agent: false }, (res) => {
         let n = 0;
         // A slow reader: it starts once the server has begun to close.
         res.pause();
