@@ -118,3 +118,29 @@ for (const engine of ENGINES) {
     });
   });
 }
+
+test('a flood of concurrent scrapes of the public /metrics runs the gauge queries once, not once per request', async () => {
+  const { createMetrics } = await import('./metrics.js');
+  const m = createMetrics();
+  let queries = 0;
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  m.watch({
+    clock: () => new Date('2026-12-03T00:00:00Z'),
+    devicesByStatus: async () => (queries++, await gate, { active: 3 }),
+    agentsOnline: async () => 1,
+    agentConnections: () => 0,
+    caCertificates: () => ({}),
+    servedCrl: async () => undefined,
+    gatewayStreams: () => ({ connected: 0, backlogBytes: 0 }),
+    onError: (metric, e) => assert.fail(`${metric}: ${String(e)}`),
+  });
+  const scrapes = Array.from({ length: 1000 }, () => m.render());
+  release();
+  const bodies = await Promise.all(scrapes);
+  assert.equal(queries, 1);
+  for (const b of bodies) assert.match(b, /latchkey_devices\{status="active"\} 3/);
+  // The next scrape after that one finished collects afresh.
+  await m.render();
+  assert.equal(queries, 2);
+});

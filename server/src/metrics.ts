@@ -116,6 +116,7 @@ export function createMetrics(): Metrics {
     Object.entries(HISTOGRAMS).map(([name, h]) => [name, new Histogram({ name, help: h.help, labelNames: [...h.labelNames], buckets: [...h.buckets], registers: [registry] })]),
   );
   let watching = false;
+  let inFlight: Promise<string> | undefined;
   return {
     inc: (name, labels = {}, by = 1) => counters.get(name)!.inc(labels, by),
     observe: (name, labels, seconds) => histograms.get(name)!.observe(labels, seconds),
@@ -125,6 +126,11 @@ export function createMetrics(): Metrics {
       watch(registry, sources);
     },
     contentType: registry.contentType,
-    render: () => registry.metrics(),
+    // /metrics is public: scrapes that arrive while one is being collected share its answer, so a flood
+    // of requests costs at most one set of gauge queries at a time (never one per request).
+    render() {
+      inFlight ??= registry.metrics().finally(() => (inFlight = undefined));
+      return inFlight;
+    },
   };
 }
