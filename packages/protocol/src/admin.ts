@@ -113,6 +113,8 @@ const deviceFields = {
   name: BoundedText(64),
   status: embed(DeviceStatus),
   group: GroupName(),
+  /** The person the device is bound to (verified email from the identity provider), or null. */
+  user: Type.Optional(Type.Union([BoundedText(254), Type.Null()])),
   facts: Type.Union([embed(DeviceFacts), Type.Null()]),
   firstSeen: Timestamp(),
   lastSeen: Type.Union([Timestamp(), Type.Null()]),
@@ -150,6 +152,8 @@ export const DeviceListQuery = Type.Object(
   {
     status: Type.Optional(embed(DeviceStatus)),
     group: Type.Optional(GroupName()),
+    /** The bound person's email, exact (case-insensitive). */
+    user: Type.Optional(Type.String({ minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' })),
     /** Substring of the device name or id. */
     q: Type.Optional(BoundedText(100)),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),

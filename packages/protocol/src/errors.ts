@@ -36,6 +36,12 @@ export const ERROR_CODES = {
   STORAGE_FULL: { status: 503, meaning: "the server's storage is full; the request changed nothing; retry later" },
   IDP_TOKEN_INVALID: { status: 401, meaning: 'the identity provider\'s ID token was refused (signature, issuer, audience, expiry, nonce or email); sign in again' },
   IDP_UNAVAILABLE: { status: 503, meaning: 'the identity provider cannot be reached or answered badly; retry later' },
+  AUTH_PENDING: { status: 202, meaning: 'the person has not finished signing in at the identity provider yet; poll again after Retry-After seconds' },
+  AUTH_DENIED: { status: 403, meaning: 'the sign-in was refused at the identity provider (the person said no, or it refused the client)' },
+  AUTH_EXPIRED: { status: 403, meaning: 'the sign-in took too long or was already used; start it again' },
+  USER_NOT_ALLOWED: { status: 403, meaning: 'the signed-in person may not do this (not in an allowed IdP group or email domain); the message says which rule refused them' },
+  USER_DEVICE_LIMIT: { status: 403, meaning: 'the person already has as many devices as allowed; an admin revokes an old one first' },
+  SESSION_EXPIRED: { status: 401, meaning: 'the admin session has expired or was ended; sign in again with `latchkey-server login`' },
   OCSP_MALFORMED: { status: 400, meaning: 'the OCSP request cannot be parsed' },
   INTERNAL: { status: 500, meaning: 'the server failed; details are in its log' },
 } as const satisfies Record<string, { status: number; meaning: string }>;

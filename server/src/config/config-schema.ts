@@ -12,7 +12,7 @@ export const OidcIssuerSchema = Type.Object(
     clientSecret: Type.Optional(Type.String({ minLength: 1 })),
     /** Relative to the data dir. */
     clientSecretFile: Type.Optional(Type.String({ minLength: 1 })),
-    scopes: Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'email', 'profile', 'groups'] }),
+    scopes: Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'email', 'profile', 'groups', 'offline_access'] }),
     emailClaim: Type.String({ minLength: 1, default: 'email' }),
     groupsClaim: Type.String({ minLength: 1, default: 'groups' }),
   },
@@ -26,6 +26,15 @@ export const OidcConfigSchema = Type.Object(
     allowedEmailDomains: Groups,
     adminGroups: Type.Object({ viewer: Groups, operator: Groups, admin: Groups }, { additionalProperties: false, default: {} }),
     enrollGroups: Groups,
+    /** Which Latchkey group a signed-in person's device joins: the first entry whose IdP group they are in; else `default`. */
+    groupMapping: Type.Array(Type.Object({ idpGroup: Type.String({ minLength: 1 }), group: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }) }, { additionalProperties: false }), { default: [] }),
+    /** Devices one person may hold (not revoked or denied). */
+    maxDevicesPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 5 }),
+    /** How often every replica asks the IdP about users with devices (users sync); 0: only by hand. */
+    syncIntervalSeconds: Type.Integer({ minimum: 0, maximum: 7 * 86400, default: 3600 }),
+    /** An admin session's lifetime, and how long it can be refreshed without signing in again. */
+    sessionSeconds: Type.Integer({ minimum: 60, maximum: 86400, default: 3600 }),
+    refreshSeconds: Type.Integer({ minimum: 60, maximum: 30 * 86400, default: 43_200 }),
   },
   { additionalProperties: false, default: {} },
 );

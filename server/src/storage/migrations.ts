@@ -175,6 +175,59 @@ const MIGRATIONS: Migration[] = [
       await sql`update devices set user_email = null`.execute(db);
     },
   },
+  {
+    // Issue 12: people from the identity provider. Users (one per issuer and
+    // subject); tokens and devices bound to a user; admin tokens that are
+    // named API tokens or people's sessions; sign-ins in progress.
+    name: '006_people',
+    async up(db) {
+      await db.schema
+        .createTable('users')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('issuer', 'text', (c) => c.notNull())
+        .addColumn('subject', 'text', (c) => c.notNull())
+        .addColumn('email', 'text', (c) => c.notNull())
+        .addColumn('groups', 'text', (c) => c.notNull())
+        .addColumn('status', 'text', (c) => c.notNull())
+        .addColumn('idp_refresh_token', 'text')
+        .addColumn('last_sign_in_at', 'text')
+        .addColumn('last_synced_at', 'text')
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addUniqueConstraint('users_issuer_subject', ['issuer', 'subject'])
+        .execute();
+      await db.schema.createIndex('users_email').on('users').column('email').execute();
+      await db.schema.alterTable('enroll_tokens').addColumn('user_id', 'text').execute();
+      await db.schema.alterTable('devices').addColumn('user_id', 'text').execute();
+      await db.schema.createIndex('devices_user').on('devices').column('user_id').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('kind', 'text', (c) => c.notNull().defaultTo('token')).execute();
+      await db.schema.alterTable('admin_tokens').addColumn('user_id', 'text').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('created_by', 'text').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('expires_at', 'text').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('last_used_at', 'text').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('refresh_hash', 'text').execute();
+      await db.schema.alterTable('admin_tokens').addColumn('refresh_expires_at', 'text').execute();
+      await db.schema.createIndex('admin_tokens_refresh').on('admin_tokens').column('refresh_hash').execute();
+      await sql`update admin_tokens set kind = 'bootstrap' where name = 'initial-admin'`.execute(db);
+      await db.schema
+        .createTable('auth_flows')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('kind', 'text', (c) => c.notNull())
+        .addColumn('purpose', 'text', (c) => c.notNull())
+        .addColumn('issuer', 'text', (c) => c.notNull())
+        .addColumn('device_code', 'text')
+        .addColumn('nonce', 'text', (c) => c.notNull())
+        .addColumn('state', 'text')
+        .addColumn('code_challenge', 'text')
+        .addColumn('redirect_uri', 'text')
+        .addColumn('interval_seconds', 'integer', (c) => c.notNull())
+        .addColumn('next_poll_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('remote', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('auth_flows_expiry').on('auth_flows').column('expires_at').execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

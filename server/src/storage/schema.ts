@@ -22,6 +22,8 @@ export interface EnrollTokensTable {
   revoked_at: string | null;
   created_at: string;
   created_by: string;
+  /** Set for a token made by a sign-in (`/v1/auth`, purpose enroll): the device it makes is bound to this user. */
+  user_id?: string | null;
 }
 
 export interface DevicesTable {
@@ -34,7 +36,9 @@ export interface DevicesTable {
   pending_spki_hash: string | null;
   pending_csr: string | null;
   facts: string | null;
+  /** The bound person's verified email (from the identity provider or an admin), lower case; never from facts. */
   user_email: string | null;
+  user_id?: string | null;
   first_seen: string;
   last_seen: string | null;
   approved_at: string | null;
@@ -92,6 +96,51 @@ export interface AdminTokensTable {
   role: 'viewer' | 'operator' | 'admin';
   created_at: string;
   revoked_at: string | null;
+  /** `bootstrap` (from init), `token` (an API token an admin made), `session` (a person signed in). */
+  kind?: 'bootstrap' | 'token' | 'session';
+  /** A session's person. */
+  user_id?: string | null;
+  created_by?: string | null;
+  expires_at?: string | null;
+  last_used_at?: string | null;
+  /** A session's one-use refresh token (SHA-256) and its end. */
+  refresh_hash?: string | null;
+  refresh_expires_at?: string | null;
+}
+
+/** A person from an identity provider, known since their first sign-in. Email is lower case. */
+export interface UsersTable {
+  id: string;
+  issuer: string;
+  subject: string;
+  email: string;
+  /** JSON array of the IdP groups at the last sign-in or sync. */
+  groups: string;
+  status: 'active' | 'removed' | 'disabled';
+  /** The IdP's refresh token from the last sign-in, to ask the IdP about the person later (users sync). */
+  idp_refresh_token: string | null;
+  last_sign_in_at: string | null;
+  last_synced_at: string | null;
+  created_at: string;
+}
+
+/** A sign-in in progress (`/v1/auth`): id is the SHA-256 of the flow secret the client holds. */
+export interface AuthFlowsTable {
+  id: string;
+  kind: 'device' | 'browser';
+  purpose: 'admin' | 'enroll';
+  issuer: string;
+  /** The IdP's device_code (device flow). */
+  device_code: string | null;
+  nonce: string;
+  state: string | null;
+  code_challenge: string | null;
+  redirect_uri: string | null;
+  interval_seconds: number;
+  next_poll_at: string;
+  expires_at: string;
+  created_at: string;
+  remote: string;
 }
 
 export interface AuditTable {
@@ -162,4 +211,6 @@ export interface Database {
   agent_sessions: AgentSessionsTable;
   outbox: OutboxTable;
   compromised_keys: CompromisedKeysTable;
+  users: UsersTable;
+  auth_flows: AuthFlowsTable;
 }
