@@ -15,7 +15,7 @@ import { updateBrowserAfterRenewal } from './browser/browser.js';
 import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
-import { fetchCaCerts, simpleEnroll } from './est/est-client.js';
+import { type CaCerts, fetchCaCerts, simpleEnroll } from './est/est-client.js';
 import { deviceIdOf } from './identity-fns.js';
 import type { DeviceKey, KeyStore } from './keystore/keystore.js';
 import { openKeyStore } from './keystore/open-keystore.js';
@@ -26,7 +26,12 @@ import { isIssuedBy } from '@latchkey/pki';
 export interface EnrollOptions {
   stateDir: string;
   server: string;
-  token: string;
+  /**
+   * The enrollment token, or how to get one once the root is pinned (`--sso`:
+   * sign in through the server, sso/sso-enroll.ts); asked only when there is
+   * no identity yet, and only once.
+   */
+  token: string | ((ca: CaCerts) => Promise<string>);
   caFingerprint: string | undefined;
   keystore: KeystoreConfig;
   env: NodeJS.ProcessEnv;
@@ -55,9 +60,10 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
     }
     const ca = await fetchCaCerts(server.origin, o.caFingerprint);
     o.onRootPinned?.(ca.fingerprint);
+    const token = typeof o.token === 'string' ? o.token : await o.token(ca);
     store = await openKeyStore(o.keystore, { stateDir: o.stateDir, env: o.env });
     await store.check();
-    const { key, csr } = await keyAndCsr(store, o, server.origin);
+    const { key, csr } = await keyAndCsr(store, { ...o, token }, server.origin);
     let committed = false;
     /** Set when the answer may yet come (lost, or approval pending): key and CSR stay for the next run. */
     let keep = false;
@@ -65,7 +71,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
       const sleep = o.sleep ?? defaultSleep;
       const started = Date.now();
       for (let attempt = 1; ; attempt++) {
-        const r = await simpleEnroll(server.origin, ca.rootPem, o.token, csr);
+        const r = await simpleEnroll(server.origin, ca.rootPem, token, csr);
         if (r.status === 'issued') {
           if (!r.cert.spki.equals(key.spki)) throw new AgentError('SERVER_ERROR', 'the server issued a certificate for another key');
           const issuer = ca.chain[0] ?? ca.root;
@@ -123,7 +129,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
  * recorded before it is sent. An unrelated leftover record (another token)
  * is dropped with its key.
  */
-async function keyAndCsr(store: KeyStore, o: EnrollOptions, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
+async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string }, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
   const prev = await readPendingEnroll(o.stateDir);
   if (prev && samePendingEnroll(prev, server, o.token, o.keystore)) {
     const key = await store.load(prev.key).catch(() => undefined);
