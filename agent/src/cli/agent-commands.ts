@@ -107,6 +107,7 @@ const enrollCmd: Cmd = {
         onRootPinned: (fp) => {
           if (!pin) log(`trusting the server's root CA (SHA-256 ${fp}) through the system trust store`);
         },
+        onResume: (at) => log(`resuming the enrollment signed in at ${at} (no new sign-in needed; \`latchkey unenroll\` drops it)`),
         onPending: (s, n) => (spin ??= spinner(process.stderr)).update(`waiting for an administrator to approve this device (check ${n}; next in ${s} s)…`),
       });
       spin?.done();
