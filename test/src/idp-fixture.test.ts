@@ -183,6 +183,11 @@ describe('test identity provider (oidc-provider in its own process)', () => {
     assert.deepEqual((await jwks(meta)).keys.map((k) => k.kid), [rot3.kid]);
     assert.equal((await verifyIdToken(meta, r3.body.id_token!, CONFIDENTIAL_CLIENT_ID)).sub, alice.sub);
     await assert.rejects(verifyIdToken(meta, r2.body.id_token!, CONFIDENTIAL_CLIENT_ID), { code: 'ERR_JWKS_NO_MATCHING_KEY' });
+
+    // grants made before the rotations live on in the shared storage: reusing
+    // a rotated refresh token is detected and revokes the whole grant
+    assert.equal((await refresh(meta, conf, first.body.refresh_token!)).body.error, 'invalid_grant');
+    assert.equal((await refresh(meta, conf, r3.body.refresh_token!)).body.error, 'invalid_grant');
   });
 
   for (const alg of ['ES256', 'EdDSA'] as const) {
@@ -251,6 +256,10 @@ describe('test identity provider (oidc-provider in its own process)', () => {
     assert.equal(cb.searchParams.get('error'), 'access_denied');
     assert.equal(cb.searchParams.get('state'), 'd');
     assert.equal(cb.searchParams.get('code'), null);
+  });
+
+  test('a provider that cannot start fails startIdp with its reason (here: an https loopback redirect of a native client)', async () => {
+    await assert.rejects(startIdp({ clients: [{ client_id: 'bad', redirect_uris: ['https://127.0.0.1/cb'] }] }), /exited \(1\) before it was ready[\s\S]*must not be using 127\.0\.0\.1 as hostname/);
   });
 
   test('stop() ends the process: the issuer no longer answers', async () => {

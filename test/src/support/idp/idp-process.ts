@@ -110,6 +110,9 @@ async function main(): Promise<void> {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   swap();
+  // oidc-provider checks static client metadata on first use; check it now so
+  // a bad client fails the start (with the reason on stderr), not a test later.
+  for (const c of config.clients) await provider!.Client.find(c.client_id);
   process.stdin.on('end', () => process.exit(0));
   process.stdin.resume();
   const ready: IdpReadyLine = { ready: true, issuer };
@@ -117,6 +120,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((e: unknown) => {
-  console.error('idp failed to start:', e);
+  // oidc-provider's errors keep the useful part in error_description
+  const detail = (e as { error_description?: string }).error_description;
+  console.error(`idp failed to start${detail ? ` (${detail})` : ''}:`, e);
   process.exit(1);
 });
