@@ -39,7 +39,7 @@ const unescape = (s: string): string =>
 const attrs = (tag: string): Map<string, string> => new Map([...tag.matchAll(/([\w.:-]+)="([^"]*)"/g)].map((m) => [m[1]!, unescape(m[2]!)]));
 
 /** What a page shows, for error messages: its title and its #error line. */
-function describe(p: Page): string {
+function pageSummary(p: Page): string {
   const title = /<title>([^<]*)<\/title>/.exec(p.html)?.[1] ?? '(no title)';
   const error = new RegExp(`id="${PAGE.error}"[^>]*>([^<]*)<`).exec(p.html)?.[1];
   return `HTTP ${p.status} "${unescape(title)}" at ${p.url}${error ? `, error: ${unescape(error)}` : ''}`;
@@ -57,11 +57,11 @@ function form(p: Page, id: string, what: string): Form {
     }
     return { action: new URL(a.get('action') ?? p.url, p.url).href, fields };
   }
-  throw new Error(`expected ${what} (form #${id}), got ${describe(p)}`);
+  throw new Error(`expected ${what} (form #${id}), got ${pageSummary(p)}`);
 }
 
 /** A cookie jar for one origin, enough for oidc-provider's session and interaction cookies. */
-class Browserless {
+class FormClient {
   private readonly cookies = new Map<string, string>();
 
   async get(url: string): Promise<Page> {
@@ -114,7 +114,7 @@ class Browserless {
  * (unknown code, refused login, ...).
  */
 export async function completeDeviceLogin(o: LoginInput & { verificationUri: string; userCode: string }): Promise<void> {
-  const ua = new Browserless();
+  const ua = new FormClient();
   const entry = form(await ua.get(o.verificationUri), PAGE.deviceInputForm, 'the device code entry page');
   entry.fields.set('user_code', o.userCode);
   const confirm = form(await ua.submit(entry), PAGE.deviceConfirmForm, `the device confirmation page for code ${o.userCode}`);
@@ -124,8 +124,8 @@ export async function completeDeviceLogin(o: LoginInput & { verificationUri: str
   const consent = form(await ua.submit(login), PAGE.consentForm, `the consent page after signing in as ${o.login}`);
   consent.fields.set(PAGE.decisionField, o.decision);
   const done = await ua.submit(consent);
-  if (o.decision === 'allow' && !done.html.includes(`id="${PAGE.deviceDone}"`)) throw new Error(`expected the device sign-in success page, got ${describe(done)}`);
-  if (o.decision === 'deny' && !done.html.includes(`data-error="access_denied"`)) throw new Error(`expected the access_denied page after denying, got ${describe(done)}`);
+  if (o.decision === 'allow' && !done.html.includes(`id="${PAGE.deviceDone}"`)) throw new Error(`expected the device sign-in success page, got ${pageSummary(done)}`);
+  if (o.decision === 'deny' && !done.html.includes(`data-error="access_denied"`)) throw new Error(`expected the access_denied page after denying, got ${pageSummary(done)}`);
 }
 
 // ---------------------------------------------------------------- Chromium
