@@ -73,7 +73,7 @@ interface Setup {
   fingerprint: string;
 }
 
-async function setup(t: TestContext, opts: { requireApproval?: boolean } = {}): Promise<Setup> {
+async function setup(t: TestContext, opts: { requireApproval?: boolean; maxDevicesPerUser?: number } = {}): Promise<Setup> {
   const idp = await startIdp();
   t.after(() => idp.stop());
   const confidential = idp.clients.find((c) => c.client_id === CONFIDENTIAL_CLIENT_ID)!;
@@ -83,6 +83,7 @@ async function setup(t: TestContext, opts: { requireApproval?: boolean } = {}): 
         issuers: [{ issuer: idp.issuer, clientId: confidential.client_id, clientSecret: confidential.client_secret, scopes: ['openid', 'email', 'groups', 'offline_access'] }],
         enrollGroups: ['staff'],
         groupMapping: [{ idpGroup: 'staff', group: 'laptops' }],
+        ...(opts.maxDevicesPerUser ? { maxDevicesPerUser: opts.maxDevicesPerUser } : {}),
       },
     },
   });
@@ -187,6 +188,18 @@ describe('latchkey enroll --sso against a real identity provider (issue 12)', ()
     assert.deepEqual(keyFiles(stateDir), [], 'no key was made');
     assert.equal(existsSync(join(stateDir, 'enroll-pending.json')), false);
     assert.deepEqual(await devices(s.dataDir), []);
+  });
+
+  test('per-user device limit: a second machine of the same person is refused with the limit, nothing enrolled there', { timeout: 120_000 }, async (t) => {
+    const s = await setup(t, { maxDevicesPerUser: 1 });
+    const first = await deviceFlow(t, s, join(tempDir(t, 'latchkey-agent-'), 'state'), alice);
+    assert.equal(first.proc.exitCode, 0, first.stderr());
+    const secondDir = join(tempDir(t, 'latchkey-agent-'), 'state');
+    const second = await deviceFlow(t, s, secondDir, alice);
+    assert.equal(second.proc.exitCode, 1, second.stderr());
+    assert.match(second.stderr(), /latchkey: you already have as many enrolled devices as allowed: alice@example\.com already has 1 devices.*; ask IT to revoke one you no longer use/);
+    assert.deepEqual(keyFiles(secondDir), []);
+    assert.equal((await devices(s.dataDir)).length, 1);
   });
 
   test('the person says no at the identity provider: "the sign-in was cancelled", nothing enrolled', { timeout: 120_000 }, async (t) => {

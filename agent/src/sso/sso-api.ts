@@ -7,7 +7,7 @@
 import { RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { errorBodyOf, httpsCall, type HttpsResponse } from '../est/est-client.js';
-import { BadAnswer, refusalMessage } from './sso-fns.js';
+import { BadAnswer, printable, signInRefusal } from './sso-fns.js';
 
 export interface AuthReply {
   status: number;
@@ -47,9 +47,9 @@ export function authApi(server: string, rootPem: string): AuthApi {
 export function refused(r: AuthReply, what: string): AgentError {
   const code = r.error?.code ?? '';
   const details = { status: r.status, serverCode: code, ...(r.retryAfterSeconds ? { retryAfterSeconds: r.retryAfterSeconds } : {}) };
-  const mine = refusalMessage(code, r.error?.message ?? '');
+  const mine = signInRefusal(code, r.error?.message ?? '');
   if (mine) return new AgentError(r.status >= 500 ? 'SERVER_ERROR' : 'SERVER_REFUSED', mine, details);
-  const text = `${what}: the server answered ${r.status}${code ? ` ${code}` : ''}${r.error?.message ? `: ${r.error.message}` : ''}`;
+  const text = `${what}: the server answered ${r.status}${code ? ` ${printable(code, 40)}` : ''}${r.error?.message ? `: ${printable(r.error.message, 500)}` : ''}`;
   return new AgentError(r.status >= 500 || r.status === 429 ? 'SERVER_ERROR' : 'SERVER_REFUSED', text, details);
 }
 

@@ -46,9 +46,9 @@ export async function deviceSignIn(api: AuthApi, o: { issuer?: string; log: (lin
       answer = { kind: 'transient' };
       lastFailure = refused(r, 'waiting for the sign-in');
     } else throw refused(r, 'waiting for the sign-in');
-    if (answer.kind === 'transient') o.log(`(${lastFailure?.message}; trying again)`);
     const next = nextPoll(state, answer);
     if (!next) throw lastFailure ?? new AgentError('SERVER_UNREACHABLE', 'the server stopped answering while waiting for the sign-in; run the same command again');
+    if (answer.kind === 'transient') o.log(`(${lastFailure?.message}; trying again in ${next.waitSeconds} s)`);
     state = next.state;
     waitSeconds = next.waitSeconds;
   }

@@ -13,7 +13,7 @@ import {
   readDeviceStarted,
   readEnrollGrant,
   readProviders,
-  refusalMessage,
+  signInRefusal,
   signedInLine,
 } from './sso-fns.js';
 
@@ -138,14 +138,14 @@ describe("the server's answers, read against packages/protocol auth.ts", () => {
 
 describe('what a refusal tells the person', () => {
   test('USER_NOT_ALLOWED shows the rule the server named', () => {
-    assert.match(refusalMessage('USER_NOT_ALLOWED', 'bob@example.com is not in any IdP group allowed to enroll (engineering, it)')!, /may not enroll a device: bob@example.com is not in any IdP group allowed to enroll \(engineering, it\)/);
+    assert.match(signInRefusal('USER_NOT_ALLOWED', 'bob@example.com is not in any IdP group allowed to enroll (engineering, it)')!, /may not enroll a device: bob@example.com is not in any IdP group allowed to enroll \(engineering, it\)/);
   });
   test('each sign-in code has its own message; other codes are left to the caller', () => {
-    assert.match(refusalMessage('AUTH_DENIED', '')!, /^the sign-in was cancelled at the identity provider; run the same command again/);
-    assert.match(refusalMessage('AUTH_EXPIRED', 'flow expired')!, /took too long.*run the same command again/);
-    assert.match(refusalMessage('USER_DEVICE_LIMIT', 'ada@example.com has 3 of 3 devices')!, /3 of 3 devices; ask IT to revoke one/);
-    assert.match(refusalMessage('IDP_UNAVAILABLE', 'idp timed out')!, /cannot reach the identity provider right now: idp timed out; try again/);
-    assert.equal(refusalMessage('TOKEN_INVALID', 'x'), undefined);
+    assert.match(signInRefusal('AUTH_DENIED', '')!, /^the sign-in was cancelled at the identity provider; run the same command again/);
+    assert.match(signInRefusal('AUTH_EXPIRED', 'flow expired')!, /took too long.*run the same command again/);
+    assert.match(signInRefusal('USER_DEVICE_LIMIT', 'ada@example.com has 3 of 3 devices')!, /3 of 3 devices; ask IT to revoke one/);
+    assert.match(signInRefusal('IDP_UNAVAILABLE', 'idp timed out')!, /cannot reach the identity provider right now: idp timed out; try again/);
+    assert.equal(signInRefusal('TOKEN_INVALID', 'x'), undefined);
   });
   test('an error redirect: access_denied is a cancel, anything else is the IdP refusing', () => {
     assert.match(callbackErrorMessage('access_denied', ''), /cancelled at the identity provider/);

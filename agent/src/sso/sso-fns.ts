@@ -244,7 +244,7 @@ export function readEnrollGrant(v: unknown): EnrollGrant {
  * about signing in. `serverMessage` is the server's own text (for a policy
  * refusal it names the rule).
  */
-export function refusalMessage(code: string, serverMessage: string): string | undefined {
+export function signInRefusal(code: string, serverMessage: string): string | undefined {
   const said = serverMessage ? `: ${printable(serverMessage, 500)}` : '';
   switch (code) {
     case 'USER_NOT_ALLOWED':
