@@ -18,7 +18,7 @@ export interface OidcVerifierOptions {
   readonly fetch?: typeof globalThis.fetch;
   /** Allowed clock difference in seconds (default 60). */
   readonly clockSkewSec?: number;
-  /** Least time between two JWKS fetches of one issuer (default 60 s). */
+  /** Least time between two JWKS fetches of one issuer (default 5 s). */
   readonly jwksRefetchIntervalMs?: number;
   /** Timeout of one HTTP request to the provider (default 10 s). */
   readonly requestTimeoutMs?: number;
@@ -58,7 +58,9 @@ function invalid(issuer: string, why: string, cause?: unknown): LatchkeyError {
 export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
   const doFetch = opts.fetch ?? globalThis.fetch;
   const skew = opts.clockSkewSec ?? 60;
-  const refetchMs = opts.jwksRefetchIntervalMs ?? 60_000;
+  // ID tokens reach us only from the provider's own token endpoint (never from a client), so an
+  // unknown kid is a rotation, not an attacker's flood: refetch soon, but still not in a loop.
+  const refetchMs = opts.jwksRefetchIntervalMs ?? 5_000;
   const timeoutMs = opts.requestTimeoutMs ?? 10_000;
   const states = new Map<string, IssuerState>(opts.issuers.map((s) => [s.issuer, { settings: s }]));
 
