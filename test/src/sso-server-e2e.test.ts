@@ -267,4 +267,16 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     assert.equal(replay.status, 403, replay.text);
     assert.equal((replay.body.error as { code: string }).code, 'AUTH_EXPIRED');
   });
+  test('users sync while the IdP is down changes nothing: the person is listed as unreachable and keeps their device', { timeout: 120_000 }, async (t) => {
+    const { idp, server, work } = await sso(t);
+    const r = await signIn(server, 'alice', 'enroll');
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await enroll(server, (r.body as { enrollToken: string }).enrollToken, work, 'alice-laptop')).status, 200);
+    await idp.stop();
+    const sync = await admin(server, 'POST', '/users/sync');
+    assert.equal(sync.status, 200, sync.text);
+    assert.deepEqual([sync.body.unreachable, sync.body.removed, sync.body.disabled, sync.body.revokedDevices], [['alice@example.com'], [], [], []]);
+    const devices = await admin(server, 'GET', '/devices');
+    assert.deepEqual((devices.body.items as { status: string }[]).map((d) => d.status), ['active']);
+  });
 });
