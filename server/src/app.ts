@@ -58,6 +58,9 @@ import { authRoutes } from './auth/auth-routes.js';
 import { createSignInService, type SessionIssuer, type SignInService } from './auth/sign-in-service.js';
 import { createOidcClient } from './oidc/oidc-client.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc/oidc-verifier.js';
+import { usersRepo } from './users/users-repo.js';
+import { usersRoutes } from './users/users-routes.js';
+import { createUsersSync, type UsersSync } from './users/users-sync.js';
 
 export interface AppDeps {
   db: Db;
@@ -163,8 +166,9 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const oidc = d.config.oidc && d.config.oidc.issuers.length > 0 ? d.config.oidc : undefined;
   let verifier: OidcVerifier | undefined;
   let signIn: SignInService | undefined;
+  let usersSync: UsersSync | undefined;
   if (oidc) {
-    const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, scopes: i.scopes }));
+    const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, trustEmail: i.trustEmail, scopes: i.scopes }));
     verifier = createOidcVerifier({ issuers, clock, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
     const client = createOidcClient({ issuers, verifier, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
     const sessions: SessionIssuer = {
@@ -173,6 +177,20 @@ export async function buildApp(d: AppDeps): Promise<App> {
       },
     };
     signIn = createSignInService({ oidc, client, verifier, flows: authFlowsRepo(k), groups: groupsRepo(k), tx, clock, sessions });
+    usersSync = createUsersSync({ oidc, users: usersRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+    if (oidc.syncIntervalSeconds > 0) {
+      // Every replica runs it; each person is claimed by one (users-repo claimForSync).
+      const everyMs = oidc.syncIntervalSeconds * 1000;
+      const sync = usersSync;
+      const timer = setInterval(() => {
+        sync.syncAll(oidc.syncIntervalSeconds / 2).then(
+          (r) => { if (r.removed.length + r.disabled.length > 0) app.log.info({ removed: r.removed.length, disabled: r.disabled.length, revokedDevices: r.revokedDevices.length }, 'users sync revoked the devices of people the identity provider no longer allows'); },
+          (e: Error) => app.log.error({ err: e }, 'users sync failed; it runs again at the next interval'),
+        );
+      }, everyMs);
+      timer.unref();
+      app.addHook('onClose', async () => clearInterval(timer));
+    }
   }
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
@@ -252,6 +270,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
       admin.addHook('onRequest', adminAuthHook(adminTokensRepo(k), admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
       await admin.register(groupRoutes({ groups }));
+      await admin.register(usersRoutes({ users: usersRepo(k), sync: usersSync }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices whose agent is connected to the control channel now (any replica), and since when.

@@ -18,7 +18,7 @@ export interface OidcVerifierOptions {
   readonly fetch?: typeof globalThis.fetch;
   /** Allowed clock difference in seconds (default 60). */
   readonly clockSkewSec?: number;
-  /** Least time between two JWKS fetches of one issuer (default 60 s). */
+  /** Least time between two JWKS fetches of one issuer (default 5 s). */
   readonly jwksRefetchIntervalMs?: number;
   /** Timeout of one HTTP request to the provider (default 10 s). */
   readonly requestTimeoutMs?: number;
@@ -58,7 +58,9 @@ function invalid(issuer: string, why: string, cause?: unknown): LatchkeyError {
 export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
   const doFetch = opts.fetch ?? globalThis.fetch;
   const skew = opts.clockSkewSec ?? 60;
-  const refetchMs = opts.jwksRefetchIntervalMs ?? 60_000;
+  // ID tokens reach us only from the provider's own token endpoint (never from a client), so an
+  // unknown kid is a rotation, not an attacker's flood: refetch soon, but still not in a loop.
+  const refetchMs = opts.jwksRefetchIntervalMs ?? 5_000;
   const timeoutMs = opts.requestTimeoutMs ?? 10_000;
   const states = new Map<string, IssuerState>(opts.issuers.map((s) => [s.issuer, { settings: s }]));
 
@@ -178,7 +180,9 @@ function checkClaims(s: OidcIssuerSettings, p: JWTPayload, nonce: string | null)
   if (nonce !== null && (typeof p.nonce !== 'string' || p.nonce !== nonce)) throw invalid(s.issuer, 'nonce does not match this sign-in');
   const email = p[s.emailClaim];
   if (typeof email !== 'string' || email.length === 0) throw invalid(s.issuer, `no ${s.emailClaim} claim; ask for the email scope`);
-  if (p.email_verified !== true) throw invalid(s.issuer, `email ${email} is not verified at the identity provider`);
+  // Some providers (Entra ID) never send email_verified; `trustEmail` says this one only issues emails it owns.
+  // An explicit false is refused either way.
+  if (p.email_verified !== true && !(s.trustEmail === true && p.email_verified === undefined)) throw invalid(s.issuer, `email ${email} is not verified at the identity provider`);
   const rawGroups = p[s.groupsClaim];
   const groups = Array.isArray(rawGroups) ? rawGroups.filter((g): g is string => typeof g === 'string') : [];
   return { issuer: s.issuer, subject: p.sub as string, email, groups };

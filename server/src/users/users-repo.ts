@@ -10,7 +10,8 @@ const LIVE: readonly ('pending' | 'active')[] = ['pending', 'active'];
 export const usersRepo = (db: Executor) => ({
   findById: (id: string) => db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst(),
   findBySubject: (issuer: string, subject: string) => db.selectFrom('users').selectAll().where('issuer', '=', issuer).where('subject', '=', subject).executeTakeFirst(),
-  insert: (u: UsersTable) => db.insertInto('users').values(u).execute(),
+  /** Inserts the person unless a concurrent first sign-in of theirs did already; either way the row exists after. */
+  insertIfAbsent: (u: UsersTable) => db.insertInto('users').values(u).onConflict((oc) => oc.columns(['issuer', 'subject']).doNothing()).execute(),
   /** After a sign-in: what the IdP says now. A refresh token is replaced only when the IdP gave a new one. */
   async signedIn(id: string, p: { email: string; groups: string[]; refreshToken: string | undefined; at: string }): Promise<void> {
     await db
@@ -42,11 +43,12 @@ export const usersRepo = (db: Executor) => ({
       .execute();
   },
   /** Active people who hold live devices: the ones a sync asks the IdP about. */
-  withLiveDevices: (limit: number) =>
+  withLiveDevices: (limit: number, afterId: string) =>
     db
       .selectFrom('users as u')
       .select(['u.id', 'u.issuer', 'u.email'])
       .where('u.status', '=', 'active')
+      .where('u.id', '>', afterId)
       .where((eb) => eb.exists(eb.selectFrom('devices as d').select('d.id').whereRef('d.user_id', '=', 'u.id').where('d.status', 'in', LIVE)))
       .orderBy('u.id')
       .limit(limit)
@@ -56,6 +58,10 @@ export const usersRepo = (db: Executor) => ({
   async liveDeviceCount(userId: string): Promise<number> {
     const r = await db.selectFrom('devices').select((eb) => eb.fn.countAll<number | string | bigint>().as('n')).where('user_id', '=', userId).where('status', 'in', LIVE).executeTakeFirstOrThrow();
     return Number(r.n);
+  },
+  /** Ends a person's admin sessions (they left the admin groups, or the IdP disabled them). */
+  async endSessions(userId: string, at: string): Promise<void> {
+    await db.updateTable('admin_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('kind', '=', 'session').where('revoked_at', 'is', null).execute();
   },
   list: (limit: number, afterId?: string) => {
     let q = db
