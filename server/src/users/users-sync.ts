@@ -101,6 +101,21 @@ export function createUsersSync(d: UsersSyncDeps) {
 
   return {
     /**
+     * Asks the IdP about one person now (an admin session being refreshed): their state
+     * after the check, and their groups. `unreachable` leaves what the last check stored.
+     */
+    async recheck(userId: string): Promise<{ status: 'active' | 'removed' | 'disabled' | 'unreachable'; groups: string[] }> {
+      const result: UsersSyncResult = { checked: 0, unchanged: 0, removed: [], disabled: [], unreachable: [], revokedDevices: [] };
+      const now = d.clock().toISOString();
+      // Claimed like a sync, so a replica's periodic run never spends the same refresh token.
+      if (await d.users.claimForSync(userId, now, now)) await syncOne(userId, result);
+      const u = await d.users.findById(userId);
+      if (!u) return { status: 'disabled', groups: [] };
+      const groups = JSON.parse(u.groups) as string[];
+      if (result.unreachable.length > 0 && u.status === 'active') return { status: 'unreachable', groups };
+      return { status: u.status, groups };
+    },
+    /**
      * Every active person with live devices whom no replica checked in the last
      * `minAgeSeconds` (the claim keeps two replicas from spending one refresh token twice).
      */
