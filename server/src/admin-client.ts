@@ -39,7 +39,7 @@ export interface TargetOptions {
  * --ca-file, else the data dir's root.
  */
 export function serverTarget(opts: TargetOptions): ServerTarget {
-  let server = opts.server ?? opts.env.LATCHKEY_SERVER;
+  let server = opts.server || opts.env.LATCHKEY_SERVER || undefined;
   let ca: string | undefined = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
   let dataDirToken: string | undefined;
   if (opts.dataDir) {

@@ -106,7 +106,7 @@ export const logout: Cmd = {
   async run(ctx) {
     const store = userSessions(ctx.env);
     const p = printer(!!ctx.o.json, ctx.out, ctx.err);
-    const named = str(ctx.o, 'server') ?? ctx.env.LATCHKEY_SERVER ?? str(ctx.o, 'dataDir');
+    const named = str(ctx.o, 'server') || ctx.env.LATCHKEY_SERVER || str(ctx.o, 'dataDir');
     const t = named ? targetOf(ctx) : undefined;
     let entries: StoredSession[];
     try {
