@@ -121,7 +121,8 @@ describe('issue 12: latchkey-server login (RFC 8628) with a real identity provid
 
     // LATCHKEY_ADMIN_TOKEN comes first: the bootstrap token acts, not alice.
     const bootstrap = readFileSync(join(s.server.dataDir, 'admin-token'), 'utf8').trim();
-    assert.equal((await cli(['token', 'create', '--server', s.server.url], { env: { ...s.env, LATCHKEY_ADMIN_TOKEN: bootstrap } })).code, 0);
+    const byToken = await cli(['token', 'create', '--server', s.server.url, '--ca-file', s.ca], { env: { ...s.env, LATCHKEY_ADMIN_TOKEN: bootstrap } });
+    assert.equal(byToken.code, 0, byToken.stderr);
     assert.deepEqual(await s.auditActors('token.create'), ['admin:initial-admin', 'user:alice@example.com']);
 
     const out = await cli(['logout'], { env: s.env });
