@@ -12,14 +12,16 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { request } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createCsr, decodeCertsOnly, nodeSigner } from '@latchkey/pki';
 import { AUTH_PATHS, FACTS_ATTRIBUTE_OID, type AuthDeviceStarted, type AuthResult } from '@latchkey/protocol';
 import { sleep } from './support/gateways.js';
 import { CONFIDENTIAL_CLIENT_ID, startIdp, type Idp } from './support/idp/idp-fixture.js';
-import { completeDeviceLogin } from './support/idp/idp-login.js';
+import { chromiumOrSkip, completeBrowserLogin, completeDeviceLogin } from './support/idp/idp-login.js';
 import { cli, initServer, mustRun, startServer, tempDir, type ServerProcess, type TestCtx } from './support/processes.js';
 
 interface Answer {
@@ -29,12 +31,12 @@ interface Answer {
   text: string;
 }
 
-function https(server: ServerProcess, method: string, path: string, o: { json?: unknown; body?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+function https(server: ServerProcess, method: string, path: string, o: { json?: unknown; body?: string; headers?: Record<string, string>; cert?: string; key?: string } = {}): Promise<Answer> {
   const ca = readFileSync(join(server.dataDir, 'root.crt.pem'), 'utf8');
   const payload = o.json !== undefined ? JSON.stringify(o.json) : o.body;
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port: server.port, method, path, ca, agent: false, headers: { ...(o.json !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers } },
+      { host: '127.0.0.1', port: server.port, method, path, ca, agent: false, ...(o.cert ? { cert: o.cert, key: o.key } : {}), headers: { ...(o.json !== undefined ? { 'content-type': 'application/json' } : {}), ...o.headers } },
       (res) => {
         let text = '';
         res.on('data', (d: Buffer) => (text += d.toString()));
@@ -82,7 +84,7 @@ async function signIn(server: ServerProcess, login: string, purpose: 'enroll' | 
 }
 
 /** EST simpleenroll with a fresh key; the CSR's facts claim an email the person does not have. */
-async function enroll(server: ServerProcess, token: string, work: string, name: string): Promise<Answer & { certPem?: string }> {
+async function enroll(server: ServerProcess, token: string, work: string, name: string): Promise<Answer & { certPem?: string; keyPem?: string }> {
   const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const facts = { hostname: name, os: { platform: 'linux', release: '6.1.0' }, arch: 'x64', hardwareId: name, agentVersion: '0.1.0', userEmail: 'mallory@evil.example' };
   const csr = await createCsr({ subject: [{ type: 'CN', value: name }], signer: nodeSigner(privateKey), stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(facts) }] });
@@ -91,7 +93,7 @@ async function enroll(server: ServerProcess, token: string, work: string, name: 
   const der = decodeCertsOnly(r.text)[0]!;
   const certPem = `-----BEGIN CERTIFICATE-----\n${der.toString('base64')}\n-----END CERTIFICATE-----\n`;
   writeFileSync(join(work, `${name}.pem`), certPem);
-  return { ...r, certPem };
+  return { ...r, certPem, keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
 }
 
 async function sso(t: TestCtx): Promise<{ idp: Idp; server: ServerProcess; work: string }> {
@@ -107,6 +109,7 @@ async function sso(t: TestCtx): Promise<{ idp: Idp; server: ServerProcess; work:
         adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
         maxDevicesPerUser: 2,
         syncIntervalSeconds: 0,
+        syncHoldAbove: 1,
       },
     },
   });
@@ -132,6 +135,14 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     const text = (await mustRun('openssl', ['x509', '-in', join(work, 'alice-laptop.pem'), '-noout', '-text'])).stdout;
     assert.match(text, /email:alice@example\.com/);
     assert.doesNotMatch(text, /mallory/);
+    // RFC 7030 §4.2.2: the renewal, authenticated by the certificate alone, keeps the person.
+    const { privateKey: next } = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const csr2 = await createCsr({ subject: [{ type: 'CN', value: 'alice-laptop' }], signer: nodeSigner(next) });
+    const renewed = await https(server, 'POST', '/.well-known/est/simplereenroll', { body: csr2.toString('base64'), headers: { 'content-type': 'application/pkcs10' }, cert: e.certPem!, key: e.keyPem! });
+    assert.equal(renewed.status, 200, renewed.text);
+    writeFileSync(join(work, 'renewed.pem'), `-----BEGIN CERTIFICATE-----\n${decodeCertsOnly(renewed.text)[0]!.toString('base64')}\n-----END CERTIFICATE-----\n`);
+    assert.match((await mustRun('openssl', ['x509', '-in', join(work, 'renewed.pem'), '-noout', '-ext', 'subjectAltName'])).stdout, /email:alice@example\.com/);
+
     // One use: a second laptop needs its own sign-in.
     const again = await enroll(server, result.enrollToken, work, 'second-laptop');
     assert.equal(again.status, 403, again.text);
@@ -199,8 +210,16 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     await idp.setAccount('alice-sub', { groups: ['latchkey-admins'] });
     await idp.setAccount('carol-sub', { disabled: true });
     await sleep(10_500); // the manual sync skips people checked in the last 10 s
-    const sync = await admin(server, 'POST', '/users/sync');
+    // Two of two people at once is past syncHoldAbove (1) and a quarter: held, nobody loses anything.
+    const held = await admin(server, 'POST', '/users/sync');
+    assert.equal(held.status, 200, held.text);
+    assert.match(String(held.body.held), /would take devices from 2 of 2 people at once; nothing was revoked/);
+    assert.deepEqual([held.body.removed, held.body.disabled, held.body.revokedDevices], [[], [], []]);
+    assert.equal((await admin(server, 'GET', `/devices/${devices.alice}`)).body.status, 'active');
+    await sleep(10_500);
+    const sync = await admin(server, 'POST', '/users/sync', { force: true });
     assert.equal(sync.status, 200, sync.text);
+    assert.equal(sync.body.held, undefined);
     assert.deepEqual(sync.body.removed, ['alice@example.com']);
     assert.deepEqual(sync.body.disabled, ['carol@example.com']);
     assert.deepEqual([...(sync.body.revokedDevices as string[])].sort(), [devices.alice, devices.carol].sort());
@@ -219,5 +238,54 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     const rotated = await idp.rotateKeys({ keepOld: false });
     const after = await signIn(server, 'alice', 'enroll');
     assert.equal(after.status, 200, `${after.text} (new kid ${rotated.kid})`);
+  });
+  test('RFC 8252 browser flow: loopback redirect with PKCE through headless Chromium; state and verifier must match; a code is used once', { timeout: 120_000 }, async (t) => {
+    if (!chromiumOrSkip(t)) return;
+    const { server, work } = await sso(t);
+    const got: string[] = [];
+    const loopback = createServer((req, res) => {
+      got.push(req.url ?? '');
+      res.end('you can close this tab');
+    });
+    await new Promise<void>((r) => loopback.listen(0, '127.0.0.1', r));
+    t.after(() => loopback.close());
+    const redirectUri = `http://127.0.0.1:${(loopback.address() as AddressInfo).port}/callback`;
+    const verifier = crypto.randomBytes(32).toString('base64url');
+    const codeChallenge = crypto.createHash('sha256').update(verifier).digest('base64url');
+
+    const notLoopback = await https(server, 'POST', AUTH_PATHS.browserStart, { json: { purpose: 'enroll', redirectUri: 'http://evil.example:80/callback', codeChallenge } });
+    assert.equal(notLoopback.status, 400, notLoopback.text);
+    const start = await https(server, 'POST', AUTH_PATHS.browserStart, { json: { purpose: 'enroll', redirectUri, codeChallenge } });
+    assert.equal(start.status, 200, start.text);
+    const { flowId, authorizeUrl, state } = start.body as { flowId: string; authorizeUrl: string; state: string };
+    const landed = new URL(await completeBrowserLogin({ url: authorizeUrl, login: 'alice@example.com', password: 'alice-password', decision: 'allow' }));
+    assert.equal(landed.searchParams.get('state'), state);
+    const code = landed.searchParams.get('code')!;
+    assert.ok(code);
+
+    const wrongVerifier = await https(server, 'POST', AUTH_PATHS.browserFinish, { json: { flowId, code, state, codeVerifier: crypto.randomBytes(32).toString('base64url') } });
+    assert.equal(wrongVerifier.status, 400, wrongVerifier.text);
+    const wrongState = await https(server, 'POST', AUTH_PATHS.browserFinish, { json: { flowId, code, state: 'x'.repeat(32), codeVerifier: verifier } });
+    assert.equal(wrongState.status, 400, wrongState.text);
+    const done = await https(server, 'POST', AUTH_PATHS.browserFinish, { json: { flowId, code, state, codeVerifier: verifier } });
+    assert.equal(done.status, 200, done.text);
+    const result = done.body as unknown as Extract<AuthResult, { purpose: 'enroll' }>;
+    assert.equal(result.user.email, 'alice@example.com');
+    assert.equal((await enroll(server, result.enrollToken, work, 'browser-laptop')).status, 200);
+    const replay = await https(server, 'POST', AUTH_PATHS.browserFinish, { json: { flowId, code, state, codeVerifier: verifier } });
+    assert.equal(replay.status, 403, replay.text);
+    assert.equal((replay.body.error as { code: string }).code, 'AUTH_EXPIRED');
+  });
+  test('users sync while the IdP is down changes nothing: the person is listed as unreachable and keeps their device', { timeout: 120_000 }, async (t) => {
+    const { idp, server, work } = await sso(t);
+    const r = await signIn(server, 'alice', 'enroll');
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await enroll(server, (r.body as { enrollToken: string }).enrollToken, work, 'alice-laptop')).status, 200);
+    await idp.stop();
+    const sync = await admin(server, 'POST', '/users/sync');
+    assert.equal(sync.status, 200, sync.text);
+    assert.deepEqual([sync.body.unreachable, sync.body.removed, sync.body.disabled, sync.body.revokedDevices], [['alice@example.com'], [], [], []]);
+    const devices = await admin(server, 'GET', '/devices');
+    assert.deepEqual((devices.body.items as { status: string }[]).map((d) => d.status), ['active']);
   });
 });

@@ -90,17 +90,17 @@ export function createSignInService(d: SignInDeps) {
   async function recordUser(trx: Trx, id: VerifiedIdentity, refreshToken: string | undefined, at: string): Promise<{ userId: string; email: string }> {
     const email = id.email.toLowerCase();
     if (!PLAIN_EMAIL.test(email)) {
-      throw new LatchkeyError('USER_NOT_ALLOWED', `the identity provider's email for this person (${JSON.stringify(email.slice(0, 80))}) cannot go into a certificate: only letters, digits and . _ % + - are allowed`);
+      throw new LatchkeyError('USER_NOT_ALLOWED', `the identity provider's email for this person (${JSON.stringify(email.slice(0, 80))}) cannot go into a certificate: only letters, digits and . _ % - are allowed (a '+' would need escaping in the certificate's subject)`);
     }
     const users = usersRepo(trx);
-    const known = await users.findBySubject(id.issuer, id.subject);
-    if (known) {
-      await users.signedIn(known.id, { email, groups: id.groups, refreshToken, at });
-      return { userId: known.id, email };
+    let known = await users.findBySubject(id.issuer, id.subject);
+    if (!known) {
+      await users.insertIfAbsent({ id: randomUUID(), issuer: id.issuer, subject: id.subject, email, groups: JSON.stringify(id.groups), status: 'active', idp_refresh_token: refreshToken ?? null, last_sign_in_at: at, last_synced_at: null, created_at: at });
+      known = (await users.findBySubject(id.issuer, id.subject))!;
     }
-    const userId = randomUUID();
-    await users.insert({ id: userId, issuer: id.issuer, subject: id.subject, email, groups: JSON.stringify(id.groups), status: 'active', idp_refresh_token: refreshToken ?? null, last_sign_in_at: at, last_synced_at: null, created_at: at });
-    return { userId, email };
+    // A sign-in is the IdP's word now: active again (a removed person whom IT re-added), current groups and token.
+    await users.signedIn(known.id, { email, groups: id.groups, refreshToken, at });
+    return { userId: known.id, email };
   }
 
   async function complete(flow: Pick<AuthFlowsTable, 'purpose' | 'issuer' | 'nonce' | 'kind' | 'remote'>, out: TokenOutcome): Promise<AuthResult> {

@@ -8,6 +8,8 @@ export interface OidcIssuerSettings {
   readonly clientSecret?: string | undefined;
   readonly emailClaim: string;
   readonly groupsClaim: string;
+  /** Accept an ID token without `email_verified` (a provider that only issues emails of its own domains, e.g. Entra ID). */
+  readonly trustEmail?: boolean | undefined;
 }
 
 export interface GroupRoleMapping {
@@ -27,4 +29,6 @@ export interface VerifiedIdentity {
   readonly subject: string;
   readonly email: string;
   readonly groups: string[];
+  /** The provider referenced the groups instead of listing them (too many): they are unknown, not empty. */
+  readonly groupsUnknown?: boolean;
 }

@@ -10,7 +10,8 @@ const LIVE: readonly ('pending' | 'active')[] = ['pending', 'active'];
 export const usersRepo = (db: Executor) => ({
   findById: (id: string) => db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst(),
   findBySubject: (issuer: string, subject: string) => db.selectFrom('users').selectAll().where('issuer', '=', issuer).where('subject', '=', subject).executeTakeFirst(),
-  insert: (u: UsersTable) => db.insertInto('users').values(u).execute(),
+  /** Inserts the person unless a concurrent first sign-in of theirs did already; either way the row exists after. */
+  insertIfAbsent: (u: UsersTable) => db.insertInto('users').values(u).onConflict((oc) => oc.columns(['issuer', 'subject']).doNothing()).execute(),
   /** After a sign-in: what the IdP says now. A refresh token is replaced only when the IdP gave a new one. */
   async signedIn(id: string, p: { email: string; groups: string[]; refreshToken: string | undefined; at: string }): Promise<void> {
     await db
