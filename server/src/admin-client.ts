@@ -1,90 +1,102 @@
 /**
  * The CLI's client for the admin API: HTTPS to the running server, trusting
- * the data dir's root (or --ca-file), with the admin token from
- * LATCHKEY_ADMIN_TOKEN or the data dir.
+ * --ca-file, the data dir's root, or the root stored with the session. Its
+ * credential, in this order: LATCHKEY_ADMIN_TOKEN; the session
+ * `latchkey-server login` stored for the server's origin (refreshed when
+ * due, cli/admin-session.ts); the data dir's bootstrap admin token.
  */
 import { readFileSync, existsSync } from 'node:fs';
-import { request } from 'node:https';
 import { join } from 'node:path';
+import { AUTH_PATHS, type AdminSession } from '@latchkey/protocol';
 import { FILES } from './ca/ca-files.js';
+import { sessionToken } from './cli/admin-session.js';
+import { apiCall, apiError, apiRequest, type ApiTarget } from './cli/api-request.js';
+import { configDir, serverOrigin, sessionStore, type SessionStore } from './cli/session-store.js';
+import { UsageError } from './cli-errors.js';
 import { CONFIG_FILE, localServerUrl } from './config/config-load.js';
 
-export class ApiError extends Error {
-  override readonly name = 'ApiError';
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { ApiError, UsageError } from './cli-errors.js';
 
 export interface AdminClient {
   call<T>(method: string, path: string, body?: unknown): Promise<T>;
 }
 
-export function adminClientFrom(opts: { dataDir?: string; server?: string; caFile?: string; env: NodeJS.ProcessEnv }): AdminClient {
-  let server = opts.server ?? opts.env.LATCHKEY_SERVER;
-  let token = opts.env.LATCHKEY_ADMIN_TOKEN;
+export interface ServerTarget extends ApiTarget {
+  /** The bootstrap admin token of the data dir, when --data-dir was given and it has one. */
+  dataDirToken?: string;
+}
+
+export interface TargetOptions {
+  dataDir?: string;
+  server?: string;
+  caFile?: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Which server, and which root to trust: --server (else LATCHKEY_SERVER, else
+ * the data dir's local listener: the public URL may not resolve from here);
+ * --ca-file, else the data dir's root.
+ */
+export function serverTarget(opts: TargetOptions): ServerTarget {
+  let server = opts.server || opts.env.LATCHKEY_SERVER || undefined;
   let ca: string | undefined = opts.caFile ? readFileSync(opts.caFile, 'utf8') : undefined;
+  let dataDirToken: string | undefined;
   if (opts.dataDir) {
     const cfg = join(opts.dataDir, CONFIG_FILE);
     if (!existsSync(cfg)) throw new UsageError(`no ${CONFIG_FILE} in ${opts.dataDir}; is it the server's --data-dir?`);
-    if (!server) {
-      // Talk to the local listener: the public URL may not resolve from here.
-      server = localServerUrl(opts.dataDir);
-    }
-    token ??= existsSync(join(opts.dataDir, FILES.adminToken)) ? readFileSync(join(opts.dataDir, FILES.adminToken), 'utf8').trim() : undefined;
+    server ??= localServerUrl(opts.dataDir);
+    const tokenFile = join(opts.dataDir, FILES.adminToken);
+    if (existsSync(tokenFile)) dataDirToken = readFileSync(tokenFile, 'utf8').trim() || undefined;
     ca ??= readFileSync(join(opts.dataDir, FILES.rootCert), 'utf8');
   }
   if (!server) throw new UsageError('which server? give --data-dir D (on the server host) or --server https://HOST:PORT');
-  if (!token) throw new UsageError('no admin token: set LATCHKEY_ADMIN_TOKEN, or give --data-dir of the server');
-  const base = new URL(server);
+  return { server, ...(ca ? { ca } : {}), ...(dataDirToken ? { dataDirToken } : {}) };
+}
+
+/** The session store of this user (XDG_CONFIG_HOME and the like, from env). */
+export const userSessions = (env: NodeJS.ProcessEnv): SessionStore => sessionStore(configDir(env));
+
+export function adminClientFrom(opts: TargetOptions & { clock?: () => Date; sessions?: SessionStore }): AdminClient {
+  const target = serverTarget(opts);
+  const envToken = opts.env.LATCHKEY_ADMIN_TOKEN;
+  const clock = opts.clock ?? (() => new Date());
+  type Credential = { token: string; ca: string | undefined; session?: { origin: string; store: SessionStore } };
+  let credential: Promise<Credential> | undefined;
+
+  const refresh = (ca: string | undefined) => (refreshToken: string) => apiCall<AdminSession>({ server: target.server, ...(ca ? { ca } : {}) }, 'POST', AUTH_PATHS.refresh, { body: { refreshToken } });
+  const sessionDeps = (c: { origin: string; store: SessionStore }, ca: string | undefined) => ({ store: c.store, origin: c.origin, clock, refresh: refresh(ca) });
+
+  async function resolve(): Promise<Credential> {
+    if (envToken) return { token: envToken, ca: target.ca };
+    const origin = serverOrigin(target.server);
+    const store = opts.sessions ?? userSessions(opts.env);
+    const entry = await store.get(origin);
+    if (entry) {
+      const ca = target.ca ?? entry.caPem;
+      const token = await sessionToken(sessionDeps({ origin, store }, ca));
+      if (token) return { token, ca, session: { origin, store } };
+    }
+    if (target.dataDirToken) return { token: target.dataDirToken, ca: target.ca };
+    throw new UsageError(`no admin credentials for ${origin}: sign in with \`latchkey-server login --server ${origin}\`, set LATCHKEY_ADMIN_TOKEN, or give --data-dir of the server (on its host)`);
+  }
+
   return {
-    call<T>(method: string, path: string, body?: unknown): Promise<T> {
-      return new Promise((resolve, reject) => {
-        const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-        const req = request(
-          {
-            host: base.hostname.replace(/^\[|\]$/g, ''),
-            port: base.port || 443,
-            method,
-            path,
-            ...(ca ? { ca } : {}),
-            headers: {
-              authorization: `Bearer ${token}`,
-              accept: 'application/json',
-              ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
-            },
-            timeout: 30_000,
-          },
-          (res) => {
-            const chunks: Buffer[] = [];
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => {
-              const text = Buffer.concat(chunks).toString('utf8');
-              let json: unknown;
-              try {
-                json = text ? JSON.parse(text) : undefined;
-              } catch {
-                json = undefined;
-              }
-              if ((res.statusCode ?? 500) >= 400) {
-                const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error;
-                reject(new ApiError(res.statusCode ?? 500, err?.code ?? 'HTTP_ERROR', err?.message ?? `HTTP ${res.statusCode}`));
-              } else resolve(json as T);
-            });
-          },
-        );
-        req.on('timeout', () => req.destroy(new Error(`no answer from ${server} within 30 s`)));
-        req.on('error', (e) => reject(new Error(`cannot reach ${server}: ${e.message}; is latchkey-server running there?`, { cause: e })));
-        req.end(payload);
-      });
+    async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+      credential ??= resolve();
+      let c = await credential;
+      let a = await apiRequest({ server: target.server, ...(c.ca ? { ca: c.ca } : {}) }, method, path, { body, token: c.token });
+      // A session the server no longer takes (ended early, or our clock is behind): refresh once and
+      // send again. The request was refused before it did anything, so sending it again is safe.
+      if (a.status === 401 && c.session) {
+        const token = await sessionToken(sessionDeps(c.session, c.ca), c.token);
+        if (token === undefined) throw apiError(a);
+        c = { ...c, token };
+        credential = Promise.resolve(c);
+        a = await apiRequest({ server: target.server, ...(c.ca ? { ca: c.ca } : {}) }, method, path, { body, token });
+      }
+      if (a.status >= 400) throw apiError(a);
+      return a.json as T;
     },
   };
 }

@@ -96,17 +96,18 @@ export const deviceCommands: Cmd[] = [
     options: [
       new Option('--status <status>', 'only devices in this status').choices(DEVICE_STATUSES),
       new Option('--group <name>', 'only devices of this group'),
+      new Option('--user <email>', 'only devices bound to this person (exact email, any case)'),
       new Option('--q <text>', 'name, id or hostname containing this text'),
       new Option('--limit <n>', 'at most this many'),
       ...adminOptions(),
     ],
-    examples: ['devices list --data-dir /var/lib/latchkey', 'devices list --status pending --json --data-dir /var/lib/latchkey'],
+    examples: ['devices list --data-dir /var/lib/latchkey', 'devices list --status pending --json --data-dir /var/lib/latchkey', 'devices list --user ada@example.com --server https://latchkey.example.com:8443'],
     async run(ctx) {
       const qs = new URLSearchParams();
-      for (const k of ['status', 'group', 'q', 'limit']) if (str(ctx.o, k)) qs.set(k, str(ctx.o, k)!);
+      for (const k of ['status', 'group', 'user', 'q', 'limit']) if (str(ctx.o, k)) qs.set(k, str(ctx.o, k)!);
       const { api, p } = admin(ctx);
       const r = await api.call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices${qs.size ? `?${qs}` : ''}`);
-      p.print(r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no' })), ['id', 'name', 'status', 'group', 'online', 'lastSeen', 'serial', 'notAfter']));
+      p.print(r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no' })), ['id', 'name', 'status', 'group', 'user', 'online', 'lastSeen', 'serial', 'notAfter']));
       return 0;
     },
   },
@@ -136,7 +137,7 @@ export const deviceCommands: Cmd[] = [
   },
   {
     usage: 'devices show <id>',
-    summary: 'one device: record, facts and every certificate',
+    summary: 'one device: record (with the person it is bound to), facts and every certificate',
     options: adminOptions(),
     examples: ['devices show 0b6f…-… --data-dir /var/lib/latchkey'],
     async run(ctx, [id]) {

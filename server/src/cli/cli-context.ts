@@ -36,8 +36,8 @@ export const positiveInt = (v: string): number => {
 
 /** How admin commands find the running server and what they print. */
 export const adminOptions = (): Option[] => [
-  new Option('--data-dir <dir>', "the server's data dir: URL, CA and admin token come from it (on the server host)"),
-  new Option('--server <url>', 'the server, https://HOST:PORT (with LATCHKEY_ADMIN_TOKEN); env LATCHKEY_SERVER'),
+  new Option('--data-dir <dir>', "the server's data dir: URL, CA and bootstrap admin token come from it (on the server host)"),
+  new Option('--server <url>', 'the server, https://HOST:PORT (as signed in with `login`, or with LATCHKEY_ADMIN_TOKEN); env LATCHKEY_SERVER'),
   new Option('--ca-file <file>', "the root CA to trust for --server (PEM)"),
   new Option('--json', 'print only JSON on stdout'),
 ];

@@ -9,7 +9,9 @@ import { Option, type ProgramSpec } from '@latchkey/cli';
 import { auditList, deviceCommands, groupCommands, tokenCommands } from './admin-commands.js';
 import type { ServerCliCtx } from './cli-context.js';
 import { gatewayCommands } from './gateway-commands.js';
+import { loginCommands } from './login-commands.js';
 import { init, start } from './setup-commands.js';
+import { usersCommands } from './users-commands.js';
 
 export type { ServerCliCtx } from './cli-context.js';
 
@@ -22,12 +24,15 @@ export const SERVER_CLI: ProgramSpec<ServerCliCtx> = {
     groups: 'device groups and their policy (certificate lifetime, approval)',
     devices: 'the device inventory: list, show, approve, deny, revoke, renew-now, online',
     audit: 'the audit log',
+    users: 'people from the identity provider: list, sync',
     gateway: 'mTLS gateways: config, tokens, CRL sync',
     'gateway token': 'tokens for `gateway sync`',
   },
-  commands: [init, start, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...gatewayCommands],
-  epilog: `Admin commands reach the running server with --data-dir D (URL, CA and
-admin token from it), or --server URL [--ca-file F] and LATCHKEY_ADMIN_TOKEN.
+  commands: [init, start, ...loginCommands, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...usersCommands, ...gatewayCommands],
+  epilog: `Admin commands reach the running server with --server URL [--ca-file F]
+as the person signed in with \`latchkey-server login --server URL\`, or with
+LATCHKEY_ADMIN_TOKEN; on the server host, --data-dir D gives URL, CA and
+the bootstrap admin token.
 Environment: LATCHKEY_CA_PASSPHRASE, LATCHKEY_DATABASE_URL, LATCHKEY_LISTEN,
 LATCHKEY_ADMIN_TOKEN, LATCHKEY_SERVER, LATCHKEY_GATEWAY_TOKEN.
 Exit codes: 0 ok, 1 failure, 2 usage or configuration error.

@@ -5,6 +5,8 @@ import type { DevicesTable } from '../storage/schema.js';
 export interface DeviceFilter {
   status?: DevicesTable['status'];
   group?: string;
+  /** The bound person's email, exact; devices store it lower case. */
+  user?: string;
   q?: string;
   limit: number;
   /** first_seen|id of the last row of the previous page. */
@@ -20,6 +22,7 @@ export const devicesRepo = (db: Executor) => ({
     let q = db.selectFrom('devices').selectAll();
     if (f.status) q = q.where('status', '=', f.status);
     if (f.group) q = q.where('group_name', '=', f.group);
+    if (f.user) q = q.where('user_email', '=', f.user.toLowerCase());
     if (f.q) {
       const text = f.q;
       q = q.where((eb) => eb.or([containsText('name', text), containsText('id', text)]));

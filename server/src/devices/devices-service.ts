@@ -21,6 +21,7 @@ function toDevice(d: DevicesTable, cert: { serial: string; not_before: string; n
     name: d.name,
     status: d.status,
     group: d.group_name,
+    user: d.user_email,
     facts: d.facts ? (JSON.parse(d.facts) as Device['facts']) : null,
     firstSeen: d.first_seen,
     lastSeen: d.last_seen,

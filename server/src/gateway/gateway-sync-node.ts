@@ -4,16 +4,14 @@
  * command and HAProxy's runtime API over its UNIX socket.
  */
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
 import { request } from 'node:https';
 import { connect } from 'node:net';
-import { basename, dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CRL_PATHS, GatewayEvent, MAX_WS_MESSAGE_BYTES, PATHS, WS_CLOSE_CODES, type CrlIssuer } from '@latchkey/protocol';
 import WebSocket from 'ws';
 import { crlToPem, pemDecodeAll } from '@latchkey/pki';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { GatewayAuthError, describeCrl, runGatewaySync, syncOnce, type EventStream, type EventStreamHandlers, type GatewaySyncEffects, type SyncStatus } from './gateway-sync.js';
 
 const checkEvent = TypeCompiler.Compile(GatewayEvent);
@@ -53,30 +51,6 @@ export function httpsGetCrl(server: string, ca: string | undefined, issuer: CrlI
     req.on('error', (e) => reject(new Error(`cannot reach ${server}: ${e.message}`)));
     req.end();
   });
-}
-
-/** Writes `file` so that readers see the old or the new content, never a mix: temp file, fsync, rename, fsync of the directory. */
-export async function writeFileAtomic(file: string, data: string, mode = 0o644): Promise<void> {
-  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'w', mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
-    await rename(tmp, file);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  const dir = await open(dirname(file), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
 }
 
 /** Runs the reload command through `sh -c`; fails with its stderr on a non-zero exit. */

@@ -15,7 +15,8 @@ import { buildCrl, certificateToPem, crlToPem, createCaHierarchy, type CaHierarc
 import type { CrlIssuer, GatewayEvent } from '@latchkey/protocol';
 import { GatewayAuthError, backoffMs, runGatewaySync, syncOnce, type SyncStatus, type EventStreamHandlers, type GatewaySyncEffects } from './gateway-sync.js';
 import { waits } from '../testing/wait-for.js';
-import { haproxyCommand, haproxySetCrlCommand, haproxyUpdateCrl, writeFileAtomic } from './gateway-sync-node.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+import { haproxyCommand, haproxySetCrlCommand, haproxyUpdateCrl } from './gateway-sync-node.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
 let caP: Promise<CaHierarchy> | undefined;

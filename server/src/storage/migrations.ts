@@ -228,6 +228,14 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('auth_flows_expiry').on('auth_flows').column('expires_at').execute();
     },
   },
+  {
+    // `devices list --user EMAIL` (GET /v1/admin/devices?user=): one person's
+    // devices, in the list's order (first_seen, id), without a table scan.
+    name: '007_devices_user_email',
+    async up(db) {
+      await db.schema.createIndex('devices_user_email').on('devices').columns(['user_email', 'first_seen', 'id']).execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

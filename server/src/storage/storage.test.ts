@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { describe, test } from 'node:test';
 import { auditRepo } from '../audit/audit-repo.js';
 import { certificatesRepo } from '../certificates/certificates-repo.js';
@@ -68,7 +69,7 @@ for (const engine of ENGINES) {
       const again = await s.reopen();
       const rows = await again.kysely.selectFrom('latchkey_migrations' as never).selectAll().execute();
       assert.deepEqual((rows as { name: string }[]).map((r) => r.name), MIGRATION_NAMES);
-      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people']);
+      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people', '007_devices_user_email']);
     });
 
     test('token consume is atomic: 50 concurrent takes of a 10-use token → exactly 10 succeed', async (t) => {
@@ -105,6 +106,27 @@ for (const engine of ENGINES) {
       assert.equal(new Set(seen).size, 7);
       assert.deepEqual((await devicesRepo(s.db.kysely).list({ limit: 10, status: 'revoked' })).map((d) => d.id), [ids[0]]);
       assert.equal((await devicesRepo(s.db.kysely).list({ limit: 10, q: 'no_such%' })).length, 0);
+    });
+
+    test("devices of one person: exact email, case-insensitive, pageable, others' and unbound devices left out", async (t) => {
+      const s = await fresh(t, engine);
+      if (!s) return;
+      await seed(s.db, 1);
+      const repo = devicesRepo(s.db.kysely);
+      const owner = (i: number): string | null => (i % 3 === 0 ? 'alice@example.com' : i % 3 === 1 ? 'alice@example.com.evil' : null);
+      const ids = Array.from({ length: 9 }, () => randomUUID());
+      for (const [i, id] of ids.entries()) await repo.insert({ ...device(id, at(i)), user_email: owner(i) });
+      const alice = ids.filter((_, i) => owner(i) === 'alice@example.com');
+      assert.deepEqual((await repo.list({ limit: 10, user: 'Alice@Example.COM' })).map((d) => d.id), alice);
+      assert.deepEqual((await repo.list({ limit: 10, user: 'alice@example' })).map((d) => d.id), [], 'exact, never a prefix');
+      const first = await repo.list({ limit: 2, user: 'alice@example.com' });
+      const last = first[first.length - 1]!;
+      const rest = await repo.list({ limit: 2, user: 'alice@example.com', after: { firstSeen: last.first_seen, id: last.id } });
+      assert.deepEqual([...first, ...rest].map((d) => d.id), alice);
+      if (engine === 'sqlite') {
+        const plan = await sql<{ detail: string }>`explain query plan select * from devices where user_email = ${'alice@example.com'} order by first_seen, id limit 3`.execute(s.db.kysely);
+        assert.match(plan.rows.map((r) => r.detail).join('\n'), /USING INDEX devices_user_email/, 'the filter and the order are served by the index of 007_devices_user_email');
+      }
     });
 
     test('device search treats %, _ and \\ in the query literally (LIKE is escaped on both engines)', async (t) => {
