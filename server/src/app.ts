@@ -8,9 +8,9 @@ import type { ServerOptions } from 'node:https';
 import * as crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { PATHS } from '@latchkey/protocol';
-import { adminAuthHook } from './admin/admin-auth.js';
+import { createAdminAccess } from './admin/admin-access.js';
 import { adminRoutes } from './admin/admin-routes.js';
-import { adminTokensRepo } from './admin/admin-tokens-repo.js';
+import type { Reauthorize } from './admin/admin-sessions.js';
 import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
 import { peerCertificateDer } from './auth/client-cert.js';
@@ -65,6 +65,8 @@ export interface AppDeps {
   crashPoint?: CrashPoint;
   /** Process options: logger, and `https` for TLS (see start.ts). */
   fastify?: FastifyServerOptions & { https?: ServerOptions };
+  /** Whether a person may still administer when their session is refreshed (the IdP is asked); default: refuse. */
+  reauthorize?: Reauthorize;
 }
 
 export interface App {
@@ -150,6 +152,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
+  // Admin sessions, API tokens and the admin zone's auth hook.
+  const adminAccess = createAdminAccess({ db: k, tx, clock, config: d.config, rowLocks: d.db.engine === 'postgres', ...(d.reauthorize ? { reauthorize: d.reauthorize } : {}) });
   const ocspCache = createOcspCache(clock);
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
@@ -207,6 +211,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes, crashPoint: d.crashPoint ?? noCrash }));
     await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
+    await pub.register(adminAccess.publicRoutes);
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {
@@ -220,13 +225,14 @@ export async function buildApp(d: AppDeps): Promise<App> {
   });
   // Device zone: the route checks the TLS client certificate against our records.
   await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? ((req) => peerCertificateDer(req.raw.socket)), metrics, bodyLimit: d.config.bodyLimitBytes }));
-  // Admin zone: bearer admin tokens with roles.
+  // Admin zone: bearer admin tokens and people's sessions, with roles.
   await app.register(
     async (admin) => {
       await registerRateLimit(admin);
       // Failed logins only: a valid token is never slowed by someone else's guessing.
-      admin.addHook('onRequest', adminAuthHook(adminTokensRepo(k), admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
+      admin.addHook('onRequest', adminAccess.authHook(admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
+      await admin.register(adminAccess.adminRoutes);
       await admin.register(groupRoutes({ groups }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));

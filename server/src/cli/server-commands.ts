@@ -7,6 +7,7 @@
  */
 import { Option, type ProgramSpec } from '@latchkey/cli';
 import { auditList, deviceCommands, groupCommands, tokenCommands } from './admin-commands.js';
+import { adminTokenCommands } from './admin-token-commands.js';
 import type { ServerCliCtx } from './cli-context.js';
 import { gatewayCommands } from './gateway-commands.js';
 import { init, start } from './setup-commands.js';
@@ -22,10 +23,11 @@ export const SERVER_CLI: ProgramSpec<ServerCliCtx> = {
     groups: 'device groups and their policy (certificate lifetime, approval)',
     devices: 'the device inventory: list, show, approve, deny, revoke, renew-now, online',
     audit: 'the audit log',
+    'admin-token': 'admin API tokens for automation, and sessions: create, list, revoke',
     gateway: 'mTLS gateways: config, tokens, CRL sync',
     'gateway token': 'tokens for `gateway sync`',
   },
-  commands: [init, start, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...gatewayCommands],
+  commands: [init, start, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...adminTokenCommands, ...gatewayCommands],
   epilog: `Admin commands reach the running server with --data-dir D (URL, CA and
 admin token from it), or --server URL [--ca-file F] and LATCHKEY_ADMIN_TOKEN.
 Environment: LATCHKEY_CA_PASSPHRASE, LATCHKEY_DATABASE_URL, LATCHKEY_LISTEN,
