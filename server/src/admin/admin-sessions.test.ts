@@ -14,7 +14,7 @@ import { LatchkeyError } from '../errors.js';
 import { serverLoggerOptions } from '../logger.js';
 import { ENGINES, adminCall, harness, type Harness } from '../testing/harness.js';
 import { transactor } from '../storage/transaction.js';
-import { createAdminSessions, MAX_SESSIONS_PER_USER, type Reauthorize } from './admin-sessions.js';
+import { createAdminSessions, MAX_ENDED_SESSIONS_PER_USER, MAX_SESSIONS_PER_USER, type Reauthorize } from './admin-sessions.js';
 import { adminTokensRepo } from './admin-tokens-repo.js';
 import { SESSION_REQUESTS_PER_MINUTE } from './session-routes.js';
 
@@ -171,7 +171,10 @@ for (const engine of ENGINES) {
       const ada = await s.person('ada@example.com');
       const bob = await s.person('bob@example.com', 'viewer');
       const first = await ada.signIn();
-      for (let i = 1; i < MAX_SESSIONS_PER_USER + 5; i++) await ada.signIn();
+      for (let i = 1; i < MAX_SESSIONS_PER_USER + 5; i++) {
+        h.clock.now = new Date(T0.getTime() + i * 1000);
+        await ada.signIn();
+      }
       const b = await bob.signIn();
       const live = (await adminCall<{ items: AdminTokenInfo[] }>(h, 'GET', '/v1/admin/admin-tokens?sessions=true')).json.items.filter((x) => x.kind === 'session');
       assert.equal(live.filter((x) => x.user === 'ada@example.com').length, MAX_SESSIONS_PER_USER);
@@ -193,6 +196,30 @@ for (const engine of ENGINES) {
       assert.equal(await sessionRows(), MAX_SESSIONS_PER_USER + 1 - 5 + 1, 'five pruned, one issued');
       for (let i = 0; i < 5; i++) await again();
       assert.equal(await sessionRows(), 6, 'all dead rows gone, the six new ones live');
+    });
+
+    test('a person who refreshes in a loop keeps at most 80 rotated session rows; the newest still catch a replay', async (t) => {
+      const s = await setup(t, engine);
+      if (!s) return;
+      const { h } = s;
+      const ada = await s.person('ada@example.com');
+      let cur = await ada.signIn();
+      const rotated: string[] = [];
+      for (let i = 0; i < 130; i++) {
+        h.clock.now = new Date(T0.getTime() + (i + 1) * 1000);
+        const r = await refresh(h, cur.refreshToken, `10.2.${i >> 8}.${i & 255}`);
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        rotated.push(cur.refreshToken);
+        cur = r.json;
+      }
+      const repo = adminTokensRepo(h.db.kysely);
+      assert.equal((await repo.endedSessionsBeyond(ada.id, 0)).length, MAX_ENDED_SESSIONS_PER_USER);
+      assert.equal(await repo.count(), 1 + MAX_ENDED_SESSIONS_PER_USER + 1, 'the bootstrap token, the rotated rows, the live session');
+      assert.equal((await refresh(h, rotated[0]!, '10.3.0.2')).json.error.message, 'this refresh token is not known (the session was ended, or expired long ago); sign in again with `latchkey-server login`', 'the oldest are gone');
+      assert.equal((await whoami(h, cur.token)).status, 200);
+      const replay = await refresh(h, rotated.at(-5)!, '10.3.0.1');
+      assert.match(replay.json.error.message, /already used/);
+      assert.equal((await whoami(h, cur.token)).status, 401, 'the replay ended the live session');
     });
 
     test('secrets never reach the audit log, error bodies or the log (production logger, debug level)', async (t) => {

@@ -22,6 +22,8 @@ export type Reauthorize = (userId: string) => Promise<AdminRole>;
 
 /** Live sessions one person may hold; signing in once more ends the oldest. */
 export const MAX_SESSIONS_PER_USER = 20;
+/** Rotated session rows one person may have (kept until their refresh end to recognize a replay); the oldest go first. */
+export const MAX_ENDED_SESSIONS_PER_USER = 80;
 /** Dead session rows deleted per issued session (a cheap, bounded prune). */
 export const PRUNE_BATCH = 50;
 
@@ -57,6 +59,8 @@ export function createAdminSessions(deps: AdminSessionsDeps) {
     const live = await repo.liveSessionsOf(s.userId, at);
     const evicted = live.slice(0, Math.max(0, live.length - max + 1)).map((r) => r.id);
     await repo.deleteByIds(evicted);
+    // Rotated rows of a person who refreshes in a loop: the newest are enough to recognize a replay.
+    await repo.deleteByIds(await repo.endedSessionsBeyond(s.userId, MAX_ENDED_SESSIONS_PER_USER));
     const token = secret(SECRET_PREFIXES.session);
     const refreshToken = secret(SECRET_PREFIXES.refresh);
     const session: AdminSession = {

@@ -19,7 +19,7 @@ export function adminTokenRoutes(deps: { adminTokens: AdminTokensService }) {
       nextCursor: null,
     }));
     app.post('/admin-tokens', { config: { minRole: 'admin' }, schema: { body: AdminTokenCreateRequest } }, async (req, reply) =>
-      reply.code(201).send(await deps.adminTokens.create(req.body as AdminTokenCreateRequest, { role: req.admin!.role, actor: actorOf(req) })),
+      reply.code(201).send(await deps.adminTokens.create(req.body as AdminTokenCreateRequest, { role: req.admin!.role, kind: req.admin!.kind, actor: actorOf(req) })),
     );
     app.delete('/admin-tokens/:id', { config: { minRole: 'admin' }, schema: { params: IdParams } }, async (req) => deps.adminTokens.revoke((req.params as { id: string }).id, actorOf(req)));
   };

@@ -117,6 +117,21 @@ export const adminTokensRepo = (db: Executor) => ({
       .orderBy('created_at')
       .orderBy('id')
       .execute(),
+  /** A person's ended session rows (kept to recognize a replay) beyond the newest `keep`. */
+  endedSessionsBeyond: async (userId: string, keep: number): Promise<string[]> =>
+    (
+      await db
+        .selectFrom('admin_tokens')
+        .select('id')
+        .where('kind', '=', 'session')
+        .where('user_id', '=', userId)
+        .where('revoked_at', 'is not', null)
+        .orderBy('revoked_at', 'desc')
+        .orderBy('created_at', 'desc')
+        .limit(1000)
+        .offset(keep)
+        .execute()
+    ).map((r) => r.id),
   async deleteByIds(ids: string[]): Promise<void> {
     if (ids.length) await db.deleteFrom('admin_tokens').where('id', 'in', ids).where('kind', '=', 'session').execute();
   },

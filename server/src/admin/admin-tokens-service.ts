@@ -13,7 +13,7 @@ import { hashSecret } from '../auth/secret-hash.js';
 import { LatchkeyError } from '../errors.js';
 import type { Transactor } from '../storage/transaction.js';
 import { adminTokenTtlSeconds, roleAtLeast } from './admin-fns.js';
-import { adminTokensRepo, type AdminTokenRow, type AdminTokensRepo } from './admin-tokens-repo.js';
+import { adminTokensRepo, type AdminTokenKind, type AdminTokenRow, type AdminTokensRepo } from './admin-tokens-repo.js';
 
 export const toAdminTokenInfo = (r: AdminTokenRow): AdminTokenInfo => ({
   id: r.id,
@@ -43,7 +43,9 @@ export interface AdminTokensServiceDeps {
 
 export function createAdminTokensService(deps: AdminTokensServiceDeps) {
   return {
-    async create(req: AdminTokenCreateRequest, creator: { role: AdminRole; actor: string }): Promise<AdminTokenCreateResponse> {
+    /** By a signed-in admin (a session) or the bootstrap token; an API token cannot mint more tokens (a leaked one would persist). */
+    async create(req: AdminTokenCreateRequest, creator: { role: AdminRole; kind: AdminTokenKind; actor: string }): Promise<AdminTokenCreateResponse> {
+      if (creator.kind === 'token') throw new LatchkeyError('FORBIDDEN', 'an admin API token cannot make admin tokens: sign in with `latchkey-server login`, or use the bootstrap token of `init`');
       if (!roleAtLeast(creator.role, req.role)) throw new LatchkeyError('FORBIDDEN', `you are ${creator.role} and cannot make a token with more rights (${req.role}); ask someone with the ${req.role} role`);
       const ttl = adminTokenTtlSeconds(req.ttl);
       if (ttl === undefined) throw new LatchkeyError('BAD_REQUEST', `ttl ${JSON.stringify(req.ttl)} must be seconds or look like 12h or 90d, between 1 minute and 365 days`);

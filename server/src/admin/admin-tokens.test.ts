@@ -67,10 +67,16 @@ for (const engine of ENGINES) {
         assert.equal((await adminCall(h, 'GET', '/v1/admin/admin-tokens', undefined, tok)).status, 403);
       }
       assert.equal((await adminCall<WhoAmI>(h, 'GET', '/v1/admin/whoami', undefined, viewer)).json.role, 'viewer', 'whoami takes any role');
+      // An admin API token administers, but mints no further tokens: a leaked one could otherwise make itself permanent.
+      const auto = (await create(h, { name: 'auto', role: 'admin' })).json.token;
+      const minted = await create(h, { name: 'persist', role: 'viewer' }, auto);
+      assert.equal(minted.status, 403);
+      assert.match(minted.json.error.message, /an admin API token cannot make admin tokens: sign in with `latchkey-server login`, or use the bootstrap token/);
+      assert.equal((await adminCall(h, 'GET', '/v1/admin/admin-tokens', undefined, auto)).status, 200);
       // The service's own ceiling, for any future route with a lower minimum role.
       const svc = createAdminTokensService({ adminTokens: adminTokensRepo(h.db.kysely), tx: transactor(h.db), clock: () => h.clock.now, rowLocks: engine === 'postgres', idpConfigured: false });
-      await assert.rejects(svc.create({ name: 'up', role: 'admin' }, { role: 'operator', actor: 'admin:ops' }), (e: Error & { code?: string }) => e.code === 'FORBIDDEN' && /you are operator and cannot make a token with more rights \(admin\)/.test(e.message));
-      assert.equal((await svc.create({ name: 'same', role: 'operator' }, { role: 'operator', actor: 'admin:ops' })).info.role, 'operator');
+      await assert.rejects(svc.create({ name: 'up', role: 'admin' }, { role: 'operator', kind: 'session', actor: 'user:ops@example.com' }), (e: Error & { code?: string }) => e.code === 'FORBIDDEN' && /you are operator and cannot make a token with more rights \(admin\)/.test(e.message));
+      assert.equal((await svc.create({ name: 'same', role: 'operator' }, { role: 'operator', kind: 'session', actor: 'user:ops@example.com' })).info.role, 'operator');
       assert.equal((await list(h)).some((x) => x.name === 'up'), false, 'the refused one was not made');
     });
 
