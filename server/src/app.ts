@@ -24,6 +24,7 @@ import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
+import { LatchkeyError } from './errors.js';
 import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
@@ -52,6 +53,14 @@ import { tokensRepo } from './tokens/tokens-repo.js';
 import { createTokensService } from './tokens/tokens-service.js';
 import { keyedMutex } from './util/keyed-mutex.js';
 import { routeUpgrades } from './upgrade-router.js';
+import { authFlowsRepo } from './auth/auth-flows-repo.js';
+import { authRoutes } from './auth/auth-routes.js';
+import { createSignInService, type SessionIssuer, type SignInService } from './auth/sign-in-service.js';
+import { createOidcClient } from './oidc/oidc-client.js';
+import { createOidcVerifier, type OidcVerifier } from './oidc/oidc-verifier.js';
+import { usersRepo } from './users/users-repo.js';
+import { usersRoutes } from './users/users-routes.js';
+import { createUsersSync, type UsersSync } from './users/users-sync.js';
 
 export interface AppDeps {
   db: Db;
@@ -63,6 +72,8 @@ export interface AppDeps {
   clientCert?: (req: FastifyRequest) => Buffer | undefined;
   /** Test-only crash points (see util/crash-point.ts); the process entry point sets it from its environment. */
   crashPoint?: CrashPoint;
+  /** HTTP to the identity providers (tests may route it); default: global fetch. */
+  idpFetch?: typeof globalThis.fetch;
   /** Process options: logger, and `https` for TLS (see start.ts). */
   fastify?: FastifyServerOptions & { https?: ServerOptions };
   /** Whether a person may still administer when their session is refreshed (the IdP is asked); default: refuse. */
@@ -155,6 +166,36 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Admin sessions, API tokens and the admin zone's auth hook.
   const adminAccess = createAdminAccess({ db: k, tx, clock, config: d.config, rowLocks: d.db.engine === 'postgres', ...(d.reauthorize ? { reauthorize: d.reauthorize } : {}) });
   const ocspCache = createOcspCache(clock);
+  // People: the identity providers, when configured (issue 12).
+  const oidc = d.config.oidc && d.config.oidc.issuers.length > 0 ? d.config.oidc : undefined;
+  let verifier: OidcVerifier | undefined;
+  let signIn: SignInService | undefined;
+  let usersSync: UsersSync | undefined;
+  if (oidc) {
+    const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, trustEmail: i.trustEmail, scopes: i.scopes }));
+    verifier = createOidcVerifier({ issuers, clock, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
+    const client = createOidcClient({ issuers, verifier, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
+    const sessions: SessionIssuer = {
+      issue: async () => {
+        throw new LatchkeyError('NOT_FOUND', 'admin sign-in is not available on this server yet');
+      },
+    };
+    signIn = createSignInService({ oidc, client, verifier, flows: authFlowsRepo(k), groups: groupsRepo(k), tx, clock, sessions });
+    usersSync = createUsersSync({ oidc, users: usersRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+    if (oidc.syncIntervalSeconds > 0) {
+      // Every replica runs it; each person is claimed by one (users-repo claimForSync).
+      const everyMs = oidc.syncIntervalSeconds * 1000;
+      const sync = usersSync;
+      const timer = setInterval(() => {
+        sync.syncAll(oidc.syncIntervalSeconds / 2).then(
+          (r) => { if (r.removed.length + r.disabled.length > 0) app.log.info({ removed: r.removed.length, disabled: r.disabled.length, revokedDevices: r.revokedDevices.length }, 'users sync revoked the devices of people the identity provider no longer allows'); },
+          (e: Error) => app.log.error({ err: e }, 'users sync failed; it runs again at the next interval'),
+        );
+      }, everyMs);
+      timer.unref();
+      app.addHook('onClose', async () => clearInterval(timer));
+    }
+  }
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
   const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   const channels = createChannelHub({ deviceCertAuth, groups: groupsRepo(k), bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
@@ -210,6 +251,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes, crashPoint: d.crashPoint ?? noCrash }));
+    await pub.register(authRoutes({ signIn, verifier }));
     await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     await pub.register(adminAccess.publicRoutes);
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
@@ -234,6 +276,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
       await admin.register(adminAccess.adminRoutes);
       await admin.register(groupRoutes({ groups }));
+      await admin.register(usersRoutes({ users: usersRepo(k), sync: usersSync }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
       // Devices whose agent is connected to the control channel now (any replica), and since when.

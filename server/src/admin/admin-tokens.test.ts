@@ -164,7 +164,7 @@ for (const engine of ENGINES) {
     });
 
     test('with an identity provider configured, the last admin token can be revoked (people sign in instead)', async (t) => {
-      const oidc = { issuers: [{ issuer: 'https://idp.example.com', clientId: 'latchkey', scopes: ['openid'], emailClaim: 'email', groupsClaim: 'groups' }], allowedEmailDomains: [], adminGroups: { viewer: [], operator: [], admin: ['admins'] }, enrollGroups: [], groupMapping: [], maxDevicesPerUser: 5, syncIntervalSeconds: 0, sessionSeconds: 3600, refreshSeconds: 43200 };
+      const oidc = { issuers: [{ issuer: 'https://idp.example.com', clientId: 'latchkey', scopes: ['openid'], emailClaim: 'email', groupsClaim: 'groups', trustEmail: false }], allowedEmailDomains: [], adminGroups: { viewer: [], operator: [], admin: ['admins'] }, enrollGroups: [], groupMapping: [], maxDevicesPerUser: 5, syncIntervalSeconds: 0, sessionSeconds: 3600, refreshSeconds: 43200 };
       const h = await harness(t, engine, { config: { oidc } });
       if (!h) return;
       const boot = (await list(h)).find((x) => x.kind === 'bootstrap')!;

@@ -22,6 +22,8 @@ export interface DeviceCertRecord {
   device_name: string;
   device_status: DevicesTable['status'];
   group_name: string;
+  /** The device's bound person, kept on every renewal. */
+  user_email?: string | null;
 }
 
 export type DeviceCertRefusal =

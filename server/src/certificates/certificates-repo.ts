@@ -12,7 +12,7 @@ export const certificatesRepo = (db: Executor) => ({
     db
       .selectFrom('certificates')
       .innerJoin('devices', 'devices.id', 'certificates.device_id')
-      .select(['certificates.serial', 'certificates.device_id', 'certificates.spki_hash', 'certificates.revoked_at', 'certificates.revocation_reason', 'devices.name as device_name', 'devices.status as device_status', 'devices.group_name'])
+      .select(['certificates.serial', 'certificates.device_id', 'certificates.spki_hash', 'certificates.revoked_at', 'certificates.revocation_reason', 'devices.name as device_name', 'devices.status as device_status', 'devices.group_name', 'devices.user_email'])
       .where('certificates.serial', '=', serial)
       .executeTakeFirst(),
   findBySerial: (serial: string) => db.selectFrom('certificates').selectAll().where('serial', '=', serial).executeTakeFirst(),

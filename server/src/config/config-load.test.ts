@@ -44,7 +44,7 @@ test('listen is HOST:PORT or [IPv6]:PORT, parsed by the one parser start, the CL
 test('oidc: absent loads (no section); a minimal issuer gets the default scopes, claims and empty group mappings', (t) => {
   assert.equal(withConfig(t, {})().oidc, undefined);
   const c = withConfig(t, { oidc: { issuers: [{ issuer: 'https://idp.example.com/realms/corp', clientId: 'latchkey' }] } })();
-  assert.deepEqual(c.oidc?.issuers[0], { issuer: 'https://idp.example.com/realms/corp', clientId: 'latchkey', scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'], emailClaim: 'email', groupsClaim: 'groups' });
+  assert.deepEqual(c.oidc?.issuers[0], { issuer: 'https://idp.example.com/realms/corp', clientId: 'latchkey', scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'], emailClaim: 'email', groupsClaim: 'groups', trustEmail: false });
   assert.deepEqual(c.oidc?.adminGroups, { viewer: [], operator: [], admin: [] });
   assert.deepEqual([c.oidc?.enrollGroups, c.oidc?.allowedEmailDomains], [[], []]);
 });

@@ -2,8 +2,8 @@
  * Config from the data dir's config.json, then environment, then flags;
  * validated once into a frozen object. A bad config is one clear message.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { type HostPort, localUrl, parseHostPort } from '@latchkey/protocol';
 import { CONFIG_DEFAULTS, OidcConfigSchema, ServerConfigSchema, type ServerConfig } from './config-schema.js';
@@ -37,7 +37,29 @@ export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv, flags: Confi
   if (env.LATCHKEY_LOG_LEVEL) merged.logLevel = env.LATCHKEY_LOG_LEVEL;
   if (flags.listen) merged.listen = flags.listen;
   if (flags.databaseUrl) merged.databaseUrl = flags.databaseUrl;
-  return validateConfig(merged, file);
+  return withOidcSecrets(validateConfig(merged, file), dataDir);
+}
+
+/** Reads each issuer's `clientSecretFile` (relative to the data dir) into `clientSecret`; the file must be private. */
+function withOidcSecrets(c: ServerConfig, dataDir: string): ServerConfig {
+  if (!c.oidc) return c;
+  const issuers = c.oidc.issuers.map((iss, i) => {
+    if (iss.clientSecretFile === undefined) return iss;
+    const path = isAbsolute(iss.clientSecretFile) ? iss.clientSecretFile : join(dataDir, iss.clientSecretFile);
+    let text: string;
+    try {
+      if (process.platform !== 'win32' && (statSync(path).mode & 0o077) !== 0) {
+        throw new ConfigError(`oidc.issuers.${i}.clientSecretFile ${path} can be read by others; chmod 600 it`);
+      }
+      text = readFileSync(path, 'utf8').trim();
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      throw new ConfigError(`oidc.issuers.${i}.clientSecretFile ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    if (!text) throw new ConfigError(`oidc.issuers.${i}.clientSecretFile ${path} is empty`);
+    return { ...iss, clientSecret: text };
+  });
+  return { ...c, oidc: { ...c.oidc, issuers } };
 }
 
 export function validateConfig(value: Record<string, unknown>, source: string): ServerConfig {

@@ -15,6 +15,11 @@ export const OidcIssuerSchema = Type.Object(
     scopes: Type.Array(Type.String({ minLength: 1 }), { default: ['openid', 'email', 'profile', 'groups', 'offline_access'] }),
     emailClaim: Type.String({ minLength: 1, default: 'email' }),
     groupsClaim: Type.String({ minLength: 1, default: 'groups' }),
+    /**
+     * Accept ID tokens without an `email_verified` claim (one saying false is still refused). Only for a
+     * provider whose emails are all of domains it owns, e.g. Entra ID, which never sends email_verified.
+     */
+    trustEmail: Type.Boolean({ default: false }),
   },
   { additionalProperties: false },
 );

@@ -19,6 +19,7 @@ import { type IssuanceService, type Issued, keyCompromised, spkiHash } from '../
 import type { DevicesTable } from '../storage/schema.js';
 import type { Transactor, Trx } from '../storage/transaction.js';
 import { type TokensRepo, tokensRepo } from '../tokens/tokens-repo.js';
+import { usersRepo } from '../users/users-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
 import { exhausted } from './est-errors.js';
 import { checkTokenUsable, enrollmentStep, readCsr, readFacts, sanitizeDeviceName } from './est-fns.js';
@@ -44,7 +45,7 @@ export interface EnrollmentDeps {
   issuance: IssuanceService;
   commitLocks: KeyedMutex;
   clock: () => Date;
-  config: Pick<ServerConfig, 'maxCertLifetimeSeconds' | 'approvalRetrySeconds'>;
+  config: Pick<ServerConfig, 'maxCertLifetimeSeconds' | 'approvalRetrySeconds' | 'oidc'>;
 }
 
 type TokenRow = NonNullable<Awaited<ReturnType<TokensRepo['findForEnrollment']>>>;
@@ -71,7 +72,7 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     const id = r.tok.device_id!;
     const issued = await deps.issuance.issue({
       csr: r.csr,
-      device: { id, name: r.tok.device_name! },
+      device: { id, name: r.tok.device_name!, email: r.tok.user_email ?? null },
       kind: 'enroll',
       lifetimeSeconds: r.lifetime,
       actor: `device:${id}`,
@@ -114,7 +115,9 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
       token_id: tok.id,
       facts: r.facts ? JSON.stringify(r.facts) : null,
       // Facts are reported, not trusted: a claimed user email stays a fact, never the device's identity.
-      user_email: null,
+      // The person comes only from a token a sign-in at the identity provider made (/v1/auth).
+      user_email: tok.user_id ? tok.user_email : null,
+      user_id: tok.user_id ?? null,
       first_seen: nowIso,
       last_seen: nowIso,
       approved_at: null,
@@ -127,6 +130,7 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     // Then, holding the token row's lock: the same request sent twice at once
     // (another replica, a client that did not wait) makes one device, not two.
     const consume = async (trx: Trx): Promise<void> => {
+      if (tok.user_id) await checkUserMayAddDevice(trx, tok.user_id, tok.user_email ?? '', device.id);
       const took = await tokensRepo(trx).consume(tok.id, nowIso);
       if (await tokensRepo(trx).otherDeviceHoldsKey(tok.id, keyHash, device.id)) throw new SameRequestRaced();
       if (!took) throw exhausted(tok.uses);
@@ -149,7 +153,7 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     }
     const issued = await deps.issuance.issue({
       csr: r.csr,
-      device: { id: device.id, name: device.name },
+      device: { id: device.id, name: device.name, email: device.user_email },
       kind: 'enroll',
       lifetimeSeconds: r.lifetime,
       actor: `token:${tok.id}`,
@@ -161,6 +165,23 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
       commitLock,
     });
     return { status: 'issued', issued, deviceId: device.id };
+  }
+
+  /**
+   * A person's device limit, counted in the enrollment's transaction with the new device
+   * already inserted (so the count includes it). Two enrollments of one person racing on
+   * PostgreSQL may both pass; the limit is then exceeded by at most the replicas' concurrency.
+   */
+  async function checkUserMayAddDevice(trx: Trx, userId: string, email: string, newDeviceId: string): Promise<void> {
+    const max = config.oidc?.maxDevicesPerUser ?? 5;
+    const users = usersRepo(trx);
+    const user = await users.findById(userId);
+    if (!user || user.status !== 'active') throw new LatchkeyError('USER_NOT_ALLOWED', `${email} is no longer allowed to enroll devices at the identity provider; ask IT`);
+    const live = await users.liveDeviceCount(userId);
+    const others = live - ((await devicesRepo(trx).findById(newDeviceId)) ? 1 : 0);
+    if (others >= max) {
+      throw new LatchkeyError('USER_DEVICE_LIMIT', `${email} already has ${others} devices, the most one person may have (${max}); ask an admin to revoke one you no longer use (\`latchkey-server devices list --user ${email}\`)`);
+    }
   }
 
   async function simpleEnroll({ body, token, remote }: EnrollInput, raced = false): Promise<EnrollResult> {

@@ -66,7 +66,7 @@ export function createReenrollment(deps: ReenrollmentDeps): (input: ReenrollInpu
     const group = await deps.groups.get(record.group_name);
     const issued = await deps.issuance.issue({
       csr,
-      device: { id: deviceId, name: record.device_name },
+      device: { id: deviceId, name: record.device_name, email: record.user_email ?? null },
       kind,
       lifetimeSeconds: Math.min(group?.cert_lifetime_seconds ?? config.certLifetimeSeconds, config.maxCertLifetimeSeconds),
       actor: `device:${deviceId}`,

@@ -22,7 +22,7 @@ export type IssuanceKind = 'enroll' | 'renew' | 'recover';
 export interface IssueRequest {
   csr: Csr;
   /** Who the certificate names, from the server's records only (never from device facts). */
-  device: { id: string; name: string };
+  device: { id: string; name: string; /** The bound person's verified email (SAN email and subject emailAddress). */ email?: string | null };
   kind: IssuanceKind;
   lifetimeSeconds: number;
   actor: string;
@@ -85,6 +85,7 @@ export function createIssuanceService(deps: {
         spki: r.csr.spki,
         deviceId: r.device.id,
         deviceName: r.device.name,
+        ...(r.device.email ? { email: r.device.email } : {}),
         serial,
         now,
         lifetimeSeconds: r.lifetimeSeconds,

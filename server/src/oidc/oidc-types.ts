@@ -8,6 +8,8 @@ export interface OidcIssuerSettings {
   readonly clientSecret?: string | undefined;
   readonly emailClaim: string;
   readonly groupsClaim: string;
+  /** Accept an ID token without `email_verified` (a provider that only issues emails of its own domains, e.g. Entra ID). */
+  readonly trustEmail?: boolean | undefined;
 }
 
 export interface GroupRoleMapping {

@@ -96,6 +96,20 @@ describe('OIDC ID token verification against oidc-provider (OpenID Connect Core 
     const tok = await mint({ email_verified: false });
     await refused(verifier().verifyIdToken(issuer, tok, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /not verified/);
   });
+  test('trustEmail (Entra ID): a token without email_verified passes only where the issuer is trusted for it; false is refused even then', async () => {
+    const without = await new SignJWT({ iss: issuer, aud: CLIENT, sub: 'user-1', iat: T, exp: T + 600, nonce: 'n-1', email: 'alice@example.com', groups: ['staff'] })
+      .setProtectedHeader({ alg: 'RS256', kid: keyA.kid! })
+      .sign(await importJWK(keyA, 'RS256'));
+    await refused(verifier().verifyIdToken(issuer, without, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /not verified/);
+    const trusting = createOidcVerifier({ issuers: [{ ...settings()[0]!, trustEmail: true }], clock: () => NOW });
+    assert.equal((await trusting.verifyIdToken(issuer, without, { nonce: 'n-1' })).email, 'alice@example.com');
+    await refused(trusting.verifyIdToken(issuer, await mint({ email_verified: false }), { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /not verified/);
+  });
+  test('a grant without a nonce (device flow, refresh): nonce null skips the check; a nonce expected must come back', async () => {
+    const noNonce = await mint({ nonce: undefined });
+    assert.equal((await verifier().verifyIdToken(issuer, noNonce, { nonce: null })).subject, 'user-1');
+    await refused(verifier().verifyIdToken(issuer, noNonce, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /nonce/);
+  });
   test('§3.1.3.7 item 6 / §10.1.1: a key rotated in after our JWKS was cached is fetched, unknown-kid floods fetch at most once per window', async () => {
     let now = NOW.getTime();
     const v = verifier(() => new Date(now), { jwksRefetchIntervalMs: 60_000 });

@@ -18,19 +18,35 @@ export interface OidcVerifierOptions {
   readonly fetch?: typeof globalThis.fetch;
   /** Allowed clock difference in seconds (default 60). */
   readonly clockSkewSec?: number;
-  /** Least time between two JWKS fetches of one issuer (default 60 s). */
+  /** Least time between two JWKS fetches of one issuer (default 5 s). */
   readonly jwksRefetchIntervalMs?: number;
   /** Timeout of one HTTP request to the provider (default 10 s). */
   readonly requestTimeoutMs?: number;
 }
 
+/** The provider's endpoints from its discovery document (OpenID Connect Discovery 1.0 §3, RFC 8628 §4). */
+export interface ProviderMetadata {
+  readonly jwksUri: string;
+  readonly algs: string[];
+  readonly tokenEndpoint: string | undefined;
+  readonly authorizationEndpoint: string | undefined;
+  readonly deviceAuthorizationEndpoint: string | undefined;
+}
+
 export interface OidcVerifier {
-  verifyIdToken(issuer: string, idToken: string, expected: { nonce: string }): Promise<VerifiedIdentity>;
+  /**
+   * `nonce`: the one this sign-in sent, which must come back; `null` where the
+   * grant has none (device flow, refresh): a nonce in the token is then ignored.
+   * The ID token must come straight from the provider's token endpoint.
+   */
+  verifyIdToken(issuer: string, idToken: string, expected: { nonce: string | null }): Promise<VerifiedIdentity>;
+  /** Discovery, cached after the first success. */
+  metadata(issuer: string): Promise<ProviderMetadata>;
 }
 
 interface IssuerState {
   readonly settings: OidcIssuerSettings;
-  discovery?: { jwksUri: string; algs: string[] };
+  discovery?: ProviderMetadata;
   jwks?: ReturnType<typeof createLocalJWKSet>;
   jwksFetchedAt?: number;
 }
@@ -42,7 +58,9 @@ function invalid(issuer: string, why: string, cause?: unknown): LatchkeyError {
 export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
   const doFetch = opts.fetch ?? globalThis.fetch;
   const skew = opts.clockSkewSec ?? 60;
-  const refetchMs = opts.jwksRefetchIntervalMs ?? 60_000;
+  // ID tokens reach us only from the provider's own token endpoint (never from a client), so an
+  // unknown kid is a rotation, not an attacker's flood: refetch soon, but still not in a loop.
+  const refetchMs = opts.jwksRefetchIntervalMs ?? 5_000;
   const timeoutMs = opts.requestTimeoutMs ?? 10_000;
   const states = new Map<string, IssuerState>(opts.issuers.map((s) => [s.issuer, { settings: s }]));
 
@@ -71,7 +89,14 @@ export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
     const advertised = Array.isArray(doc.id_token_signing_alg_values_supported) ? (doc.id_token_signing_alg_values_supported as unknown[]) : ['RS256'];
     const algs = ACCEPTED_ALGS.filter((a) => advertised.includes(a));
     if (algs.length === 0) throw new LatchkeyError('IDP_UNAVAILABLE', `identity provider ${iss} signs ID tokens with none of ${ACCEPTED_ALGS.join(', ')}`);
-    st.discovery = { jwksUri: doc.jwks_uri, algs };
+    const str = (v: unknown): string | undefined => (typeof v === 'string' && /^https?:\/\//.test(v) ? v : undefined);
+    st.discovery = {
+      jwksUri: doc.jwks_uri,
+      algs,
+      tokenEndpoint: str(doc.token_endpoint),
+      authorizationEndpoint: str(doc.authorization_endpoint),
+      deviceAuthorizationEndpoint: str(doc.device_authorization_endpoint),
+    };
     return st.discovery;
   }
 
@@ -97,10 +122,16 @@ export function createOidcVerifier(opts: OidcVerifierOptions): OidcVerifier {
     return payload;
   }
 
+  const stateOf = (issuer: string): IssuerState => {
+    const st = states.get(issuer);
+    if (!st) throw new LatchkeyError('IDP_TOKEN_INVALID', `issuer ${issuer} is not configured; use one of: ${[...states.keys()].join(', ') || '(none)'}`);
+    return st;
+  };
+
   return {
+    metadata: (issuer) => discover(stateOf(issuer)),
     async verifyIdToken(issuer, idToken, expected) {
-      const st = states.get(issuer);
-      if (!st) throw new LatchkeyError('IDP_TOKEN_INVALID', `issuer ${issuer} is not configured; use one of: ${[...states.keys()].join(', ') || '(none)'}`);
+      const st = stateOf(issuer);
       const { jwksUri, algs } = await discover(st);
       let header;
       try {
@@ -141,15 +172,17 @@ function fromJose(issuer: string, e: unknown): LatchkeyError {
   return invalid(issuer, 'cannot be verified', e);
 }
 
-function checkClaims(s: OidcIssuerSettings, p: JWTPayload, nonce: string): VerifiedIdentity {
+function checkClaims(s: OidcIssuerSettings, p: JWTPayload, nonce: string | null): VerifiedIdentity {
   // §3.1.3.7 item 4-5: with several audiences, azp must be present and be us.
   const aud = Array.isArray(p.aud) ? p.aud : [p.aud];
   if ((aud.length > 1 || p.azp !== undefined) && p.azp !== s.clientId) throw invalid(s.issuer, 'azp is not this client');
   // §3.1.2.1 / §3.1.3.7 item 11: the nonce we sent comes back unchanged.
-  if (typeof p.nonce !== 'string' || p.nonce !== nonce) throw invalid(s.issuer, 'nonce does not match this sign-in');
+  if (nonce !== null && (typeof p.nonce !== 'string' || p.nonce !== nonce)) throw invalid(s.issuer, 'nonce does not match this sign-in');
   const email = p[s.emailClaim];
   if (typeof email !== 'string' || email.length === 0) throw invalid(s.issuer, `no ${s.emailClaim} claim; ask for the email scope`);
-  if (p.email_verified !== true) throw invalid(s.issuer, `email ${email} is not verified at the identity provider`);
+  // Some providers (Entra ID) never send email_verified; `trustEmail` says this one only issues emails it owns.
+  // An explicit false is refused either way.
+  if (p.email_verified !== true && !(s.trustEmail === true && p.email_verified === undefined)) throw invalid(s.issuer, `email ${email} is not verified at the identity provider`);
   const rawGroups = p[s.groupsClaim];
   const groups = Array.isArray(rawGroups) ? rawGroups.filter((g): g is string => typeof g === 'string') : [];
   return { issuer: s.issuer, subject: p.sub as string, email, groups };

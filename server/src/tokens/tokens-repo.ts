@@ -15,6 +15,7 @@ export const tokensRepo = (db: Executor) => ({
       .selectFrom('enroll_tokens as t')
       .innerJoin('groups as g', 'g.name', 't.group_name')
       .leftJoin('devices as d', (j) => j.onRef('d.token_id', '=', 't.id').on('d.pending_spki_hash', '=', spkiHash))
+      .leftJoin('users as u', 'u.id', 't.user_id')
       .select([
         't.id',
         't.uses',
@@ -28,6 +29,9 @@ export const tokensRepo = (db: Executor) => ({
         'd.status as device_status',
         'd.name as device_name',
         'd.approved_by as device_approved_by',
+        'u.id as user_id',
+        'u.email as user_email',
+        'u.status as user_status',
       ])
       .where('t.secret_hash', '=', hash)
       .executeTakeFirst(),

@@ -15,7 +15,7 @@ export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const SERVER_CLI = join(ROOT, 'server/dist/cli.js');
 export const AGENT_CLI = join(ROOT, 'agent/dist/cli.js');
 
-interface TestCtx {
+export interface TestCtx {
   after(fn: () => unknown): void;
   skip(message?: string): void;
 }
@@ -30,10 +30,14 @@ export function tempDir(t: TestCtx, prefix = 'latchkey-e2e-'): string {
 export function requireTools(t: TestCtx, ...tools: string[]): boolean {
   const missing = tools.filter((x) => spawnSync('sh', ['-c', `command -v ${x}`]).status !== 0);
   if (missing.length === 0) return true;
-  const msg = `missing ${missing.join(', ')} (apt-get install ${missing.join(' ')})`;
+  skipOrRequire(t, `missing ${missing.join(', ')} (apt-get install ${missing.join(' ')})`);
+  return false;
+}
+
+/** Skips the test with `msg`, or fails it when LATCHKEY_REQUIRE_ALL=1 (CI: nothing may be skipped). */
+export function skipOrRequire(t: TestCtx, msg: string): void {
   if (process.env.LATCHKEY_REQUIRE_ALL === '1') throw new Error(`${msg}; required because LATCHKEY_REQUIRE_ALL=1`);
   t.skip(msg);
-  return false;
 }
 
 export interface Run {

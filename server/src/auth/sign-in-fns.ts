@@ -1,0 +1,47 @@
+/** Pure decisions of a sign-in: may this person administer (and as what), may they enroll (and into which group). */
+import type { AdminRole } from '@latchkey/protocol';
+import type { ServerConfig } from '../config/config-schema.js';
+import { mayEnroll, rolesFromGroups } from '../oidc/oidc-fns.js';
+import type { VerifiedIdentity } from '../oidc/oidc-types.js';
+
+type OidcSettings = Pick<NonNullable<ServerConfig['oidc']>, 'allowedEmailDomains' | 'enrollGroups' | 'adminGroups' | 'groupMapping'>;
+
+/**
+ * An email that may go into a certificate's SAN and subject and a gateway's
+ * header as it is: no character a DN, a header or a shell would treat specially.
+ */
+export const PLAIN_EMAIL = /^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}$/;
+
+const DEFAULT_GROUP = 'default';
+
+function domainRefusal(email: string, domains: readonly string[]): string | undefined {
+  if (domains.length === 0) return undefined;
+  const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+  if (domains.some((d) => d.toLowerCase() === domain)) return undefined;
+  return `${email} is not in an email domain this server accepts (${domains.join(', ')})`;
+}
+
+/** The Latchkey group of a person's devices, or why they may not enroll. */
+export function enrollRefusal(id: VerifiedIdentity, oidc: OidcSettings): { group: string } | { refusal: string } {
+  const email = id.email.toLowerCase();
+  const domain = domainRefusal(email, oidc.allowedEmailDomains);
+  if (domain) return { refusal: `${domain}; ask IT for an enrollment token instead` };
+  if (!mayEnroll(email, id.groups, { allowedEmailDomains: oidc.allowedEmailDomains, enrollGroups: oidc.enrollGroups })) {
+    return { refusal: `${email} is in none of the identity provider groups that may enroll devices (${oidc.enrollGroups.join(', ')}); ask IT to add you to one` };
+  }
+  const mapped = oidc.groupMapping.find((m) => id.groups.includes(m.idpGroup));
+  return { group: mapped?.group ?? DEFAULT_GROUP };
+}
+
+/** The admin role of a person, or why they may not administer. */
+export function adminRefusal(id: VerifiedIdentity, oidc: OidcSettings): { role: AdminRole } | { refusal: string } {
+  const email = id.email.toLowerCase();
+  const domain = domainRefusal(email, oidc.allowedEmailDomains);
+  if (domain) return { refusal: domain };
+  const role = rolesFromGroups(id.groups, oidc.adminGroups);
+  if (!role) {
+    const g = oidc.adminGroups;
+    return { refusal: `${email} is in none of the identity provider groups that administer Latchkey (viewer: ${g.viewer.join(', ') || '-'}; operator: ${g.operator.join(', ') || '-'}; admin: ${g.admin.join(', ') || '-'})` };
+  }
+  return { role };
+}
