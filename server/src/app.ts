@@ -24,7 +24,6 @@ import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
-import { LatchkeyError } from './errors.js';
 import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
@@ -175,11 +174,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, trustEmail: i.trustEmail, scopes: i.scopes }));
     verifier = createOidcVerifier({ issuers, clock, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
     const client = createOidcClient({ issuers, verifier, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
-    const sessions: SessionIssuer = {
-      issue: async () => {
-        throw new LatchkeyError('NOT_FOUND', 'admin sign-in is not available on this server yet');
-      },
-    };
+    const sessions: SessionIssuer = adminAccess.sessions;
     signIn = createSignInService({ oidc, client, verifier, flows: authFlowsRepo(k), groups: groupsRepo(k), tx, clock, sessions });
     usersSync = createUsersSync({ oidc, users: usersRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
     if (oidc.syncIntervalSeconds > 0) {
