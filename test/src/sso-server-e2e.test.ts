@@ -109,6 +109,7 @@ async function sso(t: TestCtx): Promise<{ idp: Idp; server: ServerProcess; work:
         adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
         maxDevicesPerUser: 2,
         syncIntervalSeconds: 0,
+        syncHoldAbove: 1,
       },
     },
   });
@@ -209,8 +210,16 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     await idp.setAccount('alice-sub', { groups: ['latchkey-admins'] });
     await idp.setAccount('carol-sub', { disabled: true });
     await sleep(10_500); // the manual sync skips people checked in the last 10 s
-    const sync = await admin(server, 'POST', '/users/sync');
+    // Two of two people at once is past syncHoldAbove (1) and a quarter: held, nobody loses anything.
+    const held = await admin(server, 'POST', '/users/sync');
+    assert.equal(held.status, 200, held.text);
+    assert.match(String(held.body.held), /would take devices from 2 of 2 people at once; nothing was revoked/);
+    assert.deepEqual([held.body.removed, held.body.disabled, held.body.revokedDevices], [[], [], []]);
+    assert.equal((await admin(server, 'GET', `/devices/${devices.alice}`)).body.status, 'active');
+    await sleep(10_500);
+    const sync = await admin(server, 'POST', '/users/sync', { force: true });
     assert.equal(sync.status, 200, sync.text);
+    assert.equal(sync.body.held, undefined);
     assert.deepEqual(sync.body.removed, ['alice@example.com']);
     assert.deepEqual(sync.body.disabled, ['carol@example.com']);
     assert.deepEqual([...(sync.body.revokedDevices as string[])].sort(), [devices.alice, devices.carol].sort());
@@ -266,5 +275,17 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     const replay = await https(server, 'POST', AUTH_PATHS.browserFinish, { json: { flowId, code, state, codeVerifier: verifier } });
     assert.equal(replay.status, 403, replay.text);
     assert.equal((replay.body.error as { code: string }).code, 'AUTH_EXPIRED');
+  });
+  test('users sync while the IdP is down changes nothing: the person is listed as unreachable and keeps their device', { timeout: 120_000 }, async (t) => {
+    const { idp, server, work } = await sso(t);
+    const r = await signIn(server, 'alice', 'enroll');
+    assert.equal(r.status, 200, r.text);
+    assert.equal((await enroll(server, (r.body as { enrollToken: string }).enrollToken, work, 'alice-laptop')).status, 200);
+    await idp.stop();
+    const sync = await admin(server, 'POST', '/users/sync');
+    assert.equal(sync.status, 200, sync.text);
+    assert.deepEqual([sync.body.unreachable, sync.body.removed, sync.body.disabled, sync.body.revokedDevices], [['alice@example.com'], [], [], []]);
+    const devices = await admin(server, 'GET', '/devices');
+    assert.deepEqual((devices.body.items as { status: string }[]).map((d) => d.status), ['active']);
   });
 });

@@ -221,6 +221,10 @@ export const UserInfo = Type.Object(
 );
 export type UserInfo = Static<typeof UserInfo>;
 
+/** `POST /v1/admin/users/sync` body (optional). */
+export const UsersSyncRequest = Type.Object({ force: Type.Optional(Type.Boolean()) }, { $id: 'UsersSyncRequest', additionalProperties: false });
+export type UsersSyncRequest = Static<typeof UsersSyncRequest>;
+
 /** `POST /v1/admin/users/sync` (admin): ask the IdP about every user with devices. */
 export const UsersSyncResult = Type.Object(
   {
@@ -234,6 +238,12 @@ export const UsersSyncResult = Type.Object(
     /** The IdP could not be asked: nothing was changed for them. */
     unreachable: Type.Array(BoundedText(254)),
     revokedDevices: Type.Array(Type.String({ maxLength: 36 })),
+    /**
+     * Set when the run would have taken devices from more people at once than a sync may
+     * (an IdP that lost its refresh tokens looks like everyone disabled): nobody was changed;
+     * an admin who has checked the IdP repeats it with `force`.
+     */
+    held: Type.Optional(BoundedText(1000)),
   },
   { $id: 'UsersSyncResult' },
 );

@@ -10,7 +10,7 @@ type OidcSettings = Pick<NonNullable<ServerConfig['oidc']>, 'allowedEmailDomains
  * An email that may go into a certificate's SAN and subject and a gateway's
  * header as it is: no character a DN, a header or a shell would treat specially.
  */
-export const PLAIN_EMAIL = /^[a-z0-9._%+-]{1,64}@[a-z0-9.-]{1,253}$/;
+export const PLAIN_EMAIL = /^[a-z0-9._%-]{1,64}@[a-z0-9.-]{1,253}$/;
 
 const DEFAULT_GROUP = 'default';
 
@@ -21,9 +21,12 @@ function domainRefusal(email: string, domains: readonly string[]): string | unde
   return `${email} is not in an email domain this server accepts (${domains.join(', ')})`;
 }
 
+const OVERAGE = 'the identity provider left the groups out of the token (the person is in too many groups); ask IT to limit the groups claim of this application to the groups Latchkey uses';
+
 /** The Latchkey group of a person's devices, or why they may not enroll. */
 export function enrollRefusal(id: VerifiedIdentity, oidc: OidcSettings): { group: string } | { refusal: string } {
   const email = id.email.toLowerCase();
+  if (id.groupsUnknown) return { refusal: `${email}: ${OVERAGE}` };
   const domain = domainRefusal(email, oidc.allowedEmailDomains);
   if (domain) return { refusal: `${domain}; ask IT for an enrollment token instead` };
   if (!mayEnroll(email, id.groups, { allowedEmailDomains: oidc.allowedEmailDomains, enrollGroups: oidc.enrollGroups })) {
@@ -36,6 +39,7 @@ export function enrollRefusal(id: VerifiedIdentity, oidc: OidcSettings): { group
 /** The admin role of a person, or why they may not administer. */
 export function adminRefusal(id: VerifiedIdentity, oidc: OidcSettings): { role: AdminRole } | { refusal: string } {
   const email = id.email.toLowerCase();
+  if (id.groupsUnknown) return { refusal: `${email}: ${OVERAGE}` };
   const domain = domainRefusal(email, oidc.allowedEmailDomains);
   if (domain) return { refusal: domain };
   const role = rolesFromGroups(id.groups, oidc.adminGroups);

@@ -90,7 +90,7 @@ export function createSignInService(d: SignInDeps) {
   async function recordUser(trx: Trx, id: VerifiedIdentity, refreshToken: string | undefined, at: string): Promise<{ userId: string; email: string }> {
     const email = id.email.toLowerCase();
     if (!PLAIN_EMAIL.test(email)) {
-      throw new LatchkeyError('USER_NOT_ALLOWED', `the identity provider's email for this person (${JSON.stringify(email.slice(0, 80))}) cannot go into a certificate: only letters, digits and . _ % + - are allowed`);
+      throw new LatchkeyError('USER_NOT_ALLOWED', `the identity provider's email for this person (${JSON.stringify(email.slice(0, 80))}) cannot go into a certificate: only letters, digits and . _ % - are allowed (a '+' would need escaping in the certificate's subject)`);
     }
     const users = usersRepo(trx);
     let known = await users.findBySubject(id.issuer, id.subject);

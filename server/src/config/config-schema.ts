@@ -37,6 +37,12 @@ export const OidcConfigSchema = Type.Object(
     maxDevicesPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 5 }),
     /** How often every replica asks the IdP about users with devices (users sync); 0: only by hand. */
     syncIntervalSeconds: Type.Integer({ minimum: 0, maximum: 7 * 86400, default: 3600 }),
+    /**
+     * `users sync` revokes nobody when it would take devices from more than this many people and from more
+     * than a quarter of those it checked (an IdP that lost its refresh tokens looks like everyone disabled);
+     * `users sync --force` applies it.
+     */
+    syncHoldAbove: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 5 }),
     /** An admin session's lifetime, and how long it can be refreshed without signing in again. */
     sessionSeconds: Type.Integer({ minimum: 60, maximum: 86400, default: 3600 }),
     refreshSeconds: Type.Integer({ minimum: 60, maximum: 30 * 86400, default: 43_200 }),

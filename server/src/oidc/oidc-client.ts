@@ -165,8 +165,6 @@ export function createOidcClient(opts: OidcClientOptions): OidcClient {
       q.set('nonce', p.nonce);
       q.set('code_challenge', p.codeChallenge);
       q.set('code_challenge_method', 'S256');
-      // Offline access needs consent at most providers (OpenID Connect Core §11).
-      if (s.scopes.includes('offline_access')) q.set('prompt', 'consent');
       return url.toString();
     },
     async exchangeCode(issuer, p) {

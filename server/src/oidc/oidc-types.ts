@@ -29,4 +29,6 @@ export interface VerifiedIdentity {
   readonly subject: string;
   readonly email: string;
   readonly groups: string[];
+  /** The provider referenced the groups instead of listing them (too many): they are unknown, not empty. */
+  readonly groupsUnknown?: boolean;
 }

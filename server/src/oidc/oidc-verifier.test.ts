@@ -88,6 +88,19 @@ describe('OIDC ID token verification against oidc-provider (OpenID Connect Core 
   test('§3.1.3.7 item 11: a wrong nonce is refused', async () => {
     await refused(verifier().verifyIdToken(issuer, await mint({}), { nonce: 'n-2' }), 'IDP_TOKEN_INVALID', /nonce/);
   });
+  test('§3.1.3.7 item 6: a token signed by another key under the published kid is refused', async () => {
+    const forged = { ...(await newKey('key-a')) };
+    await refused(verifier().verifyIdToken(issuer, await mint({}, forged), { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /signature does not verify/);
+  });
+  test('§3.1.3.7 items 6-8: alg none and HS256 (signed with the client secret) are refused', async () => {
+    const body = Buffer.from(JSON.stringify({ iss: issuer, aud: CLIENT, sub: 'user-1', iat: T, exp: T + 600, nonce: 'n-1', email: 'alice@example.com', email_verified: true })).toString('base64url');
+    const none = `${Buffer.from(JSON.stringify({ alg: 'none' })).toString('base64url')}.${body}.`;
+    await refused(verifier().verifyIdToken(issuer, none, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /algorithm none/);
+    const hs = await new SignJWT({ iss: issuer, aud: CLIENT, sub: 'user-1', iat: T, exp: T + 600, nonce: 'n-1', email: 'alice@example.com', email_verified: true })
+      .setProtectedHeader({ alg: 'HS256' })
+      .sign(new TextEncoder().encode('not-used-here-but-a-shared-secret-32b'));
+    await refused(verifier().verifyIdToken(issuer, hs, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /algorithm HS256/);
+  });
   test('§3.1.3.7 item 2: a token naming another issuer is refused', async () => {
     const tok = await mint({ iss: 'https://evil.example' });
     await refused(verifier().verifyIdToken(issuer, tok, { nonce: 'n-1' }), 'IDP_TOKEN_INVALID', /iss/);

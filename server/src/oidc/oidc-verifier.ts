@@ -185,5 +185,9 @@ function checkClaims(s: OidcIssuerSettings, p: JWTPayload, nonce: string | null)
   if (p.email_verified !== true && !(s.trustEmail === true && p.email_verified === undefined)) throw invalid(s.issuer, `email ${email} is not verified at the identity provider`);
   const rawGroups = p[s.groupsClaim];
   const groups = Array.isArray(rawGroups) ? rawGroups.filter((g): g is string => typeof g === 'string') : [];
-  return { issuer: s.issuer, subject: p.sub as string, email, groups };
+  // OpenID Connect Core §5.6.2: a groups claim left out of the token and referenced instead (Entra ID
+  // with more than 200 groups: "overage") means the groups are unknown, not that there are none.
+  const names = p._claim_names;
+  const groupsUnknown = rawGroups === undefined && typeof names === 'object' && names !== null && s.groupsClaim in names;
+  return { issuer: s.issuer, subject: p.sub as string, email, groups, ...(groupsUnknown ? { groupsUnknown: true } : {}) };
 }

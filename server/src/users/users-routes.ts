@@ -1,6 +1,7 @@
 /** `/v1/admin/users`: the people the identity provider named, and `users sync`. */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { UsersSyncRequest } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
 import type { UsersRepo } from './users-repo.js';
 import type { UsersSync } from './users-sync.js';
@@ -23,9 +24,9 @@ export function usersRoutes(deps: { users: Pick<UsersRepo, 'list'>; sync: UsersS
         };
       },
     );
-    app.post('/users/sync', { config: { minRole: 'admin' } }, async () => {
+    app.post('/users/sync', { config: { minRole: 'admin' }, schema: { body: Type.Optional(UsersSyncRequest) } }, async (req) => {
       if (!deps.sync) throw new LatchkeyError('NOT_FOUND', 'this server has no identity provider configured: there is nobody to sync');
-      return deps.sync.syncAll(MANUAL_SYNC_MIN_AGE_SECONDS);
+      return deps.sync.syncAll(MANUAL_SYNC_MIN_AGE_SECONDS, { force: (req.body as UsersSyncRequest | undefined)?.force === true });
     });
   };
 }
