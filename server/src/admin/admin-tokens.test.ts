@@ -6,7 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { Value } from '@sinclair/typebox/value';
 import type { AdminTokenCreateResponse, AdminTokenInfo, WhoAmI } from '@latchkey/protocol';
+import { OidcConfigSchema, type ServerConfig } from '../config/config-schema.js';
 import { ENGINES, adminCall, harness, type Harness } from '../testing/harness.js';
 import { transactor } from '../storage/transaction.js';
 import { adminTokensRepo } from './admin-tokens-repo.js';
@@ -164,7 +166,8 @@ for (const engine of ENGINES) {
     });
 
     test('with an identity provider configured, the last admin token can be revoked (people sign in instead)', async (t) => {
-      const oidc = { issuers: [{ issuer: 'https://idp.example.com', clientId: 'latchkey', scopes: ['openid'], emailClaim: 'email', groupsClaim: 'groups', trustEmail: false }], allowedEmailDomains: [], adminGroups: { viewer: [], operator: [], admin: ['admins'] }, enrollGroups: [], groupMapping: [], maxDevicesPerUser: 5, syncIntervalSeconds: 0, sessionSeconds: 3600, refreshSeconds: 43200 };
+      // As config-load fills in an oidc section's defaults.
+      const oidc = Value.Default(OidcConfigSchema, { issuers: [{ issuer: 'https://idp.example.com', clientId: 'latchkey' }], adminGroups: { admin: ['admins'] }, syncIntervalSeconds: 0 }) as NonNullable<ServerConfig['oidc']>;
       const h = await harness(t, engine, { config: { oidc } });
       if (!h) return;
       const boot = (await list(h)).find((x) => x.kind === 'bootstrap')!;
