@@ -58,6 +58,7 @@ import { createSignInService, type SessionIssuer, type SignInService } from './a
 import { createOidcClient } from './oidc/oidc-client.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc/oidc-verifier.js';
 import { usersRepo } from './users/users-repo.js';
+import { idpReauthorize } from './auth/reauthorize.js';
 import { usersRoutes } from './users/users-routes.js';
 import { createUsersSync, type UsersSync } from './users/users-sync.js';
 
@@ -163,13 +164,15 @@ export async function buildApp(d: AppDeps): Promise<App> {
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
   // Admin sessions, API tokens and the admin zone's auth hook.
-  const adminAccess = createAdminAccess({ db: k, tx, clock, config: d.config, rowLocks: d.db.engine === 'postgres', ...(d.reauthorize ? { reauthorize: d.reauthorize } : {}) });
-  const ocspCache = createOcspCache(clock);
   // People: the identity providers, when configured (issue 12).
   const oidc = d.config.oidc && d.config.oidc.issuers.length > 0 ? d.config.oidc : undefined;
   let verifier: OidcVerifier | undefined;
   let signIn: SignInService | undefined;
   let usersSync: UsersSync | undefined;
+  // A session's refresh asks the IdP again (usersSync is made below, with the IdP client).
+  const reauthorize = d.reauthorize ?? (oidc ? idpReauthorize({ oidc, users: usersRepo(k), sync: () => usersSync! }) : undefined);
+  const adminAccess = createAdminAccess({ db: k, tx, clock, config: d.config, rowLocks: d.db.engine === 'postgres', ...(reauthorize ? { reauthorize } : {}) });
+  const ocspCache = createOcspCache(clock);
   if (oidc) {
     const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, trustEmail: i.trustEmail, scopes: i.scopes }));
     verifier = createOidcVerifier({ issuers, clock, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
