@@ -1,4 +1,5 @@
 /** `users list` and `users sync`: the people the identity provider vouched for, and asking it about them again. */
+import { Option } from '@latchkey/cli';
 import type { UserInfo, UsersSyncResult } from '@latchkey/protocol';
 import { admin, adminOptions, type Cmd } from './cli-context.js';
 import { table } from './cli-output.js';
@@ -7,6 +8,7 @@ const names = (xs: readonly string[]): string => (xs.length ? xs.join(', ') : 'n
 
 /** The human summary of a sync: who lost access, whom the IdP could not be asked about, which devices were revoked. */
 export function syncSummary(r: UsersSyncResult): string {
+  if (r.held) return `nothing was changed: ${r.held}\nif the identity provider is right, run \`latchkey-server users sync --force\``;
   const lines = [`checked ${r.checked} user(s): ${r.unchanged} unchanged, ${r.removed.length} removed, ${r.disabled.length} disabled, ${r.unreachable.length} not checked`];
   if (r.removed.length) lines.push(`removed (no longer in an allowed group or domain): ${names(r.removed)}`);
   if (r.disabled.length) lines.push(`disabled or deleted at the identity provider: ${names(r.disabled)}`);
@@ -31,11 +33,11 @@ export const usersCommands: Cmd[] = [
   {
     usage: 'users sync',
     summary: 'ask the identity provider about every user with devices now; revokes the devices of those removed or disabled',
-    options: adminOptions(),
-    examples: ['users sync --server https://latchkey.example.com:8443', 'users sync --json --data-dir /var/lib/latchkey'],
+    options: [new Option('--force', 'apply it even when it would take devices from more people at once than a sync may (after checking the IdP)'), ...adminOptions()],
+    examples: ['users sync --server https://latchkey.example.com:8443', 'users sync --json --data-dir /var/lib/latchkey', 'users sync --force --server https://latchkey.example.com:8443'],
     async run(ctx) {
       const { api, p } = admin(ctx);
-      const r = await api.call<UsersSyncResult>('POST', '/v1/admin/users/sync');
+      const r = await api.call<UsersSyncResult>('POST', '/v1/admin/users/sync', ctx.o.force ? { force: true } : undefined);
       p.print(r, () => syncSummary(r));
       return 0;
     },
