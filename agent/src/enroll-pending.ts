@@ -23,6 +23,13 @@ export interface PendingEnroll {
   key: KeyRef;
   csrBase64: string;
   createdAt: string;
+  /**
+   * The token itself, only when it came from signing in (`--sso`): the next
+   * run resumes with it instead of asking the person again. It is one-use and
+   * bound to this key once the server has seen it; the state dir is 0700 and
+   * the record 0600, and it goes with the record.
+   */
+  signInToken?: string;
 }
 
 export const tokenSha256 = (token: string): string => createHash('sha256').update(token, 'utf8').digest('hex');
@@ -38,7 +45,13 @@ export async function readPendingEnroll(stateDir: string): Promise<PendingEnroll
     return undefined;
   }
   const ok = v && v.version === 1 && typeof v.server === 'string' && typeof v.tokenSha256 === 'string' && typeof v.csrBase64 === 'string' && v.key && typeof v.key.id === 'string' && v.keystore;
-  return ok ? (v as PendingEnroll) : undefined;
+  return ok && (v.signInToken === undefined || typeof v.signInToken === 'string') ? (v as PendingEnroll) : undefined;
+}
+
+/** An enrollment by sign-in that got no answer yet (lost, or approval pending), for this server and keystore. */
+export async function resumableSignIn(stateDir: string, server: string, keystore: KeystoreConfig): Promise<(PendingEnroll & { signInToken: string }) | undefined> {
+  const p = await readPendingEnroll(stateDir);
+  return p?.signInToken && samePendingEnroll(p, server, p.signInToken, keystore) ? (p as PendingEnroll & { signInToken: string }) : undefined;
 }
 
 export const writePendingEnroll = (stateDir: string, p: PendingEnroll): Promise<void> => writeFileAtomic(path(stateDir), `${JSON.stringify(p, null, 2)}\n`, { mode: 0o600 });

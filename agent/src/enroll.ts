@@ -4,18 +4,20 @@
  * group requires it, and commit key + certificate as one identity. The key
  * and CSR are recorded before the CSR is sent (enroll-pending.ts): when the
  * answer is lost or approval is still pending, they are kept and the next
- * `latchkey enroll` with the same server and token resends the same CSR.
+ * `latchkey enroll` with the same server and token resends the same CSR
+ * (with `--sso`, the next `enroll --sso` resumes with the token of that
+ * sign-in instead of asking again).
  * A refusal leaves nothing behind: the key and the record are deleted, no
  * identity written.
  */
 import { mkdir } from 'node:fs/promises';
-import { readPendingEnroll, removePendingEnroll, samePendingEnroll, tokenSha256, writePendingEnroll } from './enroll-pending.js';
+import { readPendingEnroll, removePendingEnroll, resumableSignIn, samePendingEnroll, tokenSha256, writePendingEnroll } from './enroll-pending.js';
 import { createCsr } from '@latchkey/pki';
 import { updateBrowserAfterRenewal } from './browser/browser.js';
 import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
-import { fetchCaCerts, simpleEnroll } from './est/est-client.js';
+import { type CaCerts, fetchCaCerts, simpleEnroll } from './est/est-client.js';
 import { deviceIdOf } from './identity-fns.js';
 import type { DeviceKey, KeyStore } from './keystore/keystore.js';
 import { openKeyStore } from './keystore/open-keystore.js';
@@ -26,7 +28,12 @@ import { isIssuedBy } from '@latchkey/pki';
 export interface EnrollOptions {
   stateDir: string;
   server: string;
-  token: string;
+  /**
+   * The enrollment token, or how to get one once the root is pinned (`--sso`:
+   * sign in through the server, sso/sso-enroll.ts); asked only when there is
+   * no identity yet, and only once.
+   */
+  token: string | ((ca: CaCerts) => Promise<string>);
   caFingerprint: string | undefined;
   keystore: KeystoreConfig;
   env: NodeJS.ProcessEnv;
@@ -34,6 +41,8 @@ export interface EnrollOptions {
   /** Called each time the server says the device waits for approval. */
   onPending?: (retryAfterSeconds: number, attempt: number) => void;
   onRootPinned?: (fingerprint: string) => void;
+  /** `--sso`: an earlier run's sign-in (made at `createdAt`) is resumed instead of signing in again. */
+  onResume?: (createdAt: string) => void;
   sleep?: (ms: number) => Promise<void>;
   now?: () => Date;
   /** Give up waiting for approval after this long (default: wait for ever). */
@@ -55,9 +64,14 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
     }
     const ca = await fetchCaCerts(server.origin, o.caFingerprint);
     o.onRootPinned?.(ca.fingerprint);
+    // The keystore first: a locked keyring is found before anyone is asked to sign in.
     store = await openKeyStore(o.keystore, { stateDir: o.stateDir, env: o.env });
     await store.check();
-    const { key, csr } = await keyAndCsr(store, o, server.origin);
+    const signIn = typeof o.token === 'function' ? o.token : undefined;
+    const resumed = signIn ? await resumableSignIn(o.stateDir, server.origin, o.keystore) : undefined;
+    if (resumed) o.onResume?.(resumed.createdAt);
+    const token = typeof o.token === 'string' ? o.token : (resumed?.signInToken ?? (await o.token(ca)));
+    const { key, csr } = await keyAndCsr(store, { ...o, token, signedIn: !!signIn }, server.origin);
     let committed = false;
     /** Set when the answer may yet come (lost, or approval pending): key and CSR stay for the next run. */
     let keep = false;
@@ -65,7 +79,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
       const sleep = o.sleep ?? defaultSleep;
       const started = Date.now();
       for (let attempt = 1; ; attempt++) {
-        const r = await simpleEnroll(server.origin, ca.rootPem, o.token, csr);
+        const r = await simpleEnroll(server.origin, ca.rootPem, token, csr);
         if (r.status === 'issued') {
           if (!r.cert.spki.equals(key.spki)) throw new AgentError('SERVER_ERROR', 'the server issued a certificate for another key');
           const issuer = ca.chain[0] ?? ca.root;
@@ -94,12 +108,16 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
         }
         if (o.approvalTimeoutMs !== undefined && Date.now() - started > o.approvalTimeoutMs) {
           keep = true;
-          throw new AgentError('SERVER_REFUSED', 'the device is still waiting for an administrator\'s approval; run `latchkey enroll` again later with the same token');
+          throw new AgentError('SERVER_REFUSED', `the device is still waiting for an administrator's approval; run \`latchkey enroll\` again later ${signIn ? 'the same way (no new sign-in needed)' : 'with the same token'}`);
         }
         o.onPending?.(r.retryAfterSeconds, attempt);
         await sleep(r.retryAfterSeconds * 1000);
       }
     } catch (e) {
+      if (resumed && e instanceof AgentError && e.code === 'SERVER_REFUSED' && e.details.serverCode?.startsWith('TOKEN_')) {
+        // The record goes (below): the next run signs in afresh.
+        throw new AgentError(e.code, `the sign-in of ${resumed.createdAt} that this enrollment resumed can no longer be used (${e.details.serverCode}); run the same command again to sign in afresh`, e.details, { cause: e });
+      }
       if (!committed && e instanceof AgentError && (e.code === 'SERVER_UNREACHABLE' || e.code === 'SERVER_ERROR')) {
         keep = true;
         throw new AgentError(e.code, `${e.message}; the device key and request are kept: run the same \`latchkey enroll\` again to pick up where this left off`, e.details, { cause: e });
@@ -123,7 +141,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
  * recorded before it is sent. An unrelated leftover record (another token)
  * is dropped with its key.
  */
-async function keyAndCsr(store: KeyStore, o: EnrollOptions, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
+async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string; signedIn: boolean }, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
   const prev = await readPendingEnroll(o.stateDir);
   if (prev && samePendingEnroll(prev, server, o.token, o.keystore)) {
     const key = await store.load(prev.key).catch(() => undefined);
@@ -139,7 +157,7 @@ async function keyAndCsr(store: KeyStore, o: EnrollOptions, server: string): Pro
       signer: key.signer,
       stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(o.facts) }],
     });
-    await writePendingEnroll(o.stateDir, { version: 1, server, tokenSha256: tokenSha256(o.token), keystore: o.keystore, key: key.ref, csrBase64: csr.toString('base64'), createdAt: (o.now?.() ?? new Date()).toISOString() });
+    await writePendingEnroll(o.stateDir, { version: 1, server, tokenSha256: tokenSha256(o.token), keystore: o.keystore, key: key.ref, csrBase64: csr.toString('base64'), createdAt: (o.now?.() ?? new Date()).toISOString(), ...(o.signedIn ? { signInToken: o.token } : {}) });
     return { key, csr };
   } catch (e) {
     await store.delete(key.ref).catch(() => undefined);

@@ -25,6 +25,16 @@ export function deviceIdOf(cert: Certificate): string | undefined {
   return undefined;
 }
 
+/**
+ * The person the device is bound to: the certificate's first rfc822Name
+ * SAN, which the server puts there only from a verified sign-in (issue 12).
+ * The certificate is the source of truth; undefined when it names nobody.
+ */
+export function userOf(cert: Certificate): string | undefined {
+  const s = sansOf(cert).find((n) => n.startsWith('email:'));
+  return s?.slice('email:'.length);
+}
+
 export function summarize(cert: Certificate): CertSummary {
   const cn = firstValue(cert.subject, 'CN');
   const o = firstValue(cert.subject, 'O');

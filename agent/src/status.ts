@@ -1,6 +1,6 @@
 /** `latchkey status`: what this device is, when it renews next, and what last went wrong. */
 import { type ServerPolicyRecord, readIdentity, readStatusFile } from './state/identity.js';
-import { summarize } from './identity-fns.js';
+import { summarize, userOf } from './identity-fns.js';
 import { certOf, receivedAt } from './renew/renew.js';
 import { renewPolicyOf, renewalTime } from './renew/should-renew.js';
 
@@ -9,6 +9,8 @@ export interface StatusJson {
   state: 'not-enrolled' | 'active' | 'expired' | 'revoked' | 'reenroll-required';
   stateDir: string;
   deviceId?: string;
+  /** The person the certificate names (its email SAN, from a sign-in); null when it names nobody. */
+  user?: string | null;
   server?: string;
   rootFingerprint?: string;
   keystore?: string;
@@ -62,6 +64,7 @@ export async function readStatus(stateDir: string, now: Date): Promise<StatusJso
     state,
     stateDir,
     deviceId: id.deviceId,
+    user: userOf(cert) ?? null,
     server: id.server,
     rootFingerprint: id.rootFingerprint,
     keystore: id.keystore.kind,
@@ -84,10 +87,11 @@ export function formatStatus(s: StatusJson): string {
   if (s.state === 'revoked' && !s.enrolled) {
     return `REVOKED: device ${s.deviceId ?? '?'} was revoked by ${s.server ?? 'the server'} at ${s.revokedAt ?? '?'}; its key and certificate are deleted\nenroll it again with: latchkey enroll --server URL --token T --ca-fingerprint SHA256`;
   }
-  if (!s.enrolled) return `not enrolled (state in ${s.stateDir})\nenroll with: latchkey enroll --server URL --token T --ca-fingerprint SHA256`;
+  if (!s.enrolled) return `not enrolled (state in ${s.stateDir})\nenroll with: latchkey enroll --server URL --ca-fingerprint SHA256 --token T (or --sso to sign in)`;
   const rows: [string, string | undefined][] = [
     ['state', s.state],
     ['device id', s.deviceId],
+    ['user', s.user ?? 'no user'],
     ['subject', s.subject],
     ['SANs', s.sans?.join(', ')],
     ['serial', s.serial],

@@ -8,9 +8,9 @@ import type { ServerOptions } from 'node:https';
 import * as crypto from 'node:crypto';
 import Fastify, { type FastifyInstance, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { PATHS } from '@latchkey/protocol';
-import { adminAuthHook } from './admin/admin-auth.js';
+import { createAdminAccess } from './admin/admin-access.js';
 import { adminRoutes } from './admin/admin-routes.js';
-import { adminTokensRepo } from './admin/admin-tokens-repo.js';
+import type { Reauthorize } from './admin/admin-sessions.js';
 import { auditRepo } from './audit/audit-repo.js';
 import { actorOf } from './admin/admin-auth.js';
 import { peerCertificateDer } from './auth/client-cert.js';
@@ -24,7 +24,6 @@ import { agentConnectionCap, openFileLimit } from './util/fd-limit.js';
 import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
-import { LatchkeyError } from './errors.js';
 import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
@@ -59,6 +58,7 @@ import { createSignInService, type SessionIssuer, type SignInService } from './a
 import { createOidcClient } from './oidc/oidc-client.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc/oidc-verifier.js';
 import { usersRepo } from './users/users-repo.js';
+import { idpReauthorize } from './auth/reauthorize.js';
 import { usersRoutes } from './users/users-routes.js';
 import { createUsersSync, type UsersSync } from './users/users-sync.js';
 
@@ -76,6 +76,8 @@ export interface AppDeps {
   idpFetch?: typeof globalThis.fetch;
   /** Process options: logger, and `https` for TLS (see start.ts). */
   fastify?: FastifyServerOptions & { https?: ServerOptions };
+  /** Whether a person may still administer when their session is refreshed (the IdP is asked); default: refuse. */
+  reauthorize?: Reauthorize;
 }
 
 export interface App {
@@ -161,21 +163,21 @@ export async function buildApp(d: AppDeps): Promise<App> {
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
   });
-  const ocspCache = createOcspCache(clock);
+  // Admin sessions, API tokens and the admin zone's auth hook.
   // People: the identity providers, when configured (issue 12).
   const oidc = d.config.oidc && d.config.oidc.issuers.length > 0 ? d.config.oidc : undefined;
   let verifier: OidcVerifier | undefined;
   let signIn: SignInService | undefined;
   let usersSync: UsersSync | undefined;
+  // A session's refresh asks the IdP again (usersSync is made below, with the IdP client).
+  const reauthorize = d.reauthorize ?? (oidc ? idpReauthorize({ oidc, users: usersRepo(k), sync: () => usersSync! }) : undefined);
+  const adminAccess = createAdminAccess({ db: k, tx, clock, config: d.config, rowLocks: d.db.engine === 'postgres', ...(reauthorize ? { reauthorize } : {}) });
+  const ocspCache = createOcspCache(clock);
   if (oidc) {
     const issuers = oidc.issuers.map((i) => ({ issuer: i.issuer, clientId: i.clientId, clientSecret: i.clientSecret, emailClaim: i.emailClaim, groupsClaim: i.groupsClaim, trustEmail: i.trustEmail, scopes: i.scopes }));
     verifier = createOidcVerifier({ issuers, clock, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
     const client = createOidcClient({ issuers, verifier, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
-    const sessions: SessionIssuer = {
-      issue: async () => {
-        throw new LatchkeyError('NOT_FOUND', 'admin sign-in is not available on this server yet');
-      },
-    };
+    const sessions: SessionIssuer = adminAccess.sessions;
     signIn = createSignInService({ oidc, client, verifier, flows: authFlowsRepo(k), groups: groupsRepo(k), tx, clock, sessions });
     usersSync = createUsersSync({ oidc, users: usersRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
     if (oidc.syncIntervalSeconds > 0) {
@@ -249,6 +251,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes, crashPoint: d.crashPoint ?? noCrash }));
     await pub.register(authRoutes({ signIn, verifier }));
     await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
+    await pub.register(adminAccess.publicRoutes);
     pub.get(PATHS.healthz, async () => ({ status: 'ok' }));
     pub.get(PATHS.readyz, async (_req, reply) => {
       try {
@@ -262,13 +265,14 @@ export async function buildApp(d: AppDeps): Promise<App> {
   });
   // Device zone: the route checks the TLS client certificate against our records.
   await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? ((req) => peerCertificateDer(req.raw.socket)), metrics, bodyLimit: d.config.bodyLimitBytes }));
-  // Admin zone: bearer admin tokens with roles.
+  // Admin zone: bearer admin tokens and people's sessions, with roles.
   await app.register(
     async (admin) => {
       await registerRateLimit(admin);
       // Failed logins only: a valid token is never slowed by someone else's guessing.
-      admin.addHook('onRequest', adminAuthHook(adminTokensRepo(k), admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
+      admin.addHook('onRequest', adminAccess.authHook(admin.createRateLimit(perAddress(ADMIN_LOGIN_FAILURES_PER_MINUTE, ''))));
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
+      await admin.register(adminAccess.adminRoutes);
       await admin.register(groupRoutes({ groups }));
       await admin.register(usersRoutes({ users: usersRepo(k), sync: usersSync }));
       // Gateway tokens for /v1/events and `gateway sync`.

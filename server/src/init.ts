@@ -157,7 +157,7 @@ export async function initDataDir(o: InitOptions): Promise<InitResult> {
   const adminToken = `lk_adm_${crypto.randomBytes(32).toString('base64url')}`;
   try {
     await groupsRepo(db.kysely).ensure({ name: DEFAULT_GROUP, cert_lifetime_seconds: config.certLifetimeSeconds, require_approval: 0, created_at: now.toISOString() });
-    await adminTokensRepo(db.kysely).insert({ id: crypto.randomUUID(), secret_hash: hashSecret(adminToken), name: 'initial-admin', role: 'admin', created_at: now.toISOString(), revoked_at: null });
+    await adminTokensRepo(db.kysely).insert({ id: crypto.randomUUID(), secret_hash: hashSecret(adminToken), name: 'initial-admin', role: 'admin', kind: 'bootstrap', created_by: 'init', created_at: now.toISOString(), revoked_at: null });
   } finally {
     await db.close();
   }

@@ -95,12 +95,13 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     const c1 = await lineClient(local);
     assert.equal(await c1.ask('hello'), 'echo: hello');
     assert.equal(await c1.ask('again'), 'echo: again');
-    // The access log's serial= and verify= of each session (nginx writes '-' for the readiness probe's plain TCP connect).
+    // The access log's serial=, verify=, device= and user= of each session (nginx writes '-' for the readiness
+    // probe's plain TCP connect; the device has no user, so user= is empty).
     const served = (): string[] =>
       (existsSync(join(gw, 'access.log')) ? readFileSync(join(gw, 'access.log'), 'utf8').trim().split('\n') : [])
-        .map((l) => / device=(\S*) serial=(\S*) verify=(\S*)$/.exec(l))
-        .filter((m): m is RegExpExecArray => !!m && m[2] !== '-')
-        .map((m) => `${m[2]} ${m[3]} ${m[1]}`);
+        .map((l) => / device=(\S*) user=(\S*) serial=(\S*) verify=(\S*)$/.exec(l))
+        .filter((m): m is RegExpExecArray => !!m && m[3] !== '-')
+        .map((m) => `${m[3]} ${m[4]} ${m[1]} user=${m[2]}`);
 
     // Renewal: the open connection stays up; the next connection presents the new certificate.
     const rn = await agent(['renew', '--force', '--json']);
@@ -115,7 +116,7 @@ describe('latchkey connect (local TCP → mTLS) through real nginx stream', () =
     const sessions = await until('both sessions in the access log', () => (served().length >= 2 ? served() : undefined), 5000, logs);
     // Two sessions: the one opened before the renewal (old certificate, still up across it) and the new
     // one (renewed certificate). nginx logs each when it ends, in whichever order they close.
-    assert.deepEqual(sessions.map((l) => l.split(' ')).sort(), [[renewed.toUpperCase(), 'SUCCESS', st.deviceId], [st.serial.toUpperCase(), 'SUCCESS', st.deviceId]].sort());
+    assert.deepEqual(sessions.map((l) => l.split(' ')).sort(), [[renewed.toUpperCase(), 'SUCCESS', st.deviceId, 'user='], [st.serial.toUpperCase(), 'SUCCESS', st.deviceId, 'user=']].sort());
     // In process or in a fresh token worker (pkcs11), the forwarder says which certificate it presents now.
     await until('the forwarder to announce the renewed certificate', () => (new RegExp(`now presenting the renewed certificate ${renewed}`).test(fwd.log()) ? true : undefined), 5000, logs);
 

@@ -4,7 +4,8 @@
  * headers it got. A device enrolled with openssl + curl gets 200 with its id
  * upstream; after `devices revoke` and `gateway sync --once` it is refused
  * (nginx: 400 "The SSL certificate error"; HAProxy: TLS alert), and a TLS
- * session saved before the revocation is not resumed.
+ * session saved before the revocation is not resumed. A device bound to a
+ * user (issued here with the data dir's CA) gets X-Latchkey-User upstream.
  */
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
@@ -13,6 +14,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { createServer as createTlsServer } from 'node:tls';
 import { crlPublisher } from './support/crl-publisher.js';
+import { issueDevice } from './support/data-dir-ca.js';
 import { daemon, echoUpstream, gatewayConfig as writeGatewayConfig, startHaproxy, startNginx, until, wsgiUpstream } from './support/gateways.js';
 import { SERVER_CLI, cli, freePort, initServer, mustRun, requireTools, run, startServer, tempDir, type Run } from './support/processes.js';
 
@@ -72,9 +74,10 @@ async function syncOnce(w: World, how: string[]): Promise<void> {
   assert.equal(r.code, 0, r.stdout + r.stderr);
 }
 
-/** curl with the device certificate; the body, the HTTP status and curl's exit code and stderr. */
-async function curlDevice(w: World, port: number, opts: { cert?: boolean; headers?: string[] } = {}): Promise<{ code: number | null; status: string; body: string; stderr: string }> {
-  const r = await run('curl', ['-s', '-S', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', join(w.dataDir, 'root.crt.pem'), ...(opts.cert === false ? [] : ['--cert', 'device.pem', '--key', 'device.key']), ...(opts.headers ?? []).flatMap((h) => ['-H', h]), `https://127.0.0.1:${port}/hello`], { cwd: w.work });
+/** curl with the device certificate (or `as`: another one's files in w.work); the body, the HTTP status and curl's exit code and stderr. */
+async function curlDevice(w: World, port: number, opts: { cert?: boolean; as?: string; headers?: string[] } = {}): Promise<{ code: number | null; status: string; body: string; stderr: string }> {
+  const device = opts.as ?? 'device';
+  const r = await run('curl', ['-s', '-S', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', join(w.dataDir, 'root.crt.pem'), ...(opts.cert === false ? [] : ['--cert', `${device}.pem`, '--key', `${device}.key`]), ...(opts.headers ?? []).flatMap((h) => ['-H', h]), `https://127.0.0.1:${port}/hello`], { cwd: w.work });
   const i = r.stdout.lastIndexOf('\n');
   return { code: r.code, status: r.stdout.slice(i + 1), body: r.stdout.slice(0, Math.max(i, 0)), stderr: r.stderr };
 }
@@ -245,7 +248,7 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
     await wsgiUpstream(t, appPort);
     const spoof = '00000000-0000-4000-8000-000000000000';
     // Dash and underscore, any case, mixed: CGI maps all of them to the same HTTP_X_LATCHKEY_* variable.
-    const ours = ['X-Latchkey-Device-Id', 'x-latchkey-device-id', 'X_Latchkey_Device_Id', 'x_LATCHKEY_device_ID', 'X-Latchkey_Device-Id', 'X-LATCHKEY-CLIENT-SERIAL', 'X_Latchkey_Client_Serial', 'x-latchkey-client_serial', 'X_Latchkey_Role'];
+    const ours = ['X-Latchkey-Device-Id', 'x-latchkey-device-id', 'X_Latchkey_Device_Id', 'x_LATCHKEY_device_ID', 'X-Latchkey_Device-Id', 'X-LATCHKEY-CLIENT-SERIAL', 'X_Latchkey_Client_Serial', 'x-latchkey-client_serial', 'X-Latchkey-User', 'x_latchkey_user', 'X-LATCHKEY_USER', 'X_Latchkey_Role'];
     for (const kind of ['nginx', 'haproxy'] as const) {
       const port = await freePort();
       const dir = join(w.work, `gw-${kind}`);
@@ -259,6 +262,50 @@ describe('mTLS gateways with the Latchkey CA and CRLs (real nginx and HAProxy on
       const ok = await curlDevice(w, port, { headers: names.map((n) => `${n}: ${spoof}`) });
       assert.equal(ok.status, '200', ok.body + ok.stderr);
       assert.deepEqual(JSON.parse(ok.body), { HTTP_X_LATCHKEY_DEVICE_ID: w.deviceId, HTTP_X_LATCHKEY_CLIENT_SERIAL: w.serial }, `${kind}: what the WSGI app saw`);
+    }
+  });
+
+  test('issue 12: nginx and HAProxy pass the user of a user-bound device as X-Latchkey-User (subject emailAddress) and log it; none for a device without a user, nor from a CN posing as one; a client\'s own X-Latchkey-User never reaches the app', { timeout: 180_000 }, async (t) => {
+    if (!requireTools(t, 'openssl', 'curl', 'nginx', 'haproxy')) return;
+    const w = await world(t);
+    // Devices of this server's issuing CA: one bound to alice, one whose name (the CN) reads like a user.
+    const alice = await issueDevice(w.dataDir, { name: 'alice-laptop', email: 'alice@corp.example' });
+    const poser = await issueDevice(w.dataDir, { name: 'x,emailAddress=evil@x', });
+    for (const [f, d] of [['alice', alice], ['poser', poser]] as const) {
+      writeFileSync(join(w.work, `${f}.pem`), d.certPem);
+      writeFileSync(join(w.work, `${f}.key`), d.keyPem);
+    }
+    const subject = async (f: string): Promise<string> => (await w.sh('openssl', ['x509', '-in', `${f}.pem`, '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout.trim();
+    assert.equal(await subject('alice'), `subject=emailAddress=alice@corp.example,UID=${alice.id},CN=alice-laptop,O=Example Corp`);
+    assert.equal(await subject('poser'), `subject=UID=${poser.id},CN=x\\,emailAddress=evil@x,O=Example Corp`);
+    const spoof = ['X-Latchkey-User: evil@x', 'X_Latchkey_User: evil@x', 'x-latchkey-user: evil2@x'];
+    /** The X-Latchkey-* headers the app got (any spelling), for one request through the gateway. */
+    const through = async (port: number, as: string): Promise<Record<string, string>> => {
+      const r = await curlDevice(w, port, { as, headers: spoof });
+      assert.equal(r.status, '200', `${as}: ${r.body}${r.stderr}`);
+      return Object.fromEntries(Object.entries(JSON.parse(r.body) as Record<string, string>).filter(([k]) => /^x[-_]latchkey[-_]/.test(k)).map(([k, v]) => [k, v]));
+    };
+    for (const kind of ['nginx', 'haproxy'] as const) {
+      const port = await freePort();
+      const dir = join(w.work, `gw-${kind}`);
+      const r = await writeGatewayConfig({ dataDir: w.dataDir, kind, listenPort: port, upstreamPort: w.upstream.port, out: dir });
+      assert.equal(r.code, 0, r.stderr);
+      const gw = kind === 'nginx' ? await startNginx(t, dir, port) : await startHaproxy(t, dir, port);
+      const a = await through(port, 'alice');
+      assert.equal(a['x-latchkey-user'], 'alice@corp.example', `${kind}: ${JSON.stringify(a)}`);
+      assert.equal(a['x-latchkey-device-id'], alice.id);
+      assert.deepEqual(Object.keys(a).sort(), ['x-latchkey-client-serial', 'x-latchkey-device-id', 'x-latchkey-user'], `${kind}: one of each, none of the client's`);
+      for (const [as, id] of [['device', w.deviceId], ['poser', poser.id]] as const) {
+        const h = await through(port, as);
+        assert.deepEqual(Object.keys(h).sort(), ['x-latchkey-client-serial', 'x-latchkey-device-id'], `${kind}, ${as}: no user upstream`);
+        assert.equal(h['x-latchkey-device-id'], id);
+      }
+      // The access log names the device and its user.
+      const log = (): string => (kind === 'nginx' ? (existsSync(join(dir, 'access.log')) ? readFileSync(join(dir, 'access.log'), 'utf8') : '') : gw.log());
+      await until(`${kind}'s access log`, async () => (log().includes(`device=${poser.id}`) ? true : undefined), 10_000);
+      assert.match(log(), new RegExp(`device=${alice.id} user=alice@corp\\.example serial=`));
+      assert.match(log(), new RegExp(`device=${poser.id} user=${kind === 'nginx' ? '' : '-'} serial=`));
+      assert.doesNotMatch(log(), /evil/);
     }
   });
 

@@ -10,7 +10,9 @@ import type { AgentConfig } from '../config/agent-config.js';
 import { KEYSTORE_KINDS } from '../keystore/keystore.js';
 import { AgentError } from '../errors.js';
 import { enroll } from '../enroll.js';
-import { normalizeFingerprint } from '../est/est-client.js';
+import { type CaCerts, normalizeFingerprint } from '../est/est-client.js';
+import { SSO_FLOWS, type SsoFlow } from '../sso/sso-fns.js';
+import { systemClock } from '../util/clock.js';
 import { collectFacts } from '../facts.js';
 import { savePkcs11Pin } from '../keystore/open-keystore.js';
 import { forgetRevokedIdentity, recordRefusedRenewal, refusalMessage } from '../renew/revoked.js';
@@ -46,10 +48,13 @@ const usage = (message: string): AgentError => new AgentError('USAGE', message);
 
 const enrollCmd: Cmd = {
   usage: 'enroll',
-  summary: 'make a key, enroll with the server (waits for approval if the group asks for it)',
+  summary: 'make a key, enroll with the server (waits for approval if the group asks for it); with a token, or by signing in (--sso)',
   options: [
     new Option('--server <url>', 'the latchkey-server URL, https://HOST:PORT'),
     new Option('--token <token>', 'an enrollment token from `latchkey-server token create`'),
+    new Option('--sso', "sign in at the company's identity provider instead of giving a token"),
+    new Option('--sso-flow <flow>', 'how to sign in: browser (default with a desktop session) or device (a URL and a code, for SSH and headless machines)').choices([...SSO_FLOWS]),
+    new Option('--sso-issuer <url>', 'which identity provider, when the server has several'),
     new Option('--ca-fingerprint <sha256>', "pin the server's root CA (printed by `latchkey-server init`)"),
     new Option('--keystore <kind>', 'where the key is made (default: os, or file on Linux without a desktop session); env LATCHKEY_KEYSTORE').choices([...KEYSTORE_KINDS]),
     new Option('--pkcs11-module <path>', 'PKCS#11 module for --keystore pkcs11; env LATCHKEY_PKCS11_MODULE'),
@@ -58,12 +63,17 @@ const enrollCmd: Cmd = {
   ],
   examples: [
     'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --ca-fingerprint 3A:7F:…',
+    'enroll --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --sso',
+    'enroll --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --sso --sso-flow device',
     'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --keystore pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token latchkey',
   ],
   async run({ cfg, o, env, out, log }) {
     const server = str(o, 'server');
     const token = str(o, 'token');
-    if (!server || !token) throw usage('enroll needs --server URL and --token T');
+    const sso = !!o.sso;
+    if (sso && token) throw usage('enroll takes --token T or --sso (sign in), not both');
+    if (!sso && (str(o, 'ssoFlow') || str(o, 'ssoIssuer'))) throw usage('--sso-flow and --sso-issuer go with --sso');
+    if (!server || (!token && !sso)) throw usage('enroll needs --server URL and either --token T or --sso (sign in at the identity provider)');
     let keystore: KeystoreConfig;
     if (cfg.keystore === 'pkcs11') {
       const { module, tokenLabel } = cfg.pkcs11;
@@ -75,13 +85,21 @@ const enrollCmd: Cmd = {
       await savePkcs11Pin({ stateDir: cfg.stateDir, env }, keystore);
     }
     const pin = str(o, 'caFingerprint') ? normalizeFingerprint(str(o, 'caFingerprint')!) : undefined;
-    const spin = spinner(process.stderr);
+    // Made at the first wait for approval: a spinner running during the sign-in would garble its lines.
+    let spin: ReturnType<typeof spinner> | undefined;
     const started = performance.now();
     try {
+      const signIn = async (ca: CaCerts): Promise<string> => {
+        const { signInToEnroll } = await import('../sso/sso-enroll.js');
+        const flow = str(o, 'ssoFlow') as SsoFlow | undefined;
+        const issuer = str(o, 'ssoIssuer');
+        const grant = await signInToEnroll(new URL(server).origin, ca.rootPem, { ...(flow ? { flow } : {}), ...(issuer ? { issuer } : {}), log, clock: systemClock, host: { platform: process.platform, env } });
+        return grant.enrollToken;
+      };
       const id = await enroll({
         stateDir: cfg.stateDir,
         server,
-        token,
+        token: token ?? signIn,
         caFingerprint: pin,
         keystore,
         env,
@@ -89,14 +107,15 @@ const enrollCmd: Cmd = {
         onRootPinned: (fp) => {
           if (!pin) log(`trusting the server's root CA (SHA-256 ${fp}) through the system trust store`);
         },
-        onPending: (s, n) => spin.update(`waiting for an administrator to approve this device (check ${n}; next in ${s} s)…`),
+        onResume: (at) => log(`resuming the enrollment signed in at ${at} (no new sign-in needed; \`latchkey unenroll\` drops it)`),
+        onPending: (s, n) => (spin ??= spinner(process.stderr)).update(`waiting for an administrator to approve this device (check ${n}; next in ${s} s)…`),
       });
-      spin.done();
+      spin?.done();
       const c = certOf(id);
       out(`enrolled: device ${id.deviceId}, certificate ${c.serialHex} valid until ${c.notAfter.toISOString()} (keystore ${id.keystore.kind}, ${Math.round(performance.now() - started)} ms)`);
       return 0;
     } finally {
-      spin.done();
+      spin?.done();
     }
   },
 };
@@ -133,8 +152,9 @@ const renewCmd: Cmd = {
     } catch (caught) {
       if (!(caught instanceof AgentError)) throw caught;
       // Refused for good (revoked): recorded and the key deleted, exactly as `latchkey run` does.
+      const before = await readIdentity(stateDir).catch(() => undefined);
       const refused = await recordRefusedRenewal(stateDir, caught, new Date().toISOString(), (reason, at) => forgetRevokedIdentity(stateDir, env, reason, at));
-      if (!o.json) throw refused ? new AgentError(caught.code, refusalMessage(refused, caught), caught.details, { cause: caught }) : caught;
+      if (!o.json) throw refused ? new AgentError(caught.code, refusalMessage(refused, caught, before), caught.details, { cause: caught }) : caught;
       // --json (also how `latchkey run` hears from a pkcs11 renewal child): the server's answer as is.
       const j: RenewJson = { renewed: false, error: { code: caught.code, message: caught.message, details: caught.details } };
       out(JSON.stringify(j));

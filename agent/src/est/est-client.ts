@@ -27,7 +27,7 @@ export interface ClientIdentity {
   key: TlsKey;
 }
 
-interface Response {
+export interface HttpsResponse {
   status: number;
   headers: Record<string, string | string[] | undefined>;
   body: Buffer;
@@ -43,7 +43,8 @@ export function normalizeFingerprint(s: string): string {
   return hex;
 }
 
-function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path: string; body?: string; headers?: OutgoingHttpHeaders; client?: ClientIdentity; timeoutMs?: number }): Promise<Response> {
+/** One HTTPS request to the Latchkey server, trusting `trust.ca`; failures sorted into CA_UNTRUSTED / SERVER_UNREACHABLE. */
+export function httpsCall(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path: string; body?: string; headers?: OutgoingHttpHeaders; client?: ClientIdentity; timeoutMs?: number }): Promise<HttpsResponse> {
   const url = new URL(o.path, server);
   return new Promise((resolve, reject) => {
     const req = request(
@@ -86,16 +87,18 @@ function call(server: string, trust: TlsTrust, o: { method: 'GET' | 'POST'; path
   });
 }
 
-function serverError(r: Response, what: string): AgentError {
-  let code = '';
-  let message: string;
+/** The server's `{ error: { code, message } }`, or the start of a body that is not one. */
+export function errorBodyOf(r: HttpsResponse): { code: string; message: string } {
   try {
     const j = JSON.parse(r.body.toString('utf8')) as { error?: { code?: string; message?: string } };
-    code = String(j.error?.code ?? '');
-    message = String(j.error?.message ?? '').slice(0, 500);
+    return { code: String(j.error?.code ?? ''), message: String(j.error?.message ?? '').slice(0, 500) };
   } catch {
-    message = r.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ');
+    return { code: '', message: r.body.toString('utf8').slice(0, 200).replace(/\s+/g, ' ') };
   }
+}
+
+function serverError(r: HttpsResponse, what: string): AgentError {
+  const { code, message } = errorBodyOf(r);
   const retryAfter = Number(r.headers[RETRY_AFTER_HEADER]);
   const details = { status: r.status, serverCode: code, ...(Number.isFinite(retryAfter) ? { retryAfterSeconds: retryAfter } : {}) };
   const text = `${what}: the server answered ${r.status}${code ? ` ${code}` : ''}${message ? `: ${message}` : ''}`;
@@ -104,7 +107,7 @@ function serverError(r: Response, what: string): AgentError {
   return new AgentError('SERVER_REFUSED', text, details);
 }
 
-function readCertsOnly(r: Response, what: string): Certificate[] {
+function readCertsOnly(r: HttpsResponse, what: string): Certificate[] {
   try {
     return decodeCertsOnly(r.body.toString('ascii')).map((d) => parseCertificate(d));
   } catch (e) {
@@ -131,7 +134,7 @@ export interface CaCerts {
  */
 export async function fetchCaCerts(server: string, pin: string | undefined): Promise<CaCerts> {
   const what = 'fetching the CA certificates';
-  const first = await call(server, { ca: pin ? 'none' : undefined }, { method: 'GET', path: EST_PATHS.cacerts });
+  const first = await httpsCall(server, { ca: pin ? 'none' : undefined }, { method: 'GET', path: EST_PATHS.cacerts });
   if (first.status !== 200) throw serverError(first, what);
   const certs = readCertsOnly(first, what);
   const roots = certs.filter(selfSigned);
@@ -157,7 +160,7 @@ export async function fetchCaCerts(server: string, pin: string | undefined): Pro
   }
   if (pin) {
     // Now that the root is pinned, the TLS server must chain to it.
-    const check = await call(server, { ca: rootPem }, { method: 'GET', path: EST_PATHS.cacerts });
+    const check = await httpsCall(server, { ca: rootPem }, { method: 'GET', path: EST_PATHS.cacerts });
     if (check.status !== 200) throw serverError(check, what);
   }
   return { root, chain, rootPem, chainPem: chain.map((c) => certificateToPem(c.der)).join(''), fingerprint };
@@ -165,7 +168,7 @@ export async function fetchCaCerts(server: string, pin: string | undefined): Pro
 
 export type EnrollOutcome = { status: 'issued'; cert: Certificate; certPem: string } | { status: 'pending'; retryAfterSeconds: number };
 
-function issued(r: Response, what: string): EnrollOutcome {
+function issued(r: HttpsResponse, what: string): EnrollOutcome {
   const certs = readCertsOnly(r, what);
   const leaf = certs.find((c) => !selfSigned(c) && !certs.some((o) => o !== c && isIssuedBy(o, c)));
   if (!leaf) throw new AgentError('SERVER_ERROR', `${what}: the answer holds no end-entity certificate`);
@@ -175,7 +178,7 @@ function issued(r: Response, what: string): EnrollOutcome {
 /** RFC 7030 §4.2.1 simpleenroll with `Authorization: Bearer <token>`. */
 export async function simpleEnroll(server: string, rootPem: string, token: string, csrDer: Buffer): Promise<EnrollOutcome> {
   const what = 'enrolling';
-  const r = await call(server, { ca: rootPem }, {
+  const r = await httpsCall(server, { ca: rootPem }, {
     method: 'POST',
     path: EST_PATHS.simpleenroll,
     body: csrDer.toString('base64'),
@@ -192,7 +195,7 @@ export async function simpleEnroll(server: string, rootPem: string, token: strin
 /** RFC 7030 §4.2.2 simplereenroll: authenticated by the current (or recently expired) device certificate. */
 export async function simpleReenroll(server: string, rootPem: string, client: ClientIdentity, csrDer: Buffer): Promise<Certificate & { pem: string }> {
   const what = 'renewing';
-  const r = await call(server, { ca: rootPem }, {
+  const r = await httpsCall(server, { ca: rootPem }, {
     method: 'POST',
     path: EST_PATHS.simplereenroll,
     body: csrDer.toString('base64'),

@@ -13,7 +13,7 @@ import { type Clock, clockJumpWatch } from '../util/clock.js';
 import { type Kick, afterClockJump, afterFailure, afterRenewal, initialState, nextStep, onKick } from './daemon-fns.js';
 import { renewPolicyOf, shouldRenew } from './should-renew.js';
 import { type RenewContext, certOf, receivedAt, renewOnce } from './renew.js';
-import { recordRefusedRenewal, refusalMessage } from './revoked.js';
+import { enrollAgainHint, recordRefusedRenewal, refusalMessage } from './revoked.js';
 
 export { type Clock, systemClock } from '../util/clock.js';
 export type { Kick } from './daemon-fns.js';
@@ -83,7 +83,8 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
   o.log(`latchkey: watching ${o.stateDir}`);
   const st = await readStatusFile(o.stateDir);
   if (st && st.state !== 'active') {
-    o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); enroll it again with a new token`);
+    const hint = st.state === 'revoked' ? 'enroll it again with a new token' : enrollAgainHint(await readIdentity(o.stateDir).catch(() => undefined));
+    o.log(`latchkey: this device is ${st.state === 'revoked' ? 'revoked' : 'no longer renewable'} (${st.lastError?.message ?? 'see latchkey status'}); ${hint}`);
     return EXIT_REENROLL;
   }
   // The server's last policy holds until it sends another (also across restarts).
@@ -146,7 +147,7 @@ export async function runDaemon(o: DaemonOptions): Promise<number> {
       const at = o.clock.now().toISOString();
       const refused = await recordRefusedRenewal(o.stateDir, err, at, o.onRevoked);
       if (refused) {
-        o.log(`latchkey: ${refusalMessage(refused, err)}`);
+        o.log(`latchkey: ${refusalMessage(refused, err, id)}`);
         return EXIT_REENROLL;
       }
       const f = afterFailure(state, o.clock.now().getTime(), err.details.retryAfterSeconds, random, o.backoff);

@@ -8,7 +8,9 @@ import { join } from 'node:path';
 import { removeBrowserCertificate } from '../browser/browser.js';
 import type { AgentError } from '../errors.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
-import { readIdentity, updateStatusFile } from '../state/identity.js';
+import { parseCertificate } from '@latchkey/pki';
+import { userOf } from '../identity-fns.js';
+import { type Identity, readIdentity, updateStatusFile } from '../state/identity.js';
 import { acquireStateLock } from '../state/lock.js';
 import { STATE_FILES } from '../state/paths.js';
 
@@ -61,9 +63,22 @@ export async function recordRefusedRenewal(stateDir: string, err: AgentError, at
   return state;
 }
 
-/** What to tell the user after recordRefusedRenewal. */
-export function refusalMessage(state: Refusal, err: AgentError): string {
+/**
+ * How to enroll again after the server refused to renew (past the grace
+ * window, superseded, unknown): a device bound to a person (its certificate
+ * names them, see identity-fns `userOf`) signs in again with `--sso`; any
+ * other needs a new token. With the identity at hand, the command is complete.
+ */
+export function enrollAgainHint(id: Pick<Identity, 'server' | 'rootFingerprint' | 'certPem'> | undefined): string {
+  if (!id) return 'Enroll it again: `latchkey unenroll && latchkey enroll --server URL --token T` (or --sso to sign in)';
+  const base = `latchkey unenroll && latchkey enroll --server ${id.server} --ca-fingerprint ${id.rootFingerprint}`;
+  const user = userOf(parseCertificate(id.certPem));
+  return user ? `Sign in again as ${user} to enroll it: \`${base} --sso\`` : `Enroll it again with a new token: \`${base} --token T\``;
+}
+
+/** What to tell the user after recordRefusedRenewal; `id` is the identity as it was before (for the reenroll hint). */
+export function refusalMessage(state: Refusal, err: AgentError, id?: Pick<Identity, 'server' | 'rootFingerprint' | 'certPem'>): string {
   return state === 'revoked'
     ? `THIS DEVICE HAS BEEN REVOKED; renewal stopped. ${err.message}. Its key and certificate are deleted from this device. Enroll it again with a new token: \`latchkey enroll --server URL --token T\``
-    : `THIS DEVICE MUST BE ENROLLED AGAIN; renewal stopped. ${err.message}. Enroll it again with a new token: \`latchkey unenroll && latchkey enroll --server URL --token T\``;
+    : `THIS DEVICE MUST BE ENROLLED AGAIN; renewal stopped. ${err.message}. ${enrollAgainHint(id)}`;
 }

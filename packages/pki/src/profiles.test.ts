@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import * as crypto from 'node:crypto';
 import { describe, test } from 'node:test';
-import { certificateToPem, extKeyUsage, parseCertificate, subjectAltNames, keyUsage, basicConstraints, subjectKeyId, authorityKeyId } from './certificate.js';
+import { certificateToPem, extKeyUsage, parseCertificate, signCertificate, subjectAltNames, keyUsage, basicConstraints, subjectKeyId, authorityKeyId } from './certificate.js';
 import { isPkiError } from './errors.js';
 import { keyIdentifier } from './keys.js';
+import { encodeName } from './name.js';
 import { OID } from './oids.js';
 import { issueOcspResponderCertificate, issueServerCertificate } from './profiles.js';
 import { randomSerial } from './serial.js';
@@ -32,7 +33,7 @@ describe('device certificate profile (docs/architecture.md "Identities", RFC 528
     const tmp = tempDir(t);
     const text = (await openssl(['x509', '-in', tmp.file('d.pem', certificateToPem(der)), '-noout', '-text'])).stdout;
     assert.match(text, /Version: 3 \(0x2\)/);
-    assert.match(text, new RegExp(`Subject: O = Example Corp, CN = laptop-7, UID = ${DEVICE_ID}\\n`));
+    assert.match(text, new RegExp(`Subject: O = Example Corp, CN = laptop-7, UID = ${DEVICE_ID}, emailAddress = alice@example.com\\n`));
     assert.match(text, /Issuer: O = Example Corp, CN = Example Corp Latchkey Device CA\n/);
     assert.match(text, new RegExp(`Subject Alternative Name: \\n\\s+URI:spiffe://example.com/device/${DEVICE_ID}, email:alice@example.com\\n`));
     assert.match(text, /Key Usage: critical\s+Digital Signature\n/);
@@ -78,10 +79,41 @@ describe('device certificate profile (docs/architecture.md "Identities", RFC 528
     assert.match(oid, /:userId\n\s*\d+:d=\d+\s+hl=\d+ l=\s*36 prim: UTF8STRING\s+:6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90/);
   });
 
-  test('without a bound user there is no email SAN; validity is back-dated 5 minutes', async () => {
+  test('RFC 5280 §4.2.1.6, PKCS#9 emailAddress: a bound user is an email SAN and the last RDN of the subject, first in RFC 2253 as nginx prints it', async (t) => {
+    const ca = await newCa();
+    const der = await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'laptop-7', email: 'Alice.Smith_2%x@corp-eu.example.com', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 86_400 });
+    const tmp = tempDir(t);
+    const pem = tmp.file('d.pem', certificateToPem(der));
+    const rfc2253 = (await openssl(['x509', '-in', pem, '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout;
+    assert.equal(rfc2253, `subject=emailAddress=Alice.Smith_2%x@corp-eu.example.com,UID=${DEVICE_ID},CN=laptop-7,O=Example Corp\n`);
+    const san = (await openssl(['x509', '-in', pem, '-noout', '-ext', 'subjectAltName'])).stdout;
+    assert.match(san, new RegExp(`\\n\\s+URI:spiffe://example.com/device/${DEVICE_ID}, email:Alice.Smith_2%x@corp-eu.example.com\\n`));
+    // PKCS#9 (RFC 2985 §5.2.1): emailAddress is an IA5String.
+    assert.match((await openssl(['asn1parse', '-in', pem])).stdout, /:emailAddress\n\s*\d+:d=\d+\s+hl=\d+ l=\s*35 prim: IA5STRING\s+:Alice\.Smith_2%x@corp-eu\.example\.com/);
+    const c = parseCertificate(der);
+    assert.deepEqual(c.subject.at(-1), { type: 'emailAddress', value: 'Alice.Smith_2%x@corp-eu.example.com' });
+    assert.deepEqual(subjectAltNames(c), [{ uri: `spiffe://example.com/device/${DEVICE_ID}` }, { email: 'Alice.Smith_2%x@corp-eu.example.com' }]);
+  });
+
+  test('RFC 4514 §2.4: a user email that a DN printer would escape, or that is not plain, is refused (nginx reads the printed DN)', async (t) => {
+    const ca = await newCa();
+    const p = deviceProfile(ca);
+    const base = { spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'x', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 60 };
+    for (const email of ['bob+tag@corp.example', 'x,emailAddress=evil@x', 'a"b@x', 'a\\b@x', '<a@x>', 'a;b@x', 'a=b@x', 'a b@x', 'a@b@x', 'x\r\nX-Latchkey-User: evil@x', 'é@x', '@x', 'a@', '', `${'a'.repeat(65)}@x`]) {
+      await assert.rejects(p.issue({ ...base, email }), (e: unknown) => isPkiError(e, 'ARGUMENT_INVALID') && /not a plain address/.test((e as Error).message), JSON.stringify(email));
+    }
+    await assert.rejects(p.issue({ ...base, email: `aa@${'b'.repeat(253)}` }), (e: unknown) => isPkiError(e, 'ARGUMENT_INVALID'), 'past the 255 characters of emailAddress');
+    // Why '+' is out: OpenSSL's RFC 2253 printer, which nginx uses for $ssl_client_s_dn, escapes it.
+    const tmp = tempDir(t);
+    const plus = await signCertificate({ serial: base.serial, issuerDer: ca.issuing.cert.subjectDer, subjectDer: encodeName([{ type: 'CN', value: 'x' }, { type: 'emailAddress', value: 'bob+tag@corp.example' }]), spki: base.spki, notBefore: NOW, notAfter: new Date(NOW.getTime() + 60_000), extensions: [] }, ca.issuing.signer);
+    assert.equal((await openssl(['x509', '-in', tmp.file('p.pem', certificateToPem(plus)), '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout, 'subject=emailAddress=bob\\+tag@corp.example,CN=x\n');
+  });
+
+  test('without a bound user there is no email SAN nor emailAddress RDN; validity is back-dated 5 minutes', async () => {
     const ca = await newCa();
     const c = parseCertificate(await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'x', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 3600 }));
     assert.deepEqual(subjectAltNames(c), [{ uri: `spiffe://example.com/device/${DEVICE_ID}` }]);
+    assert.deepEqual(c.subject.map((a) => a.type), ['O', 'CN', 'UID']);
     assert.equal(c.notBefore.getTime(), NOW.getTime() - 300_000);
     assert.equal(c.notAfter.getTime(), NOW.getTime() + 3_600_000);
   });

@@ -51,7 +51,7 @@ export interface DeviceCertificateRequest {
   deviceId: string;
   /** Sanitized device name (CN). */
   deviceName: string;
-  /** Bound user, if any. */
+  /** Bound user, if any: a plain address (USER_EMAIL_PATTERN), in the SAN and as the subject's last RDN. */
   email?: string;
   serial: Uint8Array;
   now: Date;
@@ -59,6 +59,16 @@ export interface DeviceCertificateRequest {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The user emails a device certificate may carry (unanchored, for gateways'
+ * regexes too). Only characters that no DN printer escapes and no header or
+ * config file treats specially: RFC 2253 escapes `,+"\<>;` (OpenSSL prints
+ * `bob+x@…` as `bob\+x@…` in $ssl_client_s_dn, which nginx cannot unescape),
+ * so `+` is left out with the rest. Gateways copy the address verbatim.
+ */
+export const USER_EMAIL_PATTERN = '[A-Za-z0-9._%-]{1,64}@[A-Za-z0-9.-]{1,253}';
+const USER_EMAIL = new RegExp(`^${USER_EMAIL_PATTERN}$`);
 const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9.-]{0,253}[a-z0-9])?$/;
 
 export const spiffeDeviceId = (trustDomain: string, deviceId: string): string =>
@@ -80,7 +90,8 @@ export interface DeviceProfile {
 
 /**
  * Device client certificate profile (docs/architecture.md "Identities"): subject
- * `O=<org>, CN=<device name>, UID=<device id>`, SAN `spiffe://<domain>/device/<id>`.
+ * `O=<org>, CN=<device name>, UID=<device id>[, emailAddress=<user>]`, SAN
+ * `spiffe://<domain>/device/<id>[, email:<user>]`.
  */
 export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
   if (!TRUST_DOMAIN.test(o.trustDomain)) {
@@ -106,24 +117,30 @@ export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
     async issue(r) {
       if (!UUID.test(r.deviceId)) throw new PkiError('ARGUMENT_INVALID', `device id "${r.deviceId}" is not a lower-case UUID`);
       if (!(r.lifetimeSeconds > 0)) throw new PkiError('ARGUMENT_INVALID', 'lifetime must be positive');
+      if (r.email !== undefined && !USER_EMAIL.test(r.email)) {
+        throw new PkiError('ARGUMENT_INVALID', `user email ${JSON.stringify(r.email)} is not a plain address (letters, digits and ._%- before the @, a host name after): it would reach a subject DN and gateway headers`);
+      }
       const now = r.now.getTime();
       const notAfter = now + r.lifetimeSeconds * 1000;
       if (notAfter > notAfterCap) {
         throw new PkiError('CA_INVALID', `the issuing CA expires ${o.issuer.cert.notAfter.toISOString()}, before the requested certificate would`);
       }
       const sans: GeneralName[] = [{ uri: spiffeDeviceId(o.trustDomain, r.deviceId) }];
-      if (r.email) sans.push({ email: r.email });
+      if (r.email !== undefined) sans.push({ email: r.email });
       return signCertificate(
         {
           serial: r.serial,
           issuerDer,
           // The device id is also the subject's UID (RFC 4519 §2.39): the SAN URI is
           // what SPIFFE-aware proxies read, but nginx (without njs) and HAProxy can
-          // only see the subject DN ($ssl_client_s_dn, ssl_c_s_dn(UID)).
+          // only see the subject DN ($ssl_client_s_dn, ssl_c_s_dn(UID)). The user's email is in the SAN
+          // (RFC 5280 rfc822Name) and, for the same gateways, last in the subject as PKCS#9 emailAddress:
+          // nginx prints the last RDN first, so its map anchors on "^emailAddress=…,UID=".
           subjectDer: encodeName([
             { type: 'O', value: o.org },
             { type: 'CN', value: r.deviceName },
             { type: 'UID', value: r.deviceId },
+            ...(r.email !== undefined ? [{ type: 'emailAddress', value: r.email }] : []),
           ]),
           spki: r.spki,
           notBefore: new Date(Math.max(now - backdateMs, o.issuer.cert.notBefore.getTime())),

@@ -7,6 +7,7 @@
  */
 import { Option, type ProgramSpec } from '@latchkey/cli';
 import { auditList, deviceCommands, groupCommands, tokenCommands } from './admin-commands.js';
+import { adminTokenCommands } from './admin-token-commands.js';
 import type { ServerCliCtx } from './cli-context.js';
 import { gatewayCommands } from './gateway-commands.js';
 import { loginCommands } from './login-commands.js';
@@ -25,10 +26,11 @@ export const SERVER_CLI: ProgramSpec<ServerCliCtx> = {
     devices: 'the device inventory: list, show, approve, deny, revoke, renew-now, online',
     audit: 'the audit log',
     users: 'people from the identity provider: list, sync',
+    'admin-token': 'admin API tokens for automation, and sessions: create, list, revoke',
     gateway: 'mTLS gateways: config, tokens, CRL sync',
     'gateway token': 'tokens for `gateway sync`',
   },
-  commands: [init, start, ...loginCommands, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...usersCommands, ...gatewayCommands],
+  commands: [init, start, ...loginCommands, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...usersCommands, ...adminTokenCommands, ...gatewayCommands],
   epilog: `Admin commands reach the running server with --server URL [--ca-file F]
 as the person signed in with \`latchkey-server login --server URL\`, or with
 LATCHKEY_ADMIN_TOKEN; on the server host, --data-dir D gives URL, CA and

@@ -9,6 +9,7 @@ import { PEM, pemDecodeAll } from '@latchkey/pki';
 import { PATHS } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES } from '../ca/ca-files.js';
+import { sanitizeDeviceName } from '../est/est-fns.js';
 import { type Harness, harness } from '../testing/harness.js';
 import { GATEWAY_FILES, type GatewayConfigOptions, crlBundle, gatewayConfigCommand, nginxStreamModule, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite } from './gateway-config.js';
 
@@ -21,6 +22,18 @@ const OPTS: GatewayConfigOptions = {
   caSubjects: ['CN=Issuing', 'CN=Root'],
   generatedAt: new Date('2025-01-01T00:00:00Z'),
 };
+
+const ID = '6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90';
+
+/** The regexes of the nginx maps $latchkey_device_id and $latchkey_user (PCRE; these are JS-compatible, named groups too). */
+function nginxMaps(conf: string): [RegExp, RegExp] {
+  const re = (v: string): RegExp => {
+    const m = new RegExp(`\nmap \\$ssl_client_s_dn \\$${v} \\{\n {4}default "";\n {4}"~([^"]+)" \\$\\w+;\n\\}`).exec(conf);
+    assert.ok(m, `the map of $${v}`);
+    return new RegExp(m[1]!);
+  };
+  return [re('latchkey_device_id'), re('latchkey_user')];
+}
 
 const has = (tool: string): boolean => spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0;
 
@@ -64,6 +77,7 @@ describe('gateway config: rendering', () => {
       '    ignore_invalid_headers on;',
       '        proxy_set_header X-Latchkey-Device-Id $latchkey_device_id;',
       '        proxy_set_header X-Latchkey-Client-Serial $ssl_client_serial;',
+      '        proxy_set_header X-Latchkey-User $latchkey_user;',
       '    server 127.0.0.1:9000;',
       '        proxy_pass http://latchkey_app;',
     ]) {
@@ -77,17 +91,40 @@ describe('gateway config: rendering', () => {
     assert.match(renderNginxMain(OPTS), /\n {4}include \/etc\/latchkey-gateway\/latchkey-gateway.conf;\n {4}access_log access.log latchkey_gateway;\n/);
   });
 
-  test('RFC 4519 UID: the nginx map takes the device id only from the leading UID of $ssl_client_s_dn (RFC 2253)', () => {
-    const m = /"~(\^UID=[^"]+)" \$latchkey_uid;/.exec(renderNginxSite(OPTS));
-    assert.ok(m, 'the map regex');
-    const re = new RegExp(m[1]!.replace('(?<latchkey_uid>', '('));
-    const id = '6f1c2a4e-0b7d-4c2e-9a51-3d2f8e7b1c90';
-    assert.equal(re.exec(`UID=${id},CN=laptop-7,O=Example Corp`)?.[1], id);
-    assert.equal(re.exec(`UID=${id}`)?.[1], id);
+  test('RFC 4519 UID: the nginx map takes the device id only from the leading UID of $ssl_client_s_dn (RFC 2253), after the user if there is one', () => {
+    const [id] = nginxMaps(renderNginxSite(OPTS));
+    const uid = (dn: string): string | undefined => id.exec(dn)?.groups?.['latchkey_uid'];
+    assert.equal(uid(`UID=${ID},CN=laptop-7,O=Example Corp`), ID);
+    assert.equal(uid(`UID=${ID}`), ID);
+    assert.equal(uid(`emailAddress=alice@corp.example,UID=${ID},CN=laptop-7,O=Example Corp`), ID);
     // A CN or O cannot smuggle one in (OpenSSL escapes ',' but not '='), nor can a longer value pass.
-    assert.equal(re.exec(`CN=x\\,UID=${id},O=Example Corp`), null);
-    assert.equal(re.exec(`UID=${id}0,CN=x`), null);
-    assert.equal(re.exec(`CN=laptop-7,O=Example Corp`), null);
+    assert.equal(uid(`CN=x\\,UID=${ID},O=Example Corp`), undefined);
+    assert.equal(uid(`UID=${ID}0,CN=x`), undefined);
+    assert.equal(uid(`CN=laptop-7,O=Example Corp`), undefined);
+    assert.equal(uid(`emailAddress=a\\,b@x,UID=${ID},CN=x`), undefined, 'an email the CA would never issue');
+  });
+
+  test('PKCS#9 emailAddress: the nginx map takes the user only from a leading emailAddress right before the UID; a CN cannot forge one', () => {
+    const [, user] = nginxMaps(renderNginxSite(OPTS));
+    const who = (dn: string): string | undefined => user.exec(dn)?.groups?.['latchkey_email'];
+    assert.equal(who(`emailAddress=alice@corp.example,UID=${ID},CN=laptop-7,O=Example Corp`), 'alice@corp.example');
+    assert.equal(who(`emailAddress=Alice.Smith_2%x@corp-eu.example.com,UID=${ID}`), 'Alice.Smith_2%x@corp-eu.example.com');
+    assert.equal(who(`UID=${ID},CN=laptop-7,O=Example Corp`), undefined, 'no user');
+    // The device name is the CN: sanitizeDeviceName leaves no ',' or '=' in it, and were one there, OpenSSL would
+    // print it escaped ("\\,"), and anyway not first: the last RDN (UID, or the user's emailAddress) leads.
+    assert.equal(sanitizeDeviceName('x,emailAddress=evil@x'), 'x-emailAddress-evil-x');
+    assert.equal(who(`UID=${ID},CN=x\\,emailAddress=evil@x,O=Example Corp`), undefined);
+    assert.equal(who(`UID=${ID},CN=x,emailAddress=evil@x`), undefined);
+    assert.equal(who(`UID=${ID},O=x\\,emailAddress=evil@x`), undefined);
+    assert.equal(who('emailAddress=evil@x,CN=not-a-device'), undefined, 'not followed by a device id');
+    // What RFC 2253 escapes is no plain address (the CA refuses it): no half-read value.
+    assert.equal(who(`emailAddress=bob\\+tag@corp.example,UID=${ID}`), undefined);
+    assert.equal(who(`emailAddress=a@x\\,UID=${ID},UID=${ID}`), undefined);
+    // The same maps in the stream gateway, where the user is logged.
+    const stream = renderNginxSite({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') });
+    assert.deepEqual(nginxMaps(stream).map(String), nginxMaps(renderNginxSite(OPTS)).map(String));
+    assert.match(stream, /\nlog_format latchkey_stream '[^']* device=\$latchkey_device_id user=\$latchkey_user serial=\$ssl_client_serial /);
+    assert.match(renderNginxSite(OPTS), /\nlog_format latchkey_gateway '[^']* device=\$latchkey_device_id user=\$latchkey_user serial=\$ssl_client_serial /);
   });
 
   test('HAProxy: verify required with CA and CRL files, bigger buffers, no tickets nor session cache, admin socket, headers', () => {
@@ -101,11 +138,16 @@ describe('gateway config: rendering', () => {
       "    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' }",
       '    http-request set-header X-Latchkey-Device-Id %[ssl_c_s_dn(UID)]',
       '    http-request set-header X-Latchkey-Client-Serial %[ssl_c_serial,hex]',
+      "    http-request set-header X-Latchkey-User %[ssl_c_s_dn(emailAddress)] if { ssl_c_s_dn(emailAddress) -m reg '^[A-Za-z0-9._%-]{1,64}@[A-Za-z0-9.-]{1,253}$' }",
+      '    log stdout format raw local0 info',
+      '    log global',
+      '    log-format "%ci:%cp [%tr] %ft %b/%s %ST %B %{+Q}r device=%[ssl_c_s_dn(UID)] user=%[ssl_c_s_dn(emailAddress)] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify]"',
       '    server app 127.0.0.1:9000',
     ]) {
       assert.ok(c.split('\n').includes(line), `missing: ${line}`);
     }
     assert.ok(c.indexOf('del-header ^x[-_]latchkey[-_]') < c.indexOf('set-header X-Latchkey-Device-Id'), 'deleted before set');
+    assert.ok(c.indexOf('del-header ^x[-_]latchkey[-_]') < c.indexOf('set-header X-Latchkey-User'), 'deleted before set');
     assert.match(renderHaproxy({ ...OPTS, listen: { host: '[::1]', port: 8443 } }), /\n {4}bind ::1:8443 ssl /);
   });
 
@@ -144,6 +186,7 @@ describe('gateway config: rendering', () => {
     assert.match(c, /\n {4}tcp-request session reject unless \{ ssl_c_s_dn\(UID\) -m reg '\^\[0-9a-f\]\{8\}-/);
     assert.match(c, /\n {4}tune\.ssl\.cachesize 0\n/);
     assert.match(c, /\nbackend latchkey_app\n {4}server app 10\.0\.0\.5:22\n/);
+    assert.match(c, /\n {4}log global\n {4}log-format "%ci:%cp \[%t\] %ft %b\/%s %Tw\/%Tc\/%Tt %B %ts device=%\[ssl_c_s_dn\(UID\)\] user=%\[ssl_c_s_dn\(emailAddress\)\] serial=/);
     assert.doesNotMatch(c, /mode http|http-request|alpn/);
   });
 

@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Certificate, PEM, certificateToPem, crlToPem, parseCertificate, parseCrl, pemDecodeAll, subjectString, verifyCrl } from '@latchkey/pki';
+import { type Certificate, PEM, USER_EMAIL_PATTERN, certificateToPem, crlToPem, parseCertificate, parseCrl, pemDecodeAll, subjectString, verifyCrl } from '@latchkey/pki';
 import { PATHS, hostForUrl, parseHostPort } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES, writeFileAtomic } from '../ca/ca-files.js';
@@ -28,7 +28,7 @@ import { defaultGatewayNames, gatewayNames, issueGatewayCertificate } from './ga
 export type GatewayKind = 'nginx' | 'haproxy';
 
 /** Header names the upstream application reads. */
-export const GATEWAY_HEADERS = { deviceId: 'X-Latchkey-Device-Id', serial: 'X-Latchkey-Client-Serial' } as const;
+export const GATEWAY_HEADERS = { deviceId: 'X-Latchkey-Device-Id', serial: 'X-Latchkey-Client-Serial', user: 'X-Latchkey-User' } as const;
 
 /** Names of the files in the output directory. */
 export const GATEWAY_FILES = {
@@ -61,6 +61,9 @@ export const HAPROXY_BUFSIZE = 262_144;
 export const LATCHKEY_HEADER_RE = '^x[-_]latchkey[-_]';
 
 const UUID_RE = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+
+/** What HAProxy's access log says of the client: device id, user (subject emailAddress), serial, verify result. */
+const HAPROXY_LOG_IDENTITY = 'device=%[ssl_c_s_dn(UID)] user=%[ssl_c_s_dn(emailAddress)] serial=%[ssl_c_serial,hex] verify=%[ssl_c_verify]';
 
 export interface Listen {
   /** Undefined: every address. */
@@ -137,11 +140,14 @@ function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): stri
   const upstreamGets = o.upstream.stream
     ? [
         `# A TCP gateway (for \`latchkey connect\`): the service at ${hostPort(o.upstream)} gets the bytes and nothing else;`,
-        '# the device id (the subject UID of the device certificate) and the certificate serial are in the access log.',
+        '# the device id (the subject UID of the device certificate), its user (the subject emailAddress, when the device',
+        '# is bound to one) and the certificate serial are in the access log.',
       ]
     : [
         `# The upstream receives ${GATEWAY_HEADERS.deviceId} (the device id: the subject UID of the device certificate, the`,
-        `# same id as its SAN spiffe://…/device/<id>) and ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex).`,
+        `# same id as its SAN spiffe://…/device/<id>), ${GATEWAY_HEADERS.serial} (certificate serial, upper-case hex) and,`,
+        `# when the device is bound to a user, ${GATEWAY_HEADERS.user} (the user's verified email: the subject emailAddress,`,
+        '# the same address as the SAN email; absent for a device without a user).',
         '# Whatever a client sends in those headers, in any spelling (- or _, any case: CGI and WSGI read',
         '# X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID too), is removed before the real ones are set.',
       ];
@@ -163,15 +169,23 @@ function header(o: GatewayConfigOptions, kind: GatewayKind, run: string[]): stri
   ];
 }
 
-/** nginx (http and stream): $latchkey_device_id from the client certificate's subject. */
-function nginxDeviceIdMap(): string[] {
+/** nginx (http and stream): $latchkey_device_id and $latchkey_user from the client certificate's subject. */
+function nginxIdentityMaps(): string[] {
   return [
-    '# The device id is the subject UID (RFC 4519) of a Latchkey device certificate. $ssl_client_s_dn is RFC 2253,',
-    '# last RDN first, so the UID leads; anchoring at ^ keeps an id written into the CN or O from matching',
-    "# (OpenSSL escapes ',' in values but not '=').",
+    '# The device id is the subject UID (RFC 4519) of a Latchkey device certificate, and its user (if the device is',
+    '# bound to one) the subject emailAddress (PKCS#9) after it: nginx cannot read SAN emails without njs.',
+    '# $ssl_client_s_dn is RFC 2253, last RDN first: "emailAddress=<user>,UID=<id>,CN=…,O=…", or "UID=<id>,…".',
+    '# Anchoring at ^ keeps an id or a user written into the CN or O from matching (OpenSSL escapes \',\' in values',
+    "# but not '='); the user's pattern holds no ',' and nothing RFC 2253 escapes, as the CA issues no other.",
     'map $ssl_client_s_dn $latchkey_device_id {',
     '    default "";',
-    `    "~^UID=(?<latchkey_uid>${UUID_RE})(,|$)" $latchkey_uid;`,
+    `    "~^(?:emailAddress=${USER_EMAIL_PATTERN},)?UID=(?<latchkey_uid>${UUID_RE})(,|$)" $latchkey_uid;`,
+    '}',
+    '',
+    '# Empty for a device without a user.',
+    'map $ssl_client_s_dn $latchkey_user {',
+    '    default "";',
+    `    "~^emailAddress=(?<latchkey_email>${USER_EMAIL_PATTERN}),UID=${UUID_RE}(,|$)" $latchkey_email;`,
     '}',
   ];
 }
@@ -215,9 +229,9 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
       `nginx -p ${o.dir} -c ${file(o, GATEWAY_FILES.nginxMain)} -g 'pid ${o.dir}/nginx.pid;' (written by --out).`,
     ]),
     '',
-    ...nginxDeviceIdMap(),
+    ...nginxIdentityMaps(),
     '',
-    `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
+    `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id user=$latchkey_user serial=$ssl_client_serial verify=$ssl_client_verify';`,
     '',
     'upstream latchkey_app {',
     `    server ${hostPort(o.upstream)};`,
@@ -257,9 +271,10 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '        proxy_set_header Host $host;',
     '        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
     '        proxy_set_header X-Forwarded-Proto https;',
-    '        # Set here, so a client cannot send its own.',
+    '        # Set here, so a client cannot send its own (a header set here to "" is not sent, the client\'s neither).',
     `        proxy_set_header ${GATEWAY_HEADERS.deviceId} $latchkey_device_id;`,
     `        proxy_set_header ${GATEWAY_HEADERS.serial} $ssl_client_serial;`,
+    `        proxy_set_header ${GATEWAY_HEADERS.user} $latchkey_user;`,
     '    }',
     '}',
     '',
@@ -280,7 +295,7 @@ function renderNginxStream(o: GatewayConfigOptions): string {
       '(written by --out; it loads the module itself where nginx has it as a dynamic module).',
     ]),
     '',
-    ...nginxDeviceIdMap(),
+    ...nginxIdentityMaps(),
     '',
     '# A verified certificate without a device id (not a device certificate, or issued before the UID was',
     '# added to the profile: renewal fixes it) goes nowhere.',
@@ -289,7 +304,7 @@ function renderNginxStream(o: GatewayConfigOptions): string {
     '    default latchkey_app;',
     '}',
     '',
-    `log_format latchkey_stream '$remote_addr [$time_local] $status $bytes_sent $bytes_received $session_time device=$latchkey_device_id serial=$ssl_client_serial verify=$ssl_client_verify';`,
+    `log_format latchkey_stream '$remote_addr [$time_local] $status $bytes_sent $bytes_received $session_time device=$latchkey_device_id user=$latchkey_user serial=$ssl_client_serial verify=$ssl_client_verify';`,
     '',
     'upstream latchkey_app {',
     `    server ${hostPort(o.upstream)};`,
@@ -400,6 +415,9 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
     `    # "set ssl crl-file ${file(o, GATEWAY_FILES.crl)} <<" + "commit ssl crl-file ${file(o, GATEWAY_FILES.crl)}".`,
     `    stats socket ${file(o, GATEWAY_FILES.haproxySocket)} mode 600 level admin`,
     '    ssl-default-bind-options ssl-min-ver TLSv1.2 no-tls-tickets',
+    '    # The access log (log-format below: device, user, serial) on stdout, which systemd puts in the journal;',
+    '    # or `log /dev/log local0` for syslog.',
+    '    log stdout format raw local0 info',
     '',
     ...(o.upstream.stream ? haproxyTcp(o) : haproxyHttp(o)),
     '',
@@ -411,6 +429,8 @@ function haproxyTcp(o: GatewayConfigOptions): string[] {
   return [
     'defaults',
     '    mode tcp',
+    '    log global',
+    `    log-format "%ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts ${HAPROXY_LOG_IDENTITY}"`,
     '    timeout connect 5s',
     '    # SSH, RDP and database sessions sit idle for long.',
     '    timeout client 1h',
@@ -435,6 +455,8 @@ function haproxyHttp(o: GatewayConfigOptions): string[] {
   return [
     'defaults',
     '    mode http',
+    '    log global',
+    `    log-format "%ci:%cp [%tr] %ft %b/%s %ST %B %{+Q}r ${HAPROXY_LOG_IDENTITY}"`,
     '    timeout connect 5s',
     '    timeout client 60s',
     '    timeout server 60s',
@@ -452,6 +474,9 @@ function haproxyHttp(o: GatewayConfigOptions): string[] {
     `    http-request del-header ${LATCHKEY_HEADER_RE} -m reg`,
     `    http-request set-header ${GATEWAY_HEADERS.deviceId} %[ssl_c_s_dn(UID)]`,
     `    http-request set-header ${GATEWAY_HEADERS.serial} %[ssl_c_serial,hex]`,
+    '    # The user: the subject emailAddress (the attribute itself, so nothing in the CN can pose as it); no header',
+    '    # for a device without a user.',
+    `    http-request set-header ${GATEWAY_HEADERS.user} %[ssl_c_s_dn(emailAddress)] if { ssl_c_s_dn(emailAddress) -m reg '^${USER_EMAIL_PATTERN}$' }`,
     '    http-request set-header X-Forwarded-Proto https',
     '    option forwardfor',
     '    default_backend latchkey_app',

@@ -120,7 +120,8 @@ export function createUsersSync(d: UsersSyncDeps) {
       // Claimed like a sync, so a replica's periodic run never spends the same refresh token.
       if (await d.users.claimForSync(userId, now, now)) {
         const v = await decide(userId);
-        if (v) await apply(v, result);
+        // Out of the enrollment groups is users sync's business (it weighs devices); an admin need not enroll.
+        if (v && v.outcome !== 'removed') await apply(v, result);
       }
       const u = await d.users.findById(userId);
       if (!u) return { status: 'disabled', groups: [] };

@@ -6,14 +6,14 @@
  * /crl/root.pem; and the `/v1/events` upgrade with its gateway-token check,
  * which `gateway sync` needs (it sends no events).
  */
-import * as crypto from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { buildCrl, createIssuer, crlToPem, nodeSigner, type Issuer } from '@latchkey/pki';
+import { buildCrl, crlToPem, type Issuer } from '@latchkey/pki';
 import { CRL_PATHS, PATHS, type CrlIssuer } from '@latchkey/protocol';
 import { WebSocketServer } from 'ws';
+import { dataDirIssuer } from './data-dir-ca.js';
 import type { Hooks } from './gateways.js';
 
 export interface CrlSpec {
@@ -31,10 +31,7 @@ export interface CrlPublisher {
 }
 
 export async function crlPublisher(t: Hooks, dataDir: string, gatewayToken: string): Promise<CrlPublisher> {
-  const passphrase = readFileSync(join(dataDir, 'ca-passphrase'), 'utf8').trim();
-  const issuer = (cert: string, key: string): Issuer =>
-    createIssuer(readFileSync(join(dataDir, cert), 'utf8'), nodeSigner(crypto.createPrivateKey({ key: readFileSync(join(dataDir, key)), format: 'pem', passphrase })));
-  const issuers: Record<CrlIssuer, Issuer> = { issuing: issuer('issuing.crt.pem', 'issuing.key.pem'), root: issuer('root.crt.pem', 'root.key.pem') };
+  const issuers: Record<CrlIssuer, Issuer> = { issuing: dataDirIssuer(dataDir, 'issuing'), root: dataDirIssuer(dataDir, 'root') };
   const crls: Partial<Record<CrlIssuer, string>> = {};
 
   const server = createServer({ cert: readFileSync(join(dataDir, 'server.crt.pem')), key: readFileSync(join(dataDir, 'server.key.pem')) }, (req, res) => {
