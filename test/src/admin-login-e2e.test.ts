@@ -118,6 +118,9 @@ describe('issue 12: latchkey-server login (RFC 8628) with a real identity provid
     const users = await s.as(['users', 'list', '--json']);
     assert.equal(users.code, 0, users.stderr);
     assert.deepEqual((JSON.parse(users.stdout) as { items: { email: string }[] }).items.map((u) => u.email), ['alice@example.com']);
+    const sync = await s.as(['users', 'sync']);
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.match(sync.stdout, /^checked \d+ user\(s\): .*\nno device was revoked\n$/);
 
     // LATCHKEY_ADMIN_TOKEN comes first: the bootstrap token acts, not alice.
     const bootstrap = readFileSync(join(s.server.dataDir, 'admin-token'), 'utf8').trim();

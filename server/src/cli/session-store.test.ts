@@ -63,6 +63,9 @@ describe('CLI session store', () => {
     const store = sessionStore(dir);
     await store.locked(() => store.put(entry('https://a.example.com')));
     const ino = statSync(store.file).ino;
+    await store.locked(() => store.put(entry('https://a.example.com', 2)));
+    // The new file exists beside the old until the rename: it cannot have the old one's inode.
+    assert.notEqual(statSync(store.file).ino, ino, 'replaced by rename, not rewritten in place');
     let writing = true;
     let reads = 0;
     const reader = (async () => {
@@ -74,11 +77,10 @@ describe('CLI session store', () => {
         await new Promise((r) => setImmediate(r));
       }
     })();
-    for (let i = 2; i < 60; i++) await store.locked(() => store.put(entry('https://a.example.com', i)));
+    for (let i = 3; i < 60; i++) await store.locked(() => store.put(entry('https://a.example.com', i)));
     writing = false;
     await reader;
     assert.ok(reads > 10, `the reader ran alongside (${reads} reads)`);
-    assert.notEqual(statSync(store.file).ino, ino, 'replaced by rename, not rewritten in place');
     assert.deepEqual(readdirSync(dir), ['sessions.json']);
     assert.equal((await store.get('https://a.example.com'))?.session.token, entry('', 59).session.token);
   });

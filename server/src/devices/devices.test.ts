@@ -9,6 +9,8 @@ import type { Device } from '@latchkey/protocol';
 import { ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
 
 async function enrolled(h: Harness, cn: string): Promise<string> {
+  // One second apart: the list's order (first seen) is the order of enrollment.
+  h.clock.now = new Date(h.clock.now.getTime() + 1000);
   const r = await enroll(h, await createToken(h), (await deviceCsr({ cn })).csr);
   assert.equal(r.statusCode, 200, r.body);
   const serial = certFromBody(r.body).serialHex;
