@@ -288,4 +288,40 @@ describe('issue 12: sign-in through a real identity provider (device grant, RFC 
     const devices = await admin(server, 'GET', '/devices');
     assert.deepEqual((devices.body.items as { status: string }[]).map((d) => d.status), ['active']);
   });
+  test('admin sign-in: the role comes from IdP groups; a viewer cannot revoke; a refresh asks the IdP again and ends the session of someone no longer an admin', { timeout: 180_000 }, async (t) => {
+    const { idp, server, work } = await sso(t);
+    const enrolled = await signIn(server, 'carol', 'enroll');
+    assert.equal((await enroll(server, (enrolled.body as { enrollToken: string }).enrollToken, work, 'carol-laptop')).status, 200);
+    const deviceId = ((await admin(server, 'GET', '/devices')).body.items as { id: string }[])[0]!.id;
+
+    const viewer = await signIn(server, 'carol', 'admin');
+    assert.equal(viewer.status, 200, viewer.text);
+    const vs = (viewer.body as unknown as Extract<AuthResult, { purpose: 'admin' }>).session;
+    assert.equal(vs.role, 'viewer');
+    const asCarol = { authorization: `Bearer ${vs.token}` };
+    assert.equal((await https(server, 'GET', '/v1/admin/devices', { headers: asCarol })).status, 200);
+    const refused = await https(server, 'POST', `/v1/admin/devices/${deviceId}/revoke`, { json: {}, headers: asCarol });
+    assert.equal(refused.status, 403, refused.text);
+    assert.equal((refused.body.error as { code: string }).code, 'FORBIDDEN');
+
+    const a = await signIn(server, 'alice', 'admin');
+    assert.equal(a.status, 200, a.text);
+    const session = (a.body as unknown as Extract<AuthResult, { purpose: 'admin' }>).session;
+    assert.equal(session.role, 'admin');
+    const refreshed = await https(server, 'POST', AUTH_PATHS.refresh, { json: { refreshToken: session.refreshToken } });
+    assert.equal(refreshed.status, 200, refreshed.text);
+    const next = refreshed.body as unknown as { token: string; refreshToken: string; role: string };
+    assert.equal(next.role, 'admin');
+    // IT takes alice out of the admin group: her next refresh, asked of the IdP, ends the session.
+    await idp.setAccount('alice-sub', { groups: ['staff'] });
+    const ended = await https(server, 'POST', AUTH_PATHS.refresh, { json: { refreshToken: next.refreshToken } });
+    assert.equal(ended.status, 401, ended.text);
+    assert.equal((ended.body.error as { code: string }).code, 'SESSION_EXPIRED');
+    assert.match((ended.body.error as { message: string }).message, /none of the identity provider groups that administer Latchkey/);
+    const again = await signIn(server, 'alice', 'admin');
+    assert.equal(again.status, 403, again.text);
+    assert.equal((again.body.error as { code: string }).code, 'USER_NOT_ALLOWED');
+    // The device still is carol's, and active: only an operator or admin could revoke it.
+    assert.equal((await admin(server, 'GET', `/devices/${deviceId}`)).body.status, 'active');
+  });
 });

@@ -61,7 +61,7 @@ export const usersRepo = (db: Executor) => ({
   },
   /** Ends a person's admin sessions (they left the admin groups, or the IdP disabled them). */
   async endSessions(userId: string, at: string): Promise<void> {
-    await db.updateTable('admin_tokens').set({ revoked_at: at }).where('user_id', '=', userId).where('kind', '=', 'session').where('revoked_at', 'is', null).execute();
+    await db.updateTable('admin_tokens').set({ revoked_at: at, refresh_hash: null }).where('user_id', '=', userId).where('kind', '=', 'session').where('revoked_at', 'is', null).execute();
   },
   list: (limit: number, afterId?: string) => {
     let q = db
