@@ -1,4 +1,5 @@
 /** Pure decisions of a sign-in: may this person administer (and as what), may they enroll (and into which group). */
+import { USER_EMAIL_PATTERN } from '@latchkey/pki';
 import type { AdminRole } from '@latchkey/protocol';
 import type { ServerConfig } from '../config/config-schema.js';
 import { mayEnroll, rolesFromGroups } from '../oidc/oidc-fns.js';
@@ -8,9 +9,9 @@ type OidcSettings = Pick<NonNullable<ServerConfig['oidc']>, 'allowedEmailDomains
 
 /**
  * An email that may go into a certificate's SAN and subject and a gateway's
- * header as it is: no character a DN, a header or a shell would treat specially.
+ * header as it is (the profile's own rule; the server lower-cases first).
  */
-export const PLAIN_EMAIL = /^[a-z0-9._%-]{1,64}@[a-z0-9.-]{1,253}$/;
+export const PLAIN_EMAIL = new RegExp(`^${USER_EMAIL_PATTERN}$`);
 
 const DEFAULT_GROUP = 'default';
 

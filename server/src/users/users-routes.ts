@@ -1,6 +1,7 @@
 /** `/v1/admin/users`: the people the identity provider named, and `users sync`. */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { UsersSyncRequest } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
 import type { UsersRepo } from './users-repo.js';
@@ -24,7 +25,11 @@ export function usersRoutes(deps: { users: Pick<UsersRepo, 'list'>; sync: UsersS
         };
       },
     );
-    app.post('/users/sync', { config: { minRole: 'admin' }, schema: { body: Type.Optional(UsersSyncRequest) } }, async (req) => {
+    // The body is optional (a bare POST syncs): checked here, since a route's body schema would demand one.
+    app.post('/users/sync', { config: { minRole: 'admin' } }, async (req) => {
+      if (req.body !== undefined && req.body !== null && !Value.Check(UsersSyncRequest, req.body)) {
+        throw new LatchkeyError('BAD_REQUEST', 'the body of users/sync is optional and may only be {"force": true|false}');
+      }
       if (!deps.sync) throw new LatchkeyError('NOT_FOUND', 'this server has no identity provider configured: there is nobody to sync');
       return deps.sync.syncAll(MANUAL_SYNC_MIN_AGE_SECONDS, { force: (req.body as UsersSyncRequest | undefined)?.force === true });
     });
