@@ -11,7 +11,7 @@ import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -191,5 +191,30 @@ describe('issue 12: latchkey-server login (RFC 8628) with a real identity provid
     assert.equal(r.code, 130, r.stderr);
     assert.match(r.stderr, /sign-in cancelled; nothing was stored\n$/);
     assert.equal(existsSync(s.configDir), false, 'not even the config dir');
+  });
+});
+
+describe('latchkey-server session file refusals (no server needed)', () => {
+  test('a session file others can read stops admin commands with the fix; a damaged one is removed by logout', async (t) => {
+    const home = tempDir(t, 'latchkey-home-');
+    const env = { HOME: home, XDG_CONFIG_HOME: join(home, 'config'), LATCHKEY_ADMIN_TOKEN: '', LATCHKEY_SERVER: '' };
+    const dir = join(home, 'config', 'latchkey-server');
+    const file = join(dir, 'sessions.json');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(file, JSON.stringify({ version: 1, sessions: {} }), { mode: 0o600 });
+    chmodSync(file, 0o644);
+    const shared = await cli(['devices', 'list', '--server', 'https://127.0.0.1:1'], { env });
+    assert.equal(shared.code, 2);
+    assert.equal(shared.stderr, `latchkey-server: ${file} can be read or written by other users (mode 0644): the sessions in it may have leaked; run \`chmod 600 ${file}\` and, if others could read it, \`latchkey-server logout\`\n`);
+
+    writeFileSync(file, '{"version":1,"sessions":{', { mode: 0o600 });
+    chmodSync(file, 0o600);
+    const damaged = await cli(['devices', 'list', '--server', 'https://127.0.0.1:1'], { env });
+    assert.equal(damaged.code, 2);
+    assert.match(damaged.stderr, new RegExp(`^latchkey-server: ${file.replace(/[.]/g, '\\.')} is not valid JSON \\(damaged\\?\\); sign out with \`latchkey-server logout\` \\(it removes the file\\)`));
+    const out = await cli(['logout'], { env });
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stderr, /could not be read; sessions in it end by themselves when they expire/);
+    assert.equal(existsSync(file), false);
   });
 });

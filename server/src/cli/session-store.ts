@@ -14,6 +14,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { AdminSession, AuthUser } from '@latchkey/protocol';
 import { UsageError } from '../cli-errors.js';
+import { ConfigError } from '../config/config-load.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { LockBusyError, withLockFile } from '../util/lock-file.js';
 
@@ -54,8 +55,11 @@ export function serverOrigin(server: string): string {
   return u.origin;
 }
 
-/** The session file cannot be used: `shared` (others can read it: logout may still read it to end the sessions), or `unreadable`. */
-export class SessionFileError extends UsageError {
+/**
+ * The session file cannot be used: `shared` (others can read it: logout may still read it to end the
+ * sessions), or `unreadable`. A ConfigError: exit 2, without a pointer to --help (the fix is the file).
+ */
+export class SessionFileError extends ConfigError {
   constructor(
     readonly kind: 'shared' | 'unreadable',
     message: string,
@@ -120,7 +124,7 @@ export function sessionStore(dir: string, opts: { platform?: NodeJS.Platform; lo
     try {
       return await withLockFile(lockFile, fn, { waitMs: opts.lockWaitMs ?? 60_000, staleMs: opts.lockStaleMs ?? 60_000 });
     } catch (e) {
-      if (e instanceof LockBusyError) throw new UsageError(`${e.message} for over a minute; if no other latchkey-server command is running, delete ${lockFile}`);
+      if (e instanceof LockBusyError) throw new ConfigError(`${e.message} for over a minute; if no other latchkey-server command is running, delete ${lockFile}`);
       throw e;
     }
   }

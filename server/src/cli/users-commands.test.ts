@@ -18,8 +18,8 @@ describe('users sync output', () => {
     assert.equal(syncSummary({ checked: 2, unchanged: 2, removed: [], disabled: [], unreachable: [], revokedDevices: [] }), 'checked 2 user(s): 2 unchanged, 0 removed, 0 disabled, 0 not checked\nno device was revoked');
   });
 
-  test('a held sync says that nothing changed and how to apply it', () => {
-    const text = syncSummary({ checked: 10, unchanged: 0, removed: [], disabled: [], unreachable: [], revokedDevices: [], held: 'it would take devices from 10 of 10 people' });
-    assert.equal(text, 'nothing was changed: it would take devices from 10 of 10 people\nif the identity provider is right, run `latchkey-server users sync --force`');
+  test('a held sync says why, and that nothing was revoked', () => {
+    const text = syncSummary({ checked: 10, unchanged: 0, removed: [], disabled: [], unreachable: [], revokedDevices: [], held: 'it would take devices from 10 of 10 people; check the IdP, then run users sync --force' });
+    assert.equal(text, 'checked 10 user(s): 0 unchanged, 0 removed, 0 disabled, 0 not checked\nheld: it would take devices from 10 of 10 people; check the IdP, then run users sync --force\nno device was revoked');
   });
 });
