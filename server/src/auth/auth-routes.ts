@@ -21,7 +21,8 @@ export function authRoutes(deps: { signIn: SignInService | undefined; verifier: 
       return deps.signIn;
     };
 
-    app.get(AUTH_PATHS.providers, async () => {
+    // Discovery is cached only once it succeeds: bounded so a client cannot make us ask a failing IdP in a loop.
+    app.get(AUTH_PATHS.providers, { config: poll }, async () => {
       const issuers = deps.signIn?.providers() ?? [];
       const providers = [];
       for (const issuer of issuers) {

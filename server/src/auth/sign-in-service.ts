@@ -45,8 +45,6 @@ export interface SignInDeps {
 
 /** How long a browser sign-in may take (a device flow lasts as long as the IdP's device code). */
 const BROWSER_FLOW_SECONDS = 600;
-/** Sign-ins in progress at once (all clients): each holds an IdP device code or PKCE state. */
-export const MAX_LIVE_FLOWS = 10_000;
 /** A sign-in's enrollment token: one use, this long. */
 const ENROLL_TOKEN_SECONDS = 600;
 
@@ -73,7 +71,7 @@ export function createSignInService(d: SignInDeps) {
   async function admitFlow(now: Date): Promise<void> {
     const iso = now.toISOString();
     await d.flows.pruneExpired(iso, 100);
-    if ((await d.flows.countLive(iso)) >= MAX_LIVE_FLOWS) {
+    if ((await d.flows.countLive(iso)) >= d.oidc.maxSignInsInProgress) {
       throw new LatchkeyError('RATE_LIMITED', 'too many sign-ins are in progress on this server; retry in a few minutes', { headers: { 'retry-after': '60' } });
     }
   }

@@ -33,6 +33,8 @@ export const OidcConfigSchema = Type.Object(
     enrollGroups: Groups,
     /** Which Latchkey group a signed-in person's device joins: the first entry whose IdP group they are in; else `default`. */
     groupMapping: Type.Array(Type.Object({ idpGroup: Type.String({ minLength: 1 }), group: Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,62}$' }) }, { additionalProperties: false }), { default: [] }),
+    /** Sign-ins in progress at once on the server (each holds an IdP device code or PKCE state until it ends or expires). */
+    maxSignInsInProgress: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 10_000 }),
     /** Devices one person may hold (not revoked or denied). */
     maxDevicesPerUser: Type.Integer({ minimum: 1, maximum: 10_000, default: 5 }),
     /** How often every replica asks the IdP about users with devices (users sync); 0: only by hand. */

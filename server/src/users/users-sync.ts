@@ -109,6 +109,39 @@ export function createUsersSync(d: UsersSyncDeps) {
    */
   const mayWithdraw = (withdrawals: number, checked: number) => withdrawals <= d.oidc.syncHoldAbove || withdrawals <= checked * MASS_WITHDRAWAL_FRACTION;
 
+  async function runAll(minAgeSeconds: number, opts: { force?: boolean }): Promise<UsersSyncResult> {
+    const verdicts: Verdict[] = [];
+    let after = '';
+    for (;;) {
+      const page = await d.users.withLiveDevices(PAGE, after);
+      for (const u of page) {
+        const now = d.clock();
+        if (!(await d.users.claimForSync(u.id, now.toISOString(), new Date(now.getTime() - minAgeSeconds * 1000).toISOString()))) continue;
+        const v = await decide(u.id);
+        if (v) verdicts.push(v);
+      }
+      if (page.length < PAGE) break;
+      after = page[page.length - 1]!.id;
+    }
+    const result = emptyResult();
+    const withdrawals = verdicts.filter((v) => v.outcome === 'removed' || v.outcome === 'disabled');
+    if (!opts.force && !mayWithdraw(withdrawals.length, verdicts.length)) {
+      const held = `the identity provider would take devices from ${withdrawals.length} of ${verdicts.length} people at once; nothing was revoked. Check the IdP (a restored backup or expired refresh tokens look like this), then run \`latchkey-server users sync --force\``;
+      d.log(`users sync held: ${held}`, { withdrawals: withdrawals.length, checked: verdicts.length });
+      await d.tx.inTransaction((trx) => auditRepo(trx).insert({ at: d.clock().toISOString(), actor: 'system', action: 'users.sync-held', target: null, details: { withdrawals: withdrawals.length, checked: verdicts.length } }));
+      for (const v of verdicts) {
+        result.checked++;
+        if (v.outcome === 'unreachable') result.unreachable.push(v.email);
+        else if (v.outcome === 'unchanged') result.unchanged++;
+      }
+      return { ...result, held };
+    }
+    for (const v of verdicts) await apply(v, result);
+    return result;
+  }
+
+  let running: Promise<UsersSyncResult> | undefined;
+
   return {
     /**
      * Asks the IdP about one person now (an admin session being refreshed): their state
@@ -136,34 +169,17 @@ export function createUsersSync(d: UsersSyncDeps) {
      * guard unless `force`.
      */
     async syncAll(minAgeSeconds: number, opts: { force?: boolean } = {}): Promise<UsersSyncResult> {
-      const verdicts: Verdict[] = [];
-      let after = '';
-      for (;;) {
-        const page = await d.users.withLiveDevices(PAGE, after);
-        for (const u of page) {
-          const now = d.clock();
-          if (!(await d.users.claimForSync(u.id, now.toISOString(), new Date(now.getTime() - minAgeSeconds * 1000).toISOString()))) continue;
-          const v = await decide(u.id);
-          if (v) verdicts.push(v);
-        }
-        if (page.length < PAGE) break;
-        after = page[page.length - 1]!.id;
+      // One run at a time in this process: a periodic run that outlasts its interval, or admins asking
+      // again and again, share the run in progress (a forced one runs after it).
+      if (running && !opts.force) return running;
+      while (running) await running.catch(() => undefined);
+      const run = runAll(minAgeSeconds, opts);
+      running = run;
+      try {
+        return await run;
+      } finally {
+        if (running === run) running = undefined;
       }
-      const result = emptyResult();
-      const withdrawals = verdicts.filter((v) => v.outcome === 'removed' || v.outcome === 'disabled');
-      if (!opts.force && !mayWithdraw(withdrawals.length, verdicts.length)) {
-        const held = `the identity provider would take devices from ${withdrawals.length} of ${verdicts.length} people at once; nothing was revoked. Check the IdP (a restored backup or expired refresh tokens look like this), then run \`latchkey-server users sync --force\``;
-        d.log(`users sync held: ${held}`, { withdrawals: withdrawals.length, checked: verdicts.length });
-        await d.tx.inTransaction((trx) => auditRepo(trx).insert({ at: d.clock().toISOString(), actor: 'system', action: 'users.sync-held', target: null, details: { withdrawals: withdrawals.length, checked: verdicts.length } }));
-        for (const v of verdicts) {
-          result.checked++;
-          if (v.outcome === 'unreachable') result.unreachable.push(v.email);
-          else if (v.outcome === 'unchanged') result.unchanged++;
-        }
-        return { ...result, held };
-      }
-      for (const v of verdicts) await apply(v, result);
-      return result;
     },
   };
 }
