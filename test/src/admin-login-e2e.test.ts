@@ -16,9 +16,9 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { sleep } from './support/gateways.js';
-import { CONFIDENTIAL_CLIENT_ID, startIdp } from './support/idp/idp-fixture.js';
+import { startSsoServer } from './support/idp/sso-server.js';
 import { completeDeviceLogin } from './support/idp/idp-login.js';
-import { SERVER_CLI, cli, initServer, startServer, tempDir, type Run, type ServerProcess, type TestCtx } from './support/processes.js';
+import { SERVER_CLI, cli, tempDir, type Run, type ServerProcess, type TestCtx } from './support/processes.js';
 
 interface Stored {
   version: number;
@@ -64,21 +64,12 @@ function login(env: NodeJS.ProcessEnv, args: string[], person: { login: string; 
 }
 
 async function setup(t: TestCtx, sessionSeconds = 3600) {
-  const idp = await startIdp();
-  t.after(() => idp.stop());
-  const client = idp.clients.find((c) => c.client_id === CONFIDENTIAL_CLIENT_ID)!;
-  const { dataDir, port } = await initServer(t, {
-    config: {
-      oidc: {
-        issuers: [{ issuer: idp.issuer, clientId: client.client_id, clientSecret: client.client_secret }],
-        enrollGroups: ['staff'],
-        adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
-        syncIntervalSeconds: 0,
-        sessionSeconds,
-      },
-    },
+  const { idp, server, dataDir } = await startSsoServer(t, {
+    enrollGroups: ['staff'],
+    adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
+    syncIntervalSeconds: 0,
+    sessionSeconds,
   });
-  const server = await startServer(t, dataDir, port);
   const home = tempDir(t, 'latchkey-home-');
   const env = { HOME: home, XDG_CONFIG_HOME: join(home, 'config'), LATCHKEY_ADMIN_TOKEN: '', LATCHKEY_SERVER: '' };
   const configDir = join(home, 'config', 'latchkey-server');

@@ -14,9 +14,9 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AUTH_PATHS, type AdminTokenInfo, type AuthDeviceStarted, type AuthResult } from '@latchkey/protocol';
 import { sleep } from './support/gateways.js';
-import { CONFIDENTIAL_CLIENT_ID, startIdp } from './support/idp/idp-fixture.js';
+import { startSsoServer } from './support/idp/sso-server.js';
 import { completeDeviceLogin } from './support/idp/idp-login.js';
-import { cli, initServer, startServer, type ServerProcess } from './support/processes.js';
+import { cli, type ServerProcess } from './support/processes.js';
 
 function post(server: ServerProcess, path: string, o: { json?: unknown; bearer?: string }): Promise<{ status: number; body: Record<string, unknown>; headers: Record<string, unknown> }> {
   const ca = readFileSync(join(server.dataDir, 'root.crt.pem'), 'utf8');
@@ -49,13 +49,7 @@ async function adminSignIn(server: ServerProcess, login: string): Promise<Extrac
 
 describe('issue 12: an admin session through the real IdP and the real CLI', () => {
   test('whoami names the person; what they do is audited as user:<email>; a viewer stays a viewer; logout ends the session', { timeout: 120_000 }, async (t) => {
-    const idp = await startIdp();
-    t.after(() => idp.stop());
-    const client = idp.clients.find((c) => c.client_id === CONFIDENTIAL_CLIENT_ID)!;
-    const { dataDir, port } = await initServer(t, {
-      config: { oidc: { issuers: [{ issuer: idp.issuer, clientId: client.client_id, clientSecret: client.client_secret }], adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] }, syncIntervalSeconds: 0 } },
-    });
-    const server = await startServer(t, dataDir, port);
+    const { server, dataDir } = await startSsoServer(t, { adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] }, syncIntervalSeconds: 0 });
     const remote = ['--server', server.url, '--ca-file', join(dataDir, 'root.crt.pem')];
     const as = (token: string) => ({ env: { LATCHKEY_ADMIN_TOKEN: token } });
 

@@ -11,7 +11,8 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
-import { defaultAccounts, CONFIDENTIAL_CLIENT_ID, startIdp, type Idp } from './support/idp/idp-fixture.js';
+import { defaultAccounts, type Idp } from './support/idp/idp-fixture.js';
+import { startSsoServer } from './support/idp/sso-server.js';
 import { chromiumOrSkip, completeBrowserLogin, completeDeviceLogin, type Decision } from './support/idp/idp-login.js';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir, type ServerProcess } from './support/processes.js';
 
@@ -74,20 +75,11 @@ interface Setup {
 }
 
 async function setup(t: TestContext, opts: { requireApproval?: boolean; maxDevicesPerUser?: number } = {}): Promise<Setup> {
-  const idp = await startIdp();
-  t.after(() => idp.stop());
-  const confidential = idp.clients.find((c) => c.client_id === CONFIDENTIAL_CLIENT_ID)!;
-  const { dataDir, port, fingerprint } = await initServer(t, {
-    config: {
-      oidc: {
-        issuers: [{ issuer: idp.issuer, clientId: confidential.client_id, clientSecret: confidential.client_secret, scopes: ['openid', 'email', 'groups', 'offline_access'] }],
-        enrollGroups: ['staff'],
-        groupMapping: [{ idpGroup: 'staff', group: 'laptops' }],
-        ...(opts.maxDevicesPerUser ? { maxDevicesPerUser: opts.maxDevicesPerUser } : {}),
-      },
-    },
-  });
-  const server = await startServer(t, dataDir, port);
+  const { idp, server, dataDir, fingerprint } = await startSsoServer(
+    t,
+    { enrollGroups: ['staff'], groupMapping: [{ idpGroup: 'staff', group: 'laptops' }], ...(opts.maxDevicesPerUser ? { maxDevicesPerUser: opts.maxDevicesPerUser } : {}) },
+    { scopes: ['openid', 'email', 'groups', 'offline_access'] },
+  );
   const g = await cli(['groups', 'set', 'laptops', '--lifetime', '24h', ...(opts.requireApproval ? ['--require-approval'] : []), '--data-dir', dataDir]);
   assert.equal(g.code, 0, g.stderr);
   return { idp, server, dataDir, fingerprint };

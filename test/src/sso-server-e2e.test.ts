@@ -20,9 +20,10 @@ import { describe, test } from 'node:test';
 import { createCsr, decodeCertsOnly, nodeSigner } from '@latchkey/pki';
 import { AUTH_PATHS, FACTS_ATTRIBUTE_OID, type AuthDeviceStarted, type AuthResult } from '@latchkey/protocol';
 import { sleep } from './support/gateways.js';
-import { CONFIDENTIAL_CLIENT_ID, startIdp, type Idp } from './support/idp/idp-fixture.js';
+import type { Idp } from './support/idp/idp-fixture.js';
+import { startSsoServer } from './support/idp/sso-server.js';
 import { chromiumOrSkip, completeBrowserLogin, completeDeviceLogin } from './support/idp/idp-login.js';
-import { cli, initServer, mustRun, startServer, tempDir, type ServerProcess, type TestCtx } from './support/processes.js';
+import { cli, mustRun, tempDir, type ServerProcess, type TestCtx } from './support/processes.js';
 
 interface Answer {
   status: number;
@@ -97,23 +98,14 @@ async function enroll(server: ServerProcess, token: string, work: string, name: 
 }
 
 async function sso(t: TestCtx): Promise<{ idp: Idp; server: ServerProcess; work: string }> {
-  const idp = await startIdp();
-  t.after(() => idp.stop());
-  const client = idp.clients.find((c) => c.client_id === CONFIDENTIAL_CLIENT_ID)!;
-  const { dataDir, port } = await initServer(t, {
-    config: {
-      oidc: {
-        issuers: [{ issuer: idp.issuer, clientId: client.client_id, clientSecret: client.client_secret }],
-        enrollGroups: ['staff'],
-        groupMapping: [{ idpGroup: 'staff', group: 'staff-laptops' }],
-        adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
-        maxDevicesPerUser: 2,
-        syncIntervalSeconds: 0,
-        syncHoldAbove: 1,
-      },
-    },
+  const { idp, server, dataDir } = await startSsoServer(t, {
+    enrollGroups: ['staff'],
+    groupMapping: [{ idpGroup: 'staff', group: 'staff-laptops' }],
+    adminGroups: { viewer: ['latchkey-viewers'], operator: [], admin: ['latchkey-admins'] },
+    maxDevicesPerUser: 2,
+    syncIntervalSeconds: 0,
+    syncHoldAbove: 1,
   });
-  const server = await startServer(t, dataDir, port);
   const g = await cli(['groups', 'set', 'staff-laptops', '--lifetime', '2h', '--data-dir', dataDir]);
   assert.equal(g.code, 0, g.stderr);
   return { idp, server, work: tempDir(t) };
