@@ -22,6 +22,8 @@ test('enrollment: the first mapping whose IdP group the person is in decides the
 test('enrollment refusals name the rule: domain (case-insensitive, no subdomains), groups, groups left out of the token', () => {
   assert.match((enrollRefusal(id('a@evil.com', ['staff']), oidc) as { refusal: string }).refusal, /not in an email domain this server accepts \(example\.com\)/);
   assert.match((enrollRefusal(id('a@sub.example.com', ['staff']), oidc) as { refusal: string }).refusal, /email domain/);
+  assert.match((enrollRefusal(id('a@example.com.evil.com', ['staff']), oidc) as { refusal: string }).refusal, /email domain/);
+  assert.deepEqual(enrollRefusal(id('a@any.org', []), { ...oidc, allowedEmailDomains: [], enrollGroups: [], groupMapping: [] }), { group: 'default' });
   assert.deepEqual(enrollRefusal(id('A@EXAMPLE.COM', ['staff']), oidc), { group: 'staff-laptops' });
   assert.match((enrollRefusal(id('a@example.com', ['sales']), oidc) as { refusal: string }).refusal, /in none of the identity provider groups that may enroll devices \(staff, contractors\)/);
   assert.match((enrollRefusal(id('a@example.com', [], { groupsUnknown: true }), oidc) as { refusal: string }).refusal, /left the groups out of the token/);
@@ -30,6 +32,7 @@ test('enrollment refusals name the rule: domain (case-insensitive, no subdomains
 test('administration: the highest role of the person\'s groups; none is refused with the mapping; overage refused', () => {
   assert.deepEqual(adminRefusal(id('a@example.com', ['helpdesk', 'it-admins']), oidc), { role: 'admin' });
   assert.deepEqual(adminRefusal(id('a@example.com', ['helpdesk']), oidc), { role: 'viewer' });
+  assert.deepEqual(adminRefusal(id('a@example.com', ['x', 'it-ops', 'helpdesk']), oidc), { role: 'operator' });
   assert.match((adminRefusal(id('a@example.com', ['staff']), oidc) as { refusal: string }).refusal, /viewer: helpdesk; operator: it-ops; admin: it-admins/);
   assert.match((adminRefusal(id('a@other.org', ['it-admins']), oidc) as { refusal: string }).refusal, /email domain/);
   assert.ok('refusal' in adminRefusal(id('a@example.com', [], { groupsUnknown: true }), oidc));

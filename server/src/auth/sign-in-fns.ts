@@ -2,7 +2,6 @@
 import { USER_EMAIL_PATTERN } from '@latchkey/pki';
 import type { AdminRole } from '@latchkey/protocol';
 import type { ServerConfig } from '../config/config-schema.js';
-import { mayEnroll, rolesFromGroups } from '../oidc/oidc-fns.js';
 import type { VerifiedIdentity } from '../oidc/oidc-types.js';
 
 type OidcSettings = Pick<NonNullable<ServerConfig['oidc']>, 'allowedEmailDomains' | 'enrollGroups' | 'adminGroups' | 'groupMapping'>;
@@ -14,7 +13,14 @@ type OidcSettings = Pick<NonNullable<ServerConfig['oidc']>, 'allowedEmailDomains
 export const PLAIN_EMAIL = new RegExp(`^${USER_EMAIL_PATTERN}$`);
 
 const DEFAULT_GROUP = 'default';
+const ROLES_HIGH_FIRST: readonly AdminRole[] = ['admin', 'operator', 'viewer'];
 
+/** The highest role any of `groups` maps to, or undefined when none does. */
+function roleFromGroups(groups: readonly string[], mapping: OidcSettings['adminGroups']): AdminRole | undefined {
+  return ROLES_HIGH_FIRST.find((role) => mapping[role].some((g) => groups.includes(g)));
+}
+
+/** Domains compare case-insensitively and exactly (a subdomain is not the domain); an empty list allows any. */
 function domainRefusal(email: string, domains: readonly string[]): string | undefined {
   if (domains.length === 0) return undefined;
   const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
@@ -30,7 +36,8 @@ export function enrollRefusal(id: VerifiedIdentity, oidc: OidcSettings): { group
   if (id.groupsUnknown) return { refusal: `${email}: ${OVERAGE}` };
   const domain = domainRefusal(email, oidc.allowedEmailDomains);
   if (domain) return { refusal: `${domain}; ask IT for an enrollment token instead` };
-  if (!mayEnroll(email, id.groups, { allowedEmailDomains: oidc.allowedEmailDomains, enrollGroups: oidc.enrollGroups })) {
+  // An empty list allows any group.
+  if (oidc.enrollGroups.length > 0 && !oidc.enrollGroups.some((g) => id.groups.includes(g))) {
     return { refusal: `${email} is in none of the identity provider groups that may enroll devices (${oidc.enrollGroups.join(', ')}); ask IT to add you to one` };
   }
   const mapped = oidc.groupMapping.find((m) => id.groups.includes(m.idpGroup));
@@ -43,7 +50,7 @@ export function adminRefusal(id: VerifiedIdentity, oidc: OidcSettings): { role: 
   if (id.groupsUnknown) return { refusal: `${email}: ${OVERAGE}` };
   const domain = domainRefusal(email, oidc.allowedEmailDomains);
   if (domain) return { refusal: domain };
-  const role = rolesFromGroups(id.groups, oidc.adminGroups);
+  const role = roleFromGroups(id.groups, oidc.adminGroups);
   if (!role) {
     const g = oidc.adminGroups;
     return { refusal: `${email} is in none of the identity provider groups that administer Latchkey (viewer: ${g.viewer.join(', ') || '-'}; operator: ${g.operator.join(', ') || '-'}; admin: ${g.admin.join(', ') || '-'})` };

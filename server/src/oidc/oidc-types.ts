@@ -1,5 +1,4 @@
-/** What the OIDC verifier and the role/enrollment decisions need from config. */
-export type AdminRole = 'viewer' | 'operator' | 'admin';
+/** What the OIDC verifier needs from config, and what it answers. */
 
 export interface OidcIssuerSettings {
   readonly issuer: string;
@@ -10,17 +9,6 @@ export interface OidcIssuerSettings {
   readonly groupsClaim: string;
   /** Accept an ID token without `email_verified` (a provider that only issues emails of its own domains, e.g. Entra ID). */
   readonly trustEmail?: boolean | undefined;
-}
-
-export interface GroupRoleMapping {
-  readonly viewer: readonly string[];
-  readonly operator: readonly string[];
-  readonly admin: readonly string[];
-}
-
-export interface EnrollPolicy {
-  readonly allowedEmailDomains: readonly string[];
-  readonly enrollGroups: readonly string[];
 }
 
 /** A verified person, as the ID token names them. */
