@@ -57,6 +57,7 @@ import { authRoutes } from './auth/auth-routes.js';
 import { createSignInService, type SessionIssuer, type SignInService } from './auth/sign-in-service.js';
 import { createOidcClient } from './oidc/oidc-client.js';
 import { createOidcVerifier, type OidcVerifier } from './oidc/oidc-verifier.js';
+import { adminTokensRepo } from './admin/admin-tokens-repo.js';
 import { usersRepo } from './users/users-repo.js';
 import { idpReauthorize } from './auth/reauthorize.js';
 import { usersRoutes } from './users/users-routes.js';
@@ -179,7 +180,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     const client = createOidcClient({ issuers, verifier, ...(d.idpFetch ? { fetch: d.idpFetch } : {}) });
     const sessions: SessionIssuer = adminAccess.sessions;
     signIn = createSignInService({ oidc, client, verifier, flows: authFlowsRepo(k), groups: groupsRepo(k), tx, clock, sessions });
-    usersSync = createUsersSync({ oidc, users: usersRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+    usersSync = createUsersSync({ oidc, users: usersRepo(k), sessions: adminTokensRepo(k), client, verifier, devices, tx, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
     if (oidc.syncIntervalSeconds > 0) {
       // Every replica runs it; each person is claimed by one (users-repo claimForSync).
       const everyMs = oidc.syncIntervalSeconds * 1000;

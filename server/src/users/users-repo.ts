@@ -59,10 +59,6 @@ export const usersRepo = (db: Executor) => ({
     const r = await db.selectFrom('devices').select((eb) => eb.fn.countAll<number | string | bigint>().as('n')).where('user_id', '=', userId).where('status', 'in', LIVE).executeTakeFirstOrThrow();
     return Number(r.n);
   },
-  /** Ends a person's admin sessions (they left the admin groups, or the IdP disabled them). */
-  async endSessions(userId: string, at: string): Promise<void> {
-    await db.updateTable('admin_tokens').set({ revoked_at: at, refresh_hash: null }).where('user_id', '=', userId).where('kind', '=', 'session').where('revoked_at', 'is', null).execute();
-  },
   list: (limit: number, afterId?: string) => {
     let q = db
       .selectFrom('users as u')

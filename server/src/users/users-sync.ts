@@ -15,11 +15,14 @@ import { LatchkeyError } from '../errors.js';
 import type { OidcClient } from '../oidc/oidc-client.js';
 import type { OidcVerifier } from '../oidc/oidc-verifier.js';
 import type { Transactor } from '../storage/transaction.js';
+import type { AdminTokensRepo } from '../admin/admin-tokens-repo.js';
 import type { UsersRepo } from './users-repo.js';
 
 export interface UsersSyncDeps {
   oidc: NonNullable<ServerConfig['oidc']>;
-  users: Pick<UsersRepo, 'withLiveDevices' | 'claimForSync' | 'findById' | 'synced' | 'liveDeviceIds' | 'endSessions'>;
+  users: Pick<UsersRepo, 'withLiveDevices' | 'claimForSync' | 'findById' | 'synced' | 'liveDeviceIds'>;
+  /** Ends a person's admin sessions. */
+  sessions: Pick<AdminTokensRepo, 'revokeSessionsOf'>;
   client: Pick<OidcClient, 'refresh'>;
   verifier: Pick<OidcVerifier, 'verifyIdToken'>;
   devices: Pick<DevicesService, 'revoke'>;
@@ -44,7 +47,7 @@ export function createUsersSync(d: UsersSyncDeps) {
     await d.tx.inTransaction(async (trx) => {
       await auditRepo(trx).insert({ at, actor, action: `user.${status}`, target: userId, details: { email, why } });
     });
-    await d.users.endSessions(userId, at);
+    await d.sessions.revokeSessionsOf(userId, at);
     for (const id of await d.users.liveDeviceIds(userId)) {
       await d.devices.revoke(id, 'privilegeWithdrawn', actor);
       revoked.push(id);
@@ -87,7 +90,7 @@ export function createUsersSync(d: UsersSyncDeps) {
     await d.users.synced(u.id, { email: u.email, groups: id.groups, status: 'active', refreshToken });
     const enroll = enrollRefusal(id, d.oidc);
     if ('refusal' in enroll) return { ...base, outcome: 'removed', why: enroll.refusal };
-    if ('refusal' in adminRefusal(id, d.oidc)) await d.users.endSessions(u.id, d.clock().toISOString());
+    if ('refusal' in adminRefusal(id, d.oidc)) await d.sessions.revokeSessionsOf(u.id, d.clock().toISOString());
     return { ...base, outcome: 'unchanged' };
   }
 
