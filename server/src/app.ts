@@ -62,6 +62,9 @@ import { usersRepo } from './users/users-repo.js';
 import { idpReauthorize } from './auth/reauthorize.js';
 import { usersRoutes } from './users/users-routes.js';
 import { createUsersSync, type UsersSync } from './users/users-sync.js';
+import { type ConsoleAssets, loadConsoleAssets } from './console/console-assets.js';
+import { consoleRoutes } from './console/console-routes.js';
+import { fingerprintSha256 } from '@latchkey/pki';
 
 export interface AppDeps {
   db: Db;
@@ -79,6 +82,8 @@ export interface AppDeps {
   fastify?: FastifyServerOptions & { https?: ServerOptions };
   /** Whether a person may still administer when their session is refreshed (the IdP is asked); default: refuse. */
   reauthorize?: Reauthorize;
+  /** The web console's built files; default: server/console/dist beside the compiled server. */
+  consoleAssets?: ConsoleAssets;
 }
 
 export interface App {
@@ -284,6 +289,20 @@ export async function buildApp(d: AppDeps): Promise<App> {
       admin.post('/devices/:id/renew-now', { config: { minRole: 'operator' } }, async (req) => devices.renewNow((req.params as { id: string }).id, actorOf(req)));
     },
     { prefix: PATHS.admin },
+  );
+  // The web console: its pages, assets and browser sign-in; it acts through the admin API above.
+  await app.register(
+    consoleRoutes({
+      assets: d.consoleAssets ?? loadConsoleAssets(),
+      url: d.config.url,
+      rootFingerprint: fingerprintSha256(d.ca.root.der),
+      idpConfigured: oidc !== undefined,
+      signIn,
+      adminTokens: adminTokensRepo(k),
+      sessions: adminAccess.sessions,
+      authHook: adminAccess.authHook,
+      clock,
+    }),
   );
   return { app, crl, outbox, metrics, channels, inFlight: () => inFlight };
 }

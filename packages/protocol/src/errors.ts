@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   CLIENT_CERT_UNKNOWN: { status: 403, meaning: 'the client certificate was not issued by this server' },
   UNAUTHORIZED: { status: 401, meaning: 'credentials are missing or wrong' },
   FORBIDDEN: { status: 403, meaning: 'the credentials do not allow this action' },
+  CSRF: { status: 403, meaning: 'a change sent with the console cookie without the console\'s CSRF token, or from another site' },
   NOT_FOUND: { status: 404, meaning: 'no such resource' },
   CONFLICT: { status: 409, meaning: 'the resource is not in a state that allows this' },
   RATE_LIMITED: { status: 429, meaning: 'too many requests; retry later' },

@@ -8,6 +8,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { AdminRole } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
 import { bearer } from '../auth/bearer.js';
+import { CONSOLE_COOKIE, CSRF_HEADER, csrfMatches, isSafeMethod, readCookie } from '../auth/console-cookie.js';
 import { hashSecret } from '../auth/secret-hash.js';
 import { actorName, LAST_USED_RESOLUTION_MS, roleAtLeast, shouldRecordUse } from './admin-fns.js';
 import type { AdminTokenKind, AdminTokenRow, AdminTokensRepo } from './admin-tokens-repo.js';
@@ -25,6 +26,8 @@ export interface AdminPrincipal {
 declare module 'fastify' {
   interface FastifyRequest {
     admin?: AdminPrincipal;
+    /** The console session secret, when the request came with the console cookie (sign-out ends it). */
+    consoleSecret?: string;
   }
   interface FastifyContextConfig {
     minRole?: AdminRole;
@@ -43,7 +46,10 @@ export interface AdminAuthDeps {
 /** Refuses a credential that is revoked or past its end, saying what to do. */
 function checkLive(row: AdminTokenRow, now: Date): void {
   if (row.kind === 'session') {
-    if (row.revoked_at || !row.user_email) throw new LatchkeyError('SESSION_EXPIRED', 'your admin session was ended; sign in again with `latchkey-server login`');
+    if (row.revoked_at || (!row.user_email && !row.parent_id)) throw new LatchkeyError('SESSION_EXPIRED', 'your admin session was ended; sign in again with `latchkey-server login`');
+    if (row.parent_id && (row.parent_revoked_at || (row.parent_expires_at && Date.parse(row.parent_expires_at) <= now.getTime()))) {
+      throw new LatchkeyError('SESSION_EXPIRED', `the admin token "${row.name}" this console session signed in with was revoked or expired; sign in again`);
+    }
     if (row.expires_at && Date.parse(row.expires_at) <= now.getTime()) {
       throw new LatchkeyError('SESSION_EXPIRED', `your admin session expired at ${row.expires_at}; sign in again with \`latchkey-server login\``);
     }
@@ -67,9 +73,12 @@ export function adminAuthHook(deps: AdminAuthDeps) {
       .finally(() => writing.delete(row.id));
   };
   return async (req: FastifyRequest, _reply: FastifyReply): Promise<void> => {
+    // A bearer token (CLI, automation) or the console's session cookie; a bearer wins when both come.
     const token = bearer(req);
-    if (!token) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`; sign in with `latchkey-server login` or use an admin API token');
-    const row = await deps.adminTokens.findByHash(hashSecret(token));
+    const cookie = token ? undefined : readCookie(req.headers, CONSOLE_COOKIE);
+    const secret = token ?? cookie;
+    if (!secret) throw new LatchkeyError('UNAUTHORIZED', 'the admin API needs `Authorization: Bearer <admin token>`; sign in with `latchkey-server login` or use an admin API token');
+    const row = await deps.adminTokens.findByHash(hashSecret(secret));
     if (!row) {
       const limit = await deps.failures(req);
       if (!limit.isAllowed && limit.isExceeded) {
@@ -79,6 +88,17 @@ export function adminAuthHook(deps: AdminAuthDeps) {
     }
     const now = deps.clock();
     checkLive(row, now);
+    if (cookie !== undefined) {
+      // The cookie only ever holds a console session; a change needs the session's CSRF token, sent by our own pages.
+      if (row.kind !== 'session') throw new LatchkeyError('UNAUTHORIZED', 'the console cookie does not hold a session; sign in again');
+      if (!isSafeMethod(req.method)) {
+        const site = req.headers['sec-fetch-site'];
+        if ((site !== undefined && site !== 'same-origin') || !csrfMatches(cookie, req.headers[CSRF_HEADER])) {
+          throw new LatchkeyError('CSRF', `a change made with the console's cookie needs the console's ${CSRF_HEADER} header and must come from the console's own pages; reload the console`);
+        }
+      }
+      req.consoleSecret = cookie;
+    }
     req.admin = { id: row.id, name: row.name, role: row.role, kind: row.kind, user: row.user_email, expiresAt: row.expires_at };
     recordUse(req, row, now);
     const need = req.routeOptions.config.minRole ?? 'admin';

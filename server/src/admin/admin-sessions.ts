@@ -129,6 +129,32 @@ export function createAdminSessions(deps: AdminSessionsDeps) {
       return session;
     },
 
+    /**
+     * A web console session for someone who signed in with an admin token
+     * (bootstrap or API token; only while no IdP is configured): a session row
+     * whose parent is the token, with its role, ending at the token's end at the
+     * latest and with it when it is revoked. No refresh token: sign in again.
+     */
+    async issueForToken(parent: AdminTokenRow, seconds: number): Promise<{ token: string; expiresAt: string }> {
+      const now = deps.clock();
+      const at = now.toISOString();
+      const end = Math.min(now.getTime() + seconds * 1000, parent.expires_at ? Date.parse(parent.expires_at) : Infinity);
+      const expiresAt = new Date(end).toISOString();
+      const token = secret(SECRET_PREFIXES.session);
+      const actor = `admin:${parent.name}`;
+      await deps.tx.inTransaction(async (trx) => {
+        const repo = adminTokensRepo(trx);
+        await repo.pruneSessions(at, deps.pruneBatch ?? PRUNE_BATCH);
+        const live = await repo.liveSessionsOfToken(parent.id, at);
+        await repo.deleteByIds(live.slice(0, Math.max(0, live.length - max + 1)).map((r) => r.id));
+        const id = randomUUID();
+        await repo.insert({ id, secret_hash: hashSecret(token), name: parent.name, role: parent.role, kind: 'session', user_id: null, created_at: at, created_by: actor, expires_at: expiresAt, last_used_at: null, revoked_at: null, refresh_hash: null, refresh_expires_at: expiresAt, parent_id: parent.id });
+        await auditRepo(trx).insert({ at, actor, action: 'session.create', target: id, details: { token: parent.id, role: parent.role, expiresAt, via: 'console' } });
+      });
+      await deps.tx.durable();
+      return { token, expiresAt };
+    },
+
     /** Ends the session of this bearer token (logout); ending an ended or unknown one does nothing. */
     async end(sessionToken: string): Promise<void> {
       const row = await deps.adminTokens.findByHash(hashSecret(sessionToken));
@@ -137,7 +163,8 @@ export function createAdminSessions(deps: AdminSessionsDeps) {
       const at = deps.clock().toISOString();
       await deps.tx.inTransaction(async (trx) => {
         if (await adminTokensRepo(trx).revoke(row.id, at, false)) {
-          await auditRepo(trx).insert({ at, actor: `user:${row.user_email ?? row.user_id}`, action: 'session.end', target: row.id, details: { user: row.user_email } });
+          const actor = row.user_email || row.user_id ? `user:${row.user_email ?? row.user_id}` : `admin:${row.name}`;
+          await auditRepo(trx).insert({ at, actor, action: 'session.end', target: row.id, details: { user: row.user_email } });
         }
       });
       await deps.tx.durable();

@@ -7,7 +7,12 @@ import { sql } from 'kysely';
 import type { Executor } from '../storage/executor.js';
 import type { AdminTokensTable } from '../storage/schema.js';
 
-export type AdminTokenRow = Required<AdminTokensTable> & { user_email: string | null };
+export type AdminTokenRow = Required<AdminTokensTable> & {
+  user_email: string | null;
+  /** A console session's parent token (signed in with it): its revocation and end. */
+  parent_revoked_at: string | null;
+  parent_expires_at: string | null;
+};
 export type AdminTokenKind = AdminTokenRow['kind'];
 
 /** Any fixed number: the key of the PostgreSQL advisory lock that serializes changes of admin credentials. */
@@ -17,6 +22,7 @@ const withUser = (db: Executor) =>
   db
     .selectFrom('admin_tokens')
     .leftJoin('users', 'users.id', 'admin_tokens.user_id')
+    .leftJoin('admin_tokens as parent', 'parent.id', 'admin_tokens.parent_id')
     .select([
       'admin_tokens.id',
       'admin_tokens.secret_hash',
@@ -31,7 +37,10 @@ const withUser = (db: Executor) =>
       'admin_tokens.revoked_at',
       'admin_tokens.refresh_hash',
       'admin_tokens.refresh_expires_at',
+      'admin_tokens.parent_id',
       'users.email as user_email',
+      'parent.revoked_at as parent_revoked_at',
+      'parent.expires_at as parent_expires_at',
     ]);
 
 const rows = (r: unknown): AdminTokenRow[] => r as AdminTokenRow[];
@@ -77,6 +86,8 @@ export const adminTokensRepo = (db: Executor) => ({
       .select('id')
       .where('role', '=', 'admin')
       .where('revoked_at', 'is', null)
+      // A console session signed in with a token ends with that token: it is not a credential of its own.
+      .where('parent_id', 'is', null)
       .where((eb) =>
         eb.or([
           eb.and([eb('kind', '!=', 'session'), eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)])]),
@@ -114,6 +125,18 @@ export const adminTokensRepo = (db: Executor) => ({
       .where('user_id', '=', userId)
       .where('revoked_at', 'is', null)
       .where('refresh_expires_at', '>', now)
+      .orderBy('created_at')
+      .orderBy('id')
+      .execute(),
+  /** The live console sessions signed in with one admin token, oldest first. */
+  liveSessionsOfToken: (parentId: string, now: string) =>
+    db
+      .selectFrom('admin_tokens')
+      .select('id')
+      .where('kind', '=', 'session')
+      .where('parent_id', '=', parentId)
+      .where('revoked_at', 'is', null)
+      .where('expires_at', '>', now)
       .orderBy('created_at')
       .orderBy('id')
       .execute(),

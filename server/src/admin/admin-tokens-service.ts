@@ -66,6 +66,9 @@ export function createAdminTokensService(deps: AdminTokensServiceDeps) {
         revoked_at: null,
         refresh_hash: null,
         refresh_expires_at: null,
+        parent_id: null,
+        parent_revoked_at: null,
+        parent_expires_at: null,
       };
       await deps.tx.inTransaction(async (trx) => {
         const repo = adminTokensRepo(trx);
@@ -73,7 +76,7 @@ export function createAdminTokensService(deps: AdminTokensServiceDeps) {
         if (await repo.liveNamed(req.name, row.created_at)) {
           throw new LatchkeyError('CONFLICT', `an admin token named "${req.name}" exists and is live; choose another name, or revoke it first (\`latchkey-server admin-token list\`)`);
         }
-        const { user_email: _, ...insert } = row;
+        const { user_email: _, parent_revoked_at: _r, parent_expires_at: _e, ...insert } = row;
         await repo.insert(insert);
         await auditRepo(trx).insert({ at: row.created_at, actor: creator.actor, action: 'admin-token.create', target: row.id, details: { name: row.name, role: row.role, expiresAt: row.expires_at } });
       });

@@ -236,6 +236,15 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('devices_user_email').on('devices').columns(['user_email', 'first_seen', 'id']).execute();
     },
   },
+  {
+    // The web console's sessions signed in with an admin token (no IdP): a
+    // session row whose parent is that token, so revoking the token ends them.
+    name: '008_console_sessions',
+    async up(db) {
+      await db.schema.alterTable('admin_tokens').addColumn('parent_id', 'text').execute();
+      await db.schema.createIndex('admin_tokens_parent').on('admin_tokens').column('parent_id').execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

@@ -106,6 +106,8 @@ export interface AdminTokensTable {
   /** A session's one-use refresh token (SHA-256) and its end. */
   refresh_hash?: string | null;
   refresh_expires_at?: string | null;
+  /** A console session signed in with an admin token: that token (its revocation or end ends the session). */
+  parent_id?: string | null;
 }
 
 /** A person from an identity provider, known since their first sign-in. Email is lower case. */

@@ -84,7 +84,7 @@ export const CLIENT_CERT_HEADER = 'x-test-client-cert';
  * carries no client certificate.
  */
 /** `logger`: the fastify logger options (the production ones, to test what reaches the log); its output still goes to `logs`. */
-export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize'] } = {}): Promise<Harness | undefined> {
+export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; config?: Partial<ServerConfig>; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize']; consoleAssets?: AppDeps['consoleAssets'] } = {}): Promise<Harness | undefined> {
   const pgDb = engine === 'postgres' ? await freshPgDatabase(t) : undefined;
   if (engine === 'postgres' && !pgDb) return undefined;
   const databaseUrl = pgDb?.url;
@@ -98,7 +98,7 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
   const logs: string[] = [];
   const h = { engine, dataDir, config, clock, logs, adminToken: readFileSync(join(dataDir, FILES.adminToken), 'utf8').trim(), root: ca.root, issuing: ca.issuing.cert } as Harness;
   const open = async (): Promise<void> => {
-    const built = await openApp({ dataDir, ca, config, clock: () => clock.now, logs, ...(databaseUrl ? { databaseUrl } : {}), ...(opts.tls ? { tls: true } : {}), ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.reauthorize ? { reauthorize: opts.reauthorize } : {}) });
+    const built = await openApp({ dataDir, ca, config, clock: () => clock.now, logs, ...(databaseUrl ? { databaseUrl } : {}), ...(opts.tls ? { tls: true } : {}), ...(opts.logger ? { logger: opts.logger } : {}), ...(opts.reauthorize ? { reauthorize: opts.reauthorize } : {}), ...(opts.consoleAssets ? { consoleAssets: opts.consoleAssets } : {}) });
     Object.assign(h, built);
   };
   const close = async (): Promise<void> => {
@@ -124,7 +124,7 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
  * it (and each worker of sqlite-race.ts, for several connections on one file).
  * Its log lines go to `logs`.
  */
-export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: CaContext; config: ServerConfig; clock: () => Date; logs: string[]; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize'] }): Promise<Pick<Harness, 'db' | 'bus' | 'app' | 'crl' | 'outbox'>> {
+export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: CaContext; config: ServerConfig; clock: () => Date; logs: string[]; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize']; consoleAssets?: AppDeps['consoleAssets'] }): Promise<Pick<Harness, 'db' | 'bus' | 'app' | 'crl' | 'outbox'>> {
   const db = await openDb({ dataDir: o.dataDir, ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}) });
   const bus = await createEventBus(db);
   const stream = new Writable({
@@ -140,6 +140,7 @@ export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: Ca
     bus,
     clock: o.clock,
     ...(o.reauthorize ? { reauthorize: o.reauthorize } : {}),
+    ...(o.consoleAssets ? { consoleAssets: o.consoleAssets } : {}),
     ...(o.tls
       ? {}
       : {
