@@ -115,9 +115,9 @@ export interface ServerProcess {
 }
 
 /** `latchkey-server init` into a temp dir; `config` is merged into its config.json. */
-export async function initServer(t: TestCtx, opts: { databaseUrl?: string; config?: Record<string, unknown> } = {}): Promise<{ dataDir: string; port: number; fingerprint: string }> {
+export async function initServer(t: TestCtx, opts: { databaseUrl?: string; config?: Record<string, unknown>; port?: number } = {}): Promise<{ dataDir: string; port: number; fingerprint: string }> {
   const dataDir = join(tempDir(t), 'data');
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const r = await cli(['init', '--data-dir', dataDir, '--org', 'Example Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--json', ...(opts.databaseUrl ? ['--database-url', opts.databaseUrl] : [])]);
   if (r.code !== 0) throw new Error(`init failed: ${r.stderr}`);
   if (opts.config) {

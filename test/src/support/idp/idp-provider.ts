@@ -48,7 +48,7 @@ export function buildProvider(d: ProviderDeps): Provider {
       // on a loopback (http 127.0.0.1 / [::1] / localhost) redirect URI
       // (Client#redirectUriAllowed in lib/models/client.js); `web` clients
       // need an exact match. No override is needed.
-      application_type: 'native',
+      application_type: c.application_type ?? 'native',
     })),
     clientDefaults: { id_token_signed_response_alg: config.idTokenSigningAlg },
     scopes: ['openid', 'offline_access', 'email', 'groups'],
@@ -103,5 +103,22 @@ export function buildProvider(d: ProviderDeps): Provider {
       RefreshToken: 3600,
     },
   };
-  return new Provider(d.issuer, configuration);
+  const provider = new Provider(d.issuer, configuration);
+  // One client with both a web redirect (the console's https callback) and
+  // loopback redirects on any port (the CLI's browser flow), as a Keycloak or
+  // Entra ID client may have; oidc-provider frees the loopback port for
+  // native clients only (RFC 8252 §7.3), so web clients get it here.
+  const client = provider.Client.prototype as { redirectUriAllowed(this: { redirectUris: string[] }, value: string): boolean };
+  const exact = client.redirectUriAllowed;
+  client.redirectUriAllowed = function (value: string): boolean {
+    if (exact.call(this, value)) return true;
+    const u = URL.parse(value);
+    if (!u || u.protocol !== 'http:' || !['127.0.0.1', '[::1]', 'localhost'].includes(u.hostname)) return false;
+    const portless = (x: URL): string => `${x.protocol}//${x.hostname}${x.pathname}${x.search}`;
+    return this.redirectUris.some((r) => {
+      const a = URL.parse(r);
+      return a !== null && portless(a) === portless(u);
+    });
+  };
+  return provider;
 }

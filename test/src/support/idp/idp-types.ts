@@ -18,6 +18,8 @@ export interface IdpClient {
    * accepted on them (RFC 8252 §7.3), see idp-provider.ts.
    */
   redirect_uris: string[];
+  /** `native` (default: loopback redirects on any port) or `web` (exact redirects, https allowed; loopback ports still free, as Keycloak and Entra ID do). */
+  application_type?: 'web' | 'native';
   /** Default: authorization_code, refresh_token and the device code grant. */
   grant_types?: string[];
 }
