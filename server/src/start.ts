@@ -39,6 +39,8 @@ export function serverTlsOptions(dataDir: string, ca: CaContext): ServerOptions 
 export interface Started {
   url: string;
   port: number;
+  /** Whether people sign in through an identity provider (the console then offers no admin-token sign-in). */
+  idp: boolean;
   close(): Promise<void>;
 }
 
@@ -126,6 +128,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   return {
     url: config.url,
     port: actualPort,
+    idp: (config.oidc?.issuers.length ?? 0) > 0,
     close() {
       closing ??= (async () => {
         crl.stop();

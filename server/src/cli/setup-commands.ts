@@ -83,7 +83,8 @@ export const start: Cmd = {
     ctx.err(`Enroll a first device:
   latchkey-server token create --data-dir ${dataDir}
   latchkey enroll --server ${s.url} --token <token> --ca-fingerprint <root fingerprint from init>   (the agent)
-or with curl + openssl, see README.md "Enroll with curl and openssl".`);
+or with curl + openssl, see README.md "Enroll with curl and openssl".
+Admin console: ${s.url}/ — sign in ${s.idp ? 'through your identity provider' : `with the admin token in ${dataDir}/admin-token`}; it makes enrollment tokens too.`);
     await new Promise<void>((resolve) => {
       const stop = (sig: string): void => {
         ctx.err(`${sig}: finishing in-flight requests and shutting down`);
