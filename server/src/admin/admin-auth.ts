@@ -41,7 +41,7 @@ export interface AdminAuthDeps {
 }
 
 /** Refuses a credential that is revoked or past its end, saying what to do. */
-function checkLive(row: AdminTokenRow, now: Date): void {
+export function checkLive(row: AdminTokenRow, now: Date): void {
   if (row.kind === 'session') {
     if (row.revoked_at || !row.user_email) throw new LatchkeyError('SESSION_EXPIRED', 'your admin session was ended; sign in again with `latchkey-server login`');
     if (row.expires_at && Date.parse(row.expires_at) <= now.getTime()) {

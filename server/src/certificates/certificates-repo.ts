@@ -55,6 +55,24 @@ export const certificatesRepo = (db: Executor) => ({
     return new Map(rows.map((r) => [r.device_id, r]));
   },
   /**
+   * Current certificates (not revoked) of active devices that end in (now, until]: how many, and
+   * the first `limit` by end (the console's "expiring soon").
+   */
+  async expiringActive(now: string, until: string, limit: number) {
+    const base = db
+      .selectFrom('certificates')
+      .innerJoin('devices', 'devices.id', 'certificates.device_id')
+      .where('certificates.revoked_at', 'is', null)
+      .where('certificates.not_after', '>', now)
+      .where('certificates.not_after', '<=', until)
+      .where('devices.status', '=', 'active');
+    const [count, items] = await Promise.all([
+      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirst(),
+      base.select(['certificates.device_id', 'devices.name', 'certificates.serial', 'certificates.not_after']).orderBy('certificates.not_after').orderBy('certificates.serial').limit(limit).execute(),
+    ]);
+    return { count: Number(count?.n ?? 0), items };
+  },
+  /**
    * Revokes, as of `at`, every certificate of the device not revoked by then (also one superseded
    * with a revocation time still ahead). Returns the unexpired ones (what a CRL lists): a device that
    * renewed for years has many expired certificates, marked too but not listed.

@@ -79,6 +79,12 @@ export const devicesRepo = (db: Executor) => ({
     const dir = desc ? 'desc' : 'asc';
     return q.orderBy(key, dir).orderBy('id', dir).limit(f.limit).execute();
   },
+  /** The names of these devices, by id. */
+  async namesOf(ids: readonly string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await db.selectFrom('devices').select(['id', 'name']).where('id', 'in', [...ids]).execute();
+    return new Map(rows.map((r) => [r.id, r.name]));
+  },
   /** Devices per status: one grouped count (what /metrics reads at each scrape). */
   async countByStatus(): Promise<Record<string, number>> {
     const rows = await db.selectFrom('devices').select(['status', (eb) => eb.fn.countAll().as('n')]).groupBy('status').execute();
