@@ -216,7 +216,7 @@ export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () =
     },
     async fingerprint() {
       const f = await repo.fingerprint(ago(STALE_MS));
-      return { online: f.devices, key: `${f.devices}|${f.sessions}|${f.newest ?? ''}|${f.replicas}` };
+      return { online: f.devices, key: `${f.devices}|${f.sessions}|${f.newest ?? ''}` };
     },
     flush,
     beat,
