@@ -6,7 +6,7 @@
  * in DeviceListQuery (admin.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { AuditEvent, Device, RevokeReason } from './admin.js';
+import { type AuditEvent, Device, RevokeReason } from './admin.js';
 import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
 
 // ------------------------------------------------------- overview
