@@ -61,6 +61,10 @@ import { adminTokensRepo } from './admin/admin-tokens-repo.js';
 import { usersRepo } from './users/users-repo.js';
 import { idpReauthorize } from './auth/reauthorize.js';
 import { usersRoutes } from './users/users-routes.js';
+import { createLiveHub, type LiveHub } from './live/live-hub.js';
+import { liveRoutes } from './live/live-routes.js';
+import { createOverviewService } from './overview/overview-service.js';
+import { overviewRoutes } from './overview/overview-routes.js';
 import { createUsersSync, type UsersSync } from './users/users-sync.js';
 import { type ConsoleAssets, loadConsoleAssets } from './console/console-assets.js';
 import { consoleRoutes } from './console/console-routes.js';
@@ -93,6 +97,8 @@ export interface App {
   outbox: RevocationOutbox;
   metrics: Metrics;
   channels: ChannelHub;
+  /** The console's live streams (`GET /v1/admin/live`). */
+  live: LiveHub;
   /** HTTP requests being handled now (a graceful stop waits for them). */
   inFlight(): number;
 }
@@ -168,6 +174,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     onDeliveryError: (e) => app.log.error({ err: e }, 'CRL rebuild or event after a revocation failed; the revocation is committed and its delivery is retried every few seconds'),
     // presence is made below; this runs only when a request comes in.
     onlineAmong: (ids) => presence.onlineAmong(ids),
+    aliveSince: () => presence.aliveSince(),
   });
   // Admin sessions, API tokens and the admin zone's auth hook.
   // People: the identity providers, when configured (issue 12).
@@ -211,7 +218,12 @@ export async function buildApp(d: AppDeps): Promise<App> {
     pingSeconds: d.config.agentHeartbeatSeconds,
     log: (msg, extra) => app.log.warn(extra ?? {}, msg),
     onSent: (e) => metrics.observe('latchkey_gateway_event_lag_seconds', {}, Math.max(0, clock().getTime() - Date.parse(e.at)) / 1000),
+    clock,
   });
+  // The console: its overview, and its live stream (one audit poller per process, closed before the server stops).
+  const overview = createOverviewService({ devices: devicesRepo(k), devicesService: devices, certificates, audit: auditRepo(k), events: eventsRepo(k), crl, gateways: gatewayEvents, countOnline: () => presence.countOnline(), clock });
+  const live = createLiveHub({ audit: auditRepo(k), presence, adminTokens: adminTokensRepo(k), bus: d.bus, clock, lateWindow: d.db.engine === 'postgres' ? 100 : 0, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  app.addHook('preClose', async () => live.close());
   metrics.watch({
     clock,
     devicesByStatus: () => devicesRepo(k).countByStatus(),
@@ -283,6 +295,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
       await admin.register(usersRoutes({ users: usersRepo(k), sync: usersSync }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));
+      await admin.register(overviewRoutes({ overview }));
+      await admin.register(liveRoutes({ live }));
       // Devices whose agent is connected to the control channel now (any replica), and since when.
       admin.get('/devices/online', { config: { minRole: 'viewer' } }, async () => ({ items: await presence.online(), nextCursor: null }));
       // Ask a device's agent to renew now (over its control channel, on whichever replica holds it).
@@ -304,5 +318,5 @@ export async function buildApp(d: AppDeps): Promise<App> {
       clock,
     }),
   );
-  return { app, crl, outbox, metrics, channels, inFlight: () => inFlight };
+  return { app, crl, outbox, metrics, channels, live, inFlight: () => inFlight };
 }

@@ -147,6 +147,12 @@ export type CertificateRecord = Static<typeof CertificateRecord>;
 export const DeviceDetail = Type.Object({ ...deviceFields, certificates: Type.Array(embed(CertificateRecord)) }, { $id: 'DeviceDetail' });
 export type DeviceDetail = Static<typeof DeviceDetail>;
 
+/** Orders of `GET /v1/admin/devices` (`sort=`); each pages by keyset on (that column, id). */
+export const DEVICE_SORTS = ['name', 'firstSeen', 'lastSeen', 'status', 'user'] as const;
+export type DeviceSort = (typeof DEVICE_SORTS)[number];
+/** The order a sort has when `order=` is not given: the newest first for times, A to Z otherwise. */
+export const DEFAULT_DEVICE_ORDER: Record<DeviceSort, 'asc' | 'desc'> = { name: 'asc', user: 'asc', status: 'asc', firstSeen: 'desc', lastSeen: 'desc' };
+
 /** `GET /v1/admin/devices` query string. */
 export const DeviceListQuery = Type.Object(
   {
@@ -154,9 +160,17 @@ export const DeviceListQuery = Type.Object(
     group: Type.Optional(GroupName()),
     /** The bound person's email, exact (case-insensitive). */
     user: Type.Optional(Type.String({ minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' })),
-    /** Substring of the device name or id. */
+    /** Substring (case-insensitive) of the device name, its id, its bound person's email or the hex serial of any of its certificates. */
     q: Type.Optional(BoundedText(100)),
+    /** Only devices whose agent is connected now (true), or not (false). */
+    online: Type.Optional(Type.Boolean()),
+    /** Default firstSeen. */
+    sort: Type.Optional(Type.Union(DEVICE_SORTS.map((s) => Type.Literal(s)))),
+    /** Default asc for name, user and status; desc for firstSeen and lastSeen. */
+    order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+    /** Default 100. */
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+    /** A previous page's nextCursor, with the same sort and order. */
     cursor: Type.Optional(PageCursor()),
   },
   { $id: 'DeviceListQuery', additionalProperties: false },

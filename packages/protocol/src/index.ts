@@ -4,6 +4,7 @@ export * from './est.js';
 export * from './errors.js';
 export * from './facts.js';
 export * from './admin.js';
+export * from './console.js';
 export * from './auth.js';
 export * from './ws.js';
 export { TIMESTAMP_PATTERN, UUID_PATTERN, SERIAL_PATTERN } from './common.js';

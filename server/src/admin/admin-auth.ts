@@ -44,7 +44,7 @@ export interface AdminAuthDeps {
 }
 
 /** Refuses a credential that is revoked or past its end, saying what to do. */
-function checkLive(row: AdminTokenRow, now: Date): void {
+export function checkLive(row: AdminTokenRow, now: Date): void {
   if (row.kind === 'session') {
     if (row.revoked_at || (!row.user_email && !row.parent_id)) throw new LatchkeyError('SESSION_EXPIRED', 'your admin session was ended; sign in again with `latchkey-server login`');
     if (row.parent_id && (row.parent_revoked_at || (row.parent_expires_at && Date.parse(row.parent_expires_at) <= now.getTime()))) {

@@ -1,8 +1,8 @@
 /** The admin API under /v1/admin: tokens, devices, audit (groups: groups/groups-routes.ts). */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { DenyRequest, DeviceListQuery, RevokeRequest, TokenCreateRequest, type AdminRole } from '@latchkey/protocol';
-import type { AuditRepo } from '../audit/audit-repo.js';
+import { AuditListQuery, DenyRequest, DeviceListQuery, RevokeRequest, TokenCreateRequest, type AdminRole } from '@latchkey/protocol';
+import { type AuditRepo, toAuditEvent } from '../audit/audit-repo.js';
 import type { DevicesService } from '../devices/devices-service.js';
 import type { TokensService } from '../tokens/tokens-service.js';
 import { actorOf } from './admin-auth.js';
@@ -32,18 +32,12 @@ export function adminRoutes(deps: { audit: Pick<AuditRepo, 'list'>; tokens: Toke
       return deps.devices.revoke((req.params as { id: string }).id, reason as never, actorOf(req));
     });
 
-    app.get(
-      '/audit',
-      { ...role('viewer'), schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })), before: Type.Optional(Type.Integer({ minimum: 1 })), action: Type.Optional(Type.String({ maxLength: 100 })), target: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false }) } },
-      async (req) => {
-        const q = req.query as { limit?: number; before?: number; action?: string; target?: string };
-        const limit = q.limit ?? 100;
-        const rows = await deps.audit.list({ limit, ...(q.before ? { beforeId: q.before } : {}), ...(q.action ? { action: q.action } : {}), ...(q.target ? { target: q.target } : {}) });
-        return {
-          items: rows.map((r) => ({ id: String(r.id), at: r.at, actor: r.actor, action: r.action, target: r.target, details: JSON.parse(r.details) as Record<string, unknown> })),
-          nextCursor: rows.length === limit ? String(rows[rows.length - 1]!.id) : null,
-        };
-      },
-    );
+    app.get('/audit', { ...role('viewer'), schema: { querystring: AuditListQuery } }, async (req) => {
+      const q = req.query as AuditListQuery;
+      const limit = q.limit ?? 100;
+      const { before, limit: _l, ...filters } = q;
+      const rows = await deps.audit.list({ limit, ...filters, ...(before ? { beforeId: before } : {}) });
+      return { items: rows.map(toAuditEvent), nextCursor: rows.length === limit ? String(rows[rows.length - 1]!.id) : null };
+    });
   };
 }

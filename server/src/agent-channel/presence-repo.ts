@@ -41,6 +41,20 @@ export const presenceRepo = (db: Executor) => ({
       .executeTakeFirst();
     return Number(r?.n ?? 0);
   },
+  /** Devices and sessions on live replicas, and the newest session's start: one query. */
+  async fingerprint(aliveSince: string): Promise<{ devices: number; sessions: number; newest: string | null }> {
+    const r = await db
+      .selectFrom('replicas')
+      .leftJoin('agent_sessions', 'agent_sessions.replica_id', 'replicas.id')
+      .select((eb) => [
+        eb.fn.count('agent_sessions.device_id').distinct().as('devices'),
+        eb.fn.count('agent_sessions.id').as('sessions'),
+        eb.fn.max('agent_sessions.since').as('newest'),
+      ])
+      .where('replicas.seen_at', '>=', aliveSince)
+      .executeTakeFirst();
+    return { devices: Number(r?.devices ?? 0), sessions: Number(r?.sessions ?? 0), newest: (r?.newest as string | null | undefined) ?? null };
+  },
   async onlineAmong(deviceIds: readonly string[], aliveSince: string): Promise<Set<string>> {
     const rows = await db
       .selectFrom('agent_sessions')

@@ -55,6 +55,10 @@ export interface Presence {
   onlineAmong(deviceIds: readonly string[]): Promise<Set<string>>;
   /** How many devices are online on any replica (one count query; writes still queued are not waited for). */
   countOnline(): Promise<number>;
+  /** After this replica's pending writes: since when a replica must have been seen for its sessions to count (a filter for other queries). */
+  aliveSince(): Promise<string>;
+  /** Changes whenever who is online changes (devices online, sessions, the newest session), and how many devices are online. */
+  fingerprint(): Promise<{ online: number; key: string }>;
   /** Waits for pending writes (a batch that fails is logged and retried later, not rejected). */
   flush(): Promise<void>;
   /**
@@ -206,6 +210,14 @@ export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () =
       return repo.onlineAmong(deviceIds, ago(STALE_MS));
     },
     countOnline: () => repo.countOnline(ago(STALE_MS)),
+    async aliveSince() {
+      await flush();
+      return ago(STALE_MS);
+    },
+    async fingerprint() {
+      const f = await repo.fingerprint(ago(STALE_MS));
+      return { online: f.devices, key: `${f.devices}|${f.sessions}|${f.newest ?? ''}` };
+    },
     flush,
     beat,
     async close() {

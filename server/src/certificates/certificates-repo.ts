@@ -34,6 +34,45 @@ export const certificatesRepo = (db: Executor) => ({
       .limit(1)
       .executeTakeFirst(),
   /**
+   * The current certificate (as latestForDevice chooses it) of each of these devices, in one
+   * query: a page of the devices list reads them all at once.
+   */
+  async latestForDevices(deviceIds: readonly string[]): Promise<Map<string, { serial: string; device_id: string; not_before: string; not_after: string; revoked_at: string | null }>> {
+    if (deviceIds.length === 0) return new Map();
+    const ranked = db
+      .selectFrom('certificates')
+      .select([
+        'serial',
+        'device_id',
+        'not_before',
+        'not_after',
+        'revoked_at',
+        sql<number>`row_number() over (partition by device_id order by case when revoked_at is null then 0 else 1 end, issued_at desc, serial desc)`.as('rank'),
+      ])
+      .where('device_id', 'in', [...deviceIds])
+      .as('ranked');
+    const rows = await db.selectFrom(ranked).select(['serial', 'device_id', 'not_before', 'not_after', 'revoked_at']).where('rank', '=', 1).execute();
+    return new Map(rows.map((r) => [r.device_id, r]));
+  },
+  /**
+   * Current certificates (not revoked) of active devices that end in (now, until]: how many, and
+   * the first `limit` by end (the console's "expiring soon").
+   */
+  async expiringActive(now: string, until: string, limit: number) {
+    const base = db
+      .selectFrom('certificates')
+      .innerJoin('devices', 'devices.id', 'certificates.device_id')
+      .where('certificates.revoked_at', 'is', null)
+      .where('certificates.not_after', '>', now)
+      .where('certificates.not_after', '<=', until)
+      .where('devices.status', '=', 'active');
+    const [count, items] = await Promise.all([
+      base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirst(),
+      base.select(['certificates.device_id', 'devices.name', 'certificates.serial', 'certificates.not_after']).orderBy('certificates.not_after').orderBy('certificates.serial').limit(limit).execute(),
+    ]);
+    return { count: Number(count?.n ?? 0), items };
+  },
+  /**
    * Revokes, as of `at`, every certificate of the device not revoked by then (also one superseded
    * with a revocation time still ahead). Returns the unexpired ones (what a CRL lists): a device that
    * renewed for years has many expired certificates, marked too but not listed.

@@ -97,7 +97,7 @@ export const deviceCommands: Cmd[] = [
       new Option('--status <status>', 'only devices in this status').choices(DEVICE_STATUSES),
       new Option('--group <name>', 'only devices of this group'),
       new Option('--user <email>', 'only devices bound to this person (exact email, any case)'),
-      new Option('--q <text>', 'name, id or hostname containing this text'),
+      new Option('--q <text>', 'name, id, user email or certificate serial containing this text'),
       new Option('--limit <n>', 'at most this many'),
       ...adminOptions(),
     ],
@@ -105,8 +105,10 @@ export const deviceCommands: Cmd[] = [
     async run(ctx) {
       const qs = new URLSearchParams();
       for (const k of ['status', 'group', 'user', 'q', 'limit']) if (str(ctx.o, k)) qs.set(k, str(ctx.o, k)!);
+      // Oldest first, as this command always listed them (the API's default is the newest first).
+      qs.set('order', 'asc');
       const { api, p } = admin(ctx);
-      const r = await api.call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices${qs.size ? `?${qs}` : ''}`);
+      const r = await api.call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices?${qs}`);
       p.print(r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no' })), ['id', 'name', 'status', 'group', 'user', 'online', 'lastSeen', 'serial', 'notAfter']));
       return 0;
     },

@@ -1,3 +1,5 @@
+import { type Expression, sql } from 'kysely';
+import type { DeviceSort } from '@latchkey/protocol';
 import type { Executor } from '../storage/executor.js';
 import { containsText } from '../storage/like.js';
 import type { DevicesTable } from '../storage/schema.js';
@@ -7,31 +9,81 @@ export interface DeviceFilter {
   group?: string;
   /** The bound person's email, exact; devices store it lower case. */
   user?: string;
+  /** Substring of the name, id or bound email; and of a certificate serial when it is hex. */
   q?: string;
+  /** Only devices with an agent on a replica seen since `aliveSince` (true), or only the others (false). */
+  online?: { value: boolean; aliveSince: string };
+  /** Default firstSeen, asc. */
+  sort?: DeviceSort;
+  order?: 'asc' | 'desc';
   limit: number;
-  /** first_seen|id of the last row of the previous page. */
-  after?: { firstSeen: string; id: string };
+  /** The sort key (sortKeyOf) and id of the last row of the previous page. */
+  after?: { key: string; id: string };
 }
+
+/**
+ * The column each sort orders by, as the index of 009_console_indexes has it: a
+ * nullable column as coalesce(column, ''), so that keyset comparisons see no NULL.
+ */
+const SORT_KEYS: Record<DeviceSort, { expr: Expression<string>; of: (d: DevicesTable) => string }> = {
+  name: { expr: sql<string>`name`, of: (d) => d.name },
+  firstSeen: { expr: sql<string>`first_seen`, of: (d) => d.first_seen },
+  lastSeen: { expr: sql<string>`coalesce(last_seen, '')`, of: (d) => d.last_seen ?? '' },
+  status: { expr: sql<string>`status`, of: (d) => d.status },
+  user: { expr: sql<string>`coalesce(user_email, '')`, of: (d) => d.user_email ?? '' },
+};
+
+/** The key a row has in a sort: what the next page's `after.key` is. */
+export const sortKeyOf = (sort: DeviceSort, d: DevicesTable): string => SORT_KEYS[sort].of(d);
+
+const HEX = /^[0-9a-f]+$/;
 
 export type DevicesRepo = ReturnType<typeof devicesRepo>;
 
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
   findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
+  /** One page in (sort key, id) order: seeks the sort's index from `after` in either direction. */
   list(f: DeviceFilter) {
+    const key = SORT_KEYS[f.sort ?? 'firstSeen'].expr;
+    const desc = f.order === 'desc';
     let q = db.selectFrom('devices').selectAll();
     if (f.status) q = q.where('status', '=', f.status);
     if (f.group) q = q.where('group_name', '=', f.group);
     if (f.user) q = q.where('user_email', '=', f.user.toLowerCase());
     if (f.q) {
-      const text = f.q;
-      q = q.where((eb) => eb.or([containsText('name', text), containsText('id', text)]));
+      const text = f.q.toLowerCase();
+      q = q.where((eb) =>
+        eb.or([
+          containsText('name', text),
+          containsText('id', text),
+          containsText('user_email', text),
+          // Serials are stored in lower-case hex: a query with other characters cannot match one.
+          ...(HEX.test(text) ? [eb('id', 'in', eb.selectFrom('certificates').select('device_id').where('serial', 'like', `%${text}%`))] : []),
+        ]),
+      );
+    }
+    if (f.online) {
+      const alive = f.online.aliveSince;
+      q = q.where((eb) =>
+        eb('id', f.online!.value ? 'in' : 'not in', eb.selectFrom('agent_sessions').innerJoin('replicas', 'replicas.id', 'agent_sessions.replica_id').select('agent_sessions.device_id').where('replicas.seen_at', '>=', alive)),
+      );
     }
     if (f.after) {
       const a = f.after;
-      q = q.where((eb) => eb.or([eb('first_seen', '>', a.firstSeen), eb.and([eb('first_seen', '=', a.firstSeen), eb('id', '>', a.id)])]));
+      // key >= v narrows the index range; the rest breaks ties on id.
+      q = desc
+        ? q.where(sql<boolean>`${key} <= ${a.key} and (${key} < ${a.key} or id < ${a.id})`)
+        : q.where(sql<boolean>`${key} >= ${a.key} and (${key} > ${a.key} or id > ${a.id})`);
     }
-    return q.orderBy('first_seen').orderBy('id').limit(f.limit).execute();
+    const dir = desc ? 'desc' : 'asc';
+    return q.orderBy(key, dir).orderBy('id', dir).limit(f.limit).execute();
+  },
+  /** The names of these devices, by id. */
+  async namesOf(ids: readonly string[]): Promise<Map<string, string>> {
+    if (ids.length === 0) return new Map();
+    const rows = await db.selectFrom('devices').select(['id', 'name']).where('id', 'in', [...ids]).execute();
+    return new Map(rows.map((r) => [r.id, r.name]));
   },
   /** Devices per status: one grouped count (what /metrics reads at each scrape). */
   async countByStatus(): Promise<Record<string, number>> {

@@ -1,5 +1,5 @@
 /** Device inventory: list, show, approve, revoke. */
-import type { Device, DeviceListQuery, RevokeReason } from '@latchkey/protocol';
+import { DEFAULT_DEVICE_ORDER, type Device, type DeviceListQuery, type DeviceSort, type RevokeReason } from '@latchkey/protocol';
 import { type AuditRepo, auditRepo } from '../audit/audit-repo.js';
 import { LatchkeyError } from '../errors.js';
 import type { EventBus } from '../events/event-bus.js';
@@ -11,7 +11,7 @@ import type { Transactor } from '../storage/transaction.js';
 import type { DevicesTable } from '../storage/schema.js';
 import { compromisedKeysRepo } from './compromised-keys-repo.js';
 import { type CertificatesRepo, certificatesRepo } from '../certificates/certificates-repo.js';
-import { type DevicesRepo, devicesRepo } from './devices-repo.js';
+import { type DevicesRepo, devicesRepo, sortKeyOf } from './devices-repo.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -31,16 +31,25 @@ function toDevice(d: DevicesTable, cert: { serial: string; not_before: string; n
   };
 }
 
-const encodeCursor = (d: DevicesTable): string => Buffer.from(`${d.first_seen}|${d.id}`).toString('base64url');
-function decodeCursor(c: string): { firstSeen: string; id: string } {
-  const [firstSeen, id] = Buffer.from(c, 'base64url').toString().split('|');
-  if (!firstSeen || !id || !UUID.test(id)) throw new LatchkeyError('BAD_REQUEST', 'invalid cursor');
-  return { firstSeen, id };
+/** A page's position: its sort and order too, so that a cursor is never read under another sort. */
+const encodeCursor = (sort: DeviceSort, order: 'asc' | 'desc', d: DevicesTable): string => Buffer.from(JSON.stringify([sort, order, sortKeyOf(sort, d), d.id])).toString('base64url');
+function decodeCursor(c: string, sort: DeviceSort, order: 'asc' | 'desc'): { key: string; id: string } {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(c, 'base64url').toString());
+  } catch {
+    v = undefined;
+  }
+  if (!Array.isArray(v) || v.length !== 4 || typeof v[2] !== 'string' || typeof v[3] !== 'string' || !UUID.test(v[3])) {
+    throw new LatchkeyError('BAD_REQUEST', 'invalid cursor; start again from the first page (without cursor)');
+  }
+  if (v[0] !== sort || v[1] !== order) throw new LatchkeyError('BAD_REQUEST', `the cursor belongs to sort=${String(v[0])}&order=${String(v[1])}; ask with those, or start again from the first page`);
+  return { key: v[2], id: v[3] };
 }
 
 export function createDevicesService(deps: {
   devices: Pick<DevicesRepo, 'findById' | 'list'>;
-  certificates: Pick<CertificatesRepo, 'latestForDevice' | 'listByDevice'>;
+  certificates: Pick<CertificatesRepo, 'latestForDevices' | 'listByDevice'>;
   audit: Pick<AuditRepo, 'insert'>;
   tx: Transactor;
   clock: () => Date;
@@ -52,6 +61,8 @@ export function createDevicesService(deps: {
   crashPoint?: CrashPoint;
   /** Which of these devices have an agent connected now (presence); `online` is left out without it. */
   onlineAmong?: (ids: readonly string[]) => Promise<Set<string>>;
+  /** Since when a replica's row must have been refreshed for its agents to count as online (presence); `online=` is refused without it. */
+  aliveSince?: () => Promise<string>;
 }) {
   const find = async (id: string): Promise<DevicesTable> => {
     const d = UUID.test(id) ? await deps.devices.findById(id) : undefined;
@@ -61,11 +72,17 @@ export function createDevicesService(deps: {
   return {
     async list(q: DeviceListQuery): Promise<{ items: Device[]; nextCursor: string | null }> {
       const limit = q.limit ?? 100;
-      const rows = await deps.devices.list({ ...q, limit: limit + 1, ...(q.cursor ? { after: decodeCursor(q.cursor) } : {}) });
+      const sort = q.sort ?? 'firstSeen';
+      const order = q.order ?? DEFAULT_DEVICE_ORDER[sort];
+      if (q.online !== undefined && !deps.aliveSince) throw new LatchkeyError('BAD_REQUEST', 'this server does not track which agents are online; leave out online=');
+      const online = q.online !== undefined ? { value: q.online, aliveSince: await deps.aliveSince!() } : undefined;
+      const { cursor, online: _online, ...filter } = q;
+      const rows = await deps.devices.list({ ...filter, sort, order, limit: limit + 1, ...(online ? { online } : {}), ...(cursor ? { after: decodeCursor(cursor, sort, order) } : {}) });
       const page = rows.slice(0, limit);
-      const online = await deps.onlineAmong?.(page.map((d) => d.id));
-      const items = await Promise.all(page.map(async (d) => ({ ...toDevice(d, await deps.certificates.latestForDevice(d.id)), ...(online ? { online: online.has(d.id) } : {}) })));
-      return { items, nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
+      const ids = page.map((d) => d.id);
+      const [connected, certs] = await Promise.all([deps.onlineAmong?.(ids), deps.certificates.latestForDevices(ids)]);
+      const items = page.map((d) => ({ ...toDevice(d, certs.get(d.id)), ...(connected ? { online: connected.has(d.id) } : {}) }));
+      return { items, nextCursor: rows.length > limit ? encodeCursor(sort, order, page[page.length - 1]!) : null };
     },
     async show(id: string) {
       const d = await find(id);

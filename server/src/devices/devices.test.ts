@@ -37,14 +37,14 @@ for (const engine of ENGINES) {
       const all = await adminCall<{ items: Device[] }>(h, 'GET', '/v1/admin/devices');
       assert.deepEqual(Object.fromEntries(all.json.items.map((d) => [d.id, d.user])), { [a1]: 'alice@example.com', [b1]: 'bob@example.com', [a2]: 'alice@example.com', [none]: null });
 
-      const alice = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', `/v1/admin/devices?user=${encodeURIComponent('Alice@EXAMPLE.com')}`);
+      const alice = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', `/v1/admin/devices?order=asc&user=${encodeURIComponent('Alice@EXAMPLE.com')}`);
       assert.equal(alice.status, 200, JSON.stringify(alice.json));
       assert.deepEqual(alice.json.items.map((d) => d.id), [a1, a2]);
 
-      // Paging with the filter keeps to alice's devices.
-      const page1 = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', '/v1/admin/devices?user=alice@example.com&limit=1');
+      // Paging with the filter keeps to alice's devices (oldest first: the default is the newest first).
+      const page1 = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', '/v1/admin/devices?order=asc&user=alice@example.com&limit=1');
       assert.deepEqual(page1.json.items.map((d) => d.id), [a1]);
-      const page2 = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', `/v1/admin/devices?user=alice@example.com&limit=1&cursor=${page1.json.nextCursor}`);
+      const page2 = await adminCall<{ items: Device[]; nextCursor: string | null }>(h, 'GET', `/v1/admin/devices?order=asc&user=alice@example.com&limit=1&cursor=${page1.json.nextCursor}`);
       assert.deepEqual(page2.json.items.map((d) => d.id), [a2]);
       assert.equal(page2.json.nextCursor, null);
 

@@ -32,12 +32,30 @@ export interface GatewayEventsHub {
   readonly size: number;
   /** The most bytes queued unsent on one stream (a gateway that does not keep up). */
   readonly backlogBytes: number;
+  /** The streams connected now, and how far each is behind `head` (the events table's newest id). */
+  list(head: number): GatewayStreamInfo[];
   close(): Promise<void>;
+}
+
+export interface GatewayStreamInfo {
+  tokenId: string;
+  name: string;
+  remote: string;
+  connectedAt: string;
+  lastEventAt: string | null;
+  behindEvents: number;
+  backlogBytes: number;
 }
 
 interface Stream {
   ws: WebSocket;
   tokenId: string;
+  name: string;
+  remote: string;
+  connectedAt: string;
+  lastEventAt: string | null;
+  /** The newest cursor the stream has (sent, or where it started); undefined before it subscribed. */
+  position: number | undefined;
   alive: boolean;
 }
 
@@ -49,7 +67,14 @@ export function createGatewayEventsHub(deps: {
   log: (msg: string, extra?: Record<string, unknown>) => void;
   /** Called for each event sent on a stream (metrics: how late it went out). */
   onSent?: (e: ServerEvent) => void;
+  clock?: () => Date;
 }): GatewayEventsHub {
+  const now = (): string => (deps.clock?.() ?? new Date()).toISOString();
+  /** One event went out on the stream at `cursor`. */
+  const sentOn = (s: Stream, cursor: string): void => {
+    s.lastEventAt = now();
+    s.position = Math.max(s.position ?? 0, Number(cursor));
+  };
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_WS_MESSAGE_BYTES });
   const streams = new Set<Stream>();
 
@@ -75,15 +100,18 @@ export function createGatewayEventsHub(deps: {
       if (!g) return;
       sent.add(e.cursor);
       send(s.ws, g);
+      sentOn(s, e.cursor);
       deps.onSent?.(e);
     };
-    if (since !== undefined) {
-      const head = await deps.events.head();
+    const head = await deps.events.head();
+    if (since === undefined) s.position = Math.max(s.position ?? 0, head);
+    else {
       const start = replayStart(since, head, await deps.events.oldest());
       if (start === 'resync') {
         // Unknown (another database, garbage) or older than what is kept: start afresh from now.
         // Events the bus brought since the subscription follow: the gateway fetches the CRLs once more, harmlessly.
         send(s.ws, { type: 'resync-required', cursor: String(head) });
+        s.position = Math.max(s.position ?? 0, head);
       } else {
         let { after } = start;
         for (;;) {
@@ -97,6 +125,7 @@ export function createGatewayEventsHub(deps: {
               send(s.ws, g);
               deps.onSent?.(e);
             }
+            sentOn(s, cursor);
           }
           if (rows.length < REPLAY_PAGE || s.ws.readyState !== s.ws.OPEN) break;
           after = Number(rows[rows.length - 1]!.id);
@@ -107,8 +136,9 @@ export function createGatewayEventsHub(deps: {
     goLive(deliver);
   }
 
-  function onConnection(ws: WebSocket, tokenId: string): void {
-    const s: Stream = { ws, tokenId, alive: true };
+  function onConnection(ws: WebSocket, token: { tokenId: string; name: string }, remote: string): void {
+    const tokenId = token.tokenId;
+    const s: Stream = { ws, tokenId, name: token.name, remote, connectedAt: now(), lastEventAt: null, position: undefined, alive: true };
     streams.add(s);
     let unsubscribe: (() => void) | undefined;
     ws.on('pong', () => (s.alive = true));
@@ -163,7 +193,7 @@ export function createGatewayEventsHub(deps: {
       authenticate(req).then(
         (r) => {
           if ('status' in r) return refuseUpgrade(socket, r.status, r.code, r.message);
-          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r.tokenId));
+          wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws, r, req.socket.remoteAddress ?? 'unknown'));
         },
         (e: Error) => {
           deps.log('gateway token check failed', { err: e.message });
@@ -181,6 +211,17 @@ export function createGatewayEventsHub(deps: {
       let most = 0;
       for (const s of streams) most = Math.max(most, s.ws.bufferedAmount);
       return most;
+    },
+    list(head) {
+      return [...streams].map((s) => ({
+        tokenId: s.tokenId,
+        name: s.name,
+        remote: s.remote,
+        connectedAt: s.connectedAt,
+        lastEventAt: s.lastEventAt,
+        behindEvents: s.position === undefined ? 0 : Math.max(0, head - s.position),
+        backlogBytes: s.ws.bufferedAmount,
+      }));
     },
     async close() {
       clearInterval(timer);

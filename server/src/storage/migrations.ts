@@ -245,6 +245,26 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('admin_tokens_parent').on('admin_tokens').column('parent_id').execute();
     },
   },
+  {
+    // Issue 13, the console: every sort of the devices list pages by keyset on
+    // (sort key, id), read from an index in either direction; nullable keys
+    // are sorted as coalesce(column, '') (devices-repo.ts sortKey). The search
+    // by serial scans (serial, device_id) instead of the table. The audit
+    // log's filters, newest first.
+    name: '009_console_indexes',
+    async up(db) {
+      await db.schema.createIndex('devices_first_seen').on('devices').columns(['first_seen', 'id']).execute();
+      await db.schema.createIndex('devices_name').on('devices').columns(['name', 'id']).execute();
+      await db.schema.createIndex('devices_status_id').on('devices').columns(['status', 'id']).execute();
+      await sql`create index devices_last_seen on devices ((coalesce(last_seen, '')), id)`.execute(db);
+      await sql`create index devices_user_sort on devices ((coalesce(user_email, '')), id)`.execute(db);
+      await db.schema.createIndex('certificates_serial_device').on('certificates').columns(['serial', 'device_id']).execute();
+      await db.schema.createIndex('audit_action').on('audit').columns(['action', 'id']).execute();
+      await db.schema.createIndex('audit_actor').on('audit').columns(['actor', 'id']).execute();
+      await db.schema.createIndex('audit_target').on('audit').columns(['target', 'id']).execute();
+      await db.schema.createIndex('audit_at').on('audit').column('at').execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

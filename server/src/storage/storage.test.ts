@@ -69,7 +69,7 @@ for (const engine of ENGINES) {
       const again = await s.reopen();
       const rows = await again.kysely.selectFrom('latchkey_migrations' as never).selectAll().execute();
       assert.deepEqual((rows as { name: string }[]).map((r) => r.name), MIGRATION_NAMES);
-      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people', '007_devices_user_email', '008_console_sessions']);
+      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people', '007_devices_user_email', '008_console_sessions', '009_console_indexes']);
     });
 
     test('token consume is atomic: 50 concurrent takes of a 10-use token → exactly 10 succeed', async (t) => {
@@ -94,13 +94,13 @@ for (const engine of ENGINES) {
       for (const [i, id] of ids.entries()) await devicesRepo(s.db.kysely).insert(device(id, at(i % 3)));
       await devicesRepo(s.db.kysely).revoke(ids[0]!, at(9), 'superseded');
       const seen: string[] = [];
-      let after: { firstSeen: string; id: string } | undefined;
+      let after: { key: string; id: string } | undefined;
       for (;;) {
         const page = await devicesRepo(s.db.kysely).list({ limit: 3, ...(after ? { after } : {}) });
         seen.push(...page.map((d) => d.id));
         if (page.length < 3) break;
         const last = page[page.length - 1]!;
-        after = { firstSeen: last.first_seen, id: last.id };
+        after = { key: last.first_seen, id: last.id };
       }
       assert.deepEqual([...seen].sort(), [...ids].sort());
       assert.equal(new Set(seen).size, 7);
@@ -121,7 +121,7 @@ for (const engine of ENGINES) {
       assert.deepEqual((await repo.list({ limit: 10, user: 'alice@example' })).map((d) => d.id), [], 'exact, never a prefix');
       const first = await repo.list({ limit: 2, user: 'alice@example.com' });
       const last = first[first.length - 1]!;
-      const rest = await repo.list({ limit: 2, user: 'alice@example.com', after: { firstSeen: last.first_seen, id: last.id } });
+      const rest = await repo.list({ limit: 2, user: 'alice@example.com', after: { key: last.first_seen, id: last.id } });
       assert.deepEqual([...first, ...rest].map((d) => d.id), alice);
       if (engine === 'sqlite') {
         const plan = await sql<{ detail: string }>`explain query plan select * from devices where user_email = ${'alice@example.com'} order by first_seen, id limit 3`.execute(s.db.kysely);

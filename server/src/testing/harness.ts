@@ -65,6 +65,8 @@ export interface Harness {
   app: App['app'];
   crl: App['crl'];
   outbox: App['outbox'];
+  /** The console's live streams: tests run its poller and ping ticks. */
+  live: App['live'];
   adminToken: string;
   root: Certificate;
   issuing: Certificate;
@@ -124,7 +126,7 @@ export async function harness(t: TestCtx, engine: Engine, opts: { now?: Date; co
  * it (and each worker of sqlite-race.ts, for several connections on one file).
  * Its log lines go to `logs`.
  */
-export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: CaContext; config: ServerConfig; clock: () => Date; logs: string[]; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize']; consoleAssets?: AppDeps['consoleAssets'] }): Promise<Pick<Harness, 'db' | 'bus' | 'app' | 'crl' | 'outbox'>> {
+export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: CaContext; config: ServerConfig; clock: () => Date; logs: string[]; tls?: boolean; logger?: LoggerOptions; reauthorize?: AppDeps['reauthorize']; consoleAssets?: AppDeps['consoleAssets'] }): Promise<Pick<Harness, 'db' | 'bus' | 'app' | 'crl' | 'outbox' | 'live'>> {
   const db = await openDb({ dataDir: o.dataDir, ...(o.databaseUrl ? { databaseUrl: o.databaseUrl } : {}) });
   const bus = await createEventBus(db);
   const stream = new Writable({
@@ -154,7 +156,7 @@ export async function openApp(o: { dataDir: string; databaseUrl?: string; ca: Ca
   await built.app.ready();
   // As start-up does: revocations committed before a "crash" are delivered now.
   await built.outbox.drain(0);
-  return { db, bus, app: built.app, crl: built.crl, outbox: built.outbox };
+  return { db, bus, app: built.app, crl: built.crl, outbox: built.outbox, live: built.live };
 }
 
 export interface DeviceKey {

@@ -1,0 +1,73 @@
+/**
+ * The console's overview (`GET /v1/admin/overview`): devices by status, who is
+ * online, the approval queue, certificates about to end, recent revocations,
+ * the served CRLs' age and the gateways connected to this replica. A fixed
+ * number of bounded queries, whatever the number of devices.
+ */
+import type { ConsoleOverview, RevokeReason } from '@latchkey/protocol';
+import type { AuditRepo } from '../audit/audit-repo.js';
+import type { CertificatesRepo } from '../certificates/certificates-repo.js';
+import type { DevicesRepo } from '../devices/devices-repo.js';
+import type { DevicesService } from '../devices/devices-service.js';
+import type { EventsRepo } from '../events/events-repo.js';
+import type { GatewayEventsHub } from '../gateway/gateway-events.js';
+import type { CaName, CrlService } from '../revocation/crl-service.js';
+
+/** Rows each list of the overview shows. */
+const SHOWN = 10;
+export const DEFAULT_EXPIRING_WITHIN_SECONDS = 86_400;
+
+export function createOverviewService(deps: {
+  devices: Pick<DevicesRepo, 'countByStatus' | 'namesOf'>;
+  devicesService: Pick<DevicesService, 'list'>;
+  certificates: Pick<CertificatesRepo, 'expiringActive'>;
+  audit: Pick<AuditRepo, 'list'>;
+  events: Pick<EventsRepo, 'head'>;
+  crl: Pick<CrlService, 'get'>;
+  gateways: Pick<GatewayEventsHub, 'list'>;
+  countOnline: () => Promise<number>;
+  clock: () => Date;
+}) {
+  async function crlAge(ca: CaName, now: Date): Promise<ConsoleOverview['crl']['issuing']> {
+    const c = await deps.crl.get(ca);
+    if (!c) return null;
+    return { crlNumber: c.crlNumber, thisUpdate: c.thisUpdate.toISOString(), nextUpdate: c.nextUpdate.toISOString(), ageSeconds: Math.floor((now.getTime() - c.thisUpdate.getTime()) / 1000) };
+  }
+
+  async function recentRevocations(): Promise<ConsoleOverview['recentRevocations']> {
+    const rows = (await deps.audit.list({ action: 'device.revoke', limit: SHOWN })).filter((r) => r.target !== null);
+    const names = await deps.devices.namesOf([...new Set(rows.map((r) => r.target!))]);
+    return rows.map((r) => {
+      const details = JSON.parse(r.details) as { reason?: string | null };
+      return { deviceId: r.target!, name: names.get(r.target!) ?? '', at: r.at, reason: (details.reason as RevokeReason | undefined) ?? null, actor: r.actor };
+    });
+  }
+
+  return {
+    async get(withinSeconds = DEFAULT_EXPIRING_WITHIN_SECONDS): Promise<ConsoleOverview> {
+      const now = deps.clock();
+      const [byStatus, online, pending, expiring, revocations, issuing, root, head] = await Promise.all([
+        deps.devices.countByStatus(),
+        deps.countOnline(),
+        deps.devicesService.list({ status: 'pending', sort: 'firstSeen', order: 'asc', limit: SHOWN }),
+        deps.certificates.expiringActive(now.toISOString(), new Date(now.getTime() + withinSeconds * 1000).toISOString(), SHOWN),
+        recentRevocations(),
+        crlAge('issuing', now),
+        crlAge('root', now),
+        deps.events.head(),
+      ]);
+      const n = (s: string): number => byStatus[s] ?? 0;
+      return {
+        at: now.toISOString(),
+        devices: { pending: n('pending'), active: n('active'), revoked: n('revoked'), denied: n('denied'), total: Object.values(byStatus).reduce((a, b) => a + b, 0) },
+        online,
+        pendingApprovals: pending.items,
+        expiringSoon: { withinSeconds, count: expiring.count, items: expiring.items.map((c) => ({ deviceId: c.device_id, name: c.name, serial: c.serial, notAfter: c.not_after })) },
+        recentRevocations: revocations,
+        crl: { issuing, root },
+        gateways: deps.gateways.list(head),
+      };
+    },
+  };
+}
+export type OverviewService = ReturnType<typeof createOverviewService>;
