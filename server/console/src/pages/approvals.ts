@@ -11,7 +11,7 @@ import { act, errorPanel, link, loading, pageHeading, table } from '../ui.js';
 export const approvalsPage: Page = async (ctx) => {
   const operator = can(ctx.session.role, 'operator');
   const body = h('div', null, loading());
-  ctx.root.append(pageHeading('Pending approvals'), h('p', { class: 'hint' }, 'Devices of groups that require approval wait here; their `latchkey enroll` completes once approved.'), body);
+  ctx.root.append(pageHeading('Pending approvals'), h('p', { class: 'hint' }, 'Devices of groups that require approval wait here; their latchkey enroll completes once approved.'), body);
 
   const load = async (): Promise<void> => {
     try {

@@ -66,7 +66,7 @@ function createForm(out: HTMLElement, reload: () => Promise<void>): HTMLElement 
       const r = await api.post<GatewayTokenCreateResponse>(`${ADMIN}/gateway-tokens`, { name: name.value.trim() });
       replace(
         out,
-        h('section', { class: 'panel secret', 'aria-labelledby': 'gw-secret' }, h('h2', { id: 'gw-secret' }, `Token for ${r.info.name}`), h('p', null, 'Shown once: store it with the gateway now (`latchkey-server gateway sync --token-file …`).'), copyField('Token', r.token)),
+        h('section', { class: 'panel secret', 'aria-labelledby': 'gw-secret' }, h('h2', { id: 'gw-secret' }, `Token for ${r.info.name}`), h('p', null, 'Shown once: store it with the gateway now (latchkey-server gateway sync --token-file FILE).'), copyField('Token', r.token)),
       );
       form.reset();
       await reload();

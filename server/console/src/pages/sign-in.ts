@@ -35,7 +35,7 @@ export async function signInPage(app: HTMLElement): Promise<void> {
   }
   if (options.tokenSignIn) main.append(tokenForm(next));
   if (options.providers.length === 0 && !options.tokenSignIn) {
-    main.append(h('p', { role: 'alert', class: 'error-panel' }, 'No way to sign in is configured on this server; see `latchkey-server start --help` for the oidc settings.'));
+    main.append(h('p', { role: 'alert', class: 'error-panel' }, 'No way to sign in is configured on this server; see latchkey-server start --help for the oidc settings.'));
   }
 }
 
@@ -47,7 +47,7 @@ function tokenForm(next: string): HTMLElement {
     'form',
     { class: 'panel token-form' },
     h('label', { for: 'admin-token' }, 'Admin token'),
-    h('p', { class: 'hint', id: 'admin-token-hint' }, 'The bootstrap token that `latchkey-server init` printed, or an admin API token (lk_adm_…).'),
+    h('p', { class: 'hint', id: 'admin-token-hint' }, 'The bootstrap token that latchkey-server init printed, or an admin API token (lk_adm_…).'),
     input,
     status,
     submit,
