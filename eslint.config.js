@@ -30,6 +30,26 @@ export default tseslint.config(
   { files: ['agent/**'], rules: boundary('server') },
   { files: ['server/**'], rules: boundary('agent') },
   {
+    // The console (browser code): server data is never parsed as HTML, and the
+    // protocol package is used for its types only (its values bring TypeBox into the bundle).
+    files: ['server/console/src/**'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        { selector: "MemberExpression[property.name=/^(innerHTML|outerHTML)$/]", message: 'the console never renders through innerHTML/outerHTML: build nodes with h() and textContent.' },
+        { selector: "CallExpression[callee.property.name=/^(insertAdjacentHTML|write|writeln|createContextualFragment)$/]", message: 'the console never parses strings as HTML: build nodes with h().' },
+      ],
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [{ name: '@latchkey/protocol', allowTypeImports: true, message: 'the console imports @latchkey/protocol with `import type` only (its values bring TypeBox into the bundle).' }],
+          patterns: [{ group: ['@latchkey/agent', '@latchkey/agent/*', '**/agent/src/**'], message: 'agent and server never import each other; share through packages/protocol.' }],
+        },
+      ],
+    },
+  },
+  {
     files: ['packages/**'],
     rules: {
       'no-restricted-imports': [
