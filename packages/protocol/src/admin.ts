@@ -160,7 +160,7 @@ export const DeviceListQuery = Type.Object(
     group: Type.Optional(GroupName()),
     /** The bound person's email, exact (case-insensitive). */
     user: Type.Optional(Type.String({ minLength: 3, maxLength: 254, pattern: '^[^\\s@]+@[^\\s@]+$' })),
-    /** Substring (case-insensitive) of the device name, its id, its bound person's email or the hex serial of any of its certificates. */
+    /** Case-insensitive: a substring of the device name or its bound person's email, or the beginning of its id or of the hex serial (4 digits or more) of any of its certificates. */
     q: Type.Optional(BoundedText(100)),
     /** Only devices whose agent is connected now (true), or not (false). */
     online: Type.Optional(Type.Boolean()),

@@ -109,7 +109,7 @@ for (const engine of ENGINES) {
       assert.match(bad.json.error.message, /first page/);
     });
 
-    test('q matches the name, the id, the bound email and any certificate serial (case-insensitive), and combines with filters', async (t) => {
+    test('q matches the name and the bound email anywhere, the id and any certificate serial from their start (case-insensitive), and combines with filters', async (t) => {
       const h = await harness(t, engine);
       if (!h) return;
       const [a, b, c] = await seed(h, 3);
@@ -120,13 +120,16 @@ for (const engine of ENGINES) {
       const q = async (text: string, extra = ''): Promise<string[]> => (await adminCall<Page>(h, 'GET', `/v1/admin/devices?q=${encodeURIComponent(text)}${extra}`)).json.items.map((d) => d.id);
       assert.deepEqual(await q('finance-lap'), [a!.id]);
       assert.deepEqual(await q('CAROL@'), [b!.id]);
-      assert.deepEqual(await q('2C3D4E'), [c!.id], 'an earlier serial, upper case');
-      assert.deepEqual(await q('deadbeef'), [c!.id]);
+      assert.deepEqual(await q('0A1B2C'), [c!.id], 'an earlier serial, upper case, its beginning');
+      assert.deepEqual(await q('77deadbeef01'), [c!.id], 'a whole serial');
+      assert.deepEqual(await q('deadbeef'), [], 'the middle of a serial is not searched (an index serves the beginning)');
+      assert.deepEqual(await q('0a1'), [], 'fewer than 4 hex digits do not search serials');
       assert.deepEqual(await q(c!.id.slice(0, 13)), [c!.id]);
+      assert.deepEqual(await q(c!.id.toUpperCase()), [c!.id]);
       assert.deepEqual(await q('ffffffffff'), []);
-      assert.deepEqual(await q('deadbeef', `&status=${c!.status === 'active' ? 'pending' : 'active'}`), [], 'filters combine');
+      assert.deepEqual(await q('77deadbeef', `&status=${c!.status === 'active' ? 'pending' : 'active'}`), [], 'filters combine');
       // The list shows each device's current certificate (one query for the page).
-      const shown = (await adminCall<Page>(h, 'GET', '/v1/admin/devices?q=deadbeef')).json.items[0]!;
+      const shown = (await adminCall<Page>(h, 'GET', '/v1/admin/devices?q=77deadbeef')).json.items[0]!;
       assert.equal(shown.certificate?.serial, '77deadbeef01');
     });
 

@@ -1,7 +1,7 @@
-import { type Expression, sql } from 'kysely';
+import { type Expression, type SqlBool, sql } from 'kysely';
 import type { DeviceSort } from '@latchkey/protocol';
 import type { Executor } from '../storage/executor.js';
-import { containsText } from '../storage/like.js';
+import { containsText, escapeLike } from '../storage/like.js';
 import type { DevicesTable } from '../storage/schema.js';
 
 export interface DeviceFilter {
@@ -37,6 +37,9 @@ const SORT_KEYS: Record<DeviceSort, { expr: Expression<string>; of: (d: DevicesT
 export const sortKeyOf = (sort: DeviceSort, d: DevicesTable): string => SORT_KEYS[sort].of(d);
 
 const HEX = /^[0-9a-f]+$/;
+const ID_CHARS = /^[0-9a-f-]+$/;
+/** A serial is searched from this many hex digits on (shorter ones match too many). */
+const MIN_SERIAL_PREFIX = 4;
 
 export type DevicesRepo = ReturnType<typeof devicesRepo>;
 
@@ -56,10 +59,14 @@ export const devicesRepo = (db: Executor) => ({
       q = q.where((eb) =>
         eb.or([
           containsText('name', text),
-          containsText('id', text),
-          containsText('user_email', text),
-          // Serials are stored in lower-case hex: a query with other characters cannot match one.
-          ...(HEX.test(text) ? [eb('id', 'in', eb.selectFrom('certificates').select('device_id').where('serial', 'like', `%${text}%`))] : []),
+          // The bound email is stored lower case: no lower() per row.
+          sql<SqlBool>`${sql.ref('user_email')} like ${`%${escapeLike(text)}%`} escape '\\'`,
+          // Ids (lower-case UUIDs) and serials (lower-case hex) match from their start, through
+          // their indexes: an admin pastes a whole one, or its beginning (as with git hashes).
+          ...(ID_CHARS.test(text) ? [eb.and([eb('id', '>=', text), eb('id', '<', `${text}~`)])] : []),
+          ...(HEX.test(text) && text.length >= MIN_SERIAL_PREFIX
+            ? [eb('id', 'in', eb.selectFrom('certificates').select('device_id').where('serial', '>=', text).where('serial', '<', `${text}~`))]
+            : []),
         ]),
       );
     }
