@@ -208,7 +208,8 @@ export async function buildApp(d: AppDeps): Promise<App> {
     }
   }
   // Which agents are connected, on every replica (agent_sessions + replicas tables).
-  const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  // Each heartbeat also publishes this replica's gateway streams (gatewayEvents is made below), for every replica's overview.
+  const presence = await createPresence({ db: d.db, clock, log: (msg, extra) => app.log.warn(extra ?? {}, msg), published: () => JSON.stringify(gatewayEvents.snapshot().slice(0, 200)) });
   const channels = createChannelHub({ deviceCertAuth, groups: groupsRepo(k), bus: d.bus, clock, metrics, presence, heartbeatSeconds: d.config.agentHeartbeatSeconds, maxConnections: agentConnectionCap(d.config.maxAgentConnections, openFileLimit()), maxPerDevice: d.config.maxAgentConnectionsPerDevice, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   // Fastify made its server already: WebSocket upgrades are routed by path.
   const gatewayEvents = createGatewayEventsHub({
@@ -221,7 +222,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     clock,
   });
   // The console: its overview, and its live stream (one audit poller per process, closed before the server stops).
-  const overview = createOverviewService({ devices: devicesRepo(k), devicesService: devices, certificates, audit: auditRepo(k), events: eventsRepo(k), crl, gateways: gatewayEvents, countOnline: () => presence.countOnline(), clock });
+  const overview = createOverviewService({ devices: devicesRepo(k), devicesService: devices, certificates, audit: auditRepo(k), events: eventsRepo(k), crl, gateways: gatewayEvents, gatewaysElsewhere: () => presence.publishedElsewhere(), countOnline: () => presence.countOnline(), clock });
   const live = createLiveHub({ audit: auditRepo(k), presence, adminTokens: adminTokensRepo(k), bus: d.bus, clock, lateWindow: d.db.engine === 'postgres' ? 100 : 0, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
   app.addHook('preClose', async () => live.close());
   metrics.watch({

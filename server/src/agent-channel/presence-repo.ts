@@ -9,10 +9,13 @@ export const presenceRepo = (db: Executor) => ({
   /** Adds the replica unless it is there. */
   ensureReplica: async (id: string, at: string): Promise<void> => void (await db.insertInto('replicas').values({ id, started_at: at, seen_at: at }).onConflict((oc) => oc.column('id').doNothing()).execute()),
   /** False if the replica's row is gone (another replica took it for dead). */
-  async touchReplica(id: string, at: string): Promise<boolean> {
-    const r = await db.updateTable('replicas').set({ seen_at: at }).where('id', '=', id).executeTakeFirst();
+  async touchReplica(id: string, at: string, gateways?: string): Promise<boolean> {
+    const r = await db.updateTable('replicas').set({ seen_at: at, ...(gateways !== undefined ? { gateways } : {}) }).where('id', '=', id).executeTakeFirst();
     return Number(r.numUpdatedRows) > 0;
   },
+  /** What the other live replicas last said of their gateway streams. */
+  gatewaysElsewhere: async (self: string, aliveSince: string): Promise<{ id: string; gateways: string | null }[]> =>
+    db.selectFrom('replicas').select(['id', 'gateways']).where('id', '!=', self).where('seen_at', '>=', aliveSince).execute() as Promise<{ id: string; gateways: string | null }[]>,
   deadReplicas: async (seenBefore: string): Promise<string[]> => (await db.selectFrom('replicas').select('id').where('seen_at', '<', seenBefore).execute()).map((r) => r.id),
   /** Deletes the replicas and every session they held. */
   async removeReplicas(ids: readonly string[]): Promise<void> {

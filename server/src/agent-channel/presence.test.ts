@@ -44,6 +44,30 @@ const session = (id: string, deviceId: string, since: string) => ({ id, deviceId
 
 describe('presence (devices online across replicas)', () => {
   for (const engine of ENGINES) {
+    test(`${engine}: each heartbeat publishes what the replica says (its gateway streams); the others read it until it goes stale`, async (t) => {
+      const dbs = await openDbs(t, engine);
+      if (!dbs) return;
+      let now = Date.parse('2026-03-01T12:00:00Z');
+      const clock = () => new Date(now);
+      let said = '[{"tokenId":"t1","name":"edge-1"}]';
+      const a = await createPresence({ db: dbs[0]!, clock, log: () => undefined, published: () => said });
+      const b = await createPresence({ db: dbs[1]!, clock, log: () => undefined });
+      assert.deepEqual(await b.publishedElsewhere(), [{ id: a.replicaId, gateways: null }], 'nothing said before the first heartbeat');
+      await a.beat();
+      assert.deepEqual(await b.publishedElsewhere(), [{ id: a.replicaId, gateways: said }]);
+      assert.deepEqual(await a.publishedElsewhere(), [{ id: b.replicaId, gateways: null }], 'not its own');
+      said = '[]';
+      now += 5_000;
+      await a.beat();
+      assert.deepEqual(await b.publishedElsewhere(), [{ id: a.replicaId, gateways: '[]' }]);
+      // A replica silent past STALE_MS no longer counts.
+      now += 31_000;
+      await b.beat();
+      assert.deepEqual(await b.publishedElsewhere(), []);
+      await a.close();
+      await b.close();
+    });
+
     test(`${engine}: shared between replicas, batched, stale replicas drop out, close cleans up`, async (t) => {
       const dbs = await openDbs(t, engine);
       if (!dbs) return;

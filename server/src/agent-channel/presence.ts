@@ -55,6 +55,8 @@ export interface Presence {
   onlineAmong(deviceIds: readonly string[]): Promise<Set<string>>;
   /** How many devices are online on any replica (one count query; writes still queued are not waited for). */
   countOnline(): Promise<number>;
+  /** What the other live replicas published with their last heartbeat (see `published`). */
+  publishedElsewhere(): Promise<{ id: string; gateways: string | null }[]>;
   /** After this replica's pending writes: since when a replica must have been seen for its sessions to count (a filter for other queries). */
   aliveSince(): Promise<string>;
   /** Changes whenever who is online changes (devices online, sessions, the newest session), and how many devices are online. */
@@ -84,7 +86,13 @@ function combine(prev: Op | undefined, op: Op): Op | undefined {
   return op;
 }
 
-export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () => Date; log: (msg: string, extra?: Record<string, unknown>) => void }): Promise<Presence> {
+export async function createPresence(deps: {
+  db: Pick<Db, 'kysely'>;
+  clock: () => Date;
+  log: (msg: string, extra?: Record<string, unknown>) => void;
+  /** What this replica publishes with each heartbeat for the others (its gateway streams, as JSON). */
+  published?: () => string;
+}): Promise<Presence> {
   const replicaId = randomUUID();
   const repo = presenceRepo(deps.db.kysely);
   const now = (): string => deps.clock().toISOString();
@@ -173,7 +181,7 @@ export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () =
   }
 
   async function beat(): Promise<void> {
-    if (!(await repo.touchReplica(replicaId, now()))) {
+    if (!(await repo.touchReplica(replicaId, now(), deps.published?.()))) {
       // Another replica took this one for dead and deleted its rows: write them again.
       deps.log('this replica\'s presence rows were deleted (missed heartbeats?); writing them again', { sessions: live.size });
       await repo.ensureReplica(replicaId, now());
@@ -210,6 +218,7 @@ export async function createPresence(deps: { db: Pick<Db, 'kysely'>; clock: () =
       return repo.onlineAmong(deviceIds, ago(STALE_MS));
     },
     countOnline: () => repo.countOnline(ago(STALE_MS)),
+    publishedElsewhere: () => repo.gatewaysElsewhere(replicaId, ago(STALE_MS)),
     async aliveSince() {
       await flush();
       return ago(STALE_MS);

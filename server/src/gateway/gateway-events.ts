@@ -34,6 +34,8 @@ export interface GatewayEventsHub {
   readonly backlogBytes: number;
   /** The streams connected now, and how far each is behind `head` (the events table's newest id). */
   list(head: number): GatewayStreamInfo[];
+  /** The streams connected now with the cursor each has (what a replica publishes for the others' overview). */
+  snapshot(): GatewayStreamSnapshot[];
   close(): Promise<void>;
 }
 
@@ -46,6 +48,17 @@ export interface GatewayStreamInfo {
   behindEvents: number;
   backlogBytes: number;
 }
+
+/** One stream as the replicas table carries it: its position rather than how far behind (the head moves on). */
+export interface GatewayStreamSnapshot extends Omit<GatewayStreamInfo, 'behindEvents'> {
+  position: number | null;
+}
+
+/** How far behind `head` a stream is; a stream not yet subscribed is not behind. */
+export const streamInfo = (s: GatewayStreamSnapshot, head: number): GatewayStreamInfo => {
+  const { position, ...rest } = s;
+  return { ...rest, behindEvents: position === null ? 0 : Math.max(0, head - position) };
+};
 
 interface Stream {
   ws: WebSocket;
@@ -212,16 +225,19 @@ export function createGatewayEventsHub(deps: {
       for (const s of streams) most = Math.max(most, s.ws.bufferedAmount);
       return most;
     },
-    list(head) {
+    snapshot() {
       return [...streams].map((s) => ({
         tokenId: s.tokenId,
         name: s.name,
         remote: s.remote,
         connectedAt: s.connectedAt,
         lastEventAt: s.lastEventAt,
-        behindEvents: s.position === undefined ? 0 : Math.max(0, head - s.position),
+        position: s.position ?? null,
         backlogBytes: s.ws.bufferedAmount,
       }));
+    },
+    list(head) {
+      return hub.snapshot().map((s) => streamInfo(s, head));
     },
     async close() {
       clearInterval(timer);

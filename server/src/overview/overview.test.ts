@@ -57,6 +57,23 @@ for (const engine of ENGINES) {
       assert.equal(g.behindEvents, 0);
       assert.ok(g.lastEventAt, 'the revocation went out on it');
 
+      // A gateway on another live replica, as that replica's last heartbeat published it: behind by how many events
+      // it still lacks. A stale replica's gateways and a row that cannot be read are left out.
+      const head = Number((await h.db.kysely.selectFrom('events').select((eb) => eb.fn.max('id').as('m')).executeTakeFirstOrThrow()).m);
+      const at = h.clock.now.toISOString();
+      const old = new Date(h.clock.now.getTime() - 60_000).toISOString();
+      const elsewhere = { tokenId: 'tok-2', name: 'edge-2', remote: '10.1.1.1', connectedAt: at, lastEventAt: null, position: head - 2, backlogBytes: 512 };
+      await h.db.kysely
+        .insertInto('replicas')
+        .values([
+          { id: 'replica-b', started_at: at, seen_at: at, gateways: JSON.stringify([elsewhere]) },
+          { id: 'replica-stale', started_at: old, seen_at: old, gateways: JSON.stringify([{ ...elsewhere, name: 'edge-stale' }]) },
+          { id: 'replica-garbled', started_at: at, seen_at: at, gateways: '{not json' },
+        ])
+        .execute();
+      const all = await adminCall<ConsoleOverview>(h, 'GET', '/v1/admin/overview');
+      assert.deepEqual(all.json.gateways.map((x) => [x.name, x.behindEvents, x.backlogBytes]), [['edge-2', 2, 512], ['edge-1', 0, g.backlogBytes]], 'furthest behind first');
+
       // Nothing ends within a minute; the window is bounded.
       const soon = await adminCall<ConsoleOverview>(h, 'GET', '/v1/admin/overview?expiringWithinSeconds=60');
       assert.deepEqual(soon.json.expiringSoon, { withinSeconds: 60, count: 0, items: [] });

@@ -265,6 +265,14 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('audit_at').on('audit').column('at').execute();
     },
   },
+  {
+    // The gateways connected to each replica's /v1/events, as JSON written with
+    // its heartbeat: the console's overview shows those of every live replica.
+    name: '010_replica_gateways',
+    async up(db) {
+      await db.schema.alterTable('replicas').addColumn('gateways', 'text').execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

@@ -186,6 +186,8 @@ export interface ReplicasTable {
   id: string;
   started_at: string;
   seen_at: string;
+  /** The gateway streams this replica holds (JSON GatewayStreamSnapshot[]), as of its last heartbeat. */
+  gateways?: string | null;
 }
 
 /** One open agent control channel, on the replica that holds it. */
