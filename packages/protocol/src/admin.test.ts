@@ -69,7 +69,7 @@ describe('admin requests are closed', () => {
   test('additional properties are rejected on every request', () => {
     assert.equal(Value.Errors(TokenCreateRequest, { uses: 1, role: 'admin' }).First()?.path, '/role');
     assert.ok(!Value.Check(RevokeRequest, { reason: 'keyCompromise', force: true }));
-    assert.ok(!Value.Check(DeviceListQuery, { status: 'active', sort: 'name' }));
+    assert.ok(!Value.Check(DeviceListQuery, { status: 'active', orderBy: 'name' }));
     assert.ok(!Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 86400, requireApproval: false, maxDevices: 3 }));
   });
 
