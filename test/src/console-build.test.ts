@@ -89,5 +89,8 @@ describe('console lint rules', () => {
     assert.match(bad.stdout, /import type` only/);
     const ok = lint("import type { Device } from '@latchkey/protocol';\nexport const d: Device | null = null;\n");
     assert.equal(ok.status, 0, ok.stdout + ok.stderr);
+    // The plain lists come from the TypeBox-free entry, as values.
+    const wire = lint("import { REVOKE_REASONS } from '@latchkey/protocol/wire';\nexport const r = REVOKE_REASONS;\n");
+    assert.equal(wire.status, 0, wire.stdout + wire.stderr);
   });
 });

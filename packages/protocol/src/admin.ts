@@ -7,35 +7,19 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
 import { DeviceFacts } from './facts.js';
+import { ADMIN_ROLES, CRL_REASONS, type CrlReasonName, DEVICE_SORTS, DEVICE_STATUSES, REVOKE_REASONS, SORT_ORDERS } from './wire.js';
 
 // ------------------------------------------------------- revocation reasons
-/** RFC 5280 §5.3.1 CRLReason names and their integer codes (7 is unused). */
-export const CRL_REASONS = {
-  unspecified: 0,
-  keyCompromise: 1,
-  cACompromise: 2,
-  affiliationChanged: 3,
-  superseded: 4,
-  cessationOfOperation: 5,
-  certificateHold: 6,
-  removeFromCRL: 8,
-  privilegeWithdrawn: 9,
-  aACompromise: 10,
-} as const;
-export type CrlReasonName = keyof typeof CRL_REASONS;
-
-/**
- * Reasons an admin may give when revoking a device. Not the CA reasons
- * (cACompromise, aACompromise), not certificateHold / removeFromCRL: a
- * revocation here is final.
- */
-export const REVOKE_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const satisfies readonly CrlReasonName[];
+// CRL_REASONS and REVOKE_REASONS are plain lists in wire.ts (the console uses them without TypeBox).
+export { CRL_REASONS, type CrlReasonName, REVOKE_REASONS } from './wire.js';
 export const RevokeReason = Type.Union(REVOKE_REASONS.map((r) => Type.Literal(r)), { $id: 'RevokeReason' });
 export type RevokeReason = Static<typeof RevokeReason>;
 
 // ------------------------------------------------------- roles and groups
+// ADMIN_ROLES (in order) and roleAtLeast are in wire.ts (the console uses them without TypeBox).
+export { ADMIN_ROLES, roleAtLeast } from './wire.js';
 /** Each role can do what the previous one can: viewer reads, operator also issues tokens and approves/revokes devices, admin also sets policy. */
-export const AdminRole = Type.Union([Type.Literal('viewer'), Type.Literal('operator'), Type.Literal('admin')], { $id: 'AdminRole' });
+export const AdminRole = Type.Union(ADMIN_ROLES.map((r) => Type.Literal(r)), { $id: 'AdminRole' });
 export type AdminRole = Static<typeof AdminRole>;
 
 /** Lower-case letters, digits, `-` and `_`, starting with a letter or digit, at most 63 characters. */
@@ -91,8 +75,9 @@ export const TokenCreateResponse = Type.Object(
 export type TokenCreateResponse = Static<typeof TokenCreateResponse>;
 
 // ------------------------------------------------------- devices
+export { DEVICE_STATUSES } from './wire.js';
 /** `denied`: refused while pending (`devices deny`), for good; never had a certificate. */
-export const DeviceStatus = Type.Union([Type.Literal('pending'), Type.Literal('active'), Type.Literal('revoked'), Type.Literal('denied')], { $id: 'DeviceStatus' });
+export const DeviceStatus = Type.Union(DEVICE_STATUSES.map((s) => Type.Literal(s)), { $id: 'DeviceStatus' });
 export type DeviceStatus = Static<typeof DeviceStatus>;
 
 /** The device's current (latest) certificate. */
@@ -147,11 +132,11 @@ export type CertificateRecord = Static<typeof CertificateRecord>;
 export const DeviceDetail = Type.Object({ ...deviceFields, certificates: Type.Array(embed(CertificateRecord)) }, { $id: 'DeviceDetail' });
 export type DeviceDetail = Static<typeof DeviceDetail>;
 
-/** Orders of `GET /v1/admin/devices` (`sort=`); each pages by keyset on (that column, id). */
-export const DEVICE_SORTS = ['name', 'firstSeen', 'lastSeen', 'status', 'user'] as const;
-export type DeviceSort = (typeof DEVICE_SORTS)[number];
-/** The order a sort has when `order=` is not given: the newest first for times, A to Z otherwise. */
-export const DEFAULT_DEVICE_ORDER: Record<DeviceSort, 'asc' | 'desc'> = { name: 'asc', user: 'asc', status: 'asc', firstSeen: 'desc', lastSeen: 'desc' };
+// DEVICE_SORTS, SORT_ORDERS and DEFAULT_DEVICE_ORDER are plain lists in wire.ts (the console uses them without TypeBox).
+export { DEFAULT_DEVICE_ORDER, DEVICE_SORTS, type DeviceSort, SORT_ORDERS } from './wire.js';
+/** `order=` of a sorted list. */
+export const SortOrder = Type.Union(SORT_ORDERS.map((o) => Type.Literal(o)), { $id: 'SortOrder' });
+export type SortOrder = Static<typeof SortOrder>;
 
 /** `GET /v1/admin/devices` query string. */
 export const DeviceListQuery = Type.Object(
@@ -167,7 +152,7 @@ export const DeviceListQuery = Type.Object(
     /** Default firstSeen. */
     sort: Type.Optional(Type.Union(DEVICE_SORTS.map((s) => Type.Literal(s)))),
     /** Default asc for name, user and status; desc for firstSeen and lastSeen. */
-    order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')])),
+    order: Type.Optional(embed(SortOrder)),
     /** Default 100. */
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
     /** A previous page's nextCursor, with the same sort and order. */

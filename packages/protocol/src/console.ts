@@ -1,13 +1,48 @@
 /**
- * What the admin web console reads beyond the admin API's lists: the
- * overview (`GET /v1/admin/overview`), the audit log's filters
- * (`GET /v1/admin/audit`) and the live stream (`GET /v1/admin/live`,
- * server-sent events). The devices list's sort, order and online filter are
- * in DeviceListQuery (admin.ts).
+ * What the admin web console reads beyond the admin API's lists: its own
+ * session and sign-in options (`/v1/console/*`), the overview
+ * (`GET /v1/admin/overview`), the audit log's filters (`GET /v1/admin/audit`)
+ * and the live stream (`GET /v1/admin/live`, server-sent events). The devices
+ * list's sort, order and online filter are in DeviceListQuery (admin.ts).
  */
 import { Type, type Static } from '@sinclair/typebox';
-import { type AuditEvent, Device, RevokeReason } from './admin.js';
+import { AdminRole, type AuditEvent, Device, RevokeReason } from './admin.js';
 import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
+
+// ------------------------------------------------------- console sign-in
+/** `GET /v1/console/session`: who the browser (or a bearer token) is signed in as. */
+export const ConsoleSession = Type.Object(
+  {
+    /** As the audit log writes it, e.g. "user:alice@example.com" or "admin:ci". */
+    actor: BoundedText(200),
+    role: embed(AdminRole),
+    /** 'session' for a console cookie, 'token' for a bearer admin token. */
+    kind: Type.Union([Type.Literal('session'), Type.Literal('token')]),
+    /** The person's email for an identity-provider sign-in; null otherwise. */
+    user: Type.Union([BoundedText(254), Type.Null()]),
+    /** When the session (or token) ends; null for a token that does not. */
+    expiresAt: Type.Union([Timestamp(), Type.Null()]),
+    /** The `x-latchkey-csrf` header's value for changes; null without a console cookie (bearer). */
+    csrfToken: Type.Union([Type.String({ maxLength: 200 }), Type.Null()]),
+    /** The server's URL, as `latchkey enroll --server` takes it. */
+    serverUrl: Type.String({ maxLength: 2000 }),
+    /** SHA-256 hex of the root CA, as `latchkey enroll --ca-fingerprint` takes it. */
+    caFingerprint: Type.String({ pattern: '^[0-9a-f]{64}$', maxLength: 64 }),
+  },
+  { $id: 'ConsoleSession' },
+);
+export type ConsoleSession = Static<typeof ConsoleSession>;
+
+/** `GET /v1/console/sign-in-options`. */
+export const ConsoleSignInOptions = Type.Object(
+  {
+    providers: Type.Array(Type.Object({ issuer: Type.String({ maxLength: 300 }), name: BoundedText(300) })),
+    /** True only while no identity provider is configured. */
+    tokenSignIn: Type.Boolean(),
+  },
+  { $id: 'ConsoleSignInOptions' },
+);
+export type ConsoleSignInOptions = Static<typeof ConsoleSignInOptions>;
 
 // ------------------------------------------------------- overview
 /** `GET /v1/admin/overview` query string. */
@@ -20,10 +55,13 @@ export const OverviewQuery = Type.Object(
 );
 export type OverviewQuery = Static<typeof OverviewQuery>;
 
-const CrlAge = Type.Union([
-  Type.Object({ crlNumber: Type.Integer({ minimum: 0 }), thisUpdate: Timestamp(), nextUpdate: Timestamp(), ageSeconds: Type.Integer() }),
-  Type.Null(),
-]);
+/** A CRL's number, validity and age (seconds since thisUpdate). */
+export const CrlAge = Type.Object(
+  { crlNumber: Type.Integer({ minimum: 0 }), thisUpdate: Timestamp(), nextUpdate: Timestamp(), ageSeconds: Type.Integer() },
+  { $id: 'CrlAge' },
+);
+export type CrlAge = Static<typeof CrlAge>;
+const CrlAgeOrNull = Type.Union([embed(CrlAge), Type.Null()]);
 
 /** One gateway stream connected to `/v1/events` on the replica that answered. */
 export const ConnectedGateway = Type.Object(
@@ -61,7 +99,7 @@ export const ConsoleOverview = Type.Object(
     recentRevocations: Type.Array(
       Type.Object({ deviceId: Uuid(), name: BoundedText(64), at: Timestamp(), reason: Type.Union([embed(RevokeReason), Type.Null()]), actor: BoundedText(200) }),
     ),
-    crl: Type.Object({ issuing: CrlAge, root: CrlAge }),
+    crl: Type.Object({ issuing: CrlAgeOrNull, root: CrlAgeOrNull }),
     gateways: Type.Array(embed(ConnectedGateway)),
   },
   { $id: 'ConsoleOverview' },
@@ -90,9 +128,8 @@ export const AuditListQuery = Type.Object(
 export type AuditListQuery = Static<typeof AuditListQuery>;
 
 // ------------------------------------------------------- live stream
-/** `event:` names of `GET /v1/admin/live`. */
-export const LIVE_EVENTS = ['audit', 'presence', 'revocation', 'issuance', 'device-approved', 'policy'] as const;
-export type LiveEventName = (typeof LIVE_EVENTS)[number];
+// LIVE_EVENTS, the `event:` names, are a plain list in wire.ts (the console uses it without TypeBox).
+export { LIVE_EVENTS, type LiveEventName } from './wire.js';
 
 /** `event: presence`: sent when who is online changes. */
 export interface LivePresence {

@@ -1,7 +1,9 @@
 /**
- * The wire constants the agent needs at run time, with no schema library
- * behind them: importing `@latchkey/protocol/wire` costs the agent's daemon
- * no memory for TypeBox. The full package re-exports all of it.
+ * The wire constants the agent and the admin console need at run time, with
+ * no schema library behind them: importing `@latchkey/protocol/wire` costs
+ * the agent's daemon no memory for TypeBox and keeps it out of the console's
+ * bundle. The full package re-exports all of it, and its schemas are built
+ * from these lists, so there is one list of each.
  */
 /**
  * Version of the agent ↔ server wire contract. It is bumped only on
@@ -110,6 +112,51 @@ export const WS_CLOSE_CODES = {
   /** The peer sent messages (or pings) faster than any agent or gateway needs to. */
   tooManyMessages: 4029,
 } as const;
+
+/** RFC 5280 §5.3.1 CRLReason names and their integer codes (7 is unused). */
+export const CRL_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  cACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+  certificateHold: 6,
+  removeFromCRL: 8,
+  privilegeWithdrawn: 9,
+  aACompromise: 10,
+} as const;
+export type CrlReasonName = keyof typeof CRL_REASONS;
+
+/**
+ * Reasons an admin may give when revoking a device (RFC 5280 §5.3.1 names).
+ * Not the CA reasons (cACompromise, aACompromise), not certificateHold /
+ * removeFromCRL: a revocation here is final. admin.ts builds the
+ * RevokeReason schema from this list.
+ */
+export const REVOKE_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const satisfies readonly CrlReasonName[];
+
+/** `event:` names of the admin API's live stream, `GET /v1/admin/live` (console.ts has their data). */
+export const LIVE_EVENTS = ['audit', 'presence', 'revocation', 'issuance', 'device-approved', 'policy'] as const;
+export type LiveEventName = (typeof LIVE_EVENTS)[number];
+
+/** Where a device is in its life (admin API `status`). */
+export const DEVICE_STATUSES = ['pending', 'active', 'revoked', 'denied'] as const;
+
+/** Admin roles, each able to do what the previous one can: viewer reads, operator also issues tokens and approves/revokes devices, admin also sets policy. */
+export const ADMIN_ROLES = ['viewer', 'operator', 'admin'] as const;
+/** viewer < operator < admin: whether `have` may do what needs `need`. */
+export function roleAtLeast(have: (typeof ADMIN_ROLES)[number], need: (typeof ADMIN_ROLES)[number]): boolean {
+  return ADMIN_ROLES.indexOf(have) >= ADMIN_ROLES.indexOf(need);
+}
+
+/** Orders of `GET /v1/admin/devices` (`sort=`); each pages by keyset on (that column, id). */
+export const DEVICE_SORTS = ['name', 'firstSeen', 'lastSeen', 'status', 'user'] as const;
+export type DeviceSort = (typeof DEVICE_SORTS)[number];
+/** `order=` of a sorted list. */
+export const SORT_ORDERS = ['asc', 'desc'] as const;
+/** The order a sort has when `order=` is not given: the newest first for times, A to Z otherwise. */
+export const DEFAULT_DEVICE_ORDER: Readonly<Record<DeviceSort, (typeof SORT_ORDERS)[number]>> = { name: 'asc', user: 'asc', status: 'asc', firstSeen: 'desc', lastSeen: 'desc' };
 
 /** Where an agent keeps its device key: the OS credential store, a PKCS#11 token, or an encrypted file. */
 export const KEYSTORE_KINDS = ['os', 'pkcs11', 'file'] as const;

@@ -4,7 +4,7 @@
  * header on every call, 401 → sign-in, and `{error:{code,message}}` turned
  * into an ApiError whose message is shown to the person as the server wrote it.
  */
-import type { ConsoleSession } from './api-types.js';
+import type { ConsoleSession } from '@latchkey/protocol';
 
 export const CSRF_HEADER = 'x-latchkey-csrf';
 
@@ -94,6 +94,6 @@ export const CONSOLE = '/v1/console';
 
 export async function loadSession(): Promise<ConsoleSession> {
   const s = await request<ConsoleSession>('GET', `${CONSOLE}/session`);
-  setCsrfToken(s.csrfToken);
+  setCsrfToken(s.csrfToken ?? '');
   return s;
 }

@@ -3,17 +3,11 @@
  * queue and the device page. Revoke always asks first, in a dialog that
  * names the device, with the RFC 5280 reason.
  */
-import type { REVOKE_REASONS as ProtocolRevokeReasons, RevokeReason } from '@latchkey/protocol';
+import type { RevokeReason } from '@latchkey/protocol';
+import { REVOKE_REASONS } from '@latchkey/protocol/wire';
 import { ADMIN, api } from './api.js';
 import { h } from './dom.js';
 import { confirmDialog, field, select, toast } from './ui.js';
-
-/**
- * The protocol's REVOKE_REASONS, written here because the package's value
- * exports pull TypeBox into the bundle; `satisfies` makes the compiler
- * refuse any difference (order included).
- */
-export const REVOKE_REASONS = ['unspecified', 'keyCompromise', 'affiliationChanged', 'superseded', 'cessationOfOperation', 'privilegeWithdrawn'] as const satisfies typeof ProtocolRevokeReasons;
 
 const REASON_TEXT: Record<RevokeReason, string> = {
   unspecified: 'Unspecified',

@@ -6,10 +6,8 @@
  * gives up, so we ask who we are (a 401 there goes to sign-in) and reconnect
  * with a growing delay.
  */
+import { LIVE_EVENTS, type LiveEventName as LiveEvent } from '@latchkey/protocol/wire';
 import { ADMIN, loadSession } from './api.js';
-
-export const LIVE_EVENTS = ['audit', 'presence', 'revocation', 'issuance', 'device-approved', 'policy'] as const;
-export type LiveEvent = (typeof LIVE_EVENTS)[number];
 type Listener = (event: LiveEvent, data: unknown) => void;
 
 const listeners = new Set<{ events: readonly LiveEvent[]; fn: Listener }>();

@@ -1,6 +1,6 @@
 /** What every page gets from the router. One file per page under pages/, each exporting a `Page`. */
-import type { AdminRole } from '@latchkey/protocol';
-import type { ConsoleSession } from './api-types.js';
+import type { AdminRole, ConsoleSession } from '@latchkey/protocol';
+import { roleAtLeast } from '@latchkey/protocol/wire';
 
 export interface PageContext {
   session: ConsoleSession;
@@ -17,9 +17,7 @@ export interface PageContext {
 
 export type Page = (ctx: PageContext) => void | Promise<void>;
 
-const RANK: Record<AdminRole, number> = { viewer: 0, operator: 1, admin: 2 };
-
 /** Whether `role` may use what needs `min` (the server decides anyway; this only hides buttons). */
 export function can(role: AdminRole, min: AdminRole): boolean {
-  return RANK[role] >= RANK[min];
+  return roleAtLeast(role, min);
 }

@@ -1,6 +1,6 @@
 /** The frame around every signed-in page: skip link, header with navigation and sign-out, main, toasts. */
 import { api, CONSOLE } from './api.js';
-import type { ConsoleSession } from './api-types.js';
+import type { ConsoleSession } from '@latchkey/protocol';
 import { h } from './dom.js';
 import { onLiveState } from './live.js';
 import { can } from './page.js';

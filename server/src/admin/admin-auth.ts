@@ -5,12 +5,12 @@
  * recorded at most once a minute, after the answer is on its way.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { AdminRole } from '@latchkey/protocol';
+import { type AdminRole, roleAtLeast } from '@latchkey/protocol';
 import { LatchkeyError } from '../errors.js';
 import { bearer } from '../auth/bearer.js';
 import { CONSOLE_COOKIE, CSRF_HEADER, csrfMatches, isSafeMethod, readCookie } from '../auth/console-cookie.js';
 import { hashSecret } from '../auth/secret-hash.js';
-import { actorName, LAST_USED_RESOLUTION_MS, roleAtLeast, shouldRecordUse } from './admin-fns.js';
+import { actorName, LAST_USED_RESOLUTION_MS, shouldRecordUse } from './admin-fns.js';
 import type { AdminTokenKind, AdminTokenRow, AdminTokensRepo } from './admin-tokens-repo.js';
 
 /** Who is calling the admin API. `user` is the person's email (sessions). */

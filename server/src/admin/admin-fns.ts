@@ -1,10 +1,4 @@
-/** Pure decisions of the admin zone: role order, how an actor is named, when a use is recorded. */
-import type { AdminRole } from '@latchkey/protocol';
-
-const RANK: Record<AdminRole, number> = { viewer: 1, operator: 2, admin: 3 };
-
-/** viewer < operator < admin. */
-export const roleAtLeast = (have: AdminRole, need: AdminRole): boolean => RANK[have] >= RANK[need];
+/** Pure decisions of the admin zone (role order is the protocol's roleAtLeast): how an actor is named, when a use is recorded. */
 
 /** How the audit log names who acted: `user:<email>` for a person's session, `admin:<name>` for an API or bootstrap token. */
 export const actorName = (a: { kind: string; name: string; user: string | null }): string => (a.kind === 'session' && a.user ? `user:${a.user}` : `admin:${a.name}`);

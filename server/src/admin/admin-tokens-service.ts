@@ -7,12 +7,12 @@
  * administer the server any more.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { SECRET_PREFIXES, type AdminRole, type AdminTokenCreateRequest, type AdminTokenCreateResponse, type AdminTokenInfo } from '@latchkey/protocol';
+import { roleAtLeast, SECRET_PREFIXES, type AdminRole, type AdminTokenCreateRequest, type AdminTokenCreateResponse, type AdminTokenInfo } from '@latchkey/protocol';
 import { auditRepo } from '../audit/audit-repo.js';
 import { hashSecret } from '../auth/secret-hash.js';
 import { LatchkeyError } from '../errors.js';
 import type { Transactor } from '../storage/transaction.js';
-import { adminTokenTtlSeconds, roleAtLeast } from './admin-fns.js';
+import { adminTokenTtlSeconds } from './admin-fns.js';
 import { adminTokensRepo, type AdminTokenKind, type AdminTokenRow, type AdminTokensRepo } from './admin-tokens-repo.js';
 
 export const toAdminTokenInfo = (r: AdminTokenRow): AdminTokenInfo => ({

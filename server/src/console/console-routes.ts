@@ -14,6 +14,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import helmet from '@fastify/helmet';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ConsoleSession, ConsoleSignInOptions } from '@latchkey/protocol';
 import { Type } from '@sinclair/typebox';
 import type { AdminSessions } from '../admin/admin-sessions.js';
 import type { AdminTokensRepo } from '../admin/admin-tokens-repo.js';
@@ -89,7 +90,7 @@ export function consoleRoutes(d: ConsoleDeps) {
     });
 
     // ---- signing in
-    app.get(CONSOLE_PATHS.signInOptions, async () => ({
+    app.get(CONSOLE_PATHS.signInOptions, { schema: { response: { 200: ConsoleSignInOptions } } }, async (): Promise<ConsoleSignInOptions> => ({
       providers: (d.signIn?.providers() ?? []).map((issuer) => ({ issuer, name: new URL(issuer).host })),
       tokenSignIn: !d.idpConfigured,
     }));
@@ -158,7 +159,7 @@ export function consoleRoutes(d: ConsoleDeps) {
     // ---- the signed-in browser (the admin zone's hook: cookie or bearer, CSRF on changes)
     await app.register(async (authed) => {
       authed.addHook('onRequest', d.authHook(failures));
-      authed.get(CONSOLE_PATHS.session, { config: { minRole: 'viewer' } }, async (req) => {
+      authed.get(CONSOLE_PATHS.session, { config: { minRole: 'viewer' }, schema: { response: { 200: ConsoleSession } } }, async (req): Promise<ConsoleSession> => {
         const a = req.admin!;
         return {
           actor: actorOf(req),

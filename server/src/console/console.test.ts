@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliDecompressSync } from 'node:zlib';
 import { describe, test } from 'node:test';
+import { ConsoleSession, ConsoleSignInOptions } from '@latchkey/protocol';
 import { Value } from '@sinclair/typebox/value';
 import { OidcConfigSchema, type ServerConfig } from '../config/config-schema.js';
 import { ENGINES, harness, type Harness } from '../testing/harness.js';
@@ -128,6 +129,21 @@ for (const engine of ENGINES) {
       assert.match(j.caFingerprint, /^[0-9a-f]{64}$/);
       assert.equal(j.serverUrl, h.config.url);
       assert.equal(r.body.includes(s.secret), false, 'the session secret never appears in a body');
+      assert.ok(Value.Check(ConsoleSession, r.json()), [...Value.Errors(ConsoleSession, r.json())].map((e) => `${e.path} ${e.message}`).join('; '));
+    });
+
+    test('the session and sign-in options answer the protocol\'s ConsoleSession and ConsoleSignInOptions (a bearer token: csrfToken null)', async (t) => {
+      const h = await consoleHarness(t, engine);
+      if (!h) return;
+      const r = await h.app.inject({ method: 'GET', url: '/v1/console/session', headers: { authorization: `Bearer ${h.adminToken}` } });
+      assert.equal(r.statusCode, 200);
+      const j = r.json<ConsoleSession>();
+      assert.ok(Value.Check(ConsoleSession, j), [...Value.Errors(ConsoleSession, j)].map((e) => `${e.path} ${e.message}`).join('; '));
+      assert.equal(j.kind, 'token');
+      assert.equal(j.csrfToken, null);
+      const o = await h.app.inject({ method: 'GET', url: '/v1/console/sign-in-options' });
+      assert.ok(Value.Check(ConsoleSignInOptions, o.json()));
+      assert.deepEqual(o.json(), { providers: [], tokenSignIn: true });
     });
 
     test('CSRF: a change with the cookie needs the token and a same-origin request; reads do not', async (t) => {

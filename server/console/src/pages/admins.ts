@@ -1,13 +1,12 @@
 /** /admins (admin role): admin API tokens and people's live sessions; create a token (secret shown once), revoke either. */
 import type { AdminRole, AdminTokenCreateResponse, AdminTokenInfo } from '@latchkey/protocol';
+import { ADMIN_ROLES } from '@latchkey/protocol/wire';
 import { ADMIN, api } from '../api.js';
 import { h, replace } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
 import { can, type Page } from '../page.js';
 import { act, badge, confirmDialog, copyField, field, fill, loading, pageHeading, section, select, table, toast } from '../ui.js';
-
-const ROLES: readonly AdminRole[] = ['viewer', 'operator', 'admin'];
 
 export const adminsPage: Page = async (ctx) => {
   ctx.root.append(pageHeading('Admins'));
@@ -70,7 +69,7 @@ function revokeButton(t: AdminTokenInfo, title: string, reload: () => Promise<vo
 
 function createForm(myRole: AdminRole, out: HTMLElement, reload: () => Promise<void>): HTMLElement {
   const name = h('input', { name: 'name', type: 'text', required: true, pattern: '[a-z0-9][a-z0-9_.\\-]{0,62}', maxlength: '63', autocomplete: 'off' });
-  const role = select('role', ROLES.filter((r) => can(myRole, r)), 'viewer');
+  const role = select('role', ADMIN_ROLES.filter((r) => can(myRole, r)), 'viewer');
   const ttl = select('ttl', [['7d', '7 days'], ['30d', '30 days'], ['90d', '90 days'], ['365d', '365 days']], '90d');
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create token');
   const form = h(

@@ -3,19 +3,16 @@
  * the URL (?q=&status=&group=&online=&sort=&order=&cursor=) so a view can be
  * shared and Back works. "Previous" walks back the cursors this page visited.
  */
-import type { Device, DevicePage, DeviceStatus, GroupPage } from '@latchkey/protocol';
+import type { Device, DevicePage, DeviceSort, GroupPage, SortOrder } from '@latchkey/protocol';
+import { DEFAULT_DEVICE_ORDER, DEVICE_STATUSES } from '@latchkey/protocol/wire';
 import { ADMIN, api, withQuery } from '../api.js';
-import type { DeviceSort, SortOrder } from '../api-types.js';
 import { h, replace } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
 import type { Page } from '../page.js';
 import { badge, errorPanel, field, link, loading, pageHeading, select, table, type Column } from '../ui.js';
 
-const STATUSES: readonly DeviceStatus[] = ['pending', 'active', 'revoked', 'denied'];
 const PAGE_SIZE = 50;
-/** Newest first for times; A→Z for text. */
-const DEFAULT_ORDER: Record<DeviceSort, SortOrder> = { name: 'asc', user: 'asc', status: 'asc', firstSeen: 'desc', lastSeen: 'desc' };
 
 export function onlineDot(d: Pick<Device, 'id' | 'online'>): HTMLElement {
   const on = d.online === true;
@@ -25,12 +22,12 @@ export function onlineDot(d: Pick<Device, 'id' | 'online'>): HTMLElement {
 export const devicesPage: Page = async (ctx) => {
   const q = ctx.query;
   const sort = (q.get('sort') as DeviceSort | null) ?? 'firstSeen';
-  const order = (q.get('order') as SortOrder | null) ?? DEFAULT_ORDER[sort] ?? 'desc';
+  const order = (q.get('order') as SortOrder | null) ?? DEFAULT_DEVICE_ORDER[sort] ?? 'desc';
   // Cursors of the pages before this one (this visit only), for "Previous".
   const back: string[] = (history.state as { back?: string[] } | null)?.back ?? [];
 
   const search = h('input', { name: 'q', type: 'search', value: q.get('q') ?? '', placeholder: 'name, id, user email or serial', autocomplete: 'off', maxlength: '100' });
-  const status = select('status', [['', 'Any status'], ...STATUSES.map((s) => [s, s] as [string, string])], q.get('status') ?? '');
+  const status = select('status', [['', 'Any status'], ...DEVICE_STATUSES.map((s) => [s, s] as [string, string])], q.get('status') ?? '');
   const group = select('group', [['', 'Any group']], q.get('group') ?? '');
   const online = select('online', [['', 'Online or not'], ['true', 'Online'], ['false', 'Offline']], q.get('online') ?? '');
   const filters = h(
@@ -65,7 +62,7 @@ export const devicesPage: Page = async (ctx) => {
 
   const sortHeader = (key: DeviceSort, label: string): Column<Device> => {
     const active = sort === key;
-    const nextOrder: SortOrder = active ? (order === 'asc' ? 'desc' : 'asc') : DEFAULT_ORDER[key];
+    const nextOrder: SortOrder = active ? (order === 'asc' ? 'desc' : 'asc') : DEFAULT_DEVICE_ORDER[key];
     const b = h('button', { type: 'button', class: 'sort' }, label, h('span', { 'aria-hidden': 'true' }, active ? (order === 'asc' ? ' ▲' : ' ▼') : ''));
     b.addEventListener('click', () => go({ sort: key, order: nextOrder, cursor: undefined }));
     return { label, header: b, ariaSort: active ? (order === 'asc' ? 'ascending' : 'descending') : 'none', cell: () => null };

@@ -1,7 +1,6 @@
 /** /gateways: gateway tokens (for `/v1/events` and `gateway sync`) and the gateways connected now. */
-import type { GatewayTokenCreateResponse, GatewayTokenInfo, GatewayTokenPage } from '@latchkey/protocol';
+import type { ConnectedGateway, ConsoleOverview, GatewayTokenCreateResponse, GatewayTokenInfo, GatewayTokenPage } from '@latchkey/protocol';
 import { ADMIN, api } from '../api.js';
-import type { ConnectedGateway, ConsoleOverview } from '../api-types.js';
 import { append, h, replace } from '../dom.js';
 import { bytes, relative, when } from '../format.js';
 import { onLive } from '../live.js';

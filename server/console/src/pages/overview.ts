@@ -1,7 +1,6 @@
 /** /: counts, pending approvals, expiring certificates, recent revocations, CRL age, connected gateways. */
-import type { Device } from '@latchkey/protocol';
+import type { ConsoleOverview, CrlAge, Device } from '@latchkey/protocol';
 import { ADMIN, api } from '../api.js';
-import type { ConsoleOverview, CrlAge } from '../api-types.js';
 import { approve, deny } from '../device-actions.js';
 import { h, replace } from '../dom.js';
 import { duration, relative, when } from '../format.js';

@@ -4,7 +4,7 @@
  * only while no IdP is configured, the admin token form.
  */
 import { ApiError, CONSOLE, request, safeNext, withQuery } from '../api.js';
-import type { ConsoleSignInOptions } from '../api-types.js';
+import type { ConsoleSignInOptions } from '@latchkey/protocol';
 import { h } from '../dom.js';
 import { errorPanel, messageOf } from '../ui.js';
 

@@ -3,9 +3,8 @@
  * button and the exact `latchkey enroll` command; the list shows uses and
  * expiry; live tokens can be revoked.
  */
-import type { GroupPage, TokenCreateResponse, TokenInfo, TokenPage } from '@latchkey/protocol';
+import type { ConsoleSession, GroupPage, TokenCreateResponse, TokenInfo, TokenPage } from '@latchkey/protocol';
 import { ADMIN, api } from '../api.js';
-import type { ConsoleSession } from '../api-types.js';
 import { append, h, replace } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
