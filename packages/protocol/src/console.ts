@@ -129,7 +129,7 @@ export type AuditListQuery = Static<typeof AuditListQuery>;
 
 // ------------------------------------------------------- live stream
 // LIVE_EVENTS, the `event:` names, are a plain list in wire.ts (the console uses it without TypeBox).
-export { LIVE_EVENTS, type LiveEventName } from './wire.js';
+export { LIVE_EVENTS, type LiveEventName, CONSOLE_PATHS, CSRF_HEADER } from './wire.js';
 
 /** `event: presence`: sent when who is online changes. */
 export interface LivePresence {

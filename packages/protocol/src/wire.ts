@@ -38,6 +38,24 @@ export const PATHS = {
   admin: '/v1/admin',
 } as const;
 
+/** The web console's browser sign-in (`/v1/console/*`) and its hashed assets. */
+export const CONSOLE_PATHS = {
+  assets: '/assets',
+  /** GET: who is signed in, the role, the CSRF token. */
+  session: '/v1/console/session',
+  signInOptions: '/v1/console/sign-in-options',
+  /** POST `{token}`: sign in with an admin token (only while no IdP is configured). */
+  signInToken: '/v1/console/sign-in/token',
+  /** GET `?issuer&next`: sign in through the identity provider (authorization code + PKCE). */
+  signInSso: '/v1/console/sign-in/sso',
+  /** Where the identity provider sends the browser back. */
+  signInCallback: '/v1/console/sign-in/callback',
+  signOut: '/v1/console/sign-out',
+} as const;
+
+/** The header a change made with the console's session cookie carries its CSRF token in. */
+export const CSRF_HEADER = 'x-latchkey-csrf';
+
 export const EST_PREFIX = '/.well-known/est';
 
 /** RFC 7030 §3.2.2 operation paths. */

@@ -5,8 +5,8 @@
  * into an ApiError whose message is shown to the person as the server wrote it.
  */
 import type { ConsoleSession } from '@latchkey/protocol';
+import { CONSOLE_PATHS, CSRF_HEADER, PATHS } from '@latchkey/protocol/wire';
 
-export const CSRF_HEADER = 'x-latchkey-csrf';
 
 export class ApiError extends Error {
   constructor(
@@ -89,11 +89,10 @@ export const api = {
   del: <T>(path: string) => request<T>('DELETE', path),
 };
 
-export const ADMIN = '/v1/admin';
-export const CONSOLE = '/v1/console';
+export const ADMIN = PATHS.admin;
 
 export async function loadSession(): Promise<ConsoleSession> {
-  const s = await request<ConsoleSession>('GET', `${CONSOLE}/session`);
+  const s = await request<ConsoleSession>('GET', CONSOLE_PATHS.session);
   setCsrfToken(s.csrfToken ?? '');
   return s;
 }

@@ -1,5 +1,6 @@
 /** The frame around every signed-in page: skip link, header with navigation and sign-out, main, toasts. */
-import { api, CONSOLE } from './api.js';
+import { CONSOLE_PATHS } from '@latchkey/protocol/wire';
+import { api } from './api.js';
 import type { ConsoleSession } from '@latchkey/protocol';
 import { h } from './dom.js';
 import { onLiveState } from './live.js';
@@ -12,7 +13,7 @@ export function renderShell(app: HTMLElement, session: ConsoleSession): { main: 
   const signOut = h('button', { type: 'button', class: 'btn btn-quiet' }, 'Sign out');
   signOut.addEventListener('click', () => {
     void act(signOut, async () => {
-      await api.post(`${CONSOLE}/sign-out`);
+      await api.post(CONSOLE_PATHS.signOut);
       location.assign('/sign-in');
     });
   });

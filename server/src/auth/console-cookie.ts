@@ -13,8 +13,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 export const CONSOLE_COOKIE = '__Host-latchkey_console';
 /** The flow id, PKCE verifier and return path of an IdP sign-in started from the console. */
 export const SIGN_IN_COOKIE = '__Host-latchkey_signin';
-/** The header the console sends its CSRF token in. */
-export const CSRF_HEADER = 'x-latchkey-csrf';
+export { CSRF_HEADER } from '@latchkey/protocol';
 
 /** Longest Cookie header we read (a browser sends at most a few KB; ours are < 300 bytes). */
 const MAX_COOKIE_HEADER = 8192;

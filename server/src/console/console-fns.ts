@@ -1,15 +1,7 @@
 /** Pure pieces of the console's serving and sign-in: paths, the CSP, where to send a browser back to. */
 import { LatchkeyError } from '../errors.js';
 
-export const CONSOLE_PATHS = {
-  assets: '/assets',
-  session: '/v1/console/session',
-  signInOptions: '/v1/console/sign-in-options',
-  signInToken: '/v1/console/sign-in/token',
-  signInSso: '/v1/console/sign-in/sso',
-  signInCallback: '/v1/console/sign-in/callback',
-  signOut: '/v1/console/sign-out',
-} as const;
+export { CONSOLE_PATHS } from '@latchkey/protocol';
 
 /** The console's pages: each answers the HTML shell, and the client draws the page. */
 export const CONSOLE_PAGES = ['/', '/sign-in', '/devices', '/devices/:id', '/approvals', '/tokens', '/groups', '/gateways', '/admins', '/audit'] as const;

@@ -3,7 +3,8 @@
  * authorization code flow with PKCE and comes back with the cookie), and,
  * only while no IdP is configured, the admin token form.
  */
-import { ApiError, CONSOLE, request, safeNext, withQuery } from '../api.js';
+import { CONSOLE_PATHS } from '@latchkey/protocol/wire';
+import { ApiError, request, safeNext, withQuery } from '../api.js';
 import type { ConsoleSignInOptions } from '@latchkey/protocol';
 import { h } from '../dom.js';
 import { errorPanel, messageOf } from '../ui.js';
@@ -18,7 +19,7 @@ export async function signInPage(app: HTMLElement): Promise<void> {
 
   let options: ConsoleSignInOptions;
   try {
-    options = await request<ConsoleSignInOptions>('GET', `${CONSOLE}/sign-in-options`, undefined, { redirectOn401: false });
+    options = await request<ConsoleSignInOptions>('GET', CONSOLE_PATHS.signInOptions, undefined, { redirectOn401: false });
   } catch (err) {
     main.append(errorPanel(err));
     return;
@@ -29,7 +30,7 @@ export async function signInPage(app: HTMLElement): Promise<void> {
       h(
         'ul',
         { class: 'providers' },
-        options.providers.map((p) => h('li', null, h('a', { class: 'btn btn-primary btn-block', href: withQuery(`${CONSOLE}/sign-in/sso`, { issuer: p.issuer, next }) }, `Sign in with ${p.name}`))),
+        options.providers.map((p) => h('li', null, h('a', { class: 'btn btn-primary btn-block', href: withQuery(CONSOLE_PATHS.signInSso, { issuer: p.issuer, next }) }, `Sign in with ${p.name}`))),
       ),
     );
   }
@@ -57,7 +58,7 @@ function tokenForm(next: string): HTMLElement {
     ev.preventDefault();
     status.textContent = '';
     submit.disabled = true;
-    request('POST', `${CONSOLE}/sign-in/token`, { token: input.value.trim() }, { redirectOn401: false }).then(
+    request('POST', CONSOLE_PATHS.signInToken, { token: input.value.trim() }, { redirectOn401: false }).then(
       () => location.assign(next),
       (err: unknown) => {
         submit.disabled = false;
