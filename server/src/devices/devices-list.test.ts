@@ -133,6 +133,44 @@ for (const engine of ENGINES) {
       assert.equal(shown.certificate?.serial, '77deadbeef01');
     });
 
+    test('the name and email search through the trigram index finds exactly what a substring match finds, also after a rename', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const rows = await seed(h, 8);
+      const names = ['Finance-Laptop', 'ab"c d', '50%_off', 'LAPTOP-2', 'x', 'ops-laptop', 'ab', 'desk*top'];
+      for (const [i, name] of names.entries()) await h.db.kysely.updateTable('devices').set({ name }).where('id', '=', rows[i]!.id).execute();
+      await h.db.kysely.updateTable('devices').set({ user_email: 'carol.laptop@corp.example' }).where('id', '=', rows[4]!.id).execute();
+      const want = async (text: string): Promise<string[]> => {
+        const all = await h.db.kysely.selectFrom('devices').select(['id', 'name', 'user_email']).execute();
+        const t = text.toLowerCase();
+        return all.filter((d) => d.name.toLowerCase().includes(t) || (d.user_email ?? '').includes(t) || d.id.startsWith(t)).map((d) => d.id).sort();
+      };
+      const got = async (text: string): Promise<string[]> => (await adminCall<Page>(h, 'GET', `/v1/admin/devices?limit=500&q=${encodeURIComponent(text)}`)).json.items.map((d) => d.id).sort();
+      for (const text of ['lap', 'LAPTOP', 'laptop-', 'a', 'ab', 'b"c', '"', '%_o', '0%', 'sk*t', 'corp.ex', 'top', 'host', 'nothing-like-it']) {
+        assert.deepEqual(await got(text), await want(text), `q=${text}`);
+      }
+      await h.db.kysely.updateTable('devices').set({ name: 'renamed-box' }).where('id', '=', rows[0]!.id).execute();
+      assert.deepEqual(await got('finance'), []);
+      assert.deepEqual(await got('renamed'), [rows[0]!.id]);
+    });
+
+    test('a search matching more devices than it fetches by id pages through all of them once, in order', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      const rows = await seed(h, 2100);
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: Page = (await adminCall<Page>(h, 'GET', `/v1/admin/devices?limit=500&q=host&sort=name${cursor ? `&cursor=${cursor}` : ''}`)).json;
+        seen.push(...page.items.map((d) => d.id));
+        cursor = page.nextCursor;
+      } while (cursor);
+      assert.equal(seen.length, rows.length);
+      assert.equal(new Set(seen).size, rows.length);
+      assert.deepEqual(seen, [...rows].sort((a, b) => a.name.localeCompare(b.name) || (a.id < b.id ? -1 : 1)).map((d) => d.id));
+      assert.equal((await adminCall<Page>(h, 'GET', '/v1/admin/devices?q=host3')).json.items.length, 100, 'one name in four');
+    });
+
     test('online=true|false: devices with an agent on a live replica, and the others; a stale replica does not count', async (t) => {
       const h = await harness(t, engine);
       if (!h) return;

@@ -1,8 +1,8 @@
-import { type Expression, type SqlBool, sql } from 'kysely';
+import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
 import type { DeviceSort } from '@latchkey/protocol';
-import type { Executor } from '../storage/executor.js';
+import { type Executor, isSqlite } from '../storage/executor.js';
 import { containsText, escapeLike } from '../storage/like.js';
-import type { DevicesTable } from '../storage/schema.js';
+import type { Database, DevicesTable } from '../storage/schema.js';
 
 export interface DeviceFilter {
   status?: DevicesTable['status'];
@@ -41,13 +41,61 @@ const ID_CHARS = /^[0-9a-f-]+$/;
 /** A serial is searched from this many hex digits on (shorter ones match too many). */
 const MIN_SERIAL_PREFIX = 4;
 
+/** FTS5's trigram index answers a substring of 3 characters or more (migration 011). */
+const MIN_TRIGRAM = 3;
+
+/**
+ * The ids of the devices `text` (lower case) finds, as one UNION ALL whose
+ * every branch an index answers (a device may come twice), so that neither engine reads every device: the
+ * name or the bound email containing it (SQLite: the FTS5 trigram table, a
+ * phrase of 3+ characters being a substring match; PostgreSQL: LIKE, which
+ * pg_trgm's GIN indexes answer when the extension was there — migration 011);
+ * the id, and any certificate's serial, beginning with it (an admin pastes a
+ * whole one, or its start, as with git hashes).
+ */
+function searchIds(db: Executor, text: string) {
+  const phrase = `{name user_email} : "${text.replace(/"/g, '""')}"`;
+  let ids =
+    isSqlite(db) && [...text].length >= MIN_TRIGRAM
+      ? db.selectFrom('devices').select('id').where(sql<SqlBool>`rowid in (select rowid from devices_search where devices_search match ${phrase})`)
+      : db
+          .selectFrom('devices')
+          .select('id')
+          .where(containsText('name', text))
+          .unionAll(db.selectFrom('devices').select('id').where(emailContains(text)));
+  if (ID_CHARS.test(text)) ids = ids.unionAll(db.selectFrom('devices').select('id').where('id', '>=', text).where('id', '<', `${text}~`));
+  if (HEX.test(text) && text.length >= MIN_SERIAL_PREFIX) {
+    ids = ids.unionAll(db.selectFrom('certificates').select('device_id as id').where('serial', '>=', text).where('serial', '<', `${text}~`));
+  }
+  return ids;
+}
+
+/** The bound email contains `text` (lower case); it is stored lower case: no lower() per row. */
+const emailContains = (text: string): Expression<SqlBool> => sql<SqlBool>`${sql.ref('user_email')} like ${`%${escapeLike(text)}%`} escape '\\'`;
+
+/** Matching devices a search fetches by id before it scans in the list's order instead. */
+const SEARCH_CANDIDATES = 2000;
+
+/** The same match as searchIds, as a filter on each row (for a dense match, read in the list's order). */
+const denseMatch = (text: string) => (eb: ExpressionBuilder<Database, 'devices'>) =>
+  eb.or([
+    containsText('name', text),
+    emailContains(text),
+    ...(ID_CHARS.test(text) ? [eb.and([eb('id', '>=', text), eb('id', '<', `${text}~`)])] : []),
+    ...(HEX.test(text) && text.length >= MIN_SERIAL_PREFIX ? [eb('id', 'in', eb.selectFrom('certificates').select('device_id').where('serial', '>=', text).where('serial', '<', `${text}~`))] : []),
+  ]);
+
 export type DevicesRepo = ReturnType<typeof devicesRepo>;
 
 export const devicesRepo = (db: Executor) => ({
   insert: (d: DevicesTable) => db.insertInto('devices').values(d).execute(),
   findById: (id: string) => db.selectFrom('devices').selectAll().where('id', '=', id).executeTakeFirst(),
-  /** One page in (sort key, id) order: seeks the sort's index from `after` in either direction. */
-  list(f: DeviceFilter) {
+  /**
+   * One page in (sort key, id) order: seeks the sort's index from `after` in either direction.
+   * A search first asks the indexes which devices match (at most SEARCH_CANDIDATES); when more
+   * do, matches are dense and the ordered scan with the match as a filter stops early instead.
+   */
+  async list(f: DeviceFilter) {
     const key = SORT_KEYS[f.sort ?? 'firstSeen'].expr;
     const desc = f.order === 'desc';
     let q = db.selectFrom('devices').selectAll();
@@ -56,19 +104,9 @@ export const devicesRepo = (db: Executor) => ({
     if (f.user) q = q.where('user_email', '=', f.user.toLowerCase());
     if (f.q) {
       const text = f.q.toLowerCase();
-      q = q.where((eb) =>
-        eb.or([
-          containsText('name', text),
-          // The bound email is stored lower case: no lower() per row.
-          sql<SqlBool>`${sql.ref('user_email')} like ${`%${escapeLike(text)}%`} escape '\\'`,
-          // Ids (lower-case UUIDs) and serials (lower-case hex) match from their start, through
-          // their indexes: an admin pastes a whole one, or its beginning (as with git hashes).
-          ...(ID_CHARS.test(text) ? [eb.and([eb('id', '>=', text), eb('id', '<', `${text}~`)])] : []),
-          ...(HEX.test(text) && text.length >= MIN_SERIAL_PREFIX
-            ? [eb('id', 'in', eb.selectFrom('certificates').select('device_id').where('serial', '>=', text).where('serial', '<', `${text}~`))]
-            : []),
-        ]),
-      );
+      const found = await searchIds(db, text).limit(SEARCH_CANDIDATES + 1).execute();
+      if (found.length === 0) return [];
+      q = found.length <= SEARCH_CANDIDATES ? q.where('id', 'in', found.map((r) => r.id)) : q.where(denseMatch(text));
     }
     if (f.online) {
       const alive = f.online.aliveSince;

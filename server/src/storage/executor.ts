@@ -1,4 +1,4 @@
-import { type Kysely, type Transaction, sql } from 'kysely';
+import { type Kysely, SqliteAdapter, type Transaction, sql } from 'kysely';
 import type { Database } from './schema.js';
 
 /** A repo works on the database or inside a caller's transaction. */
@@ -8,3 +8,6 @@ export type Executor = Kysely<Database> | Transaction<Database>;
 export async function ping(db: Executor): Promise<void> {
   await sql`select 1`.execute(db);
 }
+
+/** Whether the executor talks to SQLite (for the few queries each engine indexes its own way). */
+export const isSqlite = (db: Executor): boolean => db.getExecutor().adapter instanceof SqliteAdapter;

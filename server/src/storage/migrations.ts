@@ -273,6 +273,35 @@ const MIGRATIONS: Migration[] = [
       await db.schema.alterTable('replicas').addColumn('gateways', 'text').execute();
     },
   },
+  {
+    // The console's device search (a substring of the name or the bound
+    // email) through a trigram index instead of reading every device:
+    // SQLite's FTS5 trigram tokenizer over the devices table (kept by
+    // triggers), PostgreSQL's pg_trgm GIN indexes when the extension can be
+    // had (it is trusted: the database owner may create it); without it the
+    // search reads the table, as before.
+    name: '011_devices_search',
+    async up(db, engine) {
+      if (engine === 'sqlite') {
+        await sql`create virtual table devices_search using fts5(name, user_email, content='devices', content_rowid='rowid', tokenize='trigram')`.execute(db);
+        await sql`create trigger devices_search_insert after insert on devices begin
+          insert into devices_search(rowid, name, user_email) values (new.rowid, new.name, new.user_email); end`.execute(db);
+        await sql`create trigger devices_search_delete after delete on devices begin
+          insert into devices_search(devices_search, rowid, name, user_email) values ('delete', old.rowid, old.name, old.user_email); end`.execute(db);
+        await sql`create trigger devices_search_update after update of name, user_email on devices begin
+          insert into devices_search(devices_search, rowid, name, user_email) values ('delete', old.rowid, old.name, old.user_email);
+          insert into devices_search(rowid, name, user_email) values (new.rowid, new.name, new.user_email); end`.execute(db);
+        await sql`insert into devices_search(devices_search) values ('rebuild')`.execute(db);
+        return;
+      }
+      const r = await sql<{ ok: boolean }>`select (exists (select 1 from pg_extension where extname = 'pg_trgm')
+          or (exists (select 1 from pg_available_extensions where name = 'pg_trgm') and has_database_privilege(current_database(), 'CREATE'))) as ok`.execute(db);
+      if (!r.rows[0]?.ok) return;
+      await sql`create extension if not exists pg_trgm`.execute(db);
+      await sql`create index devices_name_trgm on devices using gin (lower(name) gin_trgm_ops)`.execute(db);
+      await sql`create index devices_user_email_trgm on devices using gin (user_email gin_trgm_ops)`.execute(db);
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

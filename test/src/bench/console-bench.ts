@@ -90,6 +90,7 @@ async function main(): Promise<void> {
     ['devices, first screen (default sort)', '/v1/admin/devices?limit=50'],
     ['devices, q=<name fragment>', `/v1/admin/devices?limit=50&q=${probe.name.slice(3, 12)}`],
     ['devices, q=<serial>', `/v1/admin/devices?limit=50&q=${probe.serial}`],
+    ['devices, q=<in every name>', '/v1/admin/devices?limit=50&q=laptop'],
     ['devices, sort=lastSeen', '/v1/admin/devices?limit=50&sort=lastSeen'],
     ['devices, status=active&online=true', '/v1/admin/devices?limit=50&status=active&online=true'],
     ['overview', '/v1/admin/overview'],
