@@ -7,7 +7,7 @@ import * as nodeCrypto from 'node:crypto';
 import { ALG, ECC_NIST_P256, ECC_NIST_P384, OBJECT_ATTRIBUTE_RESERVED, algName } from './constants.js';
 import { parseAttest, type CertifyAttest } from './attest.js';
 import { TpmError } from './errors.js';
-import { objectName, type ParsedPublic, type TpmPublic } from './public.js';
+import { objectName, type TpmPublic } from './public.js';
 import { parseSignature, verifySignature } from './signature.js';
 
 const STRONG_NAME_ALGS = new Set<number>([ALG.SHA256, ALG.SHA384, ALG.SHA512]);
@@ -76,7 +76,7 @@ export interface CertifyInput {
   /** The qualifying data the verifier sent; must come back as extraData. */
   nonce: Uint8Array;
   /** The key the caller was shown (e.g. the CSR's key as TPMT_PUBLIC); its Name must be the certified one. */
-  certifiedPublic: TpmPublic | ParsedPublic;
+  certifiedPublic: TpmPublic;
 }
 
 const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && nodeCrypto.timingSafeEqual(a, b);

@@ -15,7 +15,7 @@
  * padding randomness comes from OpenSSL.
  */
 import * as nodeCrypto from 'node:crypto';
-import { ALG, CURVES, algName } from './constants.js';
+import { ALG, CURVES, HASHES, algName } from './constants.js';
 import { TpmError } from './errors.js';
 import { kdfa, kdfe } from './kdf.js';
 import { Writer, tpm2b } from './marshal.js';
@@ -56,7 +56,7 @@ function checkInput(i: MakeCredentialInput): { hash: { node: string; size: numbe
     throw new TpmError('TPM_UNSUPPORTED', `makeCredential: the EK's symmetric definition is ${algName(sym.algorithm)}; only AES-128/192/256 in CFB mode is supported`);
   }
   const name = Buffer.from(i.objectName);
-  const nameHash = name.length >= 2 ? hashOf(name.readUInt16BE(0), 'object Name') : undefined;
+  const nameHash = name.length >= 2 ? HASHES.get(name.readUInt16BE(0)) : undefined;
   if (!nameHash || name.length !== 2 + nameHash.size) throw new TpmError('ARGUMENT_INVALID', 'makeCredential: objectName must be a TPM object Name (a 2-byte nameAlg and its digest)');
   if (i.secret.length < 1 || i.secret.length > hash.size) {
     throw new TpmError('ARGUMENT_INVALID', `makeCredential: the secret must be 1 to ${hash.size} bytes (the EK nameAlg's digest size), not ${i.secret.length}`);

@@ -160,19 +160,21 @@ export function encodePublic(p: TpmPublic): Buffer {
   return w.done();
 }
 
-/** The TPMT_PUBLIC bytes: as read when the value was parsed, else freshly marshalled. */
-export const publicBytes = (p: TpmPublic | ParsedPublic): Buffer => ('bytes' in p && Buffer.isBuffer(p.bytes) ? p.bytes : encodePublic(p));
-
 export function hashOf(alg: number, what: string): { node: string; size: number } {
   const h = HASHES.get(alg);
   if (!h) throw new TpmError('TPM_UNSUPPORTED', `${what}: hash ${algName(alg)} is not supported; use SHA256, SHA384 or SHA512`);
   return h;
 }
 
-/** The object's Name (Part 1 §16): nameAlg as 2 bytes, then H_nameAlg(TPMT_PUBLIC). */
-export function objectName(p: TpmPublic | ParsedPublic): Buffer {
+/**
+ * The object's Name (Part 1 §16): nameAlg as 2 bytes, then H_nameAlg(TPMT_PUBLIC).
+ * Always over the fields as they are now (marshalling is canonical: a parsed
+ * value re-encodes to its exact bytes), never over stale `bytes` of a value
+ * someone changed.
+ */
+export function objectName(p: TpmPublic): Buffer {
   const h = hashOf(p.nameAlg, 'object Name');
-  const digest = nodeCrypto.createHash(h.node).update(publicBytes(p)).digest();
+  const digest = nodeCrypto.createHash(h.node).update(encodePublic(p)).digest();
   return new Writer().u16(p.nameAlg).raw(digest).done();
 }
 
