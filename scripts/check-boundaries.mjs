@@ -7,6 +7,7 @@ const forbidden = {
   agent: ['@latchkey/server'],
   server: ['@latchkey/agent'],
   'packages/pki': ['@latchkey/server', '@latchkey/agent', '@latchkey/test'],
+  'packages/tpm': ['@latchkey/server', '@latchkey/agent', '@latchkey/test', '@latchkey/protocol'],
   'packages/cli': ['@latchkey/server', '@latchkey/agent', '@latchkey/test', '@latchkey/pki', '@latchkey/protocol'],
   'packages/protocol': ['@latchkey/server', '@latchkey/agent', '@latchkey/test', '@latchkey/pki'],
 };

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-const roots = ['packages/pki/dist', 'packages/protocol/dist', 'packages/cli/dist', 'server/dist', 'agent/dist', 'test/dist'];
+const roots = ['packages/pki/dist', 'packages/tpm/dist', 'packages/protocol/dist', 'packages/cli/dist', 'server/dist', 'agent/dist', 'test/dist'];
 const files = [];
 const walk = (dir) => {
   for (const name of readdirSync(dir)) {

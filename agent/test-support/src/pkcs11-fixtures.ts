@@ -123,6 +123,28 @@ const portOpen = (port: number): Promise<boolean> =>
   });
 
 /**
+ * Starts swtpm (TPM 2.0, already initialised and started up) on a free pair
+ * of loopback ports over `stateDir`, stopped in `t.after`. Returns the TPM
+ * port: tpm2-tools reach it with `TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=N`.
+ */
+export async function startSwtpm(t: AfterHook, stateDir: string): Promise<number> {
+  const port = await freePortPair();
+  const swtpm = start(
+    t,
+    'swtpm',
+    ['socket', '--tpm2', '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`, '--tpmstate', `dir=${stateDir}`, '--flags', 'not-need-init,startup-clear'],
+    {},
+  );
+  // Probe the control port: the TPM port serves one client at a time.
+  await waitFor('swtpm', 5000, () => portOpen(port + 1), swtpm.exited);
+  return port;
+}
+
+export const hasCommand = which;
+export const SWTPM_TCTI_LIBS = SWTPM_TCTI;
+export const firstExistingPath = firstExisting;
+
+/**
  * A software TPM 2.0 (swtpm) behind tpm2-abrmd on a private D-Bus session
  * bus, and a tpm2-pkcs11 store with one token (`tpm2_ptool init` +
  * `addtoken`). The resource manager is needed: swtpm, like a real TPM, holds
@@ -146,15 +168,7 @@ export async function swtpmToken(t: AfterHook, label = 'latchkey-tpm'): Promise<
   mkdirSync(join(dir, 'state'));
   mkdirSync(join(dir, 'store'));
 
-  const port = await freePortPair();
-  const swtpm = start(
-    t,
-    'swtpm',
-    ['socket', '--tpm2', '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${port + 1},bindaddr=127.0.0.1`, '--tpmstate', `dir=${join(dir, 'state')}`, '--flags', 'not-need-init,startup-clear'],
-    {},
-  );
-  // Probe the control port: the TPM port serves one client at a time.
-  await waitFor('swtpm', 5000, () => portOpen(port + 1), swtpm.exited);
+  const port = await startSwtpm(t, join(dir, 'state'));
 
   const bus = `unix:path=${join(dir, 'bus')}`;
   const dbus = start(t, 'dbus-daemon', ['--session', '--nofork', '--nopidfile', `--address=${bus}`], {});

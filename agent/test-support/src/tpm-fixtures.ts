@@ -1,0 +1,62 @@
+/**
+ * A software TPM made like a shipped one: `swtpm_setup --create-ek-cert
+ * --create-platform-cert` writes its EK certificates (signed by a
+ * swtpm_localca CA in a temp dir) into NV, then swtpm serves it and
+ * tpm2-tools talk to it directly over the swtpm TCTI (no resource manager:
+ * `tools()` flushes transient objects after each command, as a
+ * TPM holds only 3 loaded objects). Or a string naming what is missing.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type AfterHook, SWTPM_TCTI_LIBS, firstExistingPath, hasCommand, startSwtpm } from './pkcs11-fixtures.js';
+
+export interface SwtpmWithEkCert {
+  dir: string;
+  env: Record<string, string>;
+  /** swtpm_localca's root and issuing CA certificates (PEM paths). */
+  rootCaPem: string;
+  issuerCaPem: string;
+  /** Runs a tpm2-tools command; returns stdout, or throws with stderr. */
+  tools(cmd: string, args: string[], opts?: { input?: Buffer; allowFail?: boolean }): { code: number | null; stdout: Buffer; stderr: string };
+}
+
+export async function swtpmWithEkCert(t: AfterHook): Promise<SwtpmWithEkCert | string> {
+  for (const cmd of ['swtpm', 'swtpm_setup', 'swtpm_localca', 'tpm2_createek', 'tpm2_send']) {
+    if (!hasCommand(cmd)) return `${cmd} (apt-get install swtpm swtpm-tools tpm2-tools)`;
+  }
+  if (!firstExistingPath(SWTPM_TCTI_LIBS)) return 'the swtpm TCTI (apt-get install libtss2-tcti-swtpm0)';
+  const dir = mkdtempSync(join(tmpdir(), 'latchkey-tpm-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = join(dir, 'ca');
+  mkdirSync(ca);
+  mkdirSync(join(dir, 'state'));
+  writeFileSync(join(dir, 'localca.conf'), `statedir = ${ca}\nsigningkey = ${ca}/signkey.pem\nissuercert = ${ca}/issuercert.pem\ncertserial = ${ca}/certserial\n`);
+  writeFileSync(join(dir, 'localca.options'), '--platform-manufacturer Latchkey\n--platform-version 2.1\n--platform-model test\n');
+  writeFileSync(
+    join(dir, 'setup.conf'),
+    `create_certs_tool = swtpm_localca\ncreate_certs_tool_config = ${join(dir, 'localca.conf')}\ncreate_certs_tool_options = ${join(dir, 'localca.options')}\nactive_pcr_banks = sha256\n`,
+  );
+  const setup = spawnSync('swtpm_setup', ['--tpm2', '--tpmstate', join(dir, 'state'), '--create-ek-cert', '--create-platform-cert', '--config', join(dir, 'setup.conf'), '--overwrite'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  if (setup.status !== 0) throw new Error(`swtpm_setup failed: ${(setup.stderr || setup.stdout).slice(-2000)}`);
+  const port = await startSwtpm(t, join(dir, 'state'));
+  const env = { TPM2TOOLS_TCTI: `swtpm:host=127.0.0.1,port=${port}` };
+  const exec = (cmd: string, args: string[], input?: Buffer) => spawnSync(cmd, args, { cwd: dir, env: { ...process.env, ...env }, input, timeout: 60_000 });
+  return {
+    dir,
+    env,
+    rootCaPem: join(ca, 'swtpm-localca-rootca-cert.pem'),
+    issuerCaPem: join(ca, 'issuercert.pem'),
+    tools(cmd, args, opts = {}) {
+      const r = exec(cmd, args, opts.input);
+      exec('tpm2_flushcontext', ['-t']);
+      const out = { code: r.status, stdout: r.stdout, stderr: r.stderr?.toString() ?? r.error?.message ?? '' };
+      if (r.status !== 0 && !opts.allowFail) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status}): ${out.stderr.slice(-2000)}`);
+      return out;
+    },
+  };
+}
