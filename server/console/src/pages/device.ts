@@ -24,7 +24,7 @@ export const devicePage: Page = async (ctx) => {
       ctx.setTitle(d.name);
       const h1 = head.querySelector('h1')!;
       h1.textContent = d.name;
-      replace(body, operator ? actions(d, load) : null, facts(d), certificates(d), section('Audit trail', auditTable(audit.items, 'No audit entry for this device.')));
+      replace(body, operator ? actions(d, load) : null, facts(d), certificates(d), section('Audit trail', auditTable(audit.items, 'No audit entry for this device.', new Map([[d.id, d.name]]))));
     } catch (err) {
       replace(body, errorPanel(err));
     }
