@@ -18,7 +18,7 @@ export const overviewPage: Page = async (ctx) => {
     try {
       const lifetimes = await api.get<GroupPage>(`${ADMIN}/groups`).then((p) => p.items.map((g) => g.certLifetimeSeconds), () => []);
       const o = await api.get<ConsoleOverview>(`${ADMIN}/overview`, { expiringWithinSeconds: expiringWindow(lifetimes) });
-      replace(body, counts(o), pending(o.pendingApprovals, operator, load), expiring(o), revocations(o), crl(o), section('Connected gateways', gatewaysTable(o.gateways)));
+      replace(body, counts(o), pending(o.pendingApprovals, operator, load), expiring(o), revocations(o), crl(o), wide(section('Connected gateways', gatewaysTable(o.gateways))));
     } catch (err) {
       replace(body, errorPanel(err));
     }
@@ -26,6 +26,12 @@ export const overviewPage: Page = async (ctx) => {
   ctx.onDispose(onLive(['audit', 'presence', 'revocation', 'issuance', 'device-approved', 'policy'], () => void load(), 1000));
   await load();
 };
+
+/** A section across the whole grid (a table with many columns). */
+function wide(el: HTMLElement): HTMLElement {
+  el.classList.add('wide');
+  return el;
+}
 
 function counts(o: ConsoleOverview): HTMLElement {
   const stat = (label: string, value: number, href: string) => h('li', { class: 'stat' }, h('a', { href }, h('span', { class: 'stat-value' }, String(value)), h('span', { class: 'stat-label' }, label)));
@@ -90,7 +96,7 @@ function expiring(o: ConsoleOverview): HTMLElement {
   const within = duration(e.withinSeconds);
   return section(
     `Certificates ending within ${within}`,
-    h('p', { class: 'hint' }, `${e.count} active device${e.count === 1 ? '' : 's'} whose certificate ends within ${within}. Agents renew at 2/3 of a certificate's lifetime, so a certificate this close to its end means its agent is offline or failing to renew.`),
+    h('p', { class: 'hint' }, `${e.count ? `${e.count} active device${e.count === 1 ? '' : 's'}. ` : ''}Agents renew at 2/3 of a certificate's lifetime: one this close to its end means its agent is offline or failing to renew.`),
     table(`Certificates ending within ${within}`, [
       { label: 'Device', cell: (i) => link(`/devices/${i.deviceId}`, i.name) },
       { label: 'Serial', cell: (i) => h('code', null, i.serial), class: 'mono' },
