@@ -58,7 +58,7 @@ function revokeButton(t: GatewayTokenInfo, reload: () => Promise<void>): HTMLEle
 function createForm(out: HTMLElement, reload: () => Promise<void>): HTMLElement {
   const name = h('input', { name: 'name', type: 'text', required: true, maxlength: '100', autocomplete: 'off' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create token');
-  const form = h('form', { class: 'panel inline-form', 'aria-labelledby': 'gw-create' }, h('h2', { id: 'gw-create' }, 'New gateway token'), field('Gateway name', name), h('div', { class: 'actions' }, submit));
+  const form = h('form', { class: 'panel inline-form', 'aria-labelledby': 'gw-create' }, h('h2', { id: 'gw-create' }, 'New gateway token'), h('div', { class: 'fields' }, field('Gateway name', name)), h('div', { class: 'actions' }, submit));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     void act(submit, async () => {
