@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
+import { release } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import AxeBuilder from '@axe-core/playwright';
@@ -39,6 +40,46 @@ async function audit(page: Page, where: string): Promise<Finding[]> {
   return r.violations
     .filter((v) => v.impact === 'serious' || v.impact === 'critical')
     .map((v) => ({ where, id: v.id, impact: v.impact!, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary ?? ''}`) }));
+}
+
+/** Every entry of the main nav lies inside the viewport (none scrolled or cut off). */
+async function navFits(page: Page, width: number): Promise<void> {
+  const links = page.getByRole('navigation', { name: 'Main' }).getByRole('link');
+  assert.equal(await links.count(), 8);
+  for (const link of await links.all()) {
+    const box = await link.boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= width, `${await link.innerText()} is outside the ${width} px viewport: ${JSON.stringify(box)}`);
+  }
+}
+
+/** What the pages say, beyond axe: the values a person reads (issue 13 review of the screenshots). */
+async function readable(page: Page, url: string, ids: { online: string; revoked: string }): Promise<void> {
+  await page.goto(`${url}/`);
+  await settled(page);
+  // Shortest group lifetime 8 h → certificates within 2 h of their end; the 24 h one renewed in time is not listed.
+  const expiring = page.getByRole('region', { name: 'Certificates ending within 2 h' });
+  await expiring.waitFor();
+  assert.equal(await expiring.locator(`a[href="/devices/${ids.online}"]`).count(), 0);
+
+  await page.goto(`${url}/devices`);
+  await settled(page);
+  assert.equal(await page.locator(`tr[data-device-id="${ids.revoked}"] td[data-label="Certificate ends"]`).innerText(), 'revoked');
+
+  await page.goto(`${url}/devices/${ids.online}`);
+  await settled(page);
+  const os = await page.locator('.facts div', { has: page.getByText('Operating system', { exact: true }) }).locator('dd').innerText();
+  assert.ok(os.startsWith(`${process.platform} ${release()} (${process.arch})`), os);
+
+  await page.goto(`${url}/tokens`);
+  await settled(page);
+  await page.locator('.badge-neutral', { hasText: 'used' }).first().waitFor();
+  assert.equal(await page.locator('.badge-revoked', { hasText: 'used' }).count(), 0, 'a used token is not shown as revoked');
+
+  await page.goto(`${url}/audit`);
+  await settled(page);
+  const revoke = page.locator('tr', { has: page.getByText('device.revoke', { exact: true }) }).first();
+  await revoke.locator(`a[href="/devices/${ids.revoked}"]`).waitFor();
+  assert.equal(await revoke.locator('td[data-label="Target"] code').getAttribute('title'), ids.revoked);
 }
 
 async function shoot(page: Page, name: string, width: number): Promise<void> {
@@ -99,6 +140,8 @@ describe('issue 13: accessibility and screenshots of every console page', () => 
         await shoot(page, name, size.width);
         findings.push(...(await audit(page, `${path} at ${size.width} px`)));
       }
+      await navFits(page, size.width);
+      if (size === DESKTOP) await readable(page, s.url, { online: deviceId, revoked: gone.id });
       // On the device's page (the last but one above, open again): the revoke dialog, as an on-call admin sees it.
       await page.goto(`${s.url}/devices/${deviceId}`);
       await settled(page);

@@ -7,6 +7,14 @@ export function when(iso: string | null | undefined): string {
   return Number.isNaN(d.getTime()) ? iso : dateTime.format(d);
 }
 
+/** "2026-12-03 14:16:07" in local time: one short line for logs (`when` gives the long form for a title). */
+export function stamp(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
 /** "3 h", "2 d", "45 s". */
 export function duration(seconds: number): string {
   const s = Math.abs(Math.round(seconds));

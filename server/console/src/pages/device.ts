@@ -1,5 +1,5 @@
 /** /devices/:id: facts, person, group, certificate history, audit trail, and the actions the role allows. */
-import type { AuditPage, DeviceDetail } from '@latchkey/protocol';
+import type { AuditPage, DeviceDetail, DeviceFacts } from '@latchkey/protocol';
 import { ADMIN, api } from '../api.js';
 import { auditTable } from '../audit-table.js';
 import { approve, denyWithConfirm, renewNow, revokeWithConfirm } from '../device-actions.js';
@@ -24,7 +24,7 @@ export const devicePage: Page = async (ctx) => {
       ctx.setTitle(d.name);
       const h1 = head.querySelector('h1')!;
       h1.textContent = d.name;
-      replace(body, operator ? actions(d, load) : null, facts(d), certificates(d), section('Audit trail', auditTable(audit.items, 'No audit entry for this device.')));
+      replace(body, operator ? actions(d, load) : null, facts(d), certificates(d), section('Audit trail', auditTable(audit.items, 'No audit entry for this device.', new Map([[d.id, d.name]]))));
     } catch (err) {
       replace(body, errorPanel(err));
     }
@@ -76,7 +76,7 @@ function facts(d: DeviceDetail): HTMLElement {
       f
         ? [
             row('Hostname', f.hostname),
-            row('Operating system', `${f.os.version ?? f.os.platform} (${f.os.platform} ${f.os.release}, ${f.arch})`),
+            row('Operating system', osLine(f)),
             row('Hardware id', h('code', null, f.hardwareId)),
             row('Agent version', f.agentVersion),
             f.userEmail ? row('User (reported by the agent)', f.userEmail) : null,
@@ -84,6 +84,20 @@ function facts(d: DeviceDetail): HTMLElement {
         : row('Facts', 'not reported'),
     ),
   );
+}
+
+/**
+ * "linux 6.18.44 (x64)", or the product name when the agent reports one
+ * ("Windows 10 Pro (x64)"). `os.version()` on Linux and macOS is the kernel
+ * build string ("#1 SMP PREEMPT_DYNAMIC …", "Darwin Kernel Version …"):
+ * never the headline, only a secondary line.
+ */
+export function osLine(f: DeviceFacts): Child {
+  const { platform, release, version } = f.os;
+  const product = version && !/^#|kernel version/i.test(version) ? version : undefined;
+  const head = product ? `${product} (${f.arch})` : `${platform} ${release} (${f.arch})`;
+  const secondary = product ? `${platform} ${release}` : version;
+  return [head, secondary ? h('span', { class: 'details secondary' }, secondary) : null];
 }
 
 function certificates(d: DeviceDetail): HTMLElement {

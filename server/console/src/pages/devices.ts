@@ -6,7 +6,7 @@
 import type { Device, DevicePage, DeviceSort, GroupPage, SortOrder } from '@latchkey/protocol';
 import { DEFAULT_DEVICE_ORDER, DEVICE_STATUSES } from '@latchkey/protocol/wire';
 import { ADMIN, api, withQuery } from '../api.js';
-import { h, replace } from '../dom.js';
+import { h, replace, type Child } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
 import type { Page } from '../page.js';
@@ -17,6 +17,13 @@ const PAGE_SIZE = 50;
 export function onlineDot(d: Pick<Device, 'id' | 'online'>): HTMLElement {
   const on = d.online === true;
   return h('span', { class: `dot ${on ? 'dot-on' : 'dot-off'}`, 'data-testid': `online-${d.id}`, 'data-online': String(on), role: 'img', 'aria-label': on ? 'online' : 'offline', title: on ? 'online' : 'offline' });
+}
+
+/** A revoked or denied device's certificate does not "end in 24 h": it no longer counts. */
+function certificateEnds(d: Device): Child {
+  if (d.status === 'revoked') return 'revoked';
+  if (d.status === 'denied' || !d.certificate) return '—';
+  return h('time', { datetime: d.certificate.notAfter, title: when(d.certificate.notAfter) }, relative(d.certificate.notAfter));
 }
 
 export const devicesPage: Page = async (ctx) => {
@@ -87,7 +94,7 @@ export const devicesPage: Page = async (ctx) => {
         { label: 'Group', cell: (d) => d.group },
         { ...sortHeader('lastSeen', 'Last seen'), cell: (d) => h('time', { datetime: d.lastSeen ?? '', title: when(d.lastSeen) }, relative(d.lastSeen)) },
         { ...sortHeader('firstSeen', 'First seen'), cell: (d) => when(d.firstSeen) },
-        { label: 'Certificate ends', cell: (d) => (d.certificate ? relative(d.certificate.notAfter) : '—') },
+        { label: 'Certificate ends', cell: certificateEnds },
       ];
       const tableEl = table('Devices', cols, page.items, (d) => ({ 'data-testid': 'device-row', 'data-device-id': d.id }), 'No device matches.');
       const prev = h('button', { type: 'button', class: 'btn', disabled: !q.get('cursor') }, 'Previous');

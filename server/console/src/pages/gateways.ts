@@ -9,12 +9,12 @@ import { act, badge, confirmDialog, copyField, field, fill, loading, pageHeading
 
 export function gatewaysTable(gateways: ConnectedGateway[]): HTMLElement {
   return table('Gateways connected to the event stream', [
-    { label: 'Gateway', cell: (g) => g.name },
-    { label: 'Address', cell: (g) => h('code', null, g.remote) },
-    { label: 'Connected', cell: (g) => h('time', { datetime: g.connectedAt, title: when(g.connectedAt) }, relative(g.connectedAt)) },
-    { label: 'Last event', cell: (g) => relative(g.lastEventAt) },
-    { label: 'Behind', cell: (g) => (g.behindEvents > 0 ? badge(`${g.behindEvents} events`, 'pending') : 'up to date') },
-    { label: 'Backlog', cell: (g) => bytes(g.backlogBytes) },
+    { label: 'Gateway', class: 'nowrap', cell: (g) => g.name },
+    { label: 'Address', class: 'nowrap', cell: (g) => h('code', null, g.remote) },
+    { label: 'Connected', class: 'nowrap', cell: (g) => h('time', { datetime: g.connectedAt, title: when(g.connectedAt) }, relative(g.connectedAt)) },
+    { label: 'Last event', class: 'nowrap', cell: (g) => relative(g.lastEventAt) },
+    { label: 'Behind', class: 'nowrap', cell: (g) => (g.behindEvents > 0 ? badge(`${g.behindEvents} events`, 'pending') : 'up to date') },
+    { label: 'Backlog', class: 'nowrap', cell: (g) => bytes(g.backlogBytes) },
   ], gateways, undefined, 'No gateway is connected to this server replica.');
 }
 
@@ -58,7 +58,7 @@ function revokeButton(t: GatewayTokenInfo, reload: () => Promise<void>): HTMLEle
 function createForm(out: HTMLElement, reload: () => Promise<void>): HTMLElement {
   const name = h('input', { name: 'name', type: 'text', required: true, maxlength: '100', autocomplete: 'off' });
   const submit = h('button', { type: 'submit', class: 'btn btn-primary' }, 'Create token');
-  const form = h('form', { class: 'panel inline-form', 'aria-labelledby': 'gw-create' }, h('h2', { id: 'gw-create' }, 'New gateway token'), field('Gateway name', name), h('div', { class: 'actions' }, submit));
+  const form = h('form', { class: 'panel inline-form', 'aria-labelledby': 'gw-create' }, h('h2', { id: 'gw-create' }, 'New gateway token'), h('div', { class: 'fields' }, field('Gateway name', name)), h('div', { class: 'actions' }, submit));
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     void act(submit, async () => {

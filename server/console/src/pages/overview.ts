@@ -1,5 +1,5 @@
 /** /: counts, pending approvals, expiring certificates, recent revocations, CRL age, connected gateways. */
-import type { ConsoleOverview, CrlAge, Device } from '@latchkey/protocol';
+import type { ConsoleOverview, CrlAge, Device, GroupPage } from '@latchkey/protocol';
 import { ADMIN, api } from '../api.js';
 import { approve, deny } from '../device-actions.js';
 import { h, replace } from '../dom.js';
@@ -16,15 +16,22 @@ export const overviewPage: Page = async (ctx) => {
 
   const load = async (): Promise<void> => {
     try {
-      const o = await api.get<ConsoleOverview>(`${ADMIN}/overview`);
-      replace(body, counts(o), pending(o.pendingApprovals, operator, load), expiring(o), revocations(o), crl(o), section('Connected gateways', gatewaysTable(o.gateways)));
+      const lifetimes = await api.get<GroupPage>(`${ADMIN}/groups`).then((p) => p.items.map((g) => g.certLifetimeSeconds), () => []);
+      const o = await api.get<ConsoleOverview>(`${ADMIN}/overview`, { expiringWithinSeconds: expiringWindow(lifetimes) });
+      replace(body, counts(o), pending(o.pendingApprovals, operator, load), expiring(o), revocations(o), crl(o), wide(section('Connected gateways', gatewaysTable(o.gateways))));
     } catch (err) {
       replace(body, errorPanel(err));
     }
   };
-  ctx.onDispose(onLive(['audit', 'presence', 'revocation', 'issuance', 'device-approved'], () => void load(), 1000));
+  ctx.onDispose(onLive(['audit', 'presence', 'revocation', 'issuance', 'device-approved', 'policy'], () => void load(), 1000));
   await load();
 };
+
+/** A section across the whole grid (a table with many columns). */
+function wide(el: HTMLElement): HTMLElement {
+  el.classList.add('wide');
+  return el;
+}
 
 function counts(o: ConsoleOverview): HTMLElement {
   const stat = (label: string, value: number, href: string) => h('li', { class: 'stat' }, h('a', { href }, h('span', { class: 'stat-value' }, String(value)), h('span', { class: 'stat-label' }, label)));
@@ -67,16 +74,34 @@ function pending(devices: Device[], operator: boolean, reload: () => Promise<voi
   );
 }
 
+/** Without groups to go by: a quarter of the default 24 h lifetime. */
+const DEFAULT_WINDOW_SECONDS = 6 * 3600;
+const MIN_WINDOW_SECONDS = 60;
+const MAX_WINDOW_SECONDS = 90 * 86400;
+
+/**
+ * How close to its end a certificate must be to count as "not renewed":
+ * agents renew at 2/3 of the lifetime (± 10 %), so with the shortest
+ * lifetime in use a healthy agent renews with more than a quarter of it
+ * left. Within a quarter of it, the agent is offline or failing to renew.
+ */
+export function expiringWindow(lifetimes: readonly number[]): number {
+  if (lifetimes.length === 0) return DEFAULT_WINDOW_SECONDS;
+  const quarter = Math.floor(Math.min(...lifetimes) / 4);
+  return Math.min(MAX_WINDOW_SECONDS, Math.max(MIN_WINDOW_SECONDS, quarter));
+}
+
 function expiring(o: ConsoleOverview): HTMLElement {
   const e = o.expiringSoon;
+  const within = duration(e.withinSeconds);
   return section(
-    'Certificates expiring soon',
-    h('p', { class: 'hint' }, `${e.count} active device${e.count === 1 ? '' : 's'} whose certificate ends within ${duration(e.withinSeconds)} (agents normally renew well before).`),
-    table('Certificates expiring soon', [
+    `Certificates ending within ${within}`,
+    h('p', { class: 'hint' }, `${e.count ? `${e.count} active device${e.count === 1 ? '' : 's'}. ` : ''}Agents renew at 2/3 of a certificate's lifetime: one this close to its end means its agent is offline or failing to renew.`),
+    table(`Certificates ending within ${within}`, [
       { label: 'Device', cell: (i) => link(`/devices/${i.deviceId}`, i.name) },
       { label: 'Serial', cell: (i) => h('code', null, i.serial), class: 'mono' },
       { label: 'Ends', cell: (i) => h('time', { datetime: i.notAfter, title: when(i.notAfter) }, relative(i.notAfter)) },
-    ], e.items, undefined, 'No certificate ends soon.'),
+    ], e.items, undefined, `No certificate ends within ${within}.`),
   );
 }
 

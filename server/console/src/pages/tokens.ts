@@ -39,7 +39,7 @@ export const tokensPage: Page = async (ctx) => {
         { label: 'Uses', cell: (t) => `${t.usedCount} / ${t.uses}` },
         { label: 'Expires', cell: (t) => h('time', { datetime: t.expiresAt, title: when(t.expiresAt) }, relative(t.expiresAt)) },
         { label: 'Created', cell: (t) => when(t.createdAt) },
-        { label: 'Status', cell: (t) => badge(state(t), state(t) === 'active' ? 'active' : 'revoked') },
+        { label: 'Status', cell: (t) => badge(state(t), state(t) === 'used' || state(t) === 'expired' ? 'neutral' : state(t)) },
         ...(operator ? [{ label: 'Actions', cell: (t: TokenInfo) => (state(t) === 'active' ? revokeButton(t, load) : null) }] : []),
       ], items, undefined, 'No enrollment token yet.');
     });
