@@ -11,7 +11,7 @@ export interface ImportRow {
 
 const HEX64 = new RegExp(EK_HASH_PATTERN, 'i');
 const GROUP = new RegExp(GROUP_NAME_PATTERN);
-const PRINTABLE_NAME = /^[^\x00-\x1f\x7f",]{1,64}$/;
+const PRINTABLE_NAME = /^[^\p{Cc}",]{1,64}$/u;
 
 /**
  * `name,ek_hash[,group]` lines; a first line `name,ek_hash…` is a header;
