@@ -36,6 +36,9 @@ import { createGatewayTokensService } from './gateway/gateway-tokens-service.js'
 import { groupRoutes } from './groups/groups-routes.js';
 import { groupsRepo } from './groups/groups-repo.js';
 import { createGroupsService } from './groups/groups-service.js';
+import { registeredDevicesRepo } from './registered-devices/registered-devices-repo.js';
+import { registeredDeviceRoutes } from './registered-devices/registered-devices-routes.js';
+import { createRegisteredDevicesService } from './registered-devices/registered-devices-service.js';
 import { createIssuanceService } from './issuance/issuance-service.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createRateLimiter, perAddress, registerRateLimit } from './rate-limit.js';
@@ -293,6 +296,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
       await admin.register(adminRoutes({ audit: auditRepo(k), tokens, devices }));
       await admin.register(adminAccess.adminRoutes);
       await admin.register(groupRoutes({ groups }));
+      await admin.register(registeredDeviceRoutes({ registered: createRegisteredDevicesService({ tx, list: registeredDevicesRepo(k), clock }) }));
       await admin.register(usersRoutes({ users: usersRepo(k), sync: usersSync }));
       // Gateway tokens for /v1/events and `gateway sync`.
       await admin.register(gatewayTokenRoutes({ gatewayTokens }));

@@ -123,9 +123,9 @@ describe('command lines against a running server', () => {
     const lifetimeOnly = await cli(['groups', 'set', 'cli', '--lifetime', '2h', ...d]);
     assert.equal(lifetimeOnly.code, 0, lifetimeOnly.stderr);
     assert.match(lifetimeOnly.stdout, /group cli: certificates for 7200 s, approval required/);
-    assert.deepEqual(await group(), { name: 'cli', certLifetimeSeconds: 7200, requireApproval: true }, '--lifetime alone keeps approval on');
+    assert.deepEqual(await group(), { name: 'cli', certLifetimeSeconds: 7200, requireApproval: true, attestation: 'none', requireRegisteredEk: false }, '--lifetime alone keeps approval on');
     assert.equal((await cli(['groups', 'set', 'cli', '--no-require-approval', ...d])).code, 0);
-    assert.deepEqual(await group(), { name: 'cli', certLifetimeSeconds: 7200, requireApproval: false }, '--no-require-approval turns it off and keeps the lifetime');
+    assert.deepEqual(await group(), { name: 'cli', certLifetimeSeconds: 7200, requireApproval: false, attestation: 'none', requireRegisteredEk: false }, '--no-require-approval turns it off and keeps the lifetime');
     const nothing = await cli(['groups', 'set', 'cli', ...d]);
     assert.equal(nothing.code, 2);
     assert.match(nothing.stderr, /changes nothing/);

@@ -11,6 +11,7 @@ import {
   DeviceListQuery,
   DevicePage,
   GroupPolicy,
+  RegisteredDeviceCreateRequest,
   REVOKE_REASONS,
   RevokeReason,
   RevokeRequest,
@@ -89,9 +90,22 @@ describe('admin requests are closed', () => {
   });
 
   test('group policy bounds the certificate lifetime', () => {
-    assert.ok(Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 86400, requireApproval: true }));
-    assert.ok(!Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 4, requireApproval: true }));
-    assert.ok(!Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 86400 }));
+    const p = { attestation: 'none', requireRegisteredEk: false };
+    assert.ok(Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 86400, requireApproval: true, ...p }));
+    assert.ok(!Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 4, requireApproval: true, ...p }));
+    assert.ok(!Value.Check(GroupPolicy, { name: 'laptops', certLifetimeSeconds: 86400, ...p }));
+  });
+
+  test('group attestation is none or tpm', () => {
+    const g = { name: 'laptops', certLifetimeSeconds: 86400, requireApproval: false, requireRegisteredEk: true };
+    assert.ok(Value.Check(GroupPolicy, { ...g, attestation: 'tpm' }));
+    assert.equal(Value.Errors(GroupPolicy, { ...g, attestation: 'sgx' }).First()?.path, '/attestation');
+  });
+
+  test('registered device: an EK hash is 64 hex digits; unknown fields refused', () => {
+    assert.ok(Value.Check(RegisteredDeviceCreateRequest, { ekHash: 'A'.repeat(64), name: 'kiosk-1', group: 'kiosks' }));
+    assert.ok(!Value.Check(RegisteredDeviceCreateRequest, { ekHash: 'a'.repeat(63) }));
+    assert.ok(!Value.Check(RegisteredDeviceCreateRequest, { ekHash: 'a'.repeat(64), serial: 'x' }));
   });
 
   test('admin roles are viewer, operator and admin', () => {

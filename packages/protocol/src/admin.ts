@@ -7,7 +7,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
 import { DeviceFacts } from './facts.js';
-import { ADMIN_ROLES, CRL_REASONS, type CrlReasonName, DEVICE_SORTS, DEVICE_STATUSES, REVOKE_REASONS, SORT_ORDERS } from './wire.js';
+import { ADMIN_ROLES, ATTESTATION_MODES, CRL_REASONS, type CrlReasonName, DEVICE_SORTS, DEVICE_STATUSES, REVOKE_REASONS, SORT_ORDERS } from './wire.js';
 
 // ------------------------------------------------------- revocation reasons
 // CRL_REASONS and REVOKE_REASONS are plain lists in wire.ts (the console uses them without TypeBox).
@@ -28,16 +28,71 @@ export const GROUP_NAME_PATTERN = '^[a-z0-9][a-z0-9_-]{0,62}$';
 const PageCursor = () => Type.String({ minLength: 1, maxLength: 200 });
 const GroupName = () => Type.String({ pattern: GROUP_NAME_PATTERN, maxLength: 63 });
 
+export const AttestationMode = Type.Union(ATTESTATION_MODES.map((m) => Type.Literal(m)), { $id: 'AttestationMode' });
+export type AttestationMode = Static<typeof AttestationMode>;
+
 /** Policy of a token group (`PUT /v1/admin/groups/:name` takes it without `name`). */
 export const GroupPolicy = Type.Object(
   {
     name: GroupName(),
     certLifetimeSeconds: Type.Integer({ minimum: 5, maximum: 366 * 86400 }),
     requireApproval: Type.Boolean(),
+    /** `tpm`: only a TPM-attested device key enrolls or renews (issue 14); `none`: any key the CSR policy allows. */
+    attestation: embed(AttestationMode),
+    /** With `tpm`: the device's EK must also be in the registered devices (`devices register`). */
+    requireRegisteredEk: Type.Boolean(),
   },
   { $id: 'GroupPolicy', additionalProperties: false },
 );
 export type GroupPolicy = Static<typeof GroupPolicy>;
+
+// ------------------------------------------------------- registered devices (EK inventory)
+export { ATTESTATION_MODES, REGISTERED_DEVICES_IMPORT_LIMITS } from './wire.js';
+/** SHA-256 (lower-case hex) of the EK public key's SubjectPublicKeyInfo DER. */
+export const EK_HASH_PATTERN = '^[0-9a-f]{64}$';
+const EkHash = () => Type.String({ pattern: EK_HASH_PATTERN, minLength: 64, maxLength: 64 });
+
+/** `POST /v1/admin/registered-devices`: exactly one of `ekCertPem` and `ekHash`. */
+export const RegisteredDeviceCreateRequest = Type.Object(
+  {
+    ekCertPem: Type.Optional(Type.String({ minLength: 1, maxLength: 16384 })),
+    ekHash: Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$', minLength: 64, maxLength: 64 })),
+    name: Type.Optional(BoundedText(64, { minLength: 1 })),
+    group: Type.Optional(GroupName()),
+  },
+  { $id: 'RegisteredDeviceCreateRequest', additionalProperties: false },
+);
+export type RegisteredDeviceCreateRequest = Static<typeof RegisteredDeviceCreateRequest>;
+
+/** A device registered in advance by its TPM's endorsement key. */
+export const RegisteredDevice = Type.Object(
+  {
+    id: Uuid(),
+    ekHash: EkHash(),
+    /** From the EK certificate's SAN (TCG manufacturer attribute, e.g. "id:53544D20"), when registered by certificate. */
+    manufacturer: Type.Union([BoundedText(200), Type.Null()]),
+    hasEkCert: Type.Boolean(),
+    name: Type.Union([BoundedText(64), Type.Null()]),
+    group: Type.Union([GroupName(), Type.Null()]),
+    createdAt: Timestamp(),
+    createdBy: BoundedText(300),
+    /** The device that enrolled with this EK, once one has. */
+    usedByDevice: Type.Union([Uuid(), Type.Null()]),
+  },
+  { $id: 'RegisteredDevice' },
+);
+export type RegisteredDevice = Static<typeof RegisteredDevice>;
+
+/** `GET /v1/admin/registered-devices` query string. */
+export const RegisteredDeviceListQuery = Type.Object(
+  { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })), cursor: Type.Optional(PageCursor()) },
+  { $id: 'RegisteredDeviceListQuery', additionalProperties: false },
+);
+export type RegisteredDeviceListQuery = Static<typeof RegisteredDeviceListQuery>;
+
+/** `POST /v1/admin/registered-devices/import`: every row was added (all or nothing). */
+export const RegisteredDeviceImportResult = Type.Object({ imported: Type.Integer({ minimum: 0 }) }, { $id: 'RegisteredDeviceImportResult' });
+export type RegisteredDeviceImportResult = Static<typeof RegisteredDeviceImportResult>;
 
 // ------------------------------------------------------- enrollment tokens
 /** `POST /v1/admin/tokens`. Defaults: uses 1, ttl 24h, group "default". */
@@ -231,3 +286,6 @@ export type GatewayTokenCreateResponse = Static<typeof GatewayTokenCreateRespons
 
 export const GatewayTokenPage = Page(GatewayTokenInfo, 'GatewayTokenPage');
 export type GatewayTokenPage = Static<typeof GatewayTokenPage>;
+
+export const RegisteredDevicePage = Page(RegisteredDevice, 'RegisteredDevicePage');
+export type RegisteredDevicePage = Static<typeof RegisteredDevicePage>;

@@ -177,6 +177,13 @@ export const SORT_ORDERS = ['asc', 'desc'] as const;
 export const DEFAULT_DEVICE_ORDER: Readonly<Record<DeviceSort, (typeof SORT_ORDERS)[number]>> = { name: 'asc', user: 'asc', status: 'asc', firstSeen: 'desc', lastSeen: 'desc' };
 
 /** Where an agent keeps its device key: the OS credential store, a PKCS#11 token, or an encrypted file. */
+/** A group's attestation policy: `tpm` requires a TPM-attested device key (issue 14). */
+export const ATTESTATION_MODES = ['none', 'tpm'] as const;
+export type AttestationMode = (typeof ATTESTATION_MODES)[number];
+
+/** Bounds of `POST /v1/admin/registered-devices/import` (CSV of name,ek_hash[,group]). */
+export const REGISTERED_DEVICES_IMPORT_LIMITS = { maxRows: 10_000, maxBytes: 1024 * 1024 } as const;
+
 export const KEYSTORE_KINDS = ['os', 'pkcs11', 'file'] as const;
 export type KeystoreKind = (typeof KEYSTORE_KINDS)[number];
 

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { verifyEkCertificate } from './ek-cert.js';
+import { createHash } from 'node:crypto';
+import { ekHash, readEkCertificate, verifyEkCertificate } from './ek-cert.js';
 import { isTpmError } from './errors.js';
-import { parsePublic2B } from './public.js';
+import { parsePublic2B, publicKeySpki } from './public.js';
 import { ECC_EK_2B, EK_CERT_NOT_BEFORE, EK_CERT_PEM, EK_ISSUER_PEM, EK_ROOT_PEM, RSA_EK_2B } from './testing/swtpm-vectors.js';
 
 const now = new Date(EK_CERT_NOT_BEFORE.getTime() + 86_400_000);
@@ -31,5 +32,20 @@ describe('TCG EK Credential Profile: EK certificate chain (swtpm_localca)', () =
     const der = Buffer.from(EK_CERT_PEM.replace(/-----[^-]+-----/g, '').replace(/\s/g, ''), 'base64');
     der[der.length - 10]! ^= 1;
     assert.throws(() => verifyEkCertificate({ certificate: der, intermediates: [EK_ISSUER_PEM], roots: [EK_ROOT_PEM], now }), chainInvalid);
+  });
+});
+
+describe('EK inventory: the EK hash names the key, whether from its certificate or its TPM2B_PUBLIC', () => {
+  test('readEkCertificate gives the SHA-256 of the SPKI of the EK the TPM reports, and the TPM info', () => {
+    const r = readEkCertificate(EK_CERT_PEM);
+    const fromTpm = createHash('sha256').update(publicKeySpki(parsePublic2B(RSA_EK_2B))).digest('hex');
+    assert.equal(r.ekHash, fromTpm);
+    assert.equal(ekHash(publicKeySpki(parsePublic2B(RSA_EK_2B))), fromTpm);
+    assert.match(r.ekHash, /^[0-9a-f]{64}$/);
+    assert.equal(r.tpm.manufacturer, 'id:00001014');
+  });
+
+  test('an unreadable certificate is CHAIN_INVALID', () => {
+    assert.throws(() => readEkCertificate('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----'), chainInvalid);
   });
 });

@@ -6,6 +6,7 @@
  * model and version (2.23.133.2.1/2/3), and many carry no EKU (or the TCG one,
  * 2.23.133.8.1), so no EKU is required.
  */
+import { createHash } from 'node:crypto';
 import { basicConstraints, decodeName, isIssuedBy, keyUsage, OID, parseCertificate, publicKeyFromSpki, subjectString, type Certificate } from '@latchkey/pki';
 import { children, parseOne, raw, seqOf } from '@latchkey/pki/der';
 import { TpmError } from './errors.js';
@@ -109,4 +110,19 @@ export function verifyEkCertificate(i: EkCertificateInput): EkCertificateResult 
     'CHAIN_INVALID',
     `the EK certificate does not chain to a trusted TPM manufacturer root (stopped at "${subjectString(current)}"); add the manufacturer's CA to the trusted EK roots, or supply the missing intermediate`,
   );
+}
+
+/** SHA-256 (lower-case hex) of an EK public key's SubjectPublicKeyInfo DER: how the device inventory names an EK. */
+export function ekHash(spki: Uint8Array): string {
+  return createHash('sha256').update(spki).digest('hex');
+}
+
+/**
+ * An EK certificate an administrator registers (`devices register --ek-cert`):
+ * read, not chain-checked (the administrator vouches for it), with its EK hash
+ * and the TPM manufacturer/model/version. Throws TpmError CHAIN_INVALID if unreadable.
+ */
+export function readEkCertificate(c: Uint8Array | string): { certificate: Certificate; ekHash: string; tpm: EkCertificateResult['tpm'] } {
+  const certificate = parse(c, 'the EK certificate');
+  return { certificate, ekHash: ekHash(certificate.spki), tpm: ekTpmInfo(certificate) };
 }

@@ -1,6 +1,6 @@
 /** The admin commands: enrollment tokens, groups, devices, the audit log (through the admin API). */
 import { Option } from '@latchkey/cli';
-import { REVOKE_REASONS, DeviceStatus, type Device, type GroupPolicy, type TokenCreateResponse, type TokenInfo } from '@latchkey/protocol';
+import { ATTESTATION_MODES, REVOKE_REASONS, DeviceStatus, type Device, type GroupPolicy, type TokenCreateResponse, type TokenInfo } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { terminalSafe } from '../util/terminal-text.js';
 import { admin, adminOptions, duration, positiveInt, str, type Cmd } from './cli-context.js';
@@ -59,16 +59,29 @@ export const groupCommands: Cmd[] = [
       new Option('--lifetime <duration>', 'certificate lifetime, e.g. 1h, 24h, 7d (needed for a new group)').argParser(duration),
       new Option('--require-approval', 'new devices wait for `devices approve`'),
       new Option('--no-require-approval', 'new devices get their certificate at once'),
+      new Option('--attestation <mode>', 'tpm: only TPM-attested device keys enroll and renew; none: any allowed key').choices([...ATTESTATION_MODES]),
+      new Option('--require-registered-ek', "the device's TPM EK must be registered (`devices register`)"),
+      new Option('--no-require-registered-ek', 'any genuine TPM may enroll'),
       ...adminOptions(),
     ],
-    examples: ['groups set laptops --lifetime 24h --data-dir /var/lib/latchkey', 'groups set contractors --require-approval --data-dir /var/lib/latchkey', 'groups set contractors --no-require-approval --data-dir /var/lib/latchkey'],
+    examples: [
+      'groups set laptops --lifetime 24h --data-dir /var/lib/latchkey',
+      'groups set contractors --require-approval --data-dir /var/lib/latchkey',
+      'groups set contractors --no-require-approval --data-dir /var/lib/latchkey',
+      'groups set servers --attestation tpm --require-registered-ek --data-dir /var/lib/latchkey',
+    ],
     async run(ctx, [name]) {
       const { o } = ctx;
-      const body = { ...(str(o, 'lifetime') ? { certLifetimeSeconds: durationSeconds(str(o, 'lifetime')!) } : {}), ...(typeof o.requireApproval === 'boolean' ? { requireApproval: o.requireApproval } : {}) };
-      if (Object.keys(body).length === 0) throw new UsageError('groups set changes nothing: give --lifetime, --require-approval or --no-require-approval');
+      const body = {
+        ...(str(o, 'lifetime') ? { certLifetimeSeconds: durationSeconds(str(o, 'lifetime')!) } : {}),
+        ...(typeof o.requireApproval === 'boolean' ? { requireApproval: o.requireApproval } : {}),
+        ...(str(o, 'attestation') ? { attestation: str(o, 'attestation') } : {}),
+        ...(typeof o.requireRegisteredEk === 'boolean' ? { requireRegisteredEk: o.requireRegisteredEk } : {}),
+      };
+      if (Object.keys(body).length === 0) throw new UsageError('groups set changes nothing: give --lifetime, --require-approval, --attestation or --require-registered-ek (or their --no- forms)');
       const { api, p } = admin(ctx);
       const r = await api.call<GroupPolicy>('PUT', `/v1/admin/groups/${encodeURIComponent(name!)}`, body);
-      p.print(r, () => `group ${r.name}: certificates for ${r.certLifetimeSeconds} s, approval ${r.requireApproval ? 'required' : 'not required'}`);
+      p.print(r, () => `group ${r.name}: certificates for ${r.certLifetimeSeconds} s, approval ${r.requireApproval ? 'required' : 'not required'}, attestation ${r.attestation}${r.attestation === 'tpm' ? `, EK ${r.requireRegisteredEk ? 'must be registered' : 'need not be registered'}` : ''}`);
       return 0;
     },
   },
@@ -80,7 +93,7 @@ export const groupCommands: Cmd[] = [
     async run(ctx) {
       const { api, p } = admin(ctx);
       const r = await api.call<{ items: Record<string, unknown>[] }>('GET', '/v1/admin/groups');
-      p.print(r, () => table(r.items, ['name', 'certLifetimeSeconds', 'requireApproval']));
+      p.print(r, () => table(r.items, ['name', 'certLifetimeSeconds', 'requireApproval', 'attestation', 'requireRegisteredEk']));
       return 0;
     },
   },

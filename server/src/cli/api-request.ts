@@ -21,12 +21,21 @@ export interface ApiAnswer {
   json: unknown;
 }
 
+/** A body sent as it is, with its own media type (the CSV of `devices register --csv`), instead of JSON. */
+export class RawBody {
+  constructor(
+    readonly contentType: string,
+    readonly data: Buffer,
+  ) {}
+}
+
 /** Answers larger than this are cut off: no admin answer comes near it. */
 const MAX_ANSWER_BYTES = 16 << 20;
 
 export function apiRequest(t: ApiTarget, method: string, path: string, o: { body?: unknown; token?: string; signal?: AbortSignal; timeoutMs?: number } = {}): Promise<ApiAnswer> {
   const base = new URL(t.server);
-  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
+  const raw = o.body instanceof RawBody ? o.body : undefined;
+  const payload = raw ? raw.data : o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
   const timeoutMs = o.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
     const req = request(
@@ -40,7 +49,7 @@ export function apiRequest(t: ApiTarget, method: string, path: string, o: { body
         headers: {
           ...(o.token ? { authorization: `Bearer ${o.token}` } : {}),
           accept: 'application/json',
-          ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}),
+          ...(payload ? { 'content-type': raw ? raw.contentType : 'application/json', 'content-length': String(payload.length) } : {}),
         },
         timeout: timeoutMs,
       },

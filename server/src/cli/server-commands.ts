@@ -11,6 +11,7 @@ import { adminTokenCommands } from './admin-token-commands.js';
 import type { ServerCliCtx } from './cli-context.js';
 import { gatewayCommands } from './gateway-commands.js';
 import { loginCommands } from './login-commands.js';
+import { registeredDeviceCommands } from './registered-devices-commands.js';
 import { init, start } from './setup-commands.js';
 import { usersCommands } from './users-commands.js';
 
@@ -30,7 +31,7 @@ export const SERVER_CLI: ProgramSpec<ServerCliCtx> = {
     gateway: 'mTLS gateways: config, tokens, CRL sync',
     'gateway token': 'tokens for `gateway sync`',
   },
-  commands: [init, start, ...loginCommands, ...tokenCommands, ...groupCommands, ...deviceCommands, auditList, ...usersCommands, ...adminTokenCommands, ...gatewayCommands],
+  commands: [init, start, ...loginCommands, ...tokenCommands, ...groupCommands, ...deviceCommands, ...registeredDeviceCommands, auditList, ...usersCommands, ...adminTokenCommands, ...gatewayCommands],
   epilog: `Admin commands reach the running server with --server URL [--ca-file F]
 as the person signed in with \`latchkey-server login --server URL\`, or with
 LATCHKEY_ADMIN_TOKEN; on the server host, --data-dir D gives URL, CA and

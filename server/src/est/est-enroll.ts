@@ -21,7 +21,8 @@ import type { Transactor, Trx } from '../storage/transaction.js';
 import { type TokensRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import { usersRepo } from '../users/users-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
-import { exhausted } from './est-errors.js';
+import { attestationRequired, exhausted } from './est-errors.js';
+import { auditRefusal } from './est-audit.js';
 import { checkTokenUsable, enrollmentStep, readCsr, readFacts, sanitizeDeviceName } from './est-fns.js';
 
 export interface EnrollResult {
@@ -193,6 +194,11 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     const tok = await deps.tokens.findForEnrollment(hashSecret(token), keyHash);
     if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
     if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+    // Before anything else about this request: a pending or approved device of a group switched to tpm is refused too.
+    if (tok.attestation === 'tpm') {
+      await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: nowIso, actor: `token:${tok.id}`, target: tok.device_id ?? null, group: tok.group_name, kind: 'enroll', remote }));
+      throw attestationRequired(tok.group_name, 'enrollment');
+    }
     // Checked again when issuing; here too, so a compromised key never even waits for approval.
     if (await deps.compromisedKeys.has(keyHash)) throw keyCompromised();
     const r: Request = { csr, facts, keyHash, tok, nowIso, lifetime: Math.min(tok.cert_lifetime_seconds, config.maxCertLifetimeSeconds), remote };

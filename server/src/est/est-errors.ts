@@ -52,3 +52,14 @@ export function reenrollRefusal(reason: DeviceCertRefusal, expiredForSeconds: nu
       );
   }
 }
+
+/**
+ * A group whose attestation is `tpm` (issue 14): no enrollment or renewal
+ * carries a TPM attestation yet, so every one into such a group is refused.
+ */
+export function attestationRequired(group: string, what: 'enrollment' | 'renewal'): LatchkeyError {
+  return new LatchkeyError(
+    'ATTESTATION_REQUIRED',
+    `group ${group} requires a TPM-attested device key; this ${what} carried no attestation (keystore file, os or pkcs11 without a TPM attestation); enroll with a TPM keystore, or an admin sets \`latchkey-server groups set ${group} --attestation none\``,
+  );
+}

@@ -13,8 +13,9 @@ import { LatchkeyError } from '../errors.js';
 import type { GroupsRepo } from '../groups/groups-repo.js';
 import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuance-service.js';
 import type { RateLimiter } from '../rate-limit.js';
-import type { Trx } from '../storage/transaction.js';
-import { reenrollRefusal } from './est-errors.js';
+import type { Transactor, Trx } from '../storage/transaction.js';
+import { auditRefusal } from './est-audit.js';
+import { attestationRequired, reenrollRefusal } from './est-errors.js';
 import { checkCertificateCap, checkMayReplaceLatest, readCsr, readFacts } from './est-fns.js';
 
 export interface ReenrollInput {
@@ -28,6 +29,7 @@ export type Reenrolled = Issued & { deviceId: string; kind: 'renew' | 'recover' 
 export interface ReenrollmentDeps {
   deviceCertAuth: DeviceCertAuth;
   groups: Pick<GroupsRepo, 'get'>;
+  tx: Transactor;
   issuance: IssuanceService;
   reenrollLimiter: RateLimiter;
   clock: () => Date;
@@ -64,6 +66,10 @@ export function createReenrollment(deps: ReenrollmentDeps): (input: ReenrollInpu
       throw new LatchkeyError('CSR_POLICY', 're-enrollment needs a fresh key: the CSR carries the key of the current certificate');
     }
     const group = await deps.groups.get(record.group_name);
+    if (group?.attestation === 'tpm') {
+      await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: nowIso, actor: `device:${deviceId}`, target: deviceId, group: record.group_name, kind, remote }));
+      throw attestationRequired(record.group_name, 'renewal');
+    }
     const issued = await deps.issuance.issue({
       csr,
       device: { id: deviceId, name: record.device_name, email: record.user_email ?? null },

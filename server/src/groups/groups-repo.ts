@@ -1,4 +1,4 @@
-/** Device groups: the policy (certificate lifetime, approval) every device of the group gets. */
+/** Device groups: the policy (certificate lifetime, approval, attestation) every device of the group gets. */
 import type { Executor } from '../storage/executor.js';
 import type { GroupsTable } from '../storage/schema.js';
 
@@ -11,7 +11,7 @@ export const groupsRepo = (db: Executor) => ({
     await db
       .insertInto('groups')
       .values(g)
-      .onConflict((oc) => oc.column('name').doUpdateSet({ cert_lifetime_seconds: g.cert_lifetime_seconds, require_approval: g.require_approval }))
+      .onConflict((oc) => oc.column('name').doUpdateSet({ cert_lifetime_seconds: g.cert_lifetime_seconds, require_approval: g.require_approval, attestation: g.attestation ?? 'none', require_registered_ek: g.require_registered_ek ?? 0 }))
       .execute();
   },
   async ensure(g: GroupsTable): Promise<void> {

@@ -302,6 +302,30 @@ const MIGRATIONS: Migration[] = [
       await sql`create index devices_user_email_trgm on devices using gin (user_email gin_trgm_ops)`.execute(db);
     },
   },
+  {
+    // Issue 14, policy and inventory: a group may require TPM-attested device
+    // keys (and that the TPM's EK be registered); devices registered in
+    // advance by the SHA-256 of their EK public key (SPKI DER).
+    name: '012_attestation_policy',
+    async up(db) {
+      await db.schema.alterTable('groups').addColumn('attestation', 'text', (c) => c.notNull().defaultTo('none')).execute();
+      await db.schema.alterTable('groups').addColumn('require_registered_ek', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+      await db.schema
+        .createTable('registered_devices')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('ek_hash', 'text', (c) => c.notNull().unique())
+        .addColumn('ek_cert', 'text')
+        .addColumn('manufacturer', 'text')
+        .addColumn('name', 'text')
+        .addColumn('group_name', 'text', (c) => c.references('groups.name'))
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('created_by', 'text', (c) => c.notNull())
+        .addColumn('used_by_device', 'text')
+        .execute();
+      // The list pages by (created_at, id).
+      await db.schema.createIndex('registered_devices_created').on('registered_devices').columns(['created_at', 'id']).execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

@@ -10,6 +10,10 @@ export interface GroupsTable {
   cert_lifetime_seconds: number;
   require_approval: number; // 0/1 on both engines
   created_at: string;
+  /** `tpm`: only TPM-attested device keys enroll or renew (migration 012; default `none`). */
+  attestation?: 'none' | 'tpm';
+  /** 0/1: the device's EK must be in registered_devices (migration 012; default 0). */
+  require_registered_ek?: number;
 }
 
 export interface EnrollTokensTable {
@@ -24,6 +28,21 @@ export interface EnrollTokensTable {
   created_by: string;
   /** Set for a token made by a sign-in (`/v1/auth`, purpose enroll): the device it makes is bound to this user. */
   user_id?: string | null;
+}
+
+/** Devices registered in advance by their TPM's endorsement key (`devices register`). */
+export interface RegisteredDevicesTable {
+  id: string;
+  /** SHA-256 (lower-case hex) of the EK public key's SPKI DER; unique. */
+  ek_hash: string;
+  ek_cert: string | null;
+  manufacturer: string | null;
+  name: string | null;
+  group_name: string | null;
+  created_at: string;
+  created_by: string;
+  /** The device that enrolled with this EK, once one has. */
+  used_by_device: string | null;
 }
 
 export interface DevicesTable {
@@ -217,4 +236,5 @@ export interface Database {
   compromised_keys: CompromisedKeysTable;
   users: UsersTable;
   auth_flows: AuthFlowsTable;
+  registered_devices: RegisteredDevicesTable;
 }

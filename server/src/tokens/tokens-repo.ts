@@ -25,6 +25,7 @@ export const tokensRepo = (db: Executor) => ({
         'g.name as group_name',
         'g.cert_lifetime_seconds',
         'g.require_approval',
+        'g.attestation',
         'd.id as device_id',
         'd.status as device_status',
         'd.name as device_name',
