@@ -56,7 +56,7 @@ export function createAdminSessions(deps: AdminSessionsDeps) {
     const at = now.toISOString();
     const repo = adminTokensRepo(trx);
     await repo.pruneSessions(at, deps.pruneBatch ?? PRUNE_BATCH);
-    const live = await repo.liveSessionsOf(s.userId, at);
+    const live = await repo.liveSessions({ userId: s.userId }, at);
     const evicted = live.slice(0, Math.max(0, live.length - max + 1)).map((r) => r.id);
     await repo.deleteByIds(evicted);
     // Rotated rows of a person who refreshes in a loop: the newest are enough to recognize a replay.
@@ -145,7 +145,7 @@ export function createAdminSessions(deps: AdminSessionsDeps) {
       await deps.tx.inTransaction(async (trx) => {
         const repo = adminTokensRepo(trx);
         await repo.pruneSessions(at, deps.pruneBatch ?? PRUNE_BATCH);
-        const live = await repo.liveSessionsOfToken(parent.id, at);
+        const live = await repo.liveSessions({ parentId: parent.id }, at);
         await repo.deleteByIds(live.slice(0, Math.max(0, live.length - max + 1)).map((r) => r.id));
         const id = randomUUID();
         await repo.insert({ id, secret_hash: hashSecret(token), name: parent.name, role: parent.role, kind: 'session', user_id: null, created_at: at, created_by: actor, expires_at: expiresAt, last_used_at: null, revoked_at: null, refresh_hash: null, refresh_expires_at: expiresAt, parent_id: parent.id });

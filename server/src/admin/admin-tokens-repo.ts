@@ -116,27 +116,18 @@ export const adminTokensRepo = (db: Executor) => ({
     const r = await db.updateTable('admin_tokens').set({ revoked_at: at, refresh_hash: null }).where('kind', '=', 'session').where('user_id', '=', userId).where('revoked_at', 'is', null).executeTakeFirst();
     return Number(r.numUpdatedRows);
   },
-  /** A person's live sessions, oldest first. */
-  liveSessionsOf: (userId: string, now: string) =>
+  /**
+   * The live sessions of a person, or the console sessions signed in with one admin token (whose
+   * refresh end is their end), oldest first.
+   */
+  liveSessions: (owner: { userId: string } | { parentId: string }, now: string) =>
     db
       .selectFrom('admin_tokens')
       .select('id')
       .where('kind', '=', 'session')
-      .where('user_id', '=', userId)
+      .where((eb) => ('userId' in owner ? eb('user_id', '=', owner.userId) : eb('parent_id', '=', owner.parentId)))
       .where('revoked_at', 'is', null)
       .where('refresh_expires_at', '>', now)
-      .orderBy('created_at')
-      .orderBy('id')
-      .execute(),
-  /** The live console sessions signed in with one admin token, oldest first. */
-  liveSessionsOfToken: (parentId: string, now: string) =>
-    db
-      .selectFrom('admin_tokens')
-      .select('id')
-      .where('kind', '=', 'session')
-      .where('parent_id', '=', parentId)
-      .where('revoked_at', 'is', null)
-      .where('expires_at', '>', now)
       .orderBy('created_at')
       .orderBy('id')
       .execute(),

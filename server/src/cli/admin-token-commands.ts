@@ -46,7 +46,7 @@ export const adminTokenCommands: Cmd[] = [
     async run(ctx, [id]) {
       const { api, p } = admin(ctx);
       const r = await api.call<AdminTokenInfo>('DELETE', `/v1/admin/admin-tokens/${encodeURIComponent(id!)}`);
-      p.print(r, () => `${r.kind === 'session' ? `session of ${r.user ?? 'unknown'}` : `admin token "${r.name}"`} (${r.id}) revoked`);
+      p.print(r, () => `${r.kind === 'session' ? `session of ${r.user ?? r.name}` : `admin token "${r.name}"`} (${r.id}) revoked`);
       return 0;
     },
   },
