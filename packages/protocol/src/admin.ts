@@ -7,6 +7,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { BoundedText, embed, SerialHex, Timestamp, Uuid } from './common.js';
 import { DeviceFacts } from './facts.js';
+import { AssuranceLevel } from './attestation.js';
 import { ADMIN_ROLES, ATTESTATION_MODES, CRL_REASONS, type CrlReasonName, DEVICE_SORTS, DEVICE_STATUSES, REVOKE_REASONS, SORT_ORDERS } from './wire.js';
 
 // ------------------------------------------------------- revocation reasons
@@ -163,6 +164,31 @@ const deviceFields = {
   certificate: Type.Union([embed(CertificateSummary), Type.Null()]),
   revokedAt: Type.Optional(Type.Union([Timestamp(), Type.Null()])),
   revocationReason: Type.Optional(Type.Union([embed(RevokeReason), Type.Null()])),
+  /**
+   * How much the server knows about where the device key lives: `tpm-attested`
+   * once an enrollment proved the key is in the TPM of the EK below (issue 14);
+   * `software` otherwise. Absent from servers before issue 14.
+   */
+  assurance: Type.Optional(embed(AssuranceLevel)),
+  /** The TPM of an attested device; null for software devices. */
+  tpm: Type.Optional(
+    Type.Union([
+      Type.Object(
+        {
+          /** SHA-256 hex of the EK's SubjectPublicKeyInfo (as `devices register --ek-hash`). */
+          ekHash: Type.String({ pattern: '^[0-9a-f]{64}$' }),
+          /** How the EK was trusted: its certificate chains to a configured TPM manufacturer root, or an admin registered its hash. */
+          ekTrust: Type.Union([Type.Literal('certificate'), Type.Literal('registered')]),
+          /** TPM manufacturer from the EK certificate's SAN (e.g. "id:53544D20"), when it had one. */
+          manufacturer: Type.Union([BoundedText(64), Type.Null()]),
+          /** When the latest attested enrollment or renewal was verified. */
+          attestedAt: Timestamp(),
+        },
+        { additionalProperties: false },
+      ),
+      Type.Null(),
+    ]),
+  ),
 };
 
 export const Device = Type.Object(deviceFields, { $id: 'Device' });

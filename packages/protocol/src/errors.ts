@@ -22,6 +22,8 @@ export const ERROR_CODES = {
   DEVICE_REVOKED: { status: 403, meaning: 'the device is revoked; it needs a new enrollment token' },
   DEVICE_DENIED: { status: 403, meaning: 'an administrator refused this device\'s enrollment for good; stop retrying' },
   KEY_COMPROMISED: { status: 403, meaning: 'this key belonged to a device revoked for key compromise; it is refused for good, make a new key' },
+  ATTESTATION_INVALID: { status: 403, meaning: 'the TPM attestation was refused (EK not trusted, AK or key attributes, certify signature, key mismatch, or a challenge unknown, expired or already used); the message says which' },
+  EK_NOT_REGISTERED: { status: 403, meaning: "the device's group accepts only TPMs registered in advance (devices register) and this TPM's endorsement key is not" },
   ATTESTATION_REQUIRED: { status: 403, meaning: "the device's group requires a TPM-attested device key and this request carried no attestation; enroll with a TPM keystore" },
   CERT_EXPIRED_PAST_GRACE: { status: 403, meaning: 'the certificate expired longer ago than the recovery grace window; enroll again with a token' },
   CERT_SUPERSEDED: { status: 403, meaning: 'the client certificate was replaced by a later one of the same device; only the latest renews' },

@@ -6,6 +6,7 @@ export * from './facts.js';
 export * from './admin.js';
 export * from './console.js';
 export * from './auth.js';
+export * from './attestation.js';
 export * from './ws.js';
 export { TIMESTAMP_PATTERN, UUID_PATTERN, SERIAL_PATTERN } from './common.js';
 export * from './host-port.js';

@@ -102,6 +102,45 @@ export const RETRY_AFTER_HEADER = 'retry-after';
  */
 export const FACTS_ATTRIBUTE_OID = '1.3.6.1.4.1.59402.1.1';
 
+/**
+ * PKCS#10 attribute carrying a TPM attestation of the CSR's key (issue 14):
+ * one value, a UTF8String holding the JSON of a `CsrAttestation`
+ * (`@latchkey/protocol` attestation.ts), at most MAX_ATTESTATION_JSON
+ * characters. Same placeholder arc as FACTS_ATTRIBUTE_OID: .1.2.
+ */
+export const ATTESTATION_ATTRIBUTE_OID = '1.3.6.1.4.1.59402.1.2';
+
+/** Largest attestation JSON accepted, in characters (a P-256 key's TPM2B_PUBLIC, TPMS_ATTEST and signature fit in under 1.5 KB). */
+export const MAX_ATTESTATION_JSON = 8192;
+
+/**
+ * Certificate policy (RFC 5280 §4.2.1.4) in every certificate of a device
+ * whose key a TPM attested, for relying parties that read policies. Under the
+ * placeholder arc: .2 certificate policies, .2.1 TPM-attested device key.
+ */
+export const TPM_ATTESTED_POLICY_OID = '1.3.6.1.4.1.59402.2.1';
+
+/**
+ * The subject organizationalUnit every attested device's certificate carries
+ * (and no other certificate can: the server builds subjects, a device only
+ * names its CN from [A-Za-z0-9._-]). Gateways that cannot read policies check
+ * it in the subject DN (`gateway config --require-attested`).
+ */
+export const TPM_ATTESTED_OU = 'Latchkey TPM-attested device';
+
+/**
+ * TCG credential activation before an attested EST request (issue 14). The
+ * agent asks for a challenge, activates it in its TPM, and sends the secret
+ * back inside the CSR's attestation attribute, together with a TPM2_Certify
+ * whose qualifying data is that same secret.
+ */
+export const ATTEST_PATHS = {
+  /** POST JSON `AttestEnrollChallengeRequest`, `Authorization: Bearer <enrollment token>` (public zone). */
+  enrollChallenge: '/v1/attest/enroll-challenge',
+  /** POST JSON `AttestRenewChallengeRequest`, TLS client certificate of the device (device zone). */
+  renewChallenge: '/v1/attest/renew-challenge',
+} as const;
+
 /** Largest facts JSON accepted, in characters. */
 export const MAX_FACTS_JSON = 4096;
 
