@@ -117,6 +117,16 @@ export function crlDistributionPointsValue(urls: readonly string[]): Buffer {
   return seq(...urls.map((u) => seq(explicit(0, tlv(0xa0, generalName({ uri: u }))))));
 }
 
+/** RFC 5280 §4.2.1.4 certificatePolicies: one PolicyInformation per OID, without qualifiers. */
+export const certificatePoliciesValue = (policyOids: readonly string[]): Buffer => seq(...policyOids.map((p) => seq(oid(p))));
+
+/** The policy OIDs of a certificatePolicies value (qualifiers ignored). */
+export function decodeCertificatePolicies(value: Uint8Array): string[] {
+  return wrapParse('DER_MALFORMED', 'certificatePolicies', () =>
+    seqOf(parseOne(value, 'certificatePolicies'), 'certificatePolicies', 1).map((info, i) => readOid(seqOf(info, `PolicyInformation[${i}]`, 1, 2)[0]!, `PolicyInformation[${i}]`)),
+  );
+}
+
 export function authorityInfoAccessValue(a: { ocsp?: readonly string[]; caIssuers?: readonly string[] }): Buffer {
   const ads = [
     ...(a.ocsp ?? []).map((u) => seq(oid(OID.ocspAccess), generalName({ uri: u }))),

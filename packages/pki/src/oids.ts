@@ -21,6 +21,7 @@ export const OID = {
   crlDistributionPoints: '2.5.29.31',
   authorityKeyIdentifier: '2.5.29.35',
   extKeyUsage: '2.5.29.37',
+  certificatePolicies: '2.5.29.32',
   authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
   // access methods and key purposes
   ocspAccess: '1.3.6.1.5.5.7.48.1',

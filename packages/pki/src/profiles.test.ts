@@ -3,6 +3,7 @@ import * as crypto from 'node:crypto';
 import { describe, test } from 'node:test';
 import { certificateToPem, extKeyUsage, parseCertificate, signCertificate, subjectAltNames, keyUsage, basicConstraints, subjectKeyId, authorityKeyId } from './certificate.js';
 import { isPkiError } from './errors.js';
+import { decodeCertificatePolicies } from './extensions.js';
 import { keyIdentifier } from './keys.js';
 import { encodeName } from './name.js';
 import { OID } from './oids.js';
@@ -93,6 +94,21 @@ describe('device certificate profile (docs/architecture.md "Identities", RFC 528
     const c = parseCertificate(der);
     assert.deepEqual(c.subject.at(-1), { type: 'emailAddress', value: 'Alice.Smith_2%x@corp-eu.example.com' });
     assert.deepEqual(subjectAltNames(c), [{ uri: `spiffe://example.com/device/${DEVICE_ID}` }, { email: 'Alice.Smith_2%x@corp-eu.example.com' }]);
+  });
+
+  test('RFC 5280 §4.2.1.4: an attested device has OU after O in its subject and the attested certificate policy; others have neither', async (t) => {
+    const ca = await newCa();
+    const attested = { ou: 'Latchkey TPM-attested device', policyOid: '1.3.6.1.4.1.59402.2.1' };
+    const der = await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'laptop-7', attested, serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 86_400 });
+    const tmp = tempDir(t);
+    const pem = tmp.file('a.pem', certificateToPem(der));
+    assert.equal((await openssl(['x509', '-in', pem, '-noout', '-subject', '-nameopt', 'RFC2253'])).stdout, `subject=UID=${DEVICE_ID},CN=laptop-7,OU=Latchkey TPM-attested device,O=Example Corp\n`);
+    assert.match((await openssl(['x509', '-in', pem, '-noout', '-ext', 'certificatePolicies'])).stdout, /Policy: 1\.3\.6\.1\.4\.1\.59402\.2\.1\n/);
+    const c = parseCertificate(der);
+    assert.deepEqual(decodeCertificatePolicies(c.extensions.get(OID.certificatePolicies)!.value), [attested.policyOid]);
+    const plain = parseCertificate(await deviceProfile(ca).issue({ spki: spkiOf(ecKey()), deviceId: DEVICE_ID, deviceName: 'laptop-7', serial: randomSerial(crypto.randomBytes), now: NOW, lifetimeSeconds: 86_400 }));
+    assert.equal(plain.extensions.get(OID.certificatePolicies), undefined);
+    assert.ok(!plain.subject.some((a) => a.type === 'OU'));
   });
 
   test('RFC 4514 §2.4: a user email that a DN printer would escape, or that is not plain, is refused (nginx reads the printed DN)', async (t) => {

@@ -12,6 +12,7 @@ import { signCertificate } from './certificate.js';
 import { PkiError } from './errors.js';
 import {
   authorityInfoAccessValue,
+  certificatePoliciesValue,
   basicConstraintsValue,
   crlDistributionPointsValue,
   encodeExtension,
@@ -53,6 +54,12 @@ export interface DeviceCertificateRequest {
   deviceName: string;
   /** Bound user, if any: a plain address (USER_EMAIL_PATTERN), in the SAN and as the subject's last RDN. */
   email?: string;
+  /**
+   * The key was attested by a TPM (issue 14): the subject gains `OU=<ou>` right
+   * after O (a gateway checks it in the DN; no device can name an OU, its CN is
+   * [A-Za-z0-9._-] only) and certificatePolicies gains `policyOid`.
+   */
+  attested?: { ou: string; policyOid: string };
   serial: Uint8Array;
   now: Date;
   lifetimeSeconds: number;
@@ -138,6 +145,7 @@ export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
           // nginx prints the last RDN first, so its map anchors on "^emailAddress=…,UID=".
           subjectDer: encodeName([
             { type: 'O', value: o.org },
+            ...(r.attested ? [{ type: 'OU' as const, value: r.attested.ou }] : []),
             { type: 'CN', value: r.deviceName },
             { type: 'UID', value: r.deviceId },
             ...(r.email !== undefined ? [{ type: 'emailAddress', value: r.email }] : []),
@@ -145,7 +153,12 @@ export function createDeviceProfile(o: DeviceProfileOptions): DeviceProfile {
           spki: r.spki,
           notBefore: new Date(Math.max(now - backdateMs, o.issuer.cert.notBefore.getTime())),
           notAfter: new Date(notAfter),
-          extensions: [...fixed, skiExtension(r.spki), encodeExtension(OID.subjectAltName, false, subjectAltNameValue(sans))],
+          extensions: [
+            ...fixed,
+            skiExtension(r.spki),
+            encodeExtension(OID.subjectAltName, false, subjectAltNameValue(sans)),
+            ...(r.attested ? [encodeExtension(OID.certificatePolicies, false, certificatePoliciesValue([r.attested.policyOid]))] : []),
+          ],
         },
         o.issuer.signer,
       );
