@@ -17,6 +17,8 @@ export const AGENT_ERRORS = {
   STATE_LOCKED: { exit: 1 },
   STATE_CORRUPT: { exit: 1 },
   KEYSTORE: { exit: 1 },
+  /** A TPM step of an attested enrollment or renewal failed (agent/src/attest/). */
+  TPM: { exit: 1 },
   REENROLL_REQUIRED: { exit: 3 },
 } as const;
 

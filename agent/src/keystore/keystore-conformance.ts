@@ -159,7 +159,7 @@ export function keystoreConformance(
 }
 
 /** A throwaway CA, a certificate for the key, and a TLS server that requires it. Resolves with the CN the server saw. */
-async function tlsHandshake(k: DeviceKey, version: 'TLSv1.2' | 'TLSv1.3'): Promise<string> {
+export async function tlsHandshake(k: DeviceKey, version: 'TLSv1.2' | 'TLSv1.3'): Promise<string> {
   const now = new Date();
   const ca = await createCaHierarchy({
     org: 'Conformance',

@@ -80,3 +80,6 @@ export function newKeyId(randomHex: string): string {
 }
 
 export const isKeyId = (s: string): boolean => /^lk-[0-9a-f]{16,64}$/.test(s);
+
+/** The CKA_LABEL of a pkcs11 key of this agent (both objects of the pair): `latchkey:<namespace>:<keyId>`. */
+export const pkcs11KeyLabel = (namespace: string, id: string): string => `latchkey:${namespace}:${id}`;

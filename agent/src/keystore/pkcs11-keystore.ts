@@ -19,10 +19,10 @@
 import * as crypto from 'node:crypto';
 import type { Crypto, CryptoKey as P11CryptoKey } from 'node-webcrypto-p11';
 import { webCryptoSigner } from '@latchkey/pki';
-import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, KeystoreError, isKeyId, newKeyId } from './keystore.js';
+import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, KeystoreError, isKeyId, newKeyId, pkcs11KeyLabel } from './keystore.js';
 import { engineTlsKey } from './pkcs11-engine.js';
 import { CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, type P11Object, pkcs11Message } from './pkcs11-module.js';
-import { findObjects, generateKeyPair, keyOf, listLabelledKeyIds } from './pkcs11-objects.js';
+import { adoptLinkedKeyId, findObjects, generateKeyPair, keyOf, listLabelledKeyIds } from './pkcs11-objects.js';
 import { type OpenToken, type TokenSelector, closeQuietly, openToken, tokenName } from './pkcs11-token.js';
 
 export interface Pkcs11KeyStoreOptions extends TokenSelector {
@@ -41,8 +41,8 @@ export function pkcs11WebCryptoKey(k: DeviceKey): { crypto: Crypto; privateKey: 
 }
 
 export function createPkcs11KeyStore(opts: Pkcs11KeyStoreOptions): KeyStore {
-  const prefix = `latchkey:${opts.namespace}:`;
-  const labelOf = (id: string): string => `${prefix}${id}`;
+  const prefix = pkcs11KeyLabel(opts.namespace, '');
+  const labelOf = (id: string): string => pkcs11KeyLabel(opts.namespace, id);
   const name = tokenName(opts);
   let state: OpenToken | undefined;
   let opening: Promise<OpenToken> | undefined;
@@ -99,6 +99,7 @@ export function createPkcs11KeyStore(opts: Pkcs11KeyStoreOptions): KeyStore {
         if (!priv) return undefined;
         const [pub] = findObjects(st, CKO_PUBLIC_KEY, label);
         if (!pub) throw new KeystoreError('KEY_CORRUPT', `the key ${ref.id} on ${name} has lost its public key object; delete it and enroll again`);
+        adoptLinkedKeyId(priv, pub, Buffer.from(await st.crypto.subtle.exportKey('spki', await keyOf(st, pub))));
         return await wrap(st, ref, priv, pub);
       } catch (e) {
         throw failed(`loading the key ${ref.id}`, e);

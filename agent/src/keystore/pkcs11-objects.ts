@@ -116,3 +116,17 @@ export function listLabelledKeyIds(st: OpenToken, prefix: string, isKeyId: (s: s
   }
   return ids;
 }
+
+/**
+ * tpm2_ptool link stores the text of its --id argument as CKA_ID (the ASCII
+ * of the hex digits, not the bytes they spell). A key linked by the agent's
+ * attested path (agent/src/attest/tpm-key.ts) is given the NSS id that way;
+ * the first load turns it into the bytes (C_SetAttributeValue, as
+ * generateKeyPair does), so a browser finds the key like any other.
+ */
+export function adoptLinkedKeyId(priv: P11Object, pub: P11Object, spki: Uint8Array): void {
+  const want = nssKeyId(spki);
+  const have = Buffer.from(priv.getAttribute({ id: null }).id as Buffer);
+  if (have.equals(want) || have.toString('latin1') !== want.toString('hex')) return;
+  for (const o of [priv, pub]) o.setAttribute({ id: want });
+}

@@ -151,8 +151,10 @@ export const firstExistingPath = firstExisting;
  * 3 transient objects, and tpm2-pkcs11 and tpm2_ptool run out of them
  * ("out of memory for object contexts") when they talk to it directly.
  * On a real machine the kernel's /dev/tpmrm0 plays that part.
+ * `tpmState`: serve that swtpm state dir (already set up, e.g. with EK
+ * certificates by tpm-fixtures.ts) instead of a fresh one.
  */
-export async function swtpmToken(t: AfterHook, label = 'latchkey-tpm'): Promise<Pkcs11TestToken | string> {
+export async function swtpmToken(t: AfterHook, label = 'latchkey-tpm', opts: { tpmState?: string } = {}): Promise<Pkcs11TestToken | string> {
   if (!which('swtpm')) return 'swtpm (apt-get install swtpm swtpm-tools)';
   if (!which('tpm2-abrmd')) return 'tpm2-abrmd (apt-get install tpm2-abrmd)';
   if (!which('dbus-daemon')) return 'dbus-daemon (apt-get install dbus-daemon)';
@@ -165,10 +167,10 @@ export async function swtpmToken(t: AfterHook, label = 'latchkey-tpm'): Promise<
 
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-swtpm-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
-  mkdirSync(join(dir, 'state'));
+  if (!opts.tpmState) mkdirSync(join(dir, 'state'));
   mkdirSync(join(dir, 'store'));
 
-  const port = await startSwtpm(t, join(dir, 'state'));
+  const port = await startSwtpm(t, opts.tpmState ?? join(dir, 'state'));
 
   const bus = `unix:path=${join(dir, 'bus')}`;
   const dbus = start(t, 'dbus-daemon', ['--session', '--nofork', '--nopidfile', `--address=${bus}`], {});

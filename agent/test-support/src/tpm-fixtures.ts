@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type AfterHook, SWTPM_TCTI_LIBS, firstExistingPath, hasCommand, startSwtpm } from './pkcs11-fixtures.js';
+import { type AfterHook, type Pkcs11TestToken, SWTPM_TCTI_LIBS, firstExistingPath, hasCommand, startSwtpm, swtpmToken } from './pkcs11-fixtures.js';
 
 export interface SwtpmWithEkCert {
   dir: string;
@@ -22,7 +22,18 @@ export interface SwtpmWithEkCert {
   tools(cmd: string, args: string[], opts?: { input?: Buffer; allowFail?: boolean }): { code: number | null; stdout: Buffer; stderr: string };
 }
 
-export async function swtpmWithEkCert(t: AfterHook): Promise<SwtpmWithEkCert | string> {
+/** A swtpm state dir made by `swtpm_setup --create-ek-cert --create-platform-cert` with a swtpm_localca CA of its own. */
+export interface EkCertTpmState {
+  dir: string;
+  /** The swtpm state dir (serve it with startSwtpm). */
+  stateDir: string;
+  /** The CA's directory (it also holds the CA's keys). */
+  caDir: string;
+  rootCaPem: string;
+  issuerCaPem: string;
+}
+
+export async function ekCertTpmState(t: AfterHook): Promise<EkCertTpmState | string> {
   for (const cmd of ['swtpm', 'swtpm_setup', 'swtpm_localca', 'tpm2_createek', 'tpm2_send']) {
     if (!hasCommand(cmd)) return `${cmd} (apt-get install swtpm swtpm-tools tpm2-tools)`;
   }
@@ -43,14 +54,21 @@ export async function swtpmWithEkCert(t: AfterHook): Promise<SwtpmWithEkCert | s
     timeout: 60_000,
   });
   if (setup.status !== 0) throw new Error(`swtpm_setup failed: ${(setup.stderr || setup.stdout).slice(-2000)}`);
-  const port = await startSwtpm(t, join(dir, 'state'));
+  return { dir, stateDir: join(dir, 'state'), caDir: ca, rootCaPem: join(ca, 'swtpm-localca-rootca-cert.pem'), issuerCaPem: join(ca, 'issuercert.pem') };
+}
+
+export async function swtpmWithEkCert(t: AfterHook): Promise<SwtpmWithEkCert | string> {
+  const made = await ekCertTpmState(t);
+  if (typeof made === 'string') return made;
+  const { dir } = made;
+  const port = await startSwtpm(t, made.stateDir);
   const env = { TPM2TOOLS_TCTI: `swtpm:host=127.0.0.1,port=${port}` };
   const exec = (cmd: string, args: string[], input?: Buffer) => spawnSync(cmd, args, { cwd: dir, env: { ...process.env, ...env }, input, timeout: 60_000 });
   return {
     dir,
     env,
-    rootCaPem: join(ca, 'swtpm-localca-rootca-cert.pem'),
-    issuerCaPem: join(ca, 'issuercert.pem'),
+    rootCaPem: made.rootCaPem,
+    issuerCaPem: made.issuerCaPem,
     tools(cmd, args, opts = {}) {
       const r = exec(cmd, args, opts.input);
       exec('tpm2_flushcontext', ['-t']);
@@ -59,4 +77,20 @@ export async function swtpmWithEkCert(t: AfterHook): Promise<SwtpmWithEkCert | s
       return out;
     },
   };
+}
+
+export type SwtpmTokenWithEkCert = Pkcs11TestToken & Omit<EkCertTpmState, 'dir' | 'stateDir'>;
+
+/**
+ * Both at once, as a shipped machine with a TPM is: a swtpm whose EK
+ * certificates swtpm_setup wrote (ekCertTpmState) behind tpm2-abrmd, with a
+ * tpm2-pkcs11 store and token on it (swtpmToken). `env` reaches the TPM for
+ * tpm2-tools (TPM2TOOLS_TCTI), tpm2-pkcs11 and tpm2_ptool.
+ */
+export async function swtpmTokenWithEkCert(t: AfterHook, label = 'latchkey-tpm'): Promise<SwtpmTokenWithEkCert | string> {
+  const made = await ekCertTpmState(t);
+  if (typeof made === 'string') return made;
+  const token = await swtpmToken(t, label, { tpmState: made.stateDir });
+  if (typeof token === 'string') return token;
+  return { ...token, caDir: made.caDir, rootCaPem: made.rootCaPem, issuerCaPem: made.issuerCaPem };
 }
