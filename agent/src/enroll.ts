@@ -17,7 +17,9 @@ import { updateBrowserAfterRenewal } from './browser/browser.js';
 import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { AgentError } from './errors.js';
-import { type CaCerts, fetchCaCerts, simpleEnroll } from './est/est-client.js';
+import { type CaCerts, fetchCaCerts, requestAttestChallenge, simpleEnroll } from './est/est-client.js';
+import type { TpmAttestConfig } from './attest/attest.js';
+import { attestableKeystore, attestedKeyAndCsr } from './attest/attested-csr.js';
 import { deviceIdOf } from './identity-fns.js';
 import type { DeviceKey, KeyStore } from './keystore/keystore.js';
 import { openKeyStore } from './keystore/open-keystore.js';
@@ -47,6 +49,8 @@ export interface EnrollOptions {
   now?: () => Date;
   /** Give up waiting for approval after this long (default: wait for ever). */
   approvalTimeoutMs?: number;
+  /** `--attest tpm`: the key is made in the TPM and attested to the server (agent/src/attest/); the keystore must be a tpm2-pkcs11 token. */
+  attest?: TpmAttestConfig;
 }
 
 const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -54,6 +58,7 @@ const defaultSleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export async function enroll(o: EnrollOptions): Promise<Identity> {
   const server = new URL(o.server);
   if (server.protocol !== 'https:') throw new AgentError('USAGE', `--server must be an https:// URL (got ${o.server})`);
+  if (o.attest) attestableKeystore(o.keystore);
   await mkdir(o.stateDir, { recursive: true, mode: 0o700 });
   const release = await acquireStateLock(o.stateDir);
   let store: KeyStore | undefined;
@@ -71,7 +76,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
     const resumed = signIn ? await resumableSignIn(o.stateDir, server.origin, o.keystore) : undefined;
     if (resumed) o.onResume?.(resumed.createdAt);
     const token = typeof o.token === 'string' ? o.token : (resumed?.signInToken ?? (await o.token(ca)));
-    const { key, csr } = await keyAndCsr(store, { ...o, token, signedIn: !!signIn }, server.origin);
+    const { key, csr, discard } = await keyAndCsr(store, { ...o, token, signedIn: !!signIn, rootPem: ca.rootPem }, server.origin);
     let committed = false;
     /** Set when the answer may yet come (lost, or approval pending): key and CSR stay for the next run. */
     let keep = false;
@@ -97,6 +102,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
             key: key.ref,
             certPem: r.certPem,
             enrolledAt: (o.now?.() ?? new Date()).toISOString(),
+            ...(o.attest ? { attestation: o.attest } : {}),
           };
           await writeIdentity(o.stateDir, id);
           committed = true;
@@ -125,7 +131,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
       throw e;
     } finally {
       if (!committed && !keep) {
-        await store.delete(key.ref).catch(() => undefined);
+        await (discard ? discard() : store.delete(key.ref)).catch(() => undefined);
         await removePendingEnroll(o.stateDir).catch(() => undefined);
       }
     }
@@ -141,7 +147,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
  * recorded before it is sent. An unrelated leftover record (another token)
  * is dropped with its key.
  */
-async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string; signedIn: boolean }, server: string): Promise<{ key: DeviceKey; csr: Buffer }> {
+async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string; signedIn: boolean; rootPem: string }, server: string): Promise<{ key: DeviceKey; csr: Buffer; discard?: () => Promise<void> }> {
   const prev = await readPendingEnroll(o.stateDir);
   if (prev && samePendingEnroll(prev, server, o.token, o.keystore)) {
     const key = await store.load(prev.key).catch(() => undefined);
@@ -150,6 +156,25 @@ async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string; si
     await store.delete(prev.key).catch(() => undefined);
   }
   await removePendingEnroll(o.stateDir);
+  if (o.attest) {
+    const made = await attestedKeyAndCsr({
+      stateDir: o.stateDir,
+      env: o.env,
+      keystore: o.keystore,
+      tpm: o.attest,
+      mode: 'enroll',
+      commonName: o.facts.hostname,
+      factsJson: JSON.stringify(o.facts),
+      requestChallenge: (body) => requestAttestChallenge(server, o.rootPem, { token: o.token }, body),
+    });
+    try {
+      await writePendingEnroll(o.stateDir, { version: 1, server, tokenSha256: tokenSha256(o.token), keystore: o.keystore, key: made.key.ref, csrBase64: made.csr.toString('base64'), createdAt: (o.now?.() ?? new Date()).toISOString(), ...(o.signedIn ? { signInToken: o.token } : {}) });
+    } catch (e) {
+      await made.discard();
+      throw e;
+    }
+    return made;
+  }
   const key = await store.generate();
   try {
     const csr = await createCsr({

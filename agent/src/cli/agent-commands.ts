@@ -60,12 +60,16 @@ const enrollCmd: Cmd = {
     new Option('--pkcs11-module <path>', 'PKCS#11 module for --keystore pkcs11; env LATCHKEY_PKCS11_MODULE'),
     new Option('--pkcs11-token <label>', 'token label; env LATCHKEY_PKCS11_TOKEN (PIN: LATCHKEY_PKCS11_PIN or LATCHKEY_PKCS11_PIN_FILE)'),
     new Option('--save-pin', 'keep the token PIN in the OS credential store'),
+    new Option('--attest <kind>', 'tpm: make the key in the TPM and prove it to the server (TCG credential activation + TPM2_Certify); needs a tpm2-pkcs11 token; env LATCHKEY_ATTEST').choices(['tpm', 'none']),
+    new Option('--tpm-tcti <tcti>', 'how tpm2-tools reach the TPM (default: /dev/tpmrm0); env LATCHKEY_TPM_TCTI'),
+    new Option('--tpm-parent <handle>', "the persistent primary device keys are made under (default 0x81000001, tpm2_ptool init's); env LATCHKEY_TPM_PARENT"),
   ],
   examples: [
     'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --ca-fingerprint 3A:7F:…',
     'enroll --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --sso',
     'enroll --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --sso --sso-flow device',
     'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --keystore pkcs11 --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token latchkey',
+    'enroll --server https://latchkey.example.com:8443 --token lk_enr_… --keystore pkcs11 --pkcs11-module /usr/lib/x86_64-linux-gnu/pkcs11/libtpm2_pkcs11.so --pkcs11-token latchkey --attest tpm',
   ],
   async run({ cfg, o, env, out, log }) {
     const server = str(o, 'server');
@@ -103,6 +107,7 @@ const enrollCmd: Cmd = {
         caFingerprint: pin,
         keystore,
         env,
+        ...(cfg.attest === 'tpm' ? { attest: { kind: 'tpm' as const, parent: cfg.tpm.parent, ...(cfg.tpm.tcti ? { tcti: cfg.tpm.tcti } : {}) } } : {}),
         facts: await collectFacts(),
         onRootPinned: (fp) => {
           if (!pin) log(`trusting the server's root CA (SHA-256 ${fp}) through the system trust store`);
@@ -112,7 +117,7 @@ const enrollCmd: Cmd = {
       });
       spin?.done();
       const c = certOf(id);
-      out(`enrolled: device ${id.deviceId}, certificate ${c.serialHex} valid until ${c.notAfter.toISOString()} (keystore ${id.keystore.kind}, ${Math.round(performance.now() - started)} ms)`);
+      out(`enrolled: device ${id.deviceId}, certificate ${c.serialHex} valid until ${c.notAfter.toISOString()} (keystore ${id.keystore.kind}${id.attestation ? ', TPM-attested' : ''}, ${Math.round(performance.now() - started)} ms)`);
       return 0;
     } finally {
       spin?.done();
@@ -285,7 +290,7 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
   version: AGENT_VERSION,
   globals: [
     new Option('--state-dir <dir>', 'where identity and state live; env LATCHKEY_STATE_DIR, or the platform default'),
-    new Option('--config <file>', `a JSON file of settings (stateDir, keystore, pkcs11Module, pkcs11Token, controlChannel); env LATCHKEY_CONFIG`),
+    new Option('--config <file>', `a JSON file of settings (stateDir, keystore, pkcs11Module, pkcs11Token, controlChannel, attest, tpmTcti, tpmParent); env LATCHKEY_CONFIG`),
     new Option('--debug', 'on failure, print the stack trace too'),
   ],
   groups: {

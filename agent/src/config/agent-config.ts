@@ -10,6 +10,7 @@ import { AgentError } from '../errors.js';
 import { KEYSTORE_KINDS, type KeystoreKind } from '../keystore/keystore.js';
 import { resolveStateDir, type PathEnv } from '../state/paths.js';
 import { type TestHooks, readTestHooks } from '../test-hooks.js';
+import { DEFAULT_TPM_PARENT } from '../attest/attest.js';
 
 export interface AgentConfig {
   /** Where identity, status and file keys live. */
@@ -18,6 +19,10 @@ export interface AgentConfig {
   readonly keystore: KeystoreKind;
   /** For `--keystore pkcs11`: the module (a .so/.dylib/.dll) and the token's label. */
   readonly pkcs11: Readonly<{ module?: string; tokenLabel?: string }>;
+  /** `enroll --attest tpm`: the key is made in the TPM and attested (issue 14); renewals follow the identity. */
+  readonly attest: 'none' | 'tpm';
+  /** How the agent reaches the TPM: TPM2TOOLS_TCTI for tpm2-tools (unset: their default, /dev/tpmrm0) and the parent of device keys. */
+  readonly tpm: Readonly<{ tcti?: string; parent: string }>;
   /** `latchkey run` keeps a control channel to the server (off: renewals only). */
   readonly controlChannel: boolean;
   /** Print stack traces of failures. */
@@ -27,7 +32,7 @@ export interface AgentConfig {
 }
 
 /** What a config file may hold (every key optional). */
-export const CONFIG_FILE_KEYS = ['stateDir', 'keystore', 'pkcs11Module', 'pkcs11Token', 'controlChannel'] as const;
+export const CONFIG_FILE_KEYS = ['stateDir', 'keystore', 'pkcs11Module', 'pkcs11Token', 'controlChannel', 'attest', 'tpmTcti', 'tpmParent'] as const;
 
 export interface AgentFlags {
   stateDir?: string;
@@ -35,6 +40,9 @@ export interface AgentFlags {
   keystore?: string;
   pkcs11Module?: string;
   pkcs11Token?: string;
+  attest?: string;
+  tpmTcti?: string;
+  tpmParent?: string;
   debug?: boolean;
 }
 
@@ -92,11 +100,18 @@ export function loadAgentConfig(s: ConfigSources): AgentConfig {
   const module = flags.pkcs11Module ?? (env.LATCHKEY_PKCS11_MODULE || undefined) ?? text(file.pkcs11Module, where('pkcs11Module'));
   const tokenLabel = flags.pkcs11Token ?? (env.LATCHKEY_PKCS11_TOKEN || undefined) ?? text(file.pkcs11Token, where('pkcs11Token'));
   const testHooks = Object.freeze(readTestHooks(env));
+  const attest = flags.attest ?? (env.LATCHKEY_ATTEST || undefined) ?? text(file.attest, where('attest')) ?? 'none';
+  if (attest !== 'none' && attest !== 'tpm') throw bad(`--attest must be tpm or none (got "${attest}")`);
+  const tcti = flags.tpmTcti ?? (env.LATCHKEY_TPM_TCTI || undefined) ?? text(file.tpmTcti, where('tpmTcti'));
+  const parent = flags.tpmParent ?? (env.LATCHKEY_TPM_PARENT || undefined) ?? text(file.tpmParent, where('tpmParent')) ?? DEFAULT_TPM_PARENT;
+  if (!/^0x81[0-9a-fA-F]{6}$/.test(parent)) throw bad(`--tpm-parent must be a persistent handle, 0x81000000–0x81ffffff (got "${parent}")`);
 
   return Object.freeze({
     stateDir: resolveStateDir(flags.stateDir || env.LATCHKEY_STATE_DIR || text(file.stateDir, where('stateDir')), { ...s.host, env }),
     keystore: keystore as KeystoreKind,
     pkcs11: Object.freeze({ ...(module ? { module } : {}), ...(tokenLabel ? { tokenLabel } : {}) }),
+    attest,
+    tpm: Object.freeze({ ...(tcti ? { tcti } : {}), parent: parent.toLowerCase() }),
     controlChannel: testHooks.noControlChannel ? false : ((file.controlChannel as boolean | undefined) ?? true),
     debug: !!flags.debug,
     testHooks,

@@ -10,8 +10,8 @@
 import { request } from 'node:https';
 import type { OutgoingHttpHeaders } from 'node:http';
 import { type Certificate, certificateToPem, decodeCertsOnly, fingerprintSha256, isIssuedBy, parseCertificate } from '@latchkey/pki';
-import type { ErrorCode } from '@latchkey/protocol';
-import { CONTENT_TRANSFER_ENCODING, EST_PATHS, MEDIA_TYPES, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
+import type { AttestChallenge, AttestEnrollChallengeRequest, AttestRenewChallengeRequest, ErrorCode } from '@latchkey/protocol';
+import { ATTEST_PATHS, CONTENT_TRANSFER_ENCODING, EST_PATHS, MEDIA_TYPES, RETRY_AFTER_HEADER } from '@latchkey/protocol/wire';
 import { AgentError } from '../errors.js';
 import { type TlsKey } from '../keystore/keystore.js';
 import { deviceTlsOptions } from '../keystore/tls-key.js';
@@ -205,4 +205,33 @@ export async function simpleReenroll(server: string, rootPem: string, client: Cl
   if (r.status !== 200) throw serverError(r, what);
   const o = issued(r, what) as { cert: Certificate; certPem: string };
   return Object.assign(o.cert, { pem: o.certPem });
+}
+
+/**
+ * TPM attestation (issue 14): the server's challenge for an attested
+ * enrollment (with the enrollment token) or renewal (over mTLS with the
+ * current certificate). Checked for shape; its bytes are checked by the TPM.
+ */
+export async function requestAttestChallenge(
+  server: string,
+  rootPem: string,
+  auth: { token: string } | { client: ClientIdentity },
+  body: AttestEnrollChallengeRequest | AttestRenewChallengeRequest,
+): Promise<AttestChallenge> {
+  const what = 'asking the server for a TPM attestation challenge';
+  const r = await httpsCall(server, { ca: rootPem }, {
+    method: 'POST',
+    path: 'token' in auth ? ATTEST_PATHS.enrollChallenge : ATTEST_PATHS.renewChallenge,
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...('token' in auth ? { authorization: `Bearer ${auth.token}` } : {}) },
+    ...('client' in auth ? { client: auth.client } : {}),
+  });
+  if (r.status !== 200 && r.status !== 201) throw serverError(r, what);
+  try {
+    const c = JSON.parse(r.body.toString('utf8')) as AttestChallenge;
+    if (typeof c !== 'object' || c === null || typeof c.challengeId !== 'string' || typeof c.credentialBlob !== 'string' || typeof c.encryptedSecret !== 'string') throw new Error('fields missing');
+    return c;
+  } catch (e) {
+    throw new AgentError('SERVER_ERROR', `${what}: the answer is not a challenge (${(e as Error).message})`, {}, { cause: e });
+  }
 }

@@ -47,7 +47,7 @@ async function keytar(): Promise<{ getPassword(s: string, a: string): Promise<st
 }
 
 /** The token PIN: LATCHKEY_PKCS11_PIN, LATCHKEY_PKCS11_PIN_FILE, or the OS credential store (saved by `enroll --save-pin`). */
-async function pkcs11Pin(ctx: KeystoreContext, cfg: { module: string; tokenLabel?: string }): Promise<string> {
+export async function pkcs11Pin(ctx: KeystoreContext, cfg: { module: string; tokenLabel?: string }): Promise<string> {
   if (ctx.env.LATCHKEY_PKCS11_PIN) return ctx.env.LATCHKEY_PKCS11_PIN;
   if (ctx.env.LATCHKEY_PKCS11_PIN_FILE) return (await readFile(ctx.env.LATCHKEY_PKCS11_PIN_FILE, 'utf8')).trim();
   let saved: string | null = null;

@@ -13,7 +13,8 @@ import type { DeviceFacts } from '@latchkey/protocol';
 import { FACTS_ATTRIBUTE_OID } from '@latchkey/protocol/wire';
 import { updateBrowserAfterRenewal } from '../browser/browser.js';
 import { AgentError } from '../errors.js';
-import { simpleReenroll } from '../est/est-client.js';
+import { requestAttestChallenge, simpleReenroll } from '../est/est-client.js';
+import { attestedKeyAndCsr } from '../attest/attested-csr.js';
 import { deviceIdOf } from '../identity-fns.js';
 import type { KeyStore } from '../keystore/keystore.js';
 import { openKeyStore } from '../keystore/open-keystore.js';
@@ -83,16 +84,33 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
     if (!current) {
       throw new AgentError('KEYSTORE', `the device key ${id.key.id} is missing from the ${id.keystore.kind} keystore; the identity cannot be renewed — run \`latchkey unenroll\` and enroll again`);
     }
-    const fresh = await store.generate();
+    const facts = await ctx.facts();
+    const client = async () => ({ certPem: id.certPem, chainPem: id.chainPem, key: await current.tlsKey() });
+    // An attested device's new key is made in the TPM and certified by its AK (agent/src/attest/).
+    const attested = id.attestation
+      ? await attestedKeyAndCsr({
+          stateDir: ctx.stateDir,
+          env: ctx.env,
+          keystore: id.keystore,
+          tpm: id.attestation,
+          mode: 'renew',
+          commonName: facts.hostname,
+          factsJson: JSON.stringify(facts),
+          requestChallenge: async (body) => requestAttestChallenge(id.server, id.rootPem, { client: await client() }, body),
+        })
+      : undefined;
+    const fresh = attested?.key ?? (await store.generate());
     crashPoint(ctx, 'after-generate');
     let committed = false;
     try {
-      const csr = await createCsr({
-        subject: [{ type: 'CN', value: (await ctx.facts()).hostname.slice(0, 64) }],
-        signer: fresh.signer,
-        stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(await ctx.facts()) }],
-      });
-      const issued = await simpleReenroll(id.server, id.rootPem, { certPem: id.certPem, chainPem: id.chainPem, key: await current.tlsKey() }, csr);
+      const csr =
+        attested?.csr ??
+        (await createCsr({
+          subject: [{ type: 'CN', value: facts.hostname.slice(0, 64) }],
+          signer: fresh.signer,
+          stringAttributes: [{ oid: FACTS_ATTRIBUTE_OID, value: JSON.stringify(facts) }],
+        }));
+      const issued = await simpleReenroll(id.server, id.rootPem, await client(), csr);
       crashPoint(ctx, 'after-issue');
       if (!issued.spki.equals(fresh.spki)) throw new AgentError('SERVER_ERROR', 'the server issued a certificate for another key');
       const issuer = parseCertificate(id.chainPem || id.rootPem);
@@ -113,7 +131,7 @@ export async function renewOnce(ctx: RenewContext, opts: { force: boolean }): Pr
       await updateBrowserAfterRenewal(ctx.stateDir, ctx.env, next, fresh);
       return { renewed: true, identity: next, kind: decision.action === 'recover' ? 'recover' : 'renew', previousSerial: cert.serialHex };
     } finally {
-      if (!committed) await store.delete(fresh.ref).catch(() => undefined);
+      if (!committed) await (attested ? attested.discard() : store.delete(fresh.ref)).catch(() => undefined);
     }
   } finally {
     await store?.close().catch(() => undefined);

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../errors.js';
 import type { AgentPolicy } from '@latchkey/protocol/wire';
+import type { TpmAttestConfig } from '../attest/attest.js';
 import { KEYSTORE_KINDS, type KeyRef } from '../keystore/keystore.js';
 import { writeFileAtomic } from './atomic.js';
 import { STATE_FILES } from './paths.js';
@@ -31,6 +32,8 @@ export interface Identity {
   certPem: string;
   enrolledAt: string;
   renewedAt?: string;
+  /** Set when the device enrolled with a TPM attestation: every renewal is attested the same way (agent/src/attest/). */
+  attestation?: TpmAttestConfig;
 }
 
 export type AgentState = 'active' | 'revoked' | 'reenroll-required';
