@@ -3,18 +3,21 @@
  *   - enrollment and forced renewal, end to end (a `latchkey` process each,
  *     start-up included) and as the agent itself measures enrollment, per
  *     keystore: file, os (gnome-keyring), pkcs11 on SoftHSM2 and on a
- *     software TPM (each where available);
+ *     software TPM, and on that TPM with `--attest tpm` (TCG credential
+ *     activation + TPM2_Certify, issue 14) against a server trusting its
+ *     swtpm_localca (each where available);
  *   - `latchkey --version` start-up: node + dist, and the single executable
  *     if it was packaged (agent/dist-bin/latchkey-linux-x64);
  *   - idle `latchkey run`: RSS and CPU over BENCH_IDLE_SECONDS (default 60).
  * Environment: BENCH_RUNS (default 5), BENCH_IDLE_SECONDS.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startKeyring } from '../../../agent/test-support/dist/keyring-fixture.js';
 import { softhsmToken, swtpmToken, type Pkcs11TestToken } from '../../../agent/test-support/dist/pkcs11-fixtures.js';
+import { swtpmTokenWithEkCert } from '../../../agent/test-support/dist/tpm-fixtures.js';
 import { AGENT_CLI, ROOT, cli, freePort, run } from '../support/processes.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -23,13 +26,15 @@ const cleanups: (() => unknown)[] = [];
 const hooks = { after: (fn: () => unknown) => void cleanups.push(fn) };
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-async function server(): Promise<{ url: string; dataDir: string; fingerprint: string; stop: () => void }> {
+async function server(config: Record<string, unknown> = {}): Promise<{ url: string; dataDir: string; fingerprint: string; stop: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-agent-bench-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const dataDir = join(dir, 'data');
   const port = await freePort();
   const init = await cli(['init', '--data-dir', dataDir, '--org', 'Bench Corp', '--url', `https://127.0.0.1:${port}`, '--listen', `127.0.0.1:${port}`, '--json']);
   if (init.code !== 0) throw new Error(init.stderr);
+  const cfgFile = join(dataDir, 'config.json');
+  writeFileSync(cfgFile, JSON.stringify({ ...(JSON.parse(readFileSync(cfgFile, 'utf8')) as object), ...config }));
   const p = spawn(process.execPath, [join(ROOT, 'server/dist/cli.js'), 'start', '--data-dir', dataDir], { stdio: ['ignore', 'pipe', 'pipe'] });
   await new Promise<void>((resolve, reject) => {
     let log = '';
@@ -49,6 +54,39 @@ interface Target {
   label: string;
   args: string[];
   env: NodeJS.ProcessEnv;
+  /** Another server and token than the plain targets' (the attested target: a server trusting swtpm_localca, a tpm group). */
+  server?: { url: string; fingerprint: string; token: string };
+}
+
+/**
+ * `--attest tpm` on a software TPM with EK certificates (tpm2-abrmd +
+ * tpm2-pkcs11), against a server that trusts its swtpm_localca and a group
+ * that requires attestation: the same token type as the plain software TPM
+ * target, so the two lines compare the attestation's cost.
+ */
+async function attestedTarget(): Promise<Target | string> {
+  const tk = await swtpmTokenWithEkCert(hooks);
+  if (typeof tk === 'string') return `pkcs11 + --attest tpm: ${tk}`;
+  const roots = mkdtempSync(join(tmpdir(), 'latchkey-agent-bench-roots-'));
+  cleanups.push(() => rmSync(roots, { recursive: true, force: true }));
+  mkdirSync(join(roots, 'ca'));
+  copyFileSync(tk.rootCaPem, join(roots, 'ca', 'root.pem'));
+  copyFileSync(tk.issuerCaPem, join(roots, 'ca', 'issuer.pem'));
+  let srv: Awaited<ReturnType<typeof server>>;
+  try {
+    srv = await server({ attestation: { ekRootsDir: join(roots, 'ca') } });
+  } catch (e) {
+    return `pkcs11 + --attest tpm: this server does not verify attestations (${(e as Error).message.trim().split('\n').at(-1)})`;
+  }
+  const set = await cli(['groups', 'set', 'attested', '--lifetime', '24h', '--attestation', 'tpm', '--data-dir', srv.dataDir]);
+  if (set.code !== 0) return `pkcs11 + --attest tpm: ${set.stderr.trim()}`;
+  const tok = await cli(['token', 'create', '--uses', '1000', '--group', 'attested', '--data-dir', srv.dataDir, '--json']);
+  return {
+    label: 'pkcs11 TPM, --attest tpm',
+    args: ['--keystore', 'pkcs11', '--pkcs11-module', tk.module, '--pkcs11-token', tk.tokenLabel, '--attest', 'tpm'],
+    env: { ...tk.env, LATCHKEY_PKCS11_PIN: tk.pin },
+    server: { url: srv.url, fingerprint: srv.fingerprint, token: (JSON.parse(tok.stdout) as { token: string }).token },
+  };
 }
 
 async function targets(): Promise<(Target | string)[]> {
@@ -60,6 +98,7 @@ async function targets(): Promise<(Target | string)[]> {
     typeof k === 'string' ? `os: ${k}` : { label: 'os (gnome-keyring)', args: ['--keystore', 'os'], env: { DBUS_SESSION_BUS_ADDRESS: k.address } },
     pk('pkcs11 (SoftHSM2)', await softhsmToken(hooks)),
     pk('pkcs11 (software TPM)', await swtpmToken(hooks)),
+    await attestedTarget(),
   ];
 }
 
@@ -84,7 +123,8 @@ try {
       cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
       const env = { ...process.env, ...tg.env };
       let t0 = performance.now();
-      const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', srv.url, '--token', token, '--ca-fingerprint', srv.fingerprint, ...tg.args], { env });
+      const via = tg.server ?? { ...srv, token };
+      const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', via.url, '--token', via.token, '--ca-fingerprint', via.fingerprint, ...tg.args], { env });
       enroll.push(performance.now() - t0);
       if (e.code !== 0) throw new Error(`${tg.label}: ${e.stderr}`);
       inAgent.push(Number(/, (\d+) ms\)/.exec(e.stdout)?.[1] ?? NaN));
