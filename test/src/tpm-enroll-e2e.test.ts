@@ -106,9 +106,10 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
     const s = await status();
     const show = await cli(['devices', 'show', s.deviceId, '--json', ...d]);
     assert.equal(show.code, 0, show.stderr);
-    const dev = JSON.parse(show.stdout) as { assurance?: string; tpm?: { ekHash: string } | null };
+    const dev = JSON.parse(show.stdout) as { assurance?: string; tpm?: { ekHash: string; ekTrust: string } | null };
     assert.equal(dev.assurance, 'tpm-attested');
     assert.match(dev.tpm?.ekHash ?? '', /^[0-9a-f]{64}$/);
+    assert.equal(dev.tpm?.ekTrust, 'certificate', 'the EK certificate chained to swtpm_localca (attestation.ekRootsDir)');
   });
 
   await t.test('a file-keystore device in the tpm group is refused: ATTESTATION_REQUIRED', async () => {
