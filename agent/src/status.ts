@@ -15,6 +15,8 @@ export interface StatusJson {
   rootFingerprint?: string;
   keystore?: string;
   keyId?: string;
+  /** `tpm` when the device enrolled with a TPM attestation (its renewals are attested too). */
+  attestation?: 'tpm';
   subject?: string;
   sans?: string[];
   serial?: string;
@@ -69,6 +71,7 @@ export async function readStatus(stateDir: string, now: Date): Promise<StatusJso
     rootFingerprint: id.rootFingerprint,
     keystore: id.keystore.kind,
     keyId: id.key.id,
+    ...(id.attestation ? { attestation: id.attestation.kind } : {}),
     subject: s.subject,
     sans: s.sans,
     serial: s.serial,
@@ -97,7 +100,7 @@ export function formatStatus(s: StatusJson): string {
     ['serial', s.serial],
     ['valid until', s.notAfter],
     ['next renewal', s.nextRenewalAt],
-    ['keystore', `${s.keystore} (key ${s.keyId})`],
+    ['keystore', `${s.keystore} (key ${s.keyId}${s.attestation === 'tpm' ? ', made in the TPM and attested' : ''})`],
     ['server', s.server],
     ['root SHA-256', s.rootFingerprint],
     ['last renewal', s.lastRenewalAt],

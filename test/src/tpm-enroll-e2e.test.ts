@@ -5,12 +5,13 @@
  * --require-registered-ek`. The device is a software TPM with EK
  * certificates behind tpm2-abrmd with a tpm2-pkcs11 token. Its enrollment and
  * two renewals are attested (the certificate carries the attested OU; `devices
- * show` says tpm-attested); a file-keystore device is refused
+ * show` says tpm-attested), and so are the renewals `latchkey run` makes by
+ * itself; a file-keystore device is refused
  * (ATTESTATION_REQUIRED); a second, genuine TPM whose EK nobody registered is
  * refused (EK_NOT_REGISTERED).
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -39,7 +40,7 @@ async function keysInStore(stateDir: string, env: NodeJS.ProcessEnv, ks: unknown
   return (JSON.parse(r.stdout) as string[]).sort();
 }
 
-test('issue 14: attested enrollment and two attested renewals on swtpm; software key and unregistered TPM refused', { timeout: 300_000 }, async (t) => {
+test('issue 14: attested enrollment and two attested renewals on swtpm; software key and unregistered TPM refused', { timeout: 400_000 }, async (t) => {
   const tpm1 = await swtpmTokenWithEkCert(t, 'latchkey-tpm');
   if (typeof tpm1 === 'string') return skipOrRequire(t, `missing ${tpm1}`);
   const tpm2 = await swtpmTokenWithEkCert(t, 'latchkey-tpm');
@@ -67,7 +68,7 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
   const envOf = (tk: SwtpmTokenWithEkCert): NodeJS.ProcessEnv => ({ ...process.env, ...tk.env, LATCHKEY_PKCS11_PIN: tk.pin });
   const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
   const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env: envOf(tpm1) });
-  const status = async () => JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keyId: string; serial: string; deviceId: string };
+  const status = async () => JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keyId: string; serial: string; deviceId: string; attestation?: string };
   const certOu = (): string[] => {
     const id = JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { certPem: string; attestation?: { kind: string } };
     assert.equal(id.attestation?.kind, 'tpm');
@@ -81,6 +82,8 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
     t.diagnostic(`attested enrollment: ${(performance.now() - t0).toFixed(0)} ms end to end; ${e.stdout.trim()}`);
     assert.match(e.stdout, /TPM-attested/);
     assert.deepEqual(certOu(), [TPM_ATTESTED_OU]);
+    assert.equal((await status()).attestation, 'tpm');
+    assert.match((await agent(['status'])).stdout, /keystore +pkcs11 \(key lk-[0-9a-f]+, made in the TPM and attested\)/);
   });
 
   await t.test('two attested renewals (`renew --force`): new key and serial each time, same device, still attested', async () => {
@@ -125,5 +128,30 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /EK_NOT_REGISTERED/);
     assert.deepEqual(await keysInStore(sd, envOf(tpm2), { kind: 'pkcs11', module: tpm2.module, tokenLabel: tpm2.tokenLabel }), [], 'the refused enrollment left no key in the token');
+  });
+
+  await t.test('`latchkey run` renews a 6 s attested certificate by itself, twice (each renewal attested in a fresh token worker)', async () => {
+    assert.equal((await cli(['groups', 'set', 'short', '--lifetime', '6s', '--attestation', 'tpm', ...d])).code, 0);
+    const tk = (JSON.parse((await cli(['token', 'create', '--group', 'short', '--json', ...d])).stdout) as { token: string }).token;
+    const sd = join(tempDir(t, 'latchkey-agent-'), 'state');
+    const env = { ...envOf(tpm1), LATCHKEY_RUN_SLICE_MS: '200' };
+    const e = await run(process.execPath, [AGENT_CLI, '--state-dir', sd, 'enroll', '--server', server.url, '--token', tk, '--ca-fingerprint', fingerprint, ...tpmArgs(tpm1)], { env });
+    assert.equal(e.code, 0, e.stderr);
+    const daemon = spawn(process.execPath, [AGENT_CLI, '--state-dir', sd, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    daemon.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    t.after(() => {
+      if (daemon.exitCode === null) daemon.kill('SIGKILL');
+    });
+    const end = Date.now() + 90_000;
+    while ((log.match(/renewed the certificate/g) ?? []).length < 2) {
+      assert.ok(Date.now() < end && daemon.exitCode === null, `two renewals expected:\n${log}`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    daemon.kill('SIGTERM');
+    assert.doesNotMatch(log, /renewal failed/);
+    const id = JSON.parse(readFileSync(join(sd, 'identity.json'), 'utf8')) as { certPem: string; keystore: unknown; key: { id: string } };
+    assert.ok(new X509Certificate(id.certPem).subject.includes(`OU=${TPM_ATTESTED_OU}`));
+    assert.deepEqual(await keysInStore(sd, envOf(tpm1), id.keystore), [id.key.id], 'old keys deleted, no orphan');
   });
 });
