@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, createVerify, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -140,6 +140,9 @@ test('agent TPM attestation against swtpm + tpm2-abrmd + tpm2-pkcs11', async (t)
   let served: { secret: Buffer; challengeId: string } | undefined;
   await t.test('createAttestedKey: EK + a new recorded AK, challenge, activation, certify, a CSR carrying the attestation', async () => {
     const tpm = { kind: 'tpm' as const, parent: DEFAULT_TPM_PARENT };
+    // A work dir a killed run left behind (with a key's auth in it) is removed.
+    mkdirSync(join(stateDir, 'tpm-work-killed'), { mode: 0o700 });
+    writeFileSync(join(stateDir, 'tpm-work-killed', 'key.auth'), 'leftover', { mode: 0o600 });
     attested = await createAttestedKey({
       stateDir,
       env: process.env,
@@ -176,7 +179,7 @@ test('agent TPM attestation against swtpm + tpm2-abrmd + tpm2-pkcs11', async (t)
     const certified = parsePublic2B(Buffer.from(a.keyPublic, 'base64'));
     verifyCertify({ akPublic: recordedAk, attest: Buffer.from(a.certifyInfo, 'base64'), signature: Buffer.from(a.signature, 'base64'), nonce: served!.secret, certifiedPublic: certified });
     assert.ok(publicKeySpki(certified).equals(csr.spki), 'the certified key is the CSR key');
-    assert.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('tpm-work-')), [], 'the work dir is removed');
+    assert.deepEqual(readdirSync(stateDir).filter((f) => f.startsWith('tpm-work-')), [], 'the work dirs are removed, a leftover one too');
   });
 
   await t.test('a renewal uses the recorded AK (same public), asks the challenge with the AK only, and unlinks its key when it fails', async () => {

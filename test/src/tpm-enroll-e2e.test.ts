@@ -105,6 +105,20 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
     assert.deepEqual(await keysInStore(stateDir, envOf(tpm1), ks), [prev.keyId], 'the token holds the current key only');
   });
 
+  await t.test('kill -9 at each step of an attested renewal: a working identity, and the next renewal leaves only its key in the token', async () => {
+    const ks = (JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { keystore: unknown }).keystore;
+    for (const point of ['after-generate', 'after-issue', 'after-commit']) {
+      const before = await status();
+      const crashed = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'renew', '--force'], { env: { ...envOf(tpm1), LATCHKEY_TEST_CRASH_AT: point } });
+      assert.equal(crashed.signal, 'SIGKILL', `${point}: ${crashed.stderr}`);
+      assert.equal((await status()).serial !== before.serial, point === 'after-commit', point);
+      const ok = await agent(['renew', '--force']);
+      assert.equal(ok.code, 0, `${point}: ${ok.stderr}`);
+      assert.deepEqual(await keysInStore(stateDir, envOf(tpm1), ks), [(await status()).keyId], `${point}: the token holds the current key only`);
+    }
+    assert.deepEqual(certOu(), [TPM_ATTESTED_OU]);
+  });
+
   await t.test('`devices show` reports the device tpm-attested, with its EK', async () => {
     const s = await status();
     const show = await cli(['devices', 'show', s.deviceId, '--json', ...d]);

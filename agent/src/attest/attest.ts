@@ -7,7 +7,7 @@
  * carrying the CsrAttestation. Everything the TPM tools need sits in a 0700
  * work dir inside the state dir, removed at the end.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AttestChallenge, AttestEnrollChallengeRequest, AttestRenewChallengeRequest, CsrAttestation } from '@latchkey/protocol';
 import { MAX_ATTESTATION_JSON } from '@latchkey/protocol/wire';
@@ -67,9 +67,19 @@ function challengeBytes(c: AttestChallenge): { credentialBlob: Buffer; encrypted
   return { credentialBlob: Buffer.from(c.credentialBlob, 'base64'), encryptedSecret: Buffer.from(c.encryptedSecret, 'base64') };
 }
 
-/** Runs `fn` with tpm2-tools in a fresh 0700 work dir of the state dir, removed afterwards. */
+const WORK_PREFIX = 'tpm-work-';
+
+/**
+ * Runs `fn` with tpm2-tools in a fresh 0700 work dir of the state dir,
+ * removed afterwards. Work dirs a killed process left (they may hold a key's
+ * auth value) are removed first: callers hold the state lock, so no other
+ * process is using one.
+ */
 export async function withTpmTools<T>(o: { stateDir: string; env: NodeJS.ProcessEnv; tcti?: string | undefined }, fn: (tools: TpmTools) => Promise<T>): Promise<T> {
-  const cwd = await mkdtemp(join(o.stateDir, 'tpm-work-'));
+  for (const name of await readdir(o.stateDir)) {
+    if (name.startsWith(WORK_PREFIX)) await rm(join(o.stateDir, name), { recursive: true, force: true });
+  }
+  const cwd = await mkdtemp(join(o.stateDir, WORK_PREFIX));
   try {
     const tcti = o.env.LATCHKEY_TPM_TCTI || o.tcti;
     return await fn(createTpmTools({ cwd, env: o.env, ...(tcti ? { tcti } : {}) }));
