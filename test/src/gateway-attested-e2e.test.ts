@@ -61,10 +61,10 @@ describe('issue 14: gateway config --require-attested (real nginx and HAProxy on
     const { dataDir, work, certs } = await world(t);
     const upstream = await echoUpstream(t);
 
-    const curl = async (gwPort: number, as: string): Promise<{ status: string; body: string }> => {
-      const r = await run('curl', ['-s', '-S', '--max-time', '10', '-w', '\n%{http_code}', '--cacert', join(dataDir, 'root.crt.pem'), '--cert', `${as}.pem`, '--key', `${as}.key`, `https://127.0.0.1:${gwPort}/hello`], { cwd: work });
-      const i = r.stdout.lastIndexOf('\n');
-      return { status: r.stdout.slice(i + 1), body: r.stdout.slice(0, Math.max(i, 0)) };
+    const curl = async (gwPort: number, as: string): Promise<{ status: string; body: string; type: string }> => {
+      const r = await run('curl', ['-s', '-S', '--max-time', '10', '-w', '\n%{content_type}\n%{http_code}', '--cacert', join(dataDir, 'root.crt.pem'), '--cert', `${as}.pem`, '--key', `${as}.key`, `https://127.0.0.1:${gwPort}/hello`], { cwd: work });
+      const [status, type, ...body] = r.stdout.split('\n').reverse();
+      return { status: status ?? '', type: type ?? '', body: body.reverse().join('\n') };
     };
 
     for (const kind of ['nginx', 'haproxy'] as const) {
@@ -86,6 +86,7 @@ describe('issue 14: gateway config --require-attested (real nginx and HAProxy on
         const a = await curl(gwPort, as);
         assert.equal(a.status, '403', `${kind}, ${as}: ${a.body}`);
         assert.match(a.body, /^This device is not TPM-attested, and this gateway admits only TPM-attested devices/, `${kind}, ${as}`);
+        assert.match(a.type, /^text\/plain/, `${kind}, ${as}`);
         assert.equal(upstream.seen.length, before, `${kind}, ${as}: nothing reached the app`);
       }
     }

@@ -424,7 +424,7 @@ describe('gateway config --require-attested: only TPM-attested devices (issue 14
     const pat = attestedDnPattern('Example Corp');
     const nginx = renderNginxSite(o);
     assert.ok(nginx.includes(`map $ssl_client_s_dn $latchkey_attested {\n    default 0;\n    "~${pat}" 1;\n}`), nginx);
-    assert.ok(nginx.includes(`    if ($latchkey_attested != 1) {\n        return 403 "${NOT_ATTESTED_BODY}\\n";\n    }`), nginx);
+    assert.ok(nginx.includes(`    default_type text/plain;\n    if ($latchkey_attested != 1) {\n        return 403 "${NOT_ATTESTED_BODY}\\n";\n    }`), nginx);
     assert.ok(nginx.indexOf('$latchkey_attested != 1') < nginx.indexOf('location /'), 'before anything is proxied');
     const stream = renderNginxSite({ ...o, upstream: parseUpstream('tcp://10.0.0.5:22') });
     assert.ok(stream.includes('map $latchkey_attested $latchkey_upstream {\n    1 latchkey_app;\n    default latchkey_refused;\n}'), stream);
@@ -435,7 +435,7 @@ describe('gateway config --require-attested: only TPM-attested devices (issue 14
     const tcp = renderHaproxy({ ...o, upstream: parseUpstream('tcp://10.0.0.5:22') });
     assert.ok(tcp.includes('    tcp-request session reject unless latchkey_attested_ou latchkey_attested_dn'), tcp);
     for (const plain of [renderNginxSite(OPTS), renderHaproxy(OPTS), renderNginxSite({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') }), renderHaproxy({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') })]) {
-      assert.doesNotMatch(plain, /latchkey_attested|TPM-attested/);
+      assert.doesNotMatch(plain, /latchkey_attested|TPM-attested|default_type/);
     }
   });
 

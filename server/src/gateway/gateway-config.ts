@@ -324,7 +324,9 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     ...(o.requireAttested
       ? [
           '',
-          '    # --require-attested: a device whose certificate does not say TPM-attested (see the map) gets 403 and why.',
+          '    # --require-attested: a device whose certificate does not say TPM-attested (see the map) gets 403 and why,',
+          '    # as text/plain (an http block may set another default_type; proxied answers keep their own type).',
+          '    default_type text/plain;',
           '    if ($latchkey_attested != 1) {',
           `        return 403 "${NOT_ATTESTED_BODY}\\n";`,
           '    }',
