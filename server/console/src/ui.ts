@@ -107,6 +107,14 @@ export function badge(text: string, kind = text): HTMLElement {
   return h('span', { class: `badge badge-${kind}` }, text);
 }
 
+/**
+ * Where a device's key lives (issue 14): "TPM-attested" once an enrollment proved it is in the device's TPM,
+ * else "Software key" (also for a server that does not say).
+ */
+export function assuranceBadge(d: { assurance?: 'software' | 'tpm-attested' | undefined }): HTMLElement {
+  return d.assurance === 'tpm-attested' ? badge('TPM-attested', 'attested') : badge('Software key', 'neutral');
+}
+
 export function link(href: string, ...children: Child[]): HTMLAnchorElement {
   return h('a', { href }, ...children);
 }

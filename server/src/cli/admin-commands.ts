@@ -100,12 +100,32 @@ export const groupCommands: Cmd[] = [
 ];
 
 const DEVICE_STATUSES = DeviceStatus.anyOf.map((s) => String(s.const));
+
+/** A device's assurance level; a server before issue 14 says nothing, which means a software key. */
+export const assuranceOf = (d: Pick<Device, 'assurance'>): 'software' | 'tpm-attested' => d.assurance ?? 'software';
+
+/** How the EK of an attested device was trusted, in words. */
+const EK_TRUST: Record<'certificate' | 'registered', string> = {
+  certificate: 'certificate (its EK certificate chains to a configured TPM manufacturer root)',
+  registered: 'registered (an admin registered its EK: devices register)',
+};
+
+/** `devices show`: the assurance level and, for an attested device, its TPM: EK hash, how it was trusted, manufacturer, when. */
+export function assuranceLines(d: Pick<Device, 'assurance' | 'tpm'>): string[] {
+  const pad = (k: string): string => k.padEnd(17);
+  const level = assuranceOf(d);
+  const lines = [`${pad('assurance')} ${level === 'tpm-attested' ? 'tpm-attested (the key was proven to be in this device\'s TPM, non-exportable)' : 'software (no TPM attestation: the key may be in a file)'}`];
+  if (d.tpm) {
+    lines.push(`${pad('tpm.ekHash')} ${d.tpm.ekHash}`, `${pad('tpm.ekTrust')} ${EK_TRUST[d.tpm.ekTrust]}`, `${pad('tpm.manufacturer')} ${d.tpm.manufacturer ?? '-'}`, `${pad('tpm.attestedAt')} ${d.tpm.attestedAt}`);
+  }
+  return lines;
+}
 const devicePath = (id: string | undefined): string => `/v1/admin/devices/${encodeURIComponent(id!)}`;
 
 export const deviceCommands: Cmd[] = [
   {
     usage: 'devices list',
-    summary: 'list devices, their status and current certificate',
+    summary: 'list devices, their status, assurance (software or tpm-attested) and current certificate',
     options: [
       new Option('--status <status>', 'only devices in this status').choices(DEVICE_STATUSES),
       new Option('--group <name>', 'only devices of this group'),
@@ -122,7 +142,7 @@ export const deviceCommands: Cmd[] = [
       qs.set('order', 'asc');
       const { api, p } = admin(ctx);
       const r = await api.call<{ items: Device[]; nextCursor: string | null }>('GET', `/v1/admin/devices?${qs}`);
-      p.print(r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no' })), ['id', 'name', 'status', 'group', 'user', 'online', 'lastSeen', 'serial', 'notAfter']));
+      p.print(r, () => table(r.items.map((d) => ({ ...d, serial: d.certificate?.serial, notAfter: d.certificate?.notAfter, online: d.online === undefined ? '' : d.online ? 'yes' : 'no', assurance: assuranceOf(d) })), ['id', 'name', 'status', 'group', 'user', 'assurance', 'online', 'lastSeen', 'serial', 'notAfter']));
       return 0;
     },
   },
@@ -152,16 +172,17 @@ export const deviceCommands: Cmd[] = [
   },
   {
     usage: 'devices show <id>',
-    summary: 'one device: record (with the person it is bound to), facts and every certificate',
+    summary: 'one device: record (with the person it is bound to), assurance and TPM, facts and every certificate',
     options: adminOptions(),
     examples: ['devices show 0b6f…-… --data-dir /var/lib/latchkey'],
     async run(ctx, [id]) {
       const { api, p } = admin(ctx);
       const r = await api.call<Device & { certificates: Record<string, unknown>[] }>('GET', devicePath(id));
       p.print(r, () => {
-        const { certificates, facts, ...d } = r;
+        const { certificates, facts, assurance, tpm, ...d } = r;
         return [
           ...Object.entries(d).map(([k, val]) => `${k.padEnd(17)} ${terminalSafe(typeof val === 'object' && val !== null ? JSON.stringify(val) : String(val ?? '-'))}`),
+          ...assuranceLines({ assurance, tpm }).map((l) => terminalSafe(l)),
           `${'facts'.padEnd(17)} ${facts ? terminalSafe(JSON.stringify(facts)) : '-'}`,
           '',
           table(certificates, ['serial', 'kind', 'notBefore', 'notAfter', 'revokedAt']),

@@ -18,6 +18,7 @@ const GATEWAY_CONFIG_OPTIONS: [flag: string, key: string, help: string][] = [
   ['--key <file>', 'key', 'its key'],
   ['--root-crl <file>', 'rootCrl', 'the root CRL, when the CA is imported'],
   ['--name <host>', 'name', 'a name of the new gateway certificate (repeat for more)'],
+  ['--require-attested', 'requireAttested', 'admit only TPM-attested devices (others get 403 and why)'],
 ];
 const REPEATABLE = new Set(['name']);
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -27,11 +28,12 @@ export const gatewayCommands: Cmd[] = [
     usage: 'gateway config <kind>',
     summary: 'print (or with --out write) an nginx or HAProxy mTLS gateway config; kind: nginx or haproxy',
     options: GATEWAY_CONFIG_OPTIONS.map(([flag, key, help]) => (REPEATABLE.has(key) ? new Option(flag, help).argParser(collect) : new Option(flag, help))),
-    examples: ['gateway config nginx --listen 0.0.0.0:443 --upstream http://127.0.0.1:8080 --out /etc/latchkey-gw --data-dir /var/lib/latchkey', 'gateway config haproxy --data-dir /var/lib/latchkey'],
+    examples: ['gateway config nginx --listen 0.0.0.0:443 --upstream http://127.0.0.1:8080 --out /etc/latchkey-gw --data-dir /var/lib/latchkey', 'gateway config haproxy --data-dir /var/lib/latchkey', 'gateway config nginx --require-attested --listen 0.0.0.0:443 --upstream http://127.0.0.1:8080 --out /etc/latchkey-gw --data-dir /var/lib/latchkey'],
     async run(ctx, [kind]) {
       const words = GATEWAY_CONFIG_OPTIONS.flatMap(([flag, key]) => {
         const v = ctx.o[key];
         const name = flag.split(' ')[0]!;
+        if (v === true) return [name];
         return v === undefined ? [] : (Array.isArray(v) ? v : [v]).flatMap((x) => [name, String(x)]);
       });
       const { gatewayConfigCommand } = await import('../gateway/gateway-config.js');

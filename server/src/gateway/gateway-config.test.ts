@@ -1,17 +1,19 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import * as crypto from 'node:crypto';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { PEM, pemDecodeAll } from '@latchkey/pki';
-import { PATHS } from '@latchkey/protocol';
+import { PEM, certificateToPem, createDeviceProfile, createIssuer, encodeName, nodeSigner, pemDecodeAll, randomSerial, signCertificate, type NameAttribute } from '@latchkey/pki';
+import { PATHS, TPM_ATTESTED_OU, TPM_ATTESTED_POLICY_OID } from '@latchkey/protocol';
+import { loadCaKeys } from '../ca/ca-context.js';
 import { UsageError } from '../admin-client.js';
 import { FILES } from '../ca/ca-files.js';
 import { sanitizeDeviceName } from '../est/est-fns.js';
 import { type Harness, harness } from '../testing/harness.js';
-import { GATEWAY_FILES, type GatewayConfigOptions, crlBundle, gatewayConfigCommand, nginxStreamModule, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite } from './gateway-config.js';
+import { GATEWAY_FILES, type GatewayConfigOptions, NOT_ATTESTED_BODY, attestedDnPattern, crlBundle, gatewayConfigCommand, nginxStreamModule, parseListen, parseUpstream, renderHaproxy, renderNginxMain, renderNginxSite, rfc2253Value } from './gateway-config.js';
 
 const OPTS: GatewayConfigOptions = {
   listen: { host: '127.0.0.1', port: 8443 },
@@ -357,5 +359,106 @@ describe('gateway config: the command', () => {
     assert.throws(() => crlBundle([{ pem: readFileSync(join(h.dataDir, FILES.rootCert), 'utf8'), ca: h.root, what: 'root CRL' }], now), /not one PEM "X509 CRL" block/);
     const late = crlBundle([{ pem: issuing, ca: h.issuing, what: 'issuing CA\'s CRL' }], new Date(now.getTime() + 30 * 86_400_000));
     assert.match(late.warnings[0]!, /expired at .*: the gateway will refuse every device/);
+  });
+});
+
+/** Orgs a config may hold: RFC 2253 specials, a leading '#', a trailing space, UTF-8, regex and nginx/HAProxy quoting characters. */
+const ORGS = ['Example Corp', 'Ünïcødé, "Acme" + Co; <R&D> $1 (x|y) \\ \'q\' {2} ', '#1 Lead.er*?[a]'];
+
+/** `openssl x509 -subject -nameopt RFC2253`: what nginx's $ssl_client_s_dn and HAProxy's ssl_c_s_dn(,0,rfc2253) print (both call X509_NAME_print_ex with XN_FLAG_RFC2253). */
+function opensslDn(der: Buffer): string {
+  const r = spawnSync('openssl', ['x509', '-noout', '-subject', '-nameopt', 'RFC2253'], { input: certificateToPem(der), encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.replace(/^subject=/, '').replace(/\n$/, '');
+}
+
+describe('gateway config --require-attested: only TPM-attested devices (issue 14)', () => {
+  test('RFC 2253 §2.4 as OpenSSL prints it: the attested DN pattern matches attested certificates and nothing a CN, another OU or another O can make (cross-checked with openssl)', async (t) => {
+    if (!has('openssl')) {
+      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail('openssl is required (LATCHKEY_REQUIRE_ALL=1)');
+      return t.skip('openssl is not installed');
+    }
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const keys = loadCaKeys(h.dataDir, readFileSync(join(h.dataDir, FILES.passphrase), 'utf8').trim());
+    const issuer = createIssuer(readFileSync(join(h.dataDir, FILES.issuingCert), 'utf8'), nodeSigner(keys.issuing));
+    const spki = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' });
+    const attested = { ou: TPM_ATTESTED_OU, policyOid: TPM_ATTESTED_POLICY_OID };
+    const now = new Date();
+    const raw = (subject: NameAttribute[]): Promise<Buffer> =>
+      signCertificate({ serial: randomSerial(crypto.randomBytes), issuerDer: issuer.cert.subjectDer, subjectDer: encodeName(subject), spki, notBefore: now, notAfter: new Date(now.getTime() + 60_000), extensions: [] }, issuer.signer);
+    for (const org of ORGS) {
+      const p = createDeviceProfile({ issuer, org, trustDomain: 'example.com', crlUrls: ['http://x/crl'], ocspUrls: ['http://x/ocsp'], caIssuersUrls: ['http://x/ca'] });
+      const base = { spki, deviceId: ID, serial: randomSerial(crypto.randomBytes), now, lifetimeSeconds: 3600 };
+      const re = new RegExp(attestedDnPattern(org));
+      const yes = [await p.issue({ ...base, deviceName: 'laptop-7', attested }), await p.issue({ ...base, deviceName: 'laptop-7', email: 'alice@corp.example', attested })];
+      for (const der of yes) {
+        const dn = opensslDn(der);
+        assert.ok(dn.endsWith(`,OU=${TPM_ATTESTED_OU},O=${rfc2253Value(org)}`), `${org}: ${dn}`);
+        assert.match(dn, re, `${org}: attested`);
+      }
+      const no: [string, Buffer][] = [
+        ['software key', await p.issue({ ...base, deviceName: 'laptop-7' })],
+        ['software, user', await p.issue({ ...base, deviceName: 'laptop-7', email: 'alice@corp.example' })],
+        ['CN posing as the OU', await p.issue({ ...base, deviceName: `x,OU=${TPM_ATTESTED_OU}` })],
+        ['OU after CN', await raw([{ type: 'O', value: org }, { type: 'CN', value: 'x' }, { type: 'OU', value: TPM_ATTESTED_OU }, { type: 'UID', value: ID }])],
+        ['OU before O', await raw([{ type: 'OU', value: TPM_ATTESTED_OU }, { type: 'O', value: org }, { type: 'CN', value: 'x' }, { type: 'UID', value: ID }])],
+        ['another OU value', await raw([{ type: 'O', value: org }, { type: 'OU', value: `${TPM_ATTESTED_OU}s` }, { type: 'CN', value: 'x' }, { type: 'UID', value: ID }])],
+        ['OU prefix', await raw([{ type: 'O', value: org }, { type: 'OU', value: 'Latchkey TPM-attested' }, { type: 'CN', value: 'x' }, { type: 'UID', value: ID }])],
+        ['another org', await raw([{ type: 'O', value: `${org}x` }, { type: 'OU', value: TPM_ATTESTED_OU }, { type: 'CN', value: 'x' }, { type: 'UID', value: ID }])],
+        ['two OUs', await raw([{ type: 'O', value: org }, { type: 'OU', value: TPM_ATTESTED_OU }, { type: 'OU', value: TPM_ATTESTED_OU }, { type: 'CN', value: 'x' }, { type: 'UID', value: ID }])],
+        ['no UID', await raw([{ type: 'O', value: org }, { type: 'OU', value: TPM_ATTESTED_OU }, { type: 'CN', value: 'x' }])],
+      ];
+      if (`x,OU=${TPM_ATTESTED_OU},O=${org}`.length <= 64) no.push(['CN posing as OU and O', await p.issue({ ...base, deviceName: `x,OU=${TPM_ATTESTED_OU},O=${org}` })]);
+      for (const [what, der] of no) assert.doesNotMatch(opensslDn(der), re, `${org}: ${what}`);
+    }
+    // Only characters that pass through nginx "…" and HAProxy '…' strings unchanged: no quote, no nginx escape (\\ \" \t \r \n), no $ but the anchor.
+    for (const org of ORGS) {
+      const pat = attestedDnPattern(org);
+      assert.doesNotMatch(pat, /["'\n]|\\[\\"'trn]|\$(?!$)/, pat);
+    }
+  });
+
+  test('nginx (http, stream) and HAProxy (http, tcp): the check, the 403 with why; without the flag none of it', () => {
+    const o = { ...OPTS, requireAttested: { org: 'Example Corp' } };
+    const pat = attestedDnPattern('Example Corp');
+    const nginx = renderNginxSite(o);
+    assert.ok(nginx.includes(`map $ssl_client_s_dn $latchkey_attested {\n    default 0;\n    "~${pat}" 1;\n}`), nginx);
+    assert.ok(nginx.includes(`    default_type text/plain;\n    if ($latchkey_attested != 1) {\n        return 403 "${NOT_ATTESTED_BODY}\\n";\n    }`), nginx);
+    assert.ok(nginx.indexOf('$latchkey_attested != 1') < nginx.indexOf('location /'), 'before anything is proxied');
+    const stream = renderNginxSite({ ...o, upstream: parseUpstream('tcp://10.0.0.5:22') });
+    assert.ok(stream.includes('map $latchkey_attested $latchkey_upstream {\n    1 latchkey_app;\n    default latchkey_refused;\n}'), stream);
+    const hp = renderHaproxy(o);
+    assert.ok(hp.includes(`    acl latchkey_attested_ou ssl_c_s_dn(OU) -m str '${TPM_ATTESTED_OU}'\n    acl latchkey_attested_dn ssl_c_s_dn(,0,rfc2253) -m reg '${pat}'`), hp);
+    assert.ok(hp.includes(`    http-request return status 403 content-type text/plain string "${NOT_ATTESTED_BODY}" unless latchkey_attested_ou latchkey_attested_dn`), hp);
+    assert.ok(hp.indexOf('http-request return status 403') < hp.indexOf('set-header X-Latchkey-Device-Id'));
+    const tcp = renderHaproxy({ ...o, upstream: parseUpstream('tcp://10.0.0.5:22') });
+    assert.ok(tcp.includes('    tcp-request session reject unless latchkey_attested_ou latchkey_attested_dn'), tcp);
+    for (const plain of [renderNginxSite(OPTS), renderHaproxy(OPTS), renderNginxSite({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') }), renderHaproxy({ ...OPTS, upstream: parseUpstream('tcp://10.0.0.5:22') })]) {
+      assert.doesNotMatch(plain, /latchkey_attested|TPM-attested|default_type/);
+    }
+  });
+
+  test('--out with an org full of special characters: nginx -t and haproxy -c accept what --require-attested writes', async (t) => {
+    const h = await harness(t, 'sqlite');
+    if (!h) return;
+    const server = await serve(t, h);
+    const cfg = join(h.dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...(JSON.parse(readFileSync(cfg, 'utf8')) as object), org: ORGS[1] }));
+    for (const [kind, tool, args] of [['nginx', 'nginx', (d: string) => ['-t', '-p', d, '-c', join(d, GATEWAY_FILES.nginxMain), '-g', `pid ${d}/nginx.pid; error_log ${d}/error.log;`]], ['haproxy', 'haproxy', (d: string) => ['-c', '-f', join(d, GATEWAY_FILES.haproxy)]]] as const) {
+      for (const upstream of ['http://127.0.0.1:9000', 'tcp://127.0.0.1:22']) {
+        const out = join(h.dataDir, `gw-${kind}-${upstream.slice(0, 3)}`);
+        const r = await command([kind, '--listen', '127.0.0.1:18443', '--upstream', upstream, '--out', out, '--server', server, '--require-attested'], h.dataDir);
+        assert.equal(r.code, 0);
+        assert.ok(r.out.includes(attestedDnPattern(ORGS[1]!)), r.out);
+        if (!has(tool)) {
+          if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(`${tool} is required (LATCHKEY_REQUIRE_ALL=1)`);
+          t.diagnostic(`${tool} is not installed: config not checked`);
+          continue;
+        }
+        const c = spawnSync(tool, args(out), { encoding: 'utf8' });
+        assert.equal(c.status, 0, `${kind} ${upstream}: ${c.stdout}${c.stderr}`);
+      }
+    }
   });
 });

@@ -19,7 +19,7 @@ import { request } from 'node:https';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Certificate, PEM, USER_EMAIL_PATTERN, certificateToPem, crlToPem, parseCertificate, parseCrl, pemDecodeAll, subjectString, verifyCrl } from '@latchkey/pki';
-import { PATHS, hostForUrl, parseHostPort } from '@latchkey/protocol';
+import { PATHS, TPM_ATTESTED_OU, hostForUrl, parseHostPort } from '@latchkey/protocol';
 import { UsageError } from '../admin-client.js';
 import { FILES, writeFileAtomic } from '../ca/ca-files.js';
 import { CONFIG_FILE, localServerUrl } from '../config/config-load.js';
@@ -91,6 +91,11 @@ export interface GatewayConfigOptions {
   /** The CA subjects, for the header comment. */
   caSubjects: readonly string[];
   generatedAt: Date;
+  /**
+   * `--require-attested`: admit only certificates of TPM-attested devices, whose subject carries
+   * OU=TPM_ATTESTED_OU right after O = `org` (the server's config org, as its device certificates have it).
+   */
+  requireAttested?: { org: string } | undefined;
 }
 
 const SAFE_PATH = /^\/[A-Za-z0-9._/@+-]*$/;
@@ -128,6 +133,48 @@ const listenHaproxy = (l: Listen): string => `${l.host ? l.host.replace(/^\[|\]$
 const hostPort = (u: Upstream): string => `${u.host}:${u.port}`;
 const bareHost = (u: Upstream): string => u.host.replace(/^\[|\]$/g, '');
 const file = (o: GatewayConfigOptions, name: string): string => `${o.dir}/${name}`;
+
+/**
+ * A subject attribute value as OpenSSL prints it with XN_FLAG_RFC2253 (nginx's $ssl_client_s_dn,
+ * HAProxy's ssl_c_s_dn(,0,rfc2253), `openssl x509 -nameopt RFC2253`): UTF-8, then `\,` `\+` `\"` `\\`
+ * `\<` `\>` `\;` (RFC 2253 §2.4), `\#` and `\ ` first, `\ ` last, and control characters and every byte
+ * past 0x7F as `\XX` (upper-case hex).
+ */
+export function rfc2253Value(v: string): string {
+  const bytes = Buffer.from(v, 'utf8');
+  let out = '';
+  bytes.forEach((b, i) => {
+    const c = String.fromCharCode(b);
+    if (b > 0x7e || b < 0x20) out += `\\${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    else if (',+"\\<>;'.includes(c) || (i === 0 && (c === ' ' || c === '#')) || (i === bytes.length - 1 && c === ' ')) out += `\\${c}`;
+    else out += c;
+  });
+  return out;
+}
+
+/**
+ * A literal for a PCRE pattern that goes into both an nginx "…" string and a HAProxy '…' one unchanged:
+ * letters, digits and spaces as they are, every other character as \xHH. (nginx turns \\ \" \' \t \r \n
+ * inside quotes into something else; HAProxy's single quotes take nothing special but a quote.)
+ */
+function pcreLiteral(s: string): string {
+  return [...s].map((c) => (/[A-Za-z0-9 ]/.test(c) ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)).join('');
+}
+
+/**
+ * The whole subject DN (RFC 2253 as OpenSSL prints it: last RDN first) of an attested device certificate,
+ * anchored at both ends: [emailAddress=<user>,]UID=<id>,CN=<name>,OU=<TPM_ATTESTED_OU>,O=<org>. The CN may
+ * be anything whose commas are escaped (the server writes [A-Za-z0-9._-] only; an unescaped ',' or '+'
+ * would start another RDN or attribute), so the OU and O are the attributes themselves, in their
+ * places, and exactly so: nothing written into the CN, and no OU elsewhere or with another value, matches.
+ */
+export function attestedDnPattern(org: string): string {
+  const cn = '(?:[^\\x5c,+]|\\x5c.)+';
+  return `^(?:emailAddress=${USER_EMAIL_PATTERN},)?UID=${UUID_RE},CN=${cn},OU=${pcreLiteral(TPM_ATTESTED_OU)},O=${pcreLiteral(rfc2253Value(org))}$`;
+}
+
+/** What a device that is not TPM-attested reads (nginx and HAProxy, HTTP). */
+export const NOT_ATTESTED_BODY = 'This device is not TPM-attested, and this gateway admits only TPM-attested devices: certificates whose key the server saw proven to be in the TPM of the device. Enroll it in a group with attestation tpm (latchkey-server groups set NAME --attestation tpm).';
 
 function checkOptions(o: GatewayConfigOptions): void {
   // Everything below is pasted into a config file: refuse what could break out of a directive.
@@ -190,6 +237,24 @@ function nginxIdentityMaps(): string[] {
   ];
 }
 
+/** nginx (http and stream), --require-attested: $latchkey_attested is 1 for an attested device's certificate only. */
+function nginxAttestedMap(o: GatewayConfigOptions): string[] {
+  if (!o.requireAttested) return [];
+  return [
+    '',
+    `# --require-attested: only devices whose key a TPM attested. Their certificates (and no other: the server builds`,
+    `# subjects, and a device's name, the CN, is only [A-Za-z0-9._-]) carry OU=${TPM_ATTESTED_OU} right after O.`,
+    '# The whole DN is matched from ^ to $ in RFC 2253 as OpenSSL prints it, so the OU is the attribute itself in',
+    "# its place: a CN written to look like it has its ',' escaped (\\,) and does not match, nor an OU elsewhere or",
+    `# with another value. O is this server's org (${JSON.stringify(o.requireAttested.org)}), escaped as OpenSSL escapes it; every character`,
+    '# but letters, digits and spaces is written \\xHH. If the org in config.json changes, run gateway config again.',
+    'map $ssl_client_s_dn $latchkey_attested {',
+    '    default 0;',
+    `    "~${attestedDnPattern(o.requireAttested.org)}" 1;`,
+    '}',
+  ];
+}
+
 /** nginx (http and stream): mTLS against the CA bundle and CRLs, no session resumption. */
 function nginxTls(o: GatewayConfigOptions, refused: string): string[] {
   return [
@@ -230,6 +295,7 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     ]),
     '',
     ...nginxIdentityMaps(),
+    ...nginxAttestedMap(o),
     '',
     `log_format latchkey_gateway '$remote_addr [$time_local] "$request" $status $body_bytes_sent device=$latchkey_device_id user=$latchkey_user serial=$ssl_client_serial verify=$ssl_client_verify';`,
     '',
@@ -255,6 +321,17 @@ export function renderNginxSite(o: GatewayConfigOptions): string {
     '    if ($latchkey_device_id = "") {',
     '        return 403;',
     '    }',
+    ...(o.requireAttested
+      ? [
+          '',
+          '    # --require-attested: a device whose certificate does not say TPM-attested (see the map) gets 403 and why,',
+          '    # as text/plain (an http block may set another default_type; proxied answers keep their own type).',
+          '    default_type text/plain;',
+          '    if ($latchkey_attested != 1) {',
+          `        return 403 "${NOT_ATTESTED_BODY}\\n";`,
+          '    }',
+        ]
+      : []),
     '',
     '    location / {',
     `        proxy_pass ${upstreamScheme}://latchkey_app;`,
@@ -296,13 +373,25 @@ function renderNginxStream(o: GatewayConfigOptions): string {
     ]),
     '',
     ...nginxIdentityMaps(),
+    ...nginxAttestedMap(o),
     '',
-    '# A verified certificate without a device id (not a device certificate, or issued before the UID was',
-    '# added to the profile: renewal fixes it) goes nowhere.',
-    'map $latchkey_device_id $latchkey_upstream {',
-    '    "" latchkey_refused;',
-    '    default latchkey_app;',
-    '}',
+    ...(o.requireAttested
+      ? [
+          '# Only a certificate of a TPM-attested device (its DN, matched whole, has the device id too) goes to the',
+          '# service; any other verified certificate goes nowhere.',
+          'map $latchkey_attested $latchkey_upstream {',
+          '    1 latchkey_app;',
+          '    default latchkey_refused;',
+          '}',
+        ]
+      : [
+          '# A verified certificate without a device id (not a device certificate, or issued before the UID was',
+          '# added to the profile: renewal fixes it) goes nowhere.',
+          'map $latchkey_device_id $latchkey_upstream {',
+          '    "" latchkey_refused;',
+          '    default latchkey_app;',
+          '}',
+        ]),
     '',
     `log_format latchkey_stream '$remote_addr [$time_local] $status $bytes_sent $bytes_received $session_time device=$latchkey_device_id user=$latchkey_user serial=$ssl_client_serial verify=$ssl_client_verify';`,
     '',
@@ -424,6 +513,23 @@ export function renderHaproxy(o: GatewayConfigOptions): string {
   ].join('\n');
 }
 
+/**
+ * HAProxy, --require-attested: the acl `latchkey_attested`, true for an attested device's certificate only:
+ * its OU is exactly TPM_ATTESTED_OU, and the whole subject DN (RFC 2253, as nginx's) has it right after O.
+ */
+function haproxyAttestedAcl(o: GatewayConfigOptions): string[] {
+  if (!o.requireAttested) return [];
+  return [
+    `    # --require-attested: only devices whose key a TPM attested. Their certificates (and no other: the server builds`,
+    `    # subjects, and a device's name, the CN, is only [A-Za-z0-9._-]) carry OU=${TPM_ATTESTED_OU} right after O.`,
+    '    # Both the attribute (ssl_c_s_dn(OU): its value, exactly, never text inside the CN) and its place: the whole',
+    '    # DN in RFC 2253 from ^ to $ ([emailAddress=…,]UID=…,CN=…,OU=…,O=<org>, every character of the OU and the',
+    `    # org ${JSON.stringify(o.requireAttested.org)} but letters, digits and spaces written \\xHH). If the org in config.json changes, run gateway config again.`,
+    `    acl latchkey_attested_ou ssl_c_s_dn(OU) -m str '${TPM_ATTESTED_OU}'`,
+    `    acl latchkey_attested_dn ssl_c_s_dn(,0,rfc2253) -m reg '${attestedDnPattern(o.requireAttested.org)}'`,
+  ];
+}
+
 /** HAProxy mode tcp: the bytes go through once the device certificate is verified. */
 function haproxyTcp(o: GatewayConfigOptions): string[] {
   return [
@@ -444,6 +550,8 @@ function haproxyTcp(o: GatewayConfigOptions): string[] {
     '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
     '    # before the UID was added to the profile: renewal fixes it) is not let through.',
     `    tcp-request session reject unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
+    ...haproxyAttestedAcl(o),
+    ...(o.requireAttested ? ['    tcp-request session reject unless latchkey_attested_ou latchkey_attested_dn'] : []),
     '    default_backend latchkey_app',
     '',
     'backend latchkey_app',
@@ -469,6 +577,10 @@ function haproxyHttp(o: GatewayConfigOptions): string[] {
     '    # A verified certificate without a device id in its subject UID (not a device certificate, or issued',
     '    # before the UID was added to the profile: renewal fixes it) is not let through.',
     `    http-request deny deny_status 403 unless { ssl_c_s_dn(UID) -m reg '^${UUID_RE}$' }`,
+    ...haproxyAttestedAcl(o),
+    ...(o.requireAttested
+      ? ['    # A device that is not attested gets 403 and why.', `    http-request return status 403 content-type text/plain string "${NOT_ATTESTED_BODY}" unless latchkey_attested_ou latchkey_attested_dn`]
+      : []),
     '    # Every X-Latchkey-* header the client sent, in any spelling (- or _, any case: CGI and WSGI apps read',
     "    # X_Latchkey_Device_Id as HTTP_X_LATCHKEY_DEVICE_ID, the same as the real one), goes first.",
     `    http-request del-header ${LATCHKEY_HEADER_RE} -m reg`,
@@ -519,12 +631,22 @@ function httpsGet(url: string, ca: string): Promise<{ status: number; body: stri
 }
 
 
+/** The org of the server's config.json: the O of its device certificates. */
+function configOrg(dataDir: string): string {
+  const org = (JSON.parse(readFileSync(join(dataDir, CONFIG_FILE), 'utf8')) as { org?: unknown }).org;
+  if (typeof org !== 'string' || org.length === 0) throw new UsageError(`${join(dataDir, CONFIG_FILE)} has no org; --require-attested matches the org of device certificates`);
+  return org;
+}
+
 const USAGE = `latchkey-server gateway config nginx|haproxy [--listen HOST:PORT] [--upstream URL] [--server-name NAME]
                                [--out DIR] [--data-dir D] [--server URL] [--name HOST]... [--cert F --key F] [--root-crl F]
+                               [--require-attested]
   --upstream http(s)://HOST[:PORT] (default http://127.0.0.1:8080) for a web app, tcp://HOST:PORT for a TCP service
   reached with \`latchkey connect\` (SSH, RDP, a database): nginx stream, HAProxy mode tcp.
   --out writes a new key and a certificate for the gateway (serverAuth, issued by the issuing CA) for every
-  --name (default: --server-name, or the --listen host); --cert/--key use one you have instead.`;
+  --name (default: --server-name, or the --listen host); --cert/--key use one you have instead.
+  --require-attested admits only TPM-attested devices (subject OU=${TPM_ATTESTED_OU} after O, see
+  groups set NAME --attestation tpm); any other device gets 403 saying why (TCP: the connection is closed).`;
 
 /**
  * `latchkey-server gateway config …` (argv: the words after `gateway config`).
@@ -547,6 +669,7 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
         cert: { type: 'string' },
         key: { type: 'string' },
         'root-crl': { type: 'string' },
+        'require-attested': { type: 'boolean' },
         name: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
@@ -598,6 +721,7 @@ export async function gatewayConfigCommand(argv: string[], dataDir: string, out:
     certSource,
     caSubjects: [subjectString(issuing), subjectString(root)],
     generatedAt: now,
+    requireAttested: v['require-attested'] ? { org: configOrg(dir) } : undefined,
   };
   const main = kind === 'nginx' ? renderNginxSite(opts) : renderHaproxy(opts);
   if (!outDir) {

@@ -7,7 +7,7 @@ import { h, replace, type Child } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
 import { can, type Page } from '../page.js';
-import { act, badge, errorPanel, loading, pageHeading, section, table } from '../ui.js';
+import { act, assuranceBadge, badge, errorPanel, loading, pageHeading, section, table } from '../ui.js';
 import { onlineDot } from './devices.js';
 
 export const devicePage: Page = async (ctx) => {
@@ -67,6 +67,15 @@ function facts(d: DeviceDetail): HTMLElement {
       { class: 'facts' },
       row('Status', [badge(d.status), d.revocationReason ? ` (${d.revocationReason})` : null]),
       row('Online', h('span', { class: 'name-cell' }, onlineDot(d), d.online ? 'online now' : 'offline')),
+      row('Key', assuranceBadge(d)),
+      d.tpm
+        ? [
+            row('EK hash (SHA-256)', h('code', null, d.tpm.ekHash)),
+            row('EK trusted by', d.tpm.ekTrust === 'certificate' ? 'its EK certificate, which chains to a trusted TPM manufacturer root' : 'registration: an admin registered this EK'),
+            row('TPM manufacturer', d.tpm.manufacturer ?? '—'),
+            row('Attested', when(d.tpm.attestedAt)),
+          ]
+        : null,
       row('User', d.user ?? '—'),
       row('Group', d.group),
       row('Id', h('code', null, d.id)),

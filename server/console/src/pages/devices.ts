@@ -10,7 +10,7 @@ import { h, replace, type Child } from '../dom.js';
 import { relative, when } from '../format.js';
 import { onLive } from '../live.js';
 import type { Page } from '../page.js';
-import { badge, errorPanel, field, link, loading, pageHeading, select, table, type Column } from '../ui.js';
+import { assuranceBadge, badge, errorPanel, field, link, loading, pageHeading, select, table, type Column } from '../ui.js';
 
 const PAGE_SIZE = 50;
 
@@ -90,6 +90,7 @@ export const devicesPage: Page = async (ctx) => {
       const cols: Column<Device>[] = [
         { ...sortHeader('name', 'Device'), cell: (d) => h('span', { class: 'name-cell' }, onlineDot(d), link(`/devices/${d.id}`, d.name)) },
         { ...sortHeader('status', 'Status'), cell: (d) => badge(d.status) },
+        { label: 'Key', cell: (d) => assuranceBadge(d) },
         { ...sortHeader('user', 'User'), cell: (d) => d.user ?? '—' },
         { label: 'Group', cell: (d) => d.group },
         { ...sortHeader('lastSeen', 'Last seen'), cell: (d) => h('time', { datetime: d.lastSeen ?? '', title: when(d.lastSeen) }, relative(d.lastSeen)) },
