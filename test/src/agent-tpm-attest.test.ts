@@ -89,6 +89,18 @@ test('agent TPM attestation against swtpm + tpm2-abrmd + tpm2-pkcs11', async (t)
     });
   });
 
+  await t.test('an ECC P-256 EK: an AK under it activates a credential made to it (ECDH, KDFe); no ECC EK certificate is no error', async () => {
+    const ecc = await loadEk(tt, 'ecc');
+    assert.equal(ecc.alg, 'ecc');
+    assert.equal(ecc.certificate, undefined, 'swtpm_setup without --ecc writes only the RSA EK certificate');
+    const eccAk = await createAk(tt, ecc);
+    const secret = randomBytes(32);
+    const c = makeCredential({ ekPublic: parsePublic2B(ecc.public), objectName: objectName(parsePublic2B(eccAk.public)), secret, random: randomBytes });
+    assert.ok((await activateCredential(tt, { ekCtx: ecc.ctx, akHandle: eccAk.handle, credentialBlob: c.credentialBlob, encryptedSecret: c.encryptedSecret })).equals(secret));
+    assert.equal(eccAk.handle, ak.handle + 1, 'a second AK takes the next free handle of the range');
+    await tt.run('tpm2_evictcontrol', ['-C', 'o', '-c', handleHex(eccAk.handle)], { step: 'evict', hint: '' });
+  });
+
   const key = await createLinkedKey(tt, { parent, ...link });
   const keyPub = parsePublic2B(key.public);
 
