@@ -236,6 +236,22 @@ for (const engine of ENGINES) {
       assert.equal(JSON.parse(refused.details).code, 'ATTESTATION_INVALID');
     });
 
+    await t.test('a race: two keys certified over one challenge, sent at once — exactly one is issued, the other finds the challenge used', async () => {
+      const token = await createToken(h, { group: 'secure', uses: 2 });
+      const c = await challengeFor(h, token, a);
+      const k1 = newKey(a);
+      const first = attest(a, c, k1);
+      const k2 = newKey(a);
+      const made = certify(a.tpm, Number(k2.handle), Number(AK_HANDLE), Buffer.from(first.secret, 'base64'));
+      const second: CsrAttestation = { ...first, keyPublic: b64(k2.pub), certifyInfo: b64(made.attest), signature: b64(made.signature) };
+      const csrs = [await csrFor(tpmSigner(a, k1), first, 'race-1'), await csrFor(tpmSigner(a, k2), second, 'race-2')];
+      const rs = await Promise.all(csrs.map((csr) => enroll(h, token, csr)));
+      assert.deepEqual(rs.map((r) => r.statusCode).sort(), [200, 403], rs.map((r) => r.body).join('\n'));
+      expectRefused(rs.find((r) => r.statusCode === 403)!, 'ATTESTATION_INVALID', /was already used/);
+      const tok = await h.db.kysely.selectFrom('devices').select('id').where('name', 'in', ['race-1', 'race-2']).execute();
+      assert.equal(tok.length, 1, 'one device, not two');
+    });
+
     await t.test('an EK whose certificate does not chain (another manufacturer) and is not registered is refused; registered by hash, it is accepted', async () => {
       const token = await createToken(h, { group: 'secure' });
       const r = await enrollChallenge(h, token, enrollBody(b));

@@ -9,7 +9,7 @@ import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type Csr, csrStringAttribute } from '@latchkey/pki';
 import { ATTESTATION_ATTRIBUTE_OID, CsrAttestation, MAX_ATTESTATION_JSON } from '@latchkey/protocol';
-import { type ParsedPublic, deviceKeyAttributeProblems, ekHash, parsePublic2B, publicKeySpki, verifyCertify } from '@latchkey/tpm';
+import { type ParsedPublic, deviceKeyAttributeProblems, ekHash, isTpmError, parsePublic2B, publicKeySpki, verifyCertify } from '@latchkey/tpm';
 import { LatchkeyError } from '../errors.js';
 import type { AttestationChallengesTable } from '../storage/schema.js';
 
@@ -27,15 +27,15 @@ if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
 export const invalid = (message: string): LatchkeyError => new LatchkeyError('ATTESTATION_INVALID', message);
 
 /** Base64 the schema let through, decoded strictly (it must re-encode to itself). */
-export function decodeB64(s: string, field: string): Buffer {
+export function decodeB64(s: string, field: string, code: 'BAD_REQUEST' | 'ATTESTATION_INVALID' = 'BAD_REQUEST'): Buffer {
   const b = Buffer.from(s, 'base64');
-  if (b.toString('base64') !== s) throw new LatchkeyError('BAD_REQUEST', `${field} is not canonical base64`);
+  if (b.toString('base64') !== s) throw new LatchkeyError(code, `${field} is not canonical base64`);
   return b;
 }
 
 /** A TPM2B_PUBLIC from base64; malformed bytes are the client's error (400) naming the field. */
 export function readPublic(b64: string, field: string, code: 'BAD_REQUEST' | 'ATTESTATION_INVALID' = 'BAD_REQUEST'): ParsedPublic {
-  const bytes = decodeB64(b64, field);
+  const bytes = decodeB64(b64, field, code);
   try {
     return parsePublic2B(bytes);
   } catch (e) {
@@ -90,7 +90,7 @@ const sameHex = (a: string, b: string): boolean => a.length === b.length && timi
 export function verifyAgainstChallenge(a: CsrAttestation, ch: AttestationChallengesTable, csrSpki: Uint8Array, nowIso: string): VerifiedAttestation {
   if (ch.used_at !== null) throw invalid(`attestation challenge ${ch.id} was already used; ask for a new challenge and attest again`);
   if (ch.expires_at <= nowIso) throw invalid(`attestation challenge ${ch.id} expired at ${ch.expires_at}; ask for a new challenge and attest again`);
-  const secret = decodeB64(a.secret, 'secret');
+  const secret = decodeB64(a.secret, 'secret', 'ATTESTATION_INVALID');
   if (!sameHex(secretHash(secret), ch.secret_hash)) {
     throw invalid("the secret is not the one this challenge's credential holds: the credential was not activated by the TPM that holds this EK and AK");
   }
@@ -99,10 +99,11 @@ export function verifyAgainstChallenge(a: CsrAttestation, ch: AttestationChallen
   if (problems.length > 0) throw invalid(`the device key is not a non-exportable TPM signing key: ${problems.join('; ')}`);
   const ak = readPublic(ch.ak_public, 'the challenge AK', 'ATTESTATION_INVALID');
   try {
-    verifyCertify({ akPublic: ak, attest: decodeB64(a.certifyInfo, 'certifyInfo'), signature: decodeB64(a.signature, 'signature'), nonce: secret, certifiedPublic: key });
+    verifyCertify({ akPublic: ak, attest: decodeB64(a.certifyInfo, 'certifyInfo', 'ATTESTATION_INVALID'), signature: decodeB64(a.signature, 'signature', 'ATTESTATION_INVALID'), nonce: secret, certifiedPublic: key });
   } catch (e) {
-    if (e instanceof LatchkeyError) throw invalid(e.message);
-    throw invalid(`the TPM2_Certify of the device key does not verify under the attestation key: ${(e as Error).message}`);
+    if (e instanceof LatchkeyError) throw e;
+    if (isTpmError(e, 'SIGNATURE_INVALID')) throw invalid(`the TPM2_Certify of the device key does not verify under the attestation key (a certify by another TPM's AK?): ${e.message}`);
+    throw invalid(`the TPM2_Certify of the device key is refused: ${(e as Error).message}`);
   }
   if (!publicKeySpki(key).equals(Buffer.from(csrSpki))) throw invalid('the CSR\'s key is not the key the TPM certified (keyPublic); put the certified TPM key in the CSR');
   return { challengeId: ch.id, ekHash: ch.ek_hash, ekPublic: ch.ek_public, ekCert: ch.ek_cert, ekTrust: ch.ek_trust, manufacturer: ch.manufacturer, akPublic: ch.ak_public };
