@@ -17,7 +17,7 @@ import { describe, test, type TestContext } from 'node:test';
 import { createCsr, nodeSigner, pemDecode } from '@latchkey/pki';
 import { ATTEST_PATHS, ATTESTATION_ATTRIBUTE_OID, type AttestChallenge } from '@latchkey/protocol';
 import { AK_2B, ECC_EK_2B, EK_CERT_NOT_BEFORE, EK_CERT_PEM, EK_ISSUER_PEM, EK_ROOT_PEM, RSA_EK_2B } from '@latchkey/tpm/testing';
-import { validateConfig } from '../config/config-load.js';
+import { loadConfig, validateConfig } from '../config/config-load.js';
 import { CLIENT_CERT_HEADER, ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
 import { EK_ROOTS_LIMITS, EkRootsError, loadEkRoots } from './ek-roots.js';
 
@@ -66,6 +66,11 @@ describe('attestation.ekRootsDir: the TPM manufacturer CAs, read once and bounde
     const c = validateConfig({ ...base, attestation: { ekRootsDir: '/etc/latchkey/tpm-roots' } }, 'test');
     assert.deepEqual(c.attestation, { ekRootsDir: '/etc/latchkey/tpm-roots', challengeTtlSeconds: 300, maxOpenChallenges: 5 });
     assert.throws(() => validateConfig({ ...base, attestation: { maxOpenChallenge: 3 } }, 'test'), /attestation/);
+  });
+
+  test('config.json: a relative attestation.ekRootsDir is taken relative to the data dir', (t) => {
+    const dir = rootsDir(t, { 'config.json': JSON.stringify({ org: 'Example', url: 'https://x.example:8443', listen: '127.0.0.1:8443', trustDomain: 'example.com', attestation: { ekRootsDir: 'tpm-roots' } }) });
+    assert.equal(loadConfig(dir, {}).attestation?.ekRootsDir, join(dir, 'tpm-roots'));
   });
 });
 
