@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { createCsr, nodeSigner, pemDecode } from '@latchkey/pki';
 import { ATTEST_PATHS, ATTESTATION_ATTRIBUTE_OID, type AttestChallenge } from '@latchkey/protocol';
+import { ekHash, parsePublic2B, publicKeySpki } from '@latchkey/tpm';
 import { AK_2B, ECC_EK_2B, EK_CERT_NOT_BEFORE, EK_CERT_PEM, EK_ISSUER_PEM, EK_ROOT_PEM, RSA_EK_2B } from '@latchkey/tpm/testing';
 import { loadConfig, validateConfig } from '../config/config-load.js';
 import { CLIENT_CERT_HEADER, ENGINES, adminCall, certFromBody, createToken, deviceCsr, enroll, harness, type Harness } from '../testing/harness.js';
@@ -128,6 +129,24 @@ for (const engine of ENGINES) {
       const r = await challenge(h, token, body());
       assert.equal(r.statusCode, 403);
       assert.match(errorOf(r.body).message, /no TPM manufacturer CAs are configured \(attestation\.ekRootsDir\).*devices register --ek-hash [0-9a-f]{64}/);
+    });
+
+    test('an ECC P-256 EK without a certificate, registered by hash: a challenge with an ECDH-seeded credential; ekTrust registered', async (t) => {
+      const h = await setup(t);
+      if (!h) return;
+      const token = await createToken(h);
+      const hash = ekHash(publicKeySpki(parsePublic2B(ECC_EK_2B)));
+      const refused = await challenge(h, token, { ekPublic: b64(ECC_EK_2B), akPublic: b64(AK_2B) });
+      assert.equal(refused.statusCode, 403);
+      assert.match(errorOf(refused.body).message, new RegExp(`sent no EK certificate .*EK hash ${hash} is not registered`));
+      assert.equal((await adminCall(h, 'POST', '/v1/admin/registered-devices', { ekHash: hash, name: 'kiosk' })).status, 201);
+      const r = await challenge(h, token, { ekPublic: b64(ECC_EK_2B), akPublic: b64(AK_2B) });
+      assert.equal(r.statusCode, 200, r.body);
+      const c = JSON.parse(r.body) as AttestChallenge;
+      // TPM2B_ENCRYPTED_SECRET holding the ephemeral point: TPM2B(x) TPM2B(y), 32 bytes each.
+      assert.equal(Buffer.from(c.encryptedSecret, 'base64').length, 2 + 2 + 32 + 2 + 32);
+      const row = await h.db.kysely.selectFrom('attestation_challenges').selectAll().where('id', '=', c.challengeId).executeTakeFirstOrThrow();
+      assert.deepEqual([row.ek_trust, row.ek_hash, row.ek_cert], ['registered', hash, null]);
     });
 
     test('bounds: the N+1th open challenge of a token drops its oldest; expired ones are pruned; a body over 16 KiB is 413; bad base64 or TPM bytes are 400', async (t) => {
