@@ -55,10 +55,7 @@ export function reenrollRefusal(reason: DeviceCertRefusal, expiredForSeconds: nu
   }
 }
 
-/**
- * A group whose attestation is `tpm` (issue 14): no enrollment or renewal
- * carries a TPM attestation yet, so every one into such a group is refused.
- */
+/** A group whose attestation is `tpm` (issue 14): a request without a TPM attestation is refused. */
 export function attestationRequired(group: string, what: 'enrollment' | 'renewal'): LatchkeyError {
   return new LatchkeyError(
     'ATTESTATION_REQUIRED',
