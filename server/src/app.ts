@@ -25,6 +25,10 @@ import { compromisedKeysRepo } from './devices/compromised-keys-repo.js';
 import { devicesRepo } from './devices/devices-repo.js';
 import { createDevicesService } from './devices/devices-service.js';
 import { errorHandler, frameworkErrors, MAX_PARAM_LENGTH, notFoundHandler } from './http-errors.js';
+import { attestationRepo } from './attestation/attestation-repo.js';
+import { deviceAttestationRoutes, publicAttestationRoutes } from './attestation/attestation-routes.js';
+import { createAttestationService } from './attestation/attestation-service.js';
+import { loadEkRoots } from './attestation/ek-roots.js';
 import { publicEstRoutes, deviceEstRoutes } from './est/est-routes.js';
 import { createEstService } from './est/est-service.js';
 import type { EventBus } from './events/event-bus.js';
@@ -148,7 +152,23 @@ export async function buildApp(d: AppDeps): Promise<App> {
   const reenrollLimiter = createRateLimiter(d.config.reenrollRateLimitPerMinute);
   // One device-certificate check for every device-mTLS way in (simplereenroll, /v1/agent).
   const deviceCertAuth = createDeviceCertAuth({ certificates, issuingCa: d.ca.issuing.cert, clock });
+  // TPM attestation (issue 14): the manufacturer CAs are read once, here.
+  const attestation = createAttestationService({
+    tx,
+    tokens: tokensRepo(k),
+    registered: registeredDevicesRepo(k),
+    devices: devicesRepo(k),
+    challenges: attestationRepo(k),
+    deviceCertAuth,
+    reenrollLimiter,
+    ekRoots: loadEkRoots(d.config.attestation?.ekRootsDir),
+    clock,
+    random: crypto.randomBytes,
+    config: d.config,
+  });
   const est = createEstService({
+    attestation,
+    devices: devicesRepo(k),
     tokens: tokensRepo(k),
     certificates,
     compromisedKeys: compromisedKeysRepo(k),
@@ -271,6 +291,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
   // Public zone: anyone may ask.
   await app.register(async (pub) => {
     await pub.register(publicEstRoutes({ est, ca: d.ca, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute, metrics, bodyLimit: d.config.bodyLimitBytes, crashPoint: d.crashPoint ?? noCrash }));
+    await pub.register(publicAttestationRoutes({ attestation, enrollRateLimitPerMinute: d.config.enrollRateLimitPerMinute }));
     await pub.register(authRoutes({ signIn, verifier }));
     await pub.register(revocationRoutes({ certificates, ca: d.ca, crl, clock, metrics, bodyLimit: d.config.bodyLimitBytes, ocspCache }));
     await pub.register(adminAccess.publicRoutes);
@@ -286,7 +307,9 @@ export async function buildApp(d: AppDeps): Promise<App> {
     pub.get(PATHS.metrics, async (_req, reply) => reply.header('content-type', metrics.contentType).send(await metrics.render()));
   });
   // Device zone: the route checks the TLS client certificate against our records.
-  await app.register(deviceEstRoutes({ est, clientCert: d.clientCert ?? ((req) => peerCertificateDer(req.raw.socket)), metrics, bodyLimit: d.config.bodyLimitBytes }));
+  const clientCert = d.clientCert ?? ((req: FastifyRequest) => peerCertificateDer(req.raw.socket));
+  await app.register(deviceEstRoutes({ est, clientCert, metrics, bodyLimit: d.config.bodyLimitBytes }));
+  await app.register(deviceAttestationRoutes({ attestation, clientCert }));
   // Admin zone: bearer admin tokens and people's sessions, with roles.
   await app.register(
     async (admin) => {

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -18,59 +18,9 @@ import {
   publicKeySpki,
   verifyCertify,
   verifyEkCertificate,
-  type MadeCredential,
 } from '@latchkey/tpm';
-import { type SwtpmWithEkCert, swtpmWithEkCert } from '../../agent/test-support/dist/tpm-fixtures.js';
+import { AK_HANDLE as AK, activate, certify, createKey, swtpmWithEkCert } from '../../agent/test-support/dist/tpm-fixtures.js';
 import { skipOrRequire } from './support/processes.js';
-
-const AK = '0x81000101';
-
-/** The file tpm2_activatecredential -i reads: magic 0xBADCC0DE, version 1, then the two TPM2Bs. */
-function credentialFile(c: MadeCredential): Buffer {
-  const head = Buffer.alloc(8);
-  head.writeUInt32BE(0xbadcc0de, 0);
-  head.writeUInt32BE(1, 4);
-  return Buffer.concat([head, c.credentialBlob, c.encryptedSecret]);
-}
-
-function activate(tpm: SwtpmWithEkCert, ekCtx: string, c: MadeCredential): { ok: boolean; secret: Buffer; stderr: string } {
-  writeFileSync(join(tpm.dir, 'cred.bin'), credentialFile(c));
-  tpm.tools('tpm2_startauthsession', ['--policy-session', '-S', 'session.ctx']);
-  try {
-    tpm.tools('tpm2_policysecret', ['-S', 'session.ctx', '-c', 'e']);
-    const r = tpm.tools('tpm2_activatecredential', ['-c', AK, '-C', ekCtx, '-i', 'cred.bin', '-o', 'secret.out', '-P', 'session:session.ctx'], { allowFail: true });
-    return { ok: r.code === 0, secret: r.code === 0 ? readFileSync(join(tpm.dir, 'secret.out')) : Buffer.alloc(0), stderr: r.stderr };
-  } finally {
-    tpm.tools('tpm2_flushcontext', ['session.ctx'], { allowFail: true });
-  }
-}
-
-/** TPM2_Certify (Part 3 §18.2) as raw bytes through tpm2_send: tpm2-tools 5.4's tpm2_certify cannot pass qualifying data. */
-function certify(tpm: SwtpmWithEkCert, keyHandle: number, akHandle: number, nonce: Buffer): { attest: Buffer; signature: Buffer } {
-  const u16 = (v: number): Buffer => Buffer.from([v >> 8, v & 0xff]);
-  const u32 = (v: number): Buffer => {
-    const b = Buffer.alloc(4);
-    b.writeUInt32BE(v);
-    return b;
-  };
-  const pw = Buffer.concat([u32(0x40000009), u16(0), Buffer.from([0]), u16(0)]); // TPM_RS_PW, empty auth
-  const body = Buffer.concat([u32(keyHandle), u32(akHandle), u32(pw.length * 2), pw, pw, u16(nonce.length), nonce, u16(0x0010)]);
-  const cmd = Buffer.concat([u16(0x8002), u32(10 + body.length), u32(0x148), body]);
-  const out = tpm.tools('tpm2_send', [], { input: cmd }).stdout;
-  const rc = out.readUInt32BE(6);
-  if (rc !== 0) throw new Error(`TPM2_Certify returned 0x${rc.toString(16)}`);
-  const paramSize = out.readUInt32BE(10);
-  const attestLen = out.readUInt16BE(14);
-  return { attest: out.subarray(16, 16 + attestLen), signature: out.subarray(16 + attestLen, 14 + paramSize) };
-}
-
-/** Creates a P-256 signing key under an owner primary, with the given attributes, persisted at `handle`. */
-function createKey(tpm: SwtpmWithEkCert, name: string, attributes: string, handle: string): Buffer {
-  tpm.tools('tpm2_create', ['-C', 'primary.ctx', '-G', 'ecc256:ecdsa-sha256', '-a', attributes, '-u', `${name}.pub`, '-r', `${name}.priv`]);
-  tpm.tools('tpm2_load', ['-C', 'primary.ctx', '-u', `${name}.pub`, '-r', `${name}.priv`, '-c', `${name}.ctx`]);
-  tpm.tools('tpm2_evictcontrol', ['-C', 'o', '-c', `${name}.ctx`, handle]);
-  return readFileSync(join(tpm.dir, `${name}.pub`));
-}
 
 test('TCG credential activation and key certification against swtpm', async (t) => {
   const tpm = await swtpmWithEkCert(t);

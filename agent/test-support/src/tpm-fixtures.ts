@@ -7,7 +7,7 @@
  * TPM holds only 3 loaded objects). Or a string naming what is missing.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type AfterHook, type Pkcs11TestToken, SWTPM_TCTI_LIBS, firstExistingPath, hasCommand, startSwtpm, swtpmToken } from './pkcs11-fixtures.js';
@@ -93,4 +93,68 @@ export async function swtpmTokenWithEkCert(t: AfterHook, label = 'latchkey-tpm')
   const token = await swtpmToken(t, label, { tpmState: made.stateDir });
   if (typeof token === 'string') return token;
   return { ...token, caDir: made.caDir, rootCaPem: made.rootCaPem, issuerCaPem: made.issuerCaPem };
+}
+
+/** The persistent handle the helpers below put an AK at by default. */
+export const AK_HANDLE = '0x81000101';
+
+/** TPM2_MakeCredential's output, as @latchkey/tpm's makeCredential or the server's challenge gives it. */
+export interface CredentialBlobs {
+  credentialBlob: Uint8Array;
+  encryptedSecret: Uint8Array;
+}
+
+/** The file tpm2_activatecredential -i reads: magic 0xBADCC0DE, version 1, then the two TPM2Bs. */
+export function credentialFile(c: CredentialBlobs): Buffer {
+  const head = Buffer.alloc(8);
+  head.writeUInt32BE(0xbadcc0de, 0);
+  head.writeUInt32BE(1, 4);
+  return Buffer.concat([head, c.credentialBlob, c.encryptedSecret]);
+}
+
+/** TPM2_ActivateCredential with the AK at `akHandle` and the EK context `ekCtx` (an endorsement policy session). */
+export function activate(tpm: SwtpmWithEkCert, ekCtx: string, c: CredentialBlobs, akHandle = AK_HANDLE): { ok: boolean; secret: Buffer; stderr: string } {
+  writeFileSync(join(tpm.dir, 'cred.bin'), credentialFile(c));
+  tpm.tools('tpm2_startauthsession', ['--policy-session', '-S', 'session.ctx']);
+  try {
+    tpm.tools('tpm2_policysecret', ['-S', 'session.ctx', '-c', 'e']);
+    const r = tpm.tools('tpm2_activatecredential', ['-c', akHandle, '-C', ekCtx, '-i', 'cred.bin', '-o', 'secret.out', '-P', 'session:session.ctx'], { allowFail: true });
+    return { ok: r.code === 0, secret: r.code === 0 ? readFileSync(join(tpm.dir, 'secret.out')) : Buffer.alloc(0), stderr: r.stderr };
+  } finally {
+    tpm.tools('tpm2_flushcontext', ['session.ctx'], { allowFail: true });
+  }
+}
+
+/** TPM2_Certify (Part 3 §18.2) as raw bytes through tpm2_send: tpm2-tools 5.4's tpm2_certify cannot pass qualifying data. */
+export function certify(tpm: SwtpmWithEkCert, keyHandle: number, akHandle: number, nonce: Buffer): { attest: Buffer; signature: Buffer } {
+  const u16 = (v: number): Buffer => Buffer.from([v >> 8, v & 0xff]);
+  const u32 = (v: number): Buffer => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(v);
+    return b;
+  };
+  const pw = Buffer.concat([u32(0x40000009), u16(0), Buffer.from([0]), u16(0)]); // TPM_RS_PW, empty auth
+  const body = Buffer.concat([u32(keyHandle), u32(akHandle), u32(pw.length * 2), pw, pw, u16(nonce.length), nonce, u16(0x0010)]);
+  const cmd = Buffer.concat([u16(0x8002), u32(10 + body.length), u32(0x148), body]);
+  const out = tpm.tools('tpm2_send', [], { input: cmd }).stdout;
+  const rc = out.readUInt32BE(6);
+  if (rc !== 0) throw new Error(`TPM2_Certify returned 0x${rc.toString(16)}`);
+  const paramSize = out.readUInt32BE(10);
+  const attestLen = out.readUInt16BE(14);
+  return { attest: out.subarray(16, 16 + attestLen), signature: out.subarray(16 + attestLen, 14 + paramSize) };
+}
+
+/** Creates a P-256 signing key under the owner primary `primary.ctx`, with the given attributes, persisted at `handle`; its TPM2B_PUBLIC. */
+export function createKey(tpm: SwtpmWithEkCert, name: string, attributes: string, handle: string): Buffer {
+  tpm.tools('tpm2_create', ['-C', 'primary.ctx', '-G', 'ecc256:ecdsa-sha256', '-a', attributes, '-u', `${name}.pub`, '-r', `${name}.priv`]);
+  tpm.tools('tpm2_load', ['-C', 'primary.ctx', '-u', `${name}.pub`, '-r', `${name}.priv`, '-c', `${name}.ctx`]);
+  tpm.tools('tpm2_evictcontrol', ['-C', 'o', '-c', `${name}.ctx`, handle]);
+  return readFileSync(join(tpm.dir, `${name}.pub`));
+}
+
+/** ECDSA-SHA256 by the TPM key at `handle` (tpm2_sign -f plain writes the DER ECDSA-Sig-Value X.509 wants). */
+export function tpmSign(tpm: SwtpmWithEkCert, handle: string, data: Uint8Array): Buffer {
+  writeFileSync(join(tpm.dir, 'tbs.bin'), data);
+  tpm.tools('tpm2_sign', ['-c', handle, '-g', 'sha256', '-s', 'ecdsa', '-f', 'plain', '-o', 'sig.bin', 'tbs.bin']);
+  return readFileSync(join(tpm.dir, 'sig.bin'));
 }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { type HostPort, localUrl, parseHostPort } from '@latchkey/protocol';
-import { CONFIG_DEFAULTS, OidcConfigSchema, ServerConfigSchema, type ServerConfig } from './config-schema.js';
+import { AttestationConfigSchema, CONFIG_DEFAULTS, OidcConfigSchema, ServerConfigSchema, type ServerConfig } from './config-schema.js';
 
 export const CONFIG_FILE = 'config.json';
 
@@ -37,7 +37,14 @@ export function loadConfig(dataDir: string, env: NodeJS.ProcessEnv, flags: Confi
   if (env.LATCHKEY_LOG_LEVEL) merged.logLevel = env.LATCHKEY_LOG_LEVEL;
   if (flags.listen) merged.listen = flags.listen;
   if (flags.databaseUrl) merged.databaseUrl = flags.databaseUrl;
-  return withOidcSecrets(validateConfig(merged, file), dataDir);
+  return withEkRootsDir(withOidcSecrets(validateConfig(merged, file), dataDir), dataDir);
+}
+
+/** attestation.ekRootsDir relative to the data dir, made absolute (the directory is read at start, attestation/ek-roots.ts). */
+function withEkRootsDir(c: ServerConfig, dataDir: string): ServerConfig {
+  const dir = c.attestation?.ekRootsDir;
+  if (dir === undefined || isAbsolute(dir)) return c;
+  return Object.freeze({ ...c, attestation: { ...c.attestation!, ekRootsDir: join(dataDir, dir) } });
 }
 
 /** Reads each issuer's `clientSecretFile` (relative to the data dir) into `clientSecret`; the file must be private. */
@@ -64,6 +71,7 @@ function withOidcSecrets(c: ServerConfig, dataDir: string): ServerConfig {
 
 export function validateConfig(value: Record<string, unknown>, source: string): ServerConfig {
   if (value.oidc !== undefined) value = { ...value, oidc: Value.Default(OidcConfigSchema, structuredClone(value.oidc)) };
+  if (value.attestation !== undefined) value = { ...value, attestation: Value.Default(AttestationConfigSchema, structuredClone(value.attestation)) };
   const first = Value.Errors(ServerConfigSchema, value).First();
   if (first) {
     const where = first.path ? first.path.slice(1).replace(/\//g, '.') : '(top level)';

@@ -52,6 +52,23 @@ export const OidcConfigSchema = Type.Object(
   { additionalProperties: false, default: {} },
 );
 
+/** TPM attestation (issue 14): which TPM manufacturers are trusted, and the challenge exchange's bounds. */
+export const AttestationConfigSchema = Type.Object(
+  {
+    /**
+     * A directory of CA certificates (PEM or DER, roots and intermediates) of TPM manufacturers: an EK
+     * certificate that chains to one proves a genuine TPM. Relative to the data dir. Read once at start
+     * (at most 1000 files of 64 KiB each). Absent: only EKs registered by hash (`devices register`) are trusted.
+     */
+    ekRootsDir: Type.Optional(Type.String({ minLength: 1 })),
+    /** How long a credential-activation challenge may be answered. */
+    challengeTtlSeconds: Type.Integer({ minimum: 10, maximum: 3600, default: 300 }),
+    /** Unused, unexpired challenges one enrollment token or device may hold; a new one past it drops the oldest. */
+    maxOpenChallenges: Type.Integer({ minimum: 1, maximum: 100, default: 5 }),
+  },
+  { additionalProperties: false, default: {} },
+);
+
 export const ServerConfigSchema = Type.Object(
   {
     /** Organization name in certificate subjects. */
@@ -114,6 +131,8 @@ export const ServerConfigSchema = Type.Object(
     enrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
     /** OpenID Providers; absent: none. */
     oidc: Type.Optional(OidcConfigSchema),
+    /** TPM attestation; absent: the defaults (no EK roots, 300 s challenges, 5 open per token or device). */
+    attestation: Type.Optional(AttestationConfigSchema),
     logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')]),
   },
   { additionalProperties: false },

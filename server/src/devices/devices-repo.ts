@@ -162,6 +162,16 @@ export const devicesRepo = (db: Executor) => ({
       .executeTakeFirst();
     return r.numUpdatedRows === 1n;
   },
+  /** Devices not revoked or denied whose attested TPM has this EK. */
+  liveWithEk: (ekHash: string) => db.selectFrom('devices').select(['id', 'status']).where('ek_hash', '=', ekHash).where('status', 'not in', ['revoked', 'denied']).execute(),
+  /** What an attestation proved, on the device's row (enrollment, completion after approval, each attested renewal). */
+  async recordAttestation(id: string, a: { ekHash: string; ekPublic: string; ekCert: string | null; ekTrust: 'certificate' | 'registered'; manufacturer: string | null; akPublic: string }, at: string): Promise<void> {
+    await db
+      .updateTable('devices')
+      .set({ assurance: 'tpm-attested', ek_hash: a.ekHash, ek_public: a.ekPublic, ek_cert: a.ekCert, ek_trust: a.ekTrust, tpm_manufacturer: a.manufacturer, ak_public: a.akPublic, attested_at: at, pending_attestation: null })
+      .where('id', '=', id)
+      .execute();
+  },
   /** An agent said hello: when, and the facts it reported. */
   recordSeen: async (id: string, at: string, factsJson: string): Promise<void> => void (await db.updateTable('devices').set({ last_seen: at, facts: factsJson }).where('id', '=', id).execute()),
   async approve(id: string, at: string, by: string): Promise<boolean> {

@@ -28,6 +28,11 @@ function toDevice(d: DevicesTable, cert: { serial: string; not_before: string; n
     certificate: cert ? { serial: cert.serial, notBefore: cert.not_before, notAfter: cert.not_after, revokedAt: cert.revoked_at } : null,
     revokedAt: d.revoked_at,
     revocationReason: (d.revocation_reason as RevokeReason | null) ?? null,
+    assurance: d.assurance ?? 'software',
+    tpm:
+      d.assurance === 'tpm-attested' && d.ek_hash && d.attested_at
+        ? { ekHash: d.ek_hash, ekTrust: d.ek_trust ?? 'registered', manufacturer: d.tpm_manufacturer ? d.tpm_manufacturer.slice(0, 64) : null, attestedAt: d.attested_at }
+        : null,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
  * Issue 14, policy: a group whose attestation is `tpm` refuses every
- * enrollment and renewal that carries no TPM attestation (none can yet),
+ * enrollment and renewal that carries no TPM attestation,
  * with ATTESTATION_REQUIRED saying why and what to do, and audits the
  * refusal; a `none` group is unaffected. Both engines.
  */

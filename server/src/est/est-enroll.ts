@@ -21,9 +21,13 @@ import type { Transactor, Trx } from '../storage/transaction.js';
 import { type TokensRepo, tokensRepo } from '../tokens/tokens-repo.js';
 import { usersRepo } from '../users/users-repo.js';
 import type { KeyedMutex } from '../util/keyed-mutex.js';
-import { attestationRequired, exhausted } from './est-errors.js';
+import type { AttestationService } from '../attestation/attestation-service.js';
+import { type VerifiedAttestation, readCsrAttestation } from '../attestation/attestation-fns.js';
+import { attestationRepo } from '../attestation/attestation-repo.js';
+import { registeredDevicesRepo } from '../registered-devices/registered-devices-repo.js';
+import { alreadyUsed, attestationAudit, attestationRequired, exhausted } from './est-errors.js';
 import { auditRefusal } from './est-audit.js';
-import { checkTokenUsable, enrollmentStep, readCsr, readFacts, sanitizeDeviceName } from './est-fns.js';
+import { checkTokenFound, checkTokenUsable, enrollmentStep, readCsr, readFacts, sanitizeDeviceName } from './est-fns.js';
 
 export interface EnrollResult {
   status: 'issued' | 'pending';
@@ -47,6 +51,7 @@ export interface EnrollmentDeps {
   commitLocks: KeyedMutex;
   clock: () => Date;
   config: Pick<ServerConfig, 'maxCertLifetimeSeconds' | 'approvalRetrySeconds' | 'oidc'>;
+  attestation: Pick<AttestationService, 'verifyForCsr'>;
 }
 
 type TokenRow = NonNullable<Awaited<ReturnType<TokensRepo['findForEnrollment']>>>;
@@ -60,7 +65,26 @@ interface Request {
   nowIso: string;
   lifetime: number;
   remote: string;
+  /** What the CSR's TPM attestation proved (verified against its challenge), if it had one. */
+  attested?: VerifiedAttestation;
 }
+
+/**
+ * An attested enrollment's writes, in its transaction: the challenge is taken
+ * (once: a replay or a racing twin finds it used), the device row records the
+ * TPM, and the EK inventory names the device.
+ */
+async function recordAttested(trx: Trx, a: VerifiedAttestation, deviceId: string, nowIso: string, opts: { takeChallenge: boolean; requireUnusedEk: boolean }): Promise<void> {
+  if (opts.takeChallenge && !(await attestationRepo(trx).markUsed(a.challengeId, nowIso))) throw alreadyUsed(a.challengeId);
+  if (opts.requireUnusedEk && (await devicesRepo(trx).liveWithEk(a.ekHash)).some((d) => d.id !== deviceId)) {
+    throw new LatchkeyError('EK_NOT_REGISTERED', `EK ${a.ekHash} became the TPM of another device meanwhile; revoke that device first if this machine replaces it`);
+  }
+  await devicesRepo(trx).recordAttestation(deviceId, a, nowIso);
+  await registeredDevicesRepo(trx).markUsedBy(a.ekHash, deviceId);
+}
+
+/** What an attested issuance adds to its audit entry. */
+const attestedDetails = (a: VerifiedAttestation | undefined): Record<string, unknown> => (a ? { attested: true, ekHash: a.ekHash, ekTrust: a.ekTrust } : {});
 
 /** A concurrent identical enrollment committed first; this one rolls back and answers like a retry. */
 class SameRequestRaced extends Error {}
@@ -71,17 +95,25 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
   /** An approved device's request again: its certificate is issued now. */
   async function completeApproved(r: Request): Promise<EnrollResult> {
     const id = r.tok.device_id!;
+    // The attestation was verified (and its challenge used) when the device became pending.
+    const attested = r.tok.device_pending_attestation ? (JSON.parse(r.tok.device_pending_attestation) as VerifiedAttestation) : undefined;
+    if (r.tok.attestation === 'tpm' && !attested) {
+      await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: r.nowIso, actor: `token:${r.tok.id}`, target: id, group: r.tok.group_name, kind: 'enroll', remote: r.remote }));
+      throw attestationRequired(r.tok.group_name, 'enrollment');
+    }
     const issued = await deps.issuance.issue({
       csr: r.csr,
       device: { id, name: r.tok.device_name!, email: r.tok.user_email ?? null },
       kind: 'enroll',
       lifetimeSeconds: r.lifetime,
       actor: `device:${id}`,
-      auditDetails: { token: r.tok.id, approvedBy: r.tok.device_approved_by, remote: r.remote },
+      auditDetails: { token: r.tok.id, approvedBy: r.tok.device_approved_by, remote: r.remote, ...attestedDetails(attested) },
+      attested: attested !== undefined,
       async inTransaction(trx) {
         if (!(await devicesRepo(trx).completeApprovedEnrollment(id, r.keyHash, r.nowIso))) {
           throw new LatchkeyError('CONFLICT', 'this enrollment was already completed or the device changed state; enroll again');
         }
+        if (attested) await recordAttested(trx, attested, id, r.nowIso, { takeChallenge: false, requireUnusedEk: r.tok.require_registered_ek === 1 });
       },
     });
     return { status: 'issued', issued, deviceId: id };
@@ -141,7 +173,8 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
       let unlock: (() => void) | undefined;
       try {
         await deps.tx.inTransaction(async (trx) => {
-          await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: r.csr.der.toString('base64') });
+          await devicesRepo(trx).insert({ ...device, status: 'pending', pending_spki_hash: keyHash, pending_csr: r.csr.der.toString('base64'), pending_attestation: r.attested ? JSON.stringify(r.attested) : null });
+          if (r.attested && !(await attestationRepo(trx).markUsed(r.attested.challengeId, nowIso))) throw alreadyUsed(r.attested.challengeId);
           await auditRepo(trx).insert({ at: nowIso, actor: `token:${tok.id}`, action: 'device.pending', target: device.id, details: { name: device.name, group: tok.group_name, remote: r.remote } });
           unlock = await deps.commitLocks.acquire(commitLock);
           await consume(trx);
@@ -158,9 +191,11 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
       kind: 'enroll',
       lifetimeSeconds: r.lifetime,
       actor: `token:${tok.id}`,
-      auditDetails: { token: tok.id, group: tok.group_name, remote: r.remote },
+      auditDetails: { token: tok.id, group: tok.group_name, remote: r.remote, ...attestedDetails(r.attested) },
+      attested: r.attested !== undefined,
       async inTransaction(trx) {
         await devicesRepo(trx).insert({ ...device, status: 'active', pending_spki_hash: null, pending_csr: null });
+        if (r.attested) await recordAttested(trx, r.attested, device.id, nowIso, { takeChallenge: true, requireUnusedEk: tok.require_registered_ek === 1 });
       },
       beforeCommit: consume,
       commitLock,
@@ -190,12 +225,11 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     const csr = readCsr(body);
     const nowIso = deps.clock().toISOString();
     const facts = readFacts(csr);
+    const attestation = readCsrAttestation(csr);
     const keyHash = spkiHash(csr.spki);
-    const tok = await deps.tokens.findForEnrollment(hashSecret(token), keyHash);
-    if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
-    if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+    const tok = checkTokenFound(await deps.tokens.findForEnrollment(hashSecret(token), keyHash));
     // Before anything else about this request: a pending or approved device of a group switched to tpm is refused too.
-    if (tok.attestation === 'tpm') {
+    if (tok.attestation === 'tpm' && !attestation) {
       await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: nowIso, actor: `token:${tok.id}`, target: tok.device_id ?? null, group: tok.group_name, kind: 'enroll', remote }));
       throw attestationRequired(tok.group_name, 'enrollment');
     }
@@ -209,6 +243,11 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     const again = await replay(tok.id, keyHash);
     if (again) return again;
     checkTokenUsable(tok, nowIso);
+    if (attestation) {
+      r.attested = await attestationAudit(deps.tx, { at: nowIso, actor: `token:${tok.id}`, target: null, group: tok.group_name, kind: 'enroll', remote }, () =>
+        deps.attestation.verifyForCsr(attestation, { tokenId: tok.id }, csr.spki),
+      );
+    }
     try {
       return await enrollNew(r);
     } catch (e) {

@@ -1,6 +1,8 @@
 /** The EST front-ends' refusals that more than one step gives, with what to do next. */
 import type { DeviceCertRefusal } from '../auth/device-cert-auth.js';
 import { LatchkeyError } from '../errors.js';
+import type { Transactor } from '../storage/transaction.js';
+import { auditRefusal } from './est-audit.js';
 
 export function denied(deviceId: string): LatchkeyError {
   return new LatchkeyError('DEVICE_DENIED', `an administrator denied the enrollment of device ${deviceId}; this key and token will not be accepted again — ask your IT team`);
@@ -53,13 +55,34 @@ export function reenrollRefusal(reason: DeviceCertRefusal, expiredForSeconds: nu
   }
 }
 
-/**
- * A group whose attestation is `tpm` (issue 14): no enrollment or renewal
- * carries a TPM attestation yet, so every one into such a group is refused.
- */
+/** A group whose attestation is `tpm` (issue 14): a request without a TPM attestation is refused. */
 export function attestationRequired(group: string, what: 'enrollment' | 'renewal'): LatchkeyError {
   return new LatchkeyError(
     'ATTESTATION_REQUIRED',
     `group ${group} requires a TPM-attested device key; this ${what} carried no attestation (keystore file, os or pkcs11 without a TPM attestation); enroll with a TPM keystore, or an admin sets \`latchkey-server groups set ${group} --attestation none\``,
   );
+}
+
+/** A device enrolled with a TPM attestation renews only with one, whatever its group's policy (issue 14). */
+export function deviceAttestationRequired(deviceId: string): LatchkeyError {
+  return new LatchkeyError(
+    'ATTESTATION_REQUIRED',
+    `device ${deviceId} is TPM-attested: every renewal must carry a TPM attestation of the new key by the device's attestation key; renew with the TPM keystore it enrolled with (a key outside the TPM is refused), or enroll again`,
+  );
+}
+
+/** The challenge was taken by another request first: a replayed activation, or two requests racing. */
+export const alreadyUsed = (challengeId: string): LatchkeyError =>
+  new LatchkeyError('ATTESTATION_INVALID', `attestation challenge ${challengeId} was already used; ask for a new challenge and attest again`);
+
+/** Runs an attestation check; a refusal (ATTESTATION_INVALID, EK_NOT_REGISTERED) is audited, then thrown. */
+export async function attestationAudit<T>(tx: Transactor, at: Omit<Parameters<typeof auditRefusal>[1], 'code' | 'reason'>, check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (e) {
+    if (e instanceof LatchkeyError && (e.code === 'ATTESTATION_INVALID' || e.code === 'EK_NOT_REGISTERED')) {
+      await tx.inTransaction((trx) => auditRefusal(trx, { ...at, code: e.code as 'ATTESTATION_INVALID', reason: e.message }));
+    }
+    throw e;
+  }
 }

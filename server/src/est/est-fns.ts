@@ -64,6 +64,13 @@ export function enrollmentStep(tok: PriorDevice): 'pending' | 'complete-approved
   return 'complete-approved';
 }
 
+/** A token found by its secret, not revoked (the enrollment and its attestation challenge refuse alike). */
+export function checkTokenFound<T extends { revoked_at: string | null }>(tok: T | undefined): T {
+  if (!tok) throw new LatchkeyError('TOKEN_INVALID', 'the enrollment token is not valid; check it, or create a new one with `latchkey-server token create`');
+  if (tok.revoked_at) throw new LatchkeyError('TOKEN_REVOKED', 'the enrollment token was revoked; create a new one with `latchkey-server token create`');
+  return tok;
+}
+
 /** Whether a token can make one more device now. */
 export function checkTokenUsable(tok: { expires_at: string; used_count: number; uses: number }, nowIso: string): void {
   if (tok.expires_at <= nowIso) throw new LatchkeyError('TOKEN_EXPIRED', `the enrollment token expired at ${tok.expires_at}; create a new one with \`latchkey-server token create\``);

@@ -15,7 +15,11 @@ import { type IssuanceService, type Issued, spkiHash } from '../issuance/issuanc
 import type { RateLimiter } from '../rate-limit.js';
 import type { Transactor, Trx } from '../storage/transaction.js';
 import { auditRefusal } from './est-audit.js';
-import { attestationRequired, reenrollRefusal } from './est-errors.js';
+import type { AttestationService } from '../attestation/attestation-service.js';
+import { type VerifiedAttestation, invalid, readCsrAttestation } from '../attestation/attestation-fns.js';
+import { attestationRepo } from '../attestation/attestation-repo.js';
+import type { DevicesRepo } from '../devices/devices-repo.js';
+import { alreadyUsed, attestationAudit, attestationRequired, deviceAttestationRequired, reenrollRefusal } from './est-errors.js';
 import { checkCertificateCap, checkMayReplaceLatest, readCsr, readFacts } from './est-fns.js';
 
 export interface ReenrollInput {
@@ -29,6 +33,8 @@ export type Reenrolled = Issued & { deviceId: string; kind: 'renew' | 'recover' 
 export interface ReenrollmentDeps {
   deviceCertAuth: DeviceCertAuth;
   groups: Pick<GroupsRepo, 'get'>;
+  devices: Pick<DevicesRepo, 'findById'>;
+  attestation: Pick<AttestationService, 'verifyForCsr'>;
   tx: Transactor;
   issuance: IssuanceService;
   reenrollLimiter: RateLimiter;
@@ -62,13 +68,30 @@ export function createReenrollment(deps: ReenrollmentDeps): (input: ReenrollInpu
     const kind = v.expired ? 'recover' : 'renew';
     const csr = readCsr(body);
     const facts = readFacts(csr);
+    const attestation = readCsrAttestation(csr);
     if (spkiHash(csr.spki) === record.spki_hash) {
       throw new LatchkeyError('CSR_POLICY', 're-enrollment needs a fresh key: the CSR carries the key of the current certificate');
     }
     const group = await deps.groups.get(record.group_name);
-    if (group?.attestation === 'tpm') {
-      await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: nowIso, actor: `device:${deviceId}`, target: deviceId, group: record.group_name, kind, remote }));
+    const device = await deps.devices.findById(deviceId);
+    const audit = { at: nowIso, actor: `device:${deviceId}`, target: deviceId, group: record.group_name, kind, remote } as const;
+    if (!attestation && group?.attestation === 'tpm') {
+      await deps.tx.inTransaction((trx) => auditRefusal(trx, audit));
       throw attestationRequired(record.group_name, 'renewal');
+    }
+    // An attested device stays attested: a key its AK did not certify is refused, whatever the group says.
+    if (!attestation && device?.assurance === 'tpm-attested') {
+      await deps.tx.inTransaction((trx) => auditRefusal(trx, audit));
+      throw deviceAttestationRequired(deviceId);
+    }
+    let attested: VerifiedAttestation | undefined;
+    if (attestation) {
+      attested = await attestationAudit(deps.tx, audit, async () => {
+        const a = await deps.attestation.verifyForCsr(attestation, { deviceId }, csr.spki);
+        // The renewal challenge carries the device's AK; checked again against the row.
+        if (a.akPublic !== device?.ak_public) throw invalid(`the attestation is not by device ${deviceId}'s attestation key; renew with the AK it enrolled with`);
+        return a;
+      });
     }
     const issued = await deps.issuance.issue({
       csr,
@@ -76,8 +99,9 @@ export function createReenrollment(deps: ReenrollmentDeps): (input: ReenrollInpu
       kind,
       lifetimeSeconds: Math.min(group?.cert_lifetime_seconds ?? config.certLifetimeSeconds, config.maxCertLifetimeSeconds),
       actor: `device:${deviceId}`,
-      auditDetails: { previousSerial: record.serial, remote },
+      auditDetails: { previousSerial: record.serial, remote, ...(attested ? { attested: true, ekHash: attested.ekHash } : {}) },
       replacesSerial: record.serial,
+      attested: attested !== undefined,
       async inTransaction(trx) {
         // Re-check under the transaction: a revoke that raced this request wins.
         // Facts change over a device's life (OS updates): a renewal CSR that carries them refreshes the inventory.
@@ -86,6 +110,10 @@ export function createReenrollment(deps: ReenrollmentDeps): (input: ReenrollInpu
           throw new LatchkeyError('DEVICE_REVOKED', 'this device has been revoked; enroll it again with a new token');
         }
         await checkLineage(trx, { deviceId, serial: record.serial, kind, now: nowIso, cap: config.maxCertificatesPerDevice });
+        if (attested) {
+          if (!(await attestationRepo(trx).markUsed(attested.challengeId, nowIso))) throw alreadyUsed(attested.challengeId);
+          await devicesRepo(trx).recordAttestation(deviceId, attested, nowIso);
+        }
       },
     });
     return { ...issued, deviceId, kind };

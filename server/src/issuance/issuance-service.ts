@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { type Csr, type RandomBytes, certificateToPem, parseCertificate, randomSerial } from '@latchkey/pki';
+import { TPM_ATTESTED_OU, TPM_ATTESTED_POLICY_OID } from '@latchkey/protocol';
 import type { CaContext } from '../ca/ca-context.js';
 import { auditRepo, type AuditEntry } from '../audit/audit-repo.js';
 import { compromisedKeysRepo } from '../devices/compromised-keys-repo.js';
@@ -47,6 +48,8 @@ export interface IssueRequest {
    */
   replacesSerial?: string;
   auditDetails?: Record<string, unknown>;
+  /** A TPM attested the key (issue 14): the certificate carries the attested OU and policy. */
+  attested?: boolean;
 }
 
 export interface Issued {
@@ -89,6 +92,7 @@ export function createIssuanceService(deps: {
         serial,
         now,
         lifetimeSeconds: r.lifetimeSeconds,
+        ...(r.attested ? { attested: { ou: TPM_ATTESTED_OU, policyOid: TPM_ATTESTED_POLICY_OID } } : {}),
       });
       const cert = parseCertificate(der);
       const pem = certificateToPem(der);

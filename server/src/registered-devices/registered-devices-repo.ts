@@ -13,6 +13,9 @@ export const registeredDevicesRepo = (db: Executor) => ({
     }
     return found;
   },
+  findByEkHash: (ekHash: string) => db.selectFrom('registered_devices').selectAll().where('ek_hash', '=', ekHash).executeTakeFirst(),
+  /** The device that enrolled with this EK (attested enrollment), in its transaction. */
+  markUsedBy: async (ekHash: string, deviceId: string): Promise<void> => void (await db.updateTable('registered_devices').set({ used_by_device: deviceId }).where('ek_hash', '=', ekHash).execute()),
   findById: (id: string) => db.selectFrom('registered_devices').selectAll().where('id', '=', id).executeTakeFirst(),
   async insert(rows: RegisteredDevicesTable[]): Promise<void> {
     // In chunks: a 10,000-row import stays under every engine's bound-parameter limit.

@@ -326,6 +326,50 @@ const MIGRATIONS: Migration[] = [
       await db.schema.createIndex('registered_devices_created').on('registered_devices').columns(['created_at', 'id']).execute();
     },
   },
+  {
+    // Issue 14, the attestation exchange: a challenge per TCG credential
+    // activation (its secret only as SHA-256, single use), and what a
+    // device's attestation proved (its TPM's EK, its AK, when).
+    name: '013_attestation',
+    async up(db) {
+      await db.schema
+        .createTable('attestation_challenges')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('token_id', 'text')
+        .addColumn('device_id', 'text')
+        .addColumn('ek_hash', 'text', (c) => c.notNull())
+        .addColumn('ek_public', 'text', (c) => c.notNull())
+        .addColumn('ek_cert', 'text')
+        .addColumn('ek_trust', 'text', (c) => c.notNull())
+        .addColumn('manufacturer', 'text')
+        .addColumn('ak_public', 'text', (c) => c.notNull())
+        .addColumn('secret_hash', 'text', (c) => c.notNull())
+        .addColumn('created_at', 'text', (c) => c.notNull())
+        .addColumn('expires_at', 'text', (c) => c.notNull())
+        .addColumn('used_at', 'text')
+        .execute();
+      // A token's or a device's open challenges (the per-owner limit), and the expired ones (pruning).
+      await db.schema.createIndex('attestation_challenges_token').on('attestation_challenges').columns(['token_id', 'created_at']).execute();
+      await db.schema.createIndex('attestation_challenges_device').on('attestation_challenges').columns(['device_id', 'created_at']).execute();
+      await db.schema.createIndex('attestation_challenges_expires').on('attestation_challenges').columns(['expires_at']).execute();
+      for (const [name, type] of [
+        ['ek_hash', 'text'],
+        ['ek_public', 'text'],
+        ['ek_cert', 'text'],
+        ['ek_trust', 'text'],
+        ['tpm_manufacturer', 'text'],
+        ['ak_public', 'text'],
+        ['attested_at', 'text'],
+        // An attested enrollment waiting for approval: the verified attestation (JSON), applied when the device completes.
+        ['pending_attestation', 'text'],
+      ] as const) {
+        await db.schema.alterTable('devices').addColumn(name, type).execute();
+      }
+      await db.schema.alterTable('devices').addColumn('assurance', 'text', (c) => c.notNull().defaultTo('software')).execute();
+      // A live device per EK (requireRegisteredEk: an EK is not used by two devices).
+      await db.schema.createIndex('devices_ek_hash').on('devices').column('ek_hash').execute();
+    },
+  },
 ];
 
 /** The migrations' names, in the order they run. */

@@ -64,6 +64,40 @@ export interface DevicesTable {
   approved_by: string | null;
   revoked_at: string | null;
   revocation_reason: string | null;
+  /** `tpm-attested` once an attestation proved the key is in the TPM below (migration 013; default `software`). */
+  assurance?: 'software' | 'tpm-attested';
+  /** The attested device's TPM (migration 013): SHA-256 hex of the EK's SPKI, the EK as base64 TPM2B_PUBLIC, its certificate (PEM). */
+  ek_hash?: string | null;
+  ek_public?: string | null;
+  ek_cert?: string | null;
+  ek_trust?: 'certificate' | 'registered' | null;
+  tpm_manufacturer?: string | null;
+  /** The AK (base64 TPM2B_PUBLIC) whose binding to the EK the enrollment proved: every renewal is certified by it. */
+  ak_public?: string | null;
+  /** When the latest attested enrollment or renewal was verified. */
+  attested_at?: string | null;
+  /** A pending attested enrollment's verified attestation (JSON VerifiedAttestation), applied when it completes after approval. */
+  pending_attestation?: string | null;
+}
+
+/** One TCG credential activation (migration 013): for an enrollment token or for a device; single use. */
+export interface AttestationChallengesTable {
+  id: string;
+  token_id: string | null;
+  device_id: string | null;
+  ek_hash: string;
+  /** base64 TPM2B_PUBLIC. */
+  ek_public: string;
+  ek_cert: string | null;
+  ek_trust: 'certificate' | 'registered';
+  manufacturer: string | null;
+  /** base64 TPM2B_PUBLIC. */
+  ak_public: string;
+  /** SHA-256 hex of the secret; the secret itself is never stored. */
+  secret_hash: string;
+  created_at: string;
+  expires_at: string;
+  used_at: string | null;
 }
 
 export interface CertificatesTable {
@@ -237,4 +271,5 @@ export interface Database {
   users: UsersTable;
   auth_flows: AuthFlowsTable;
   registered_devices: RegisteredDevicesTable;
+  attestation_challenges: AttestationChallengesTable;
 }

@@ -69,7 +69,7 @@ for (const engine of ENGINES) {
       const again = await s.reopen();
       const rows = await again.kysely.selectFrom('latchkey_migrations' as never).selectAll().execute();
       assert.deepEqual((rows as { name: string }[]).map((r) => r.name), MIGRATION_NAMES);
-      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people', '007_devices_user_email', '008_console_sessions', '009_console_indexes', '010_replica_gateways', '011_devices_search', '012_attestation_policy']);
+      assert.deepEqual(MIGRATION_NAMES, ['001_initial', '002_gateway_tokens', '003_presence', '004_revocation_outbox', '005_compromised_keys', '006_people', '007_devices_user_email', '008_console_sessions', '009_console_indexes', '010_replica_gateways', '011_devices_search', '012_attestation_policy', '013_attestation']);
     });
 
     test('token consume is atomic: 50 concurrent takes of a 10-use token → exactly 10 succeed', async (t) => {
