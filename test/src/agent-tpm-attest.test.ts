@@ -222,6 +222,23 @@ test('agent TPM attestation against swtpm + tpm2-abrmd + tpm2-pkcs11', async (t)
     const { unlinkKey } = await import('../../agent/dist/attest/tpm-key.js');
     assert.equal(await unlinkKey(tt, tok.tokenLabel, link.keyLabel(extra.ref.id)), true);
     assert.equal(await unlinkKey(tt, tok.tokenLabel, link.keyLabel(extra.ref.id)), false);
+    // As enroll.ts / renew.ts use it when the server refuses the CSR.
+    const made = await createAttestedKey({
+      stateDir,
+      env: process.env,
+      tpm: { kind: 'tpm', parent: DEFAULT_TPM_PARENT },
+      link,
+      mode: 'renew',
+      requestChallenge: async (body) => {
+        const c = makeCredential({ ekPublic: ekPub, objectName: objectName(parsePublic2B(Buffer.from(body.akPublic, 'base64'))), secret: randomBytes(32), random: randomBytes });
+        return { challengeId: crypto.randomUUID(), credentialBlob: c.credentialBlob.toString('base64'), encryptedSecret: c.encryptedSecret.toString('base64'), expiresAt: new Date(Date.now() + 60_000).toISOString() };
+      },
+      makeCsr: async () => Buffer.from('csr'),
+    });
+    const listing = async () => (await tt.ptool(['listobjects', '--label', tok.tokenLabel], { step: 'list', hint: '' })).toString();
+    assert.match(await listing(), new RegExp(link.keyLabel(made.ref.id)));
+    await made.discard();
+    assert.doesNotMatch(await listing(), new RegExp(link.keyLabel(made.ref.id)));
   });
 
   await t.test('no auth value or PIN was ever on a command line', () => {

@@ -119,13 +119,15 @@ export async function createAttestedKey(o: AttestedKeyOptions): Promise<Attested
     const ek = await loadEk(tools, state.ek?.alg);
     const ak = await theAk(tools, o, state, ek);
     const key = await createLinkedKey(tools, { parent: parseHandle(o.tpm.parent), ...o.link });
+    const unlink = (t: TpmTools): Promise<unknown> => unlinkKey(t, o.link.tokenLabel, o.link.keyLabel(key.ref.id)).catch(() => undefined);
+    /** For the caller, once this work dir is gone (the server refused the CSR): a work dir of its own. */
     const discard = async (): Promise<void> => {
-      await withTpmTools({ stateDir: o.stateDir, env: o.env, tcti: o.tpm.tcti }, (t) => unlinkKey(t, o.link.tokenLabel, o.link.keyLabel(key.ref.id))).catch(() => undefined);
+      await withTpmTools({ stateDir: o.stateDir, env: o.env, tcti: o.tpm.tcti }, unlink).catch(() => undefined);
     };
     try {
       return { ref: key.ref, spki: key.spki, csr: await answer(tools, o, { ek, ak, key, record }), discard };
     } catch (e) {
-      await discard();
+      await unlink(tools);
       throw e;
     }
   });
