@@ -8,6 +8,9 @@
  *     swtpm_localca (each where available);
  *   - `latchkey --version` start-up: node + dist, and the single executable
  *     if it was packaged (agent/dist-bin/latchkey-linux-x64);
+ *   - the server's CPU per enrollment and per renewal (utime + stime of its
+ *     process from /proc while the agent runs, less its idle rate measured
+ *     over 3 s before; 10 ms resolution, so averaged over the runs);
  *   - idle `latchkey run`: RSS and CPU over BENCH_IDLE_SECONDS (default 60).
  * Environment: BENCH_RUNS (default 5), BENCH_IDLE_SECONDS.
  */
@@ -26,7 +29,7 @@ const cleanups: (() => unknown)[] = [];
 const hooks = { after: (fn: () => unknown) => void cleanups.push(fn) };
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-async function server(config: Record<string, unknown> = {}): Promise<{ url: string; dataDir: string; fingerprint: string; stop: () => void }> {
+async function server(config: Record<string, unknown> = {}): Promise<{ url: string; dataDir: string; fingerprint: string; pid: number; stop: () => void }> {
   const dir = mkdtempSync(join(tmpdir(), 'latchkey-agent-bench-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const dataDir = join(dir, 'data');
@@ -47,7 +50,7 @@ async function server(config: Record<string, unknown> = {}): Promise<{ url: stri
     p.on('exit', () => reject(new Error(log)));
   });
   cleanups.push(() => p.kill('SIGKILL'));
-  return { url: `https://127.0.0.1:${port}`, dataDir, fingerprint: (JSON.parse(init.stdout) as { rootFingerprint: string }).rootFingerprint, stop: () => p.kill() };
+  return { url: `https://127.0.0.1:${port}`, dataDir, fingerprint: (JSON.parse(init.stdout) as { rootFingerprint: string }).rootFingerprint, pid: p.pid!, stop: () => p.kill() };
 }
 
 interface Target {
@@ -55,7 +58,21 @@ interface Target {
   args: string[];
   env: NodeJS.ProcessEnv;
   /** Another server and token than the plain targets' (the attested target: a server trusting swtpm_localca, a tpm group). */
-  server?: { url: string; fingerprint: string; token: string };
+  server?: { url: string; fingerprint: string; token: string; pid: number };
+}
+
+/** The server's CPU while nobody calls it (its timers), per ms of wall time, over 3 s. */
+async function idleCpuPerMs(pid: number): Promise<number> {
+  const c0 = cpuMs(pid);
+  const t0 = performance.now();
+  await new Promise((r) => setTimeout(r, 3000));
+  return (cpuMs(pid) - c0) / (performance.now() - t0);
+}
+
+/** CPU time (user + system, ms) a process has used so far, from /proc (10 ms resolution). */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
 }
 
 /**
@@ -85,7 +102,7 @@ async function attestedTarget(): Promise<Target | string> {
     label: 'pkcs11 TPM, --attest tpm',
     args: ['--keystore', 'pkcs11', '--pkcs11-module', tk.module, '--pkcs11-token', tk.tokenLabel, '--attest', 'tpm'],
     env: { ...tk.env, LATCHKEY_PKCS11_PIN: tk.pin },
-    server: { url: srv.url, fingerprint: srv.fingerprint, token: (JSON.parse(tok.stdout) as { token: string }).token },
+    server: { url: srv.url, fingerprint: srv.fingerprint, pid: srv.pid, token: (JSON.parse(tok.stdout) as { token: string }).token },
   };
 }
 
@@ -118,23 +135,36 @@ try {
     const enroll: number[] = [];
     const inAgent: number[] = [];
     const renew: number[] = [];
+    // The server's CPU during each operation (its background timers included), summed over the runs.
+    let serverEnrollCpu = 0;
+    let serverRenewCpu = 0;
+    let enrollWall = 0;
+    let renewWall = 0;
+    const pid = (tg.server ?? srv).pid;
+    const idleRate = await idleCpuPerMs(pid);
     for (let i = 0; i < RUNS; i++) {
       const stateDir = join(mkdtempSync(join(tmpdir(), 'latchkey-agent-bench-')), 'state');
       cleanups.push(() => rmSync(stateDir, { recursive: true, force: true }));
       const env = { ...process.env, ...tg.env };
-      let t0 = performance.now();
       const via = tg.server ?? { ...srv, token };
+      let c0 = cpuMs(via.pid);
+      let t0 = performance.now();
       const e = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'enroll', '--server', via.url, '--token', via.token, '--ca-fingerprint', via.fingerprint, ...tg.args], { env });
       enroll.push(performance.now() - t0);
+      serverEnrollCpu += cpuMs(via.pid) - c0;
+      enrollWall += performance.now() - t0;
       if (e.code !== 0) throw new Error(`${tg.label}: ${e.stderr}`);
       inAgent.push(Number(/, (\d+) ms\)/.exec(e.stdout)?.[1] ?? NaN));
+      c0 = cpuMs(via.pid);
       t0 = performance.now();
       const r = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'renew', '--force'], { env });
       renew.push(performance.now() - t0);
+      serverRenewCpu += cpuMs(via.pid) - c0;
+      renewWall += performance.now() - t0;
       if (r.code !== 0) throw new Error(`${tg.label}: ${r.stderr}`);
       if (tg.label === 'file') idleState = stateDir;
     }
-    console.log(`  ${tg.label.padEnd(24)} enroll ${median(enroll).toFixed(0).padStart(5)} ms (in the agent ${median(inAgent).toFixed(0)} ms)   renew --force ${median(renew).toFixed(0).padStart(5)} ms`);
+    console.log(`  ${tg.label.padEnd(24)} enroll ${median(enroll).toFixed(0).padStart(5)} ms (in the agent ${median(inAgent).toFixed(0)} ms)   renew --force ${median(renew).toFixed(0).padStart(5)} ms   server CPU per enroll ${((serverEnrollCpu - idleRate * enrollWall) / RUNS).toFixed(0)} ms, per renew ${((serverRenewCpu - idleRate * renewWall) / RUNS).toFixed(0)} ms (idle ${(idleRate * 1000).toFixed(0)} ms/s taken off)`);
   }
 
   console.log('\nStart-up (`latchkey --version`)');
