@@ -11,22 +11,16 @@
  * refused (EK_NOT_REGISTERED).
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { test } from 'node:test';
 import { TPM_ATTESTED_OU } from '@latchkey/protocol/wire';
-import { swtpmTokenWithEkCert, type SwtpmTokenWithEkCert } from '../../agent/test-support/dist/tpm-fixtures.js';
+import { swtpmTokenWithEkCert } from '../../agent/test-support/dist/tpm-fixtures.js';
 import { AGENT_CLI, ROOT, cli, initServer, run, skipOrRequire, startServer, tempDir } from './support/processes.js';
-
-/** The EK certificate in the TPM's NV (RSA index), as PEM, for `devices register --ek-cert`. */
-function ekCertPem(tok: SwtpmTokenWithEkCert): string {
-  const r = spawnSync('tpm2_nvread', ['0x01c00002'], { env: { ...process.env, ...tok.env } });
-  assert.equal(r.status, 0, r.stderr?.toString());
-  return new X509Certificate(r.stdout).toString();
-}
+import { ekCertPem, ekRootsDir, tpmAgentEnv, tpmEnrollArgs } from './support/tpm.js';
 
 async function keysInStore(stateDir: string, env: NodeJS.ProcessEnv, ks: unknown): Promise<string[]> {
   const script = `
@@ -47,12 +41,7 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
   if (typeof tpm2 === 'string') return skipOrRequire(t, `missing ${tpm2}`);
 
   // Both TPMs are genuine (their swtpm_localca CAs are trusted); only the first is registered.
-  const roots = join(tempDir(t), 'ek-roots');
-  mkdirSync(roots);
-  for (const [i, tk] of [tpm1, tpm2].entries()) {
-    copyFileSync(tk.rootCaPem, join(roots, `tpm${i + 1}-root.pem`));
-    copyFileSync(tk.issuerCaPem, join(roots, `tpm${i + 1}-issuer.pem`));
-  }
+  const roots = ekRootsDir(t, [tpm1, tpm2]);
   const { dataDir, port, fingerprint } = await initServer(t, { config: { attestation: { ekRootsDir: roots }, maxCertificatesPerDevice: 20 } });
   const server = await startServer(t, dataDir, port);
   const d = ['--data-dir', dataDir];
@@ -64,10 +53,8 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
   assert.equal(reg.code, 0, reg.stderr);
   const newToken = async (): Promise<string> => (JSON.parse((await cli(['token', 'create', '--group', 'secure', '--json', ...d])).stdout) as { token: string }).token;
 
-  const tpmArgs = (tk: SwtpmTokenWithEkCert) => ['--keystore', 'pkcs11', '--pkcs11-module', tk.module, '--pkcs11-token', tk.tokenLabel, '--attest', 'tpm'];
-  const envOf = (tk: SwtpmTokenWithEkCert): NodeJS.ProcessEnv => ({ ...process.env, ...tk.env, LATCHKEY_PKCS11_PIN: tk.pin });
   const stateDir = join(tempDir(t, 'latchkey-agent-'), 'state');
-  const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env: envOf(tpm1) });
+  const agent = (args: string[]) => run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, ...args], { env: tpmAgentEnv(tpm1) });
   const status = async () => JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keyId: string; serial: string; deviceId: string; attestation?: string };
   const certOu = (): string[] => {
     const id = JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { certPem: string; attestation?: { kind: string } };
@@ -77,7 +64,7 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
 
   await t.test('the attested enrollment: certificate with the attested OU', async () => {
     const t0 = performance.now();
-    const e = await agent(['enroll', '--server', server.url, '--token', await newToken(), '--ca-fingerprint', fingerprint, ...tpmArgs(tpm1)]);
+    const e = await agent(['enroll', '--server', server.url, '--token', await newToken(), '--ca-fingerprint', fingerprint, ...tpmEnrollArgs(tpm1)]);
     assert.equal(e.code, 0, e.stderr);
     t.diagnostic(`attested enrollment: ${(performance.now() - t0).toFixed(0)} ms end to end; ${e.stdout.trim()}`);
     assert.match(e.stdout, /TPM-attested/);
@@ -102,19 +89,19 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
       prev = s;
     }
     const ks = (JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { keystore: unknown }).keystore;
-    assert.deepEqual(await keysInStore(stateDir, envOf(tpm1), ks), [prev.keyId], 'the token holds the current key only');
+    assert.deepEqual(await keysInStore(stateDir, tpmAgentEnv(tpm1), ks), [prev.keyId], 'the token holds the current key only');
   });
 
   await t.test('kill -9 at each step of an attested renewal: a working identity, and the next renewal leaves only its key in the token', async () => {
     const ks = (JSON.parse(readFileSync(join(stateDir, 'identity.json'), 'utf8')) as { keystore: unknown }).keystore;
     for (const point of ['after-generate', 'after-issue', 'after-commit']) {
       const before = await status();
-      const crashed = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'renew', '--force'], { env: { ...envOf(tpm1), LATCHKEY_TEST_CRASH_AT: point } });
+      const crashed = await run(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'renew', '--force'], { env: { ...tpmAgentEnv(tpm1), LATCHKEY_TEST_CRASH_AT: point } });
       assert.equal(crashed.signal, 'SIGKILL', `${point}: ${crashed.stderr}`);
       assert.equal((await status()).serial !== before.serial, point === 'after-commit', point);
       const ok = await agent(['renew', '--force']);
       assert.equal(ok.code, 0, `${point}: ${ok.stderr}`);
-      assert.deepEqual(await keysInStore(stateDir, envOf(tpm1), ks), [(await status()).keyId], `${point}: the token holds the current key only`);
+      assert.deepEqual(await keysInStore(stateDir, tpmAgentEnv(tpm1), ks), [(await status()).keyId], `${point}: the token holds the current key only`);
     }
     assert.deepEqual(certOu(), [TPM_ATTESTED_OU]);
   });
@@ -138,18 +125,18 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
 
   await t.test('a genuine TPM whose EK is not registered is refused where the group requires registration: EK_NOT_REGISTERED', async () => {
     const sd = join(tempDir(t, 'latchkey-agent-'), 'state');
-    const r = await run(process.execPath, [AGENT_CLI, '--state-dir', sd, 'enroll', '--server', server.url, '--token', await newToken(), '--ca-fingerprint', fingerprint, ...tpmArgs(tpm2)], { env: envOf(tpm2) });
+    const r = await run(process.execPath, [AGENT_CLI, '--state-dir', sd, 'enroll', '--server', server.url, '--token', await newToken(), '--ca-fingerprint', fingerprint, ...tpmEnrollArgs(tpm2)], { env: tpmAgentEnv(tpm2) });
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /EK_NOT_REGISTERED/);
-    assert.deepEqual(await keysInStore(sd, envOf(tpm2), { kind: 'pkcs11', module: tpm2.module, tokenLabel: tpm2.tokenLabel }), [], 'the refused enrollment left no key in the token');
+    assert.deepEqual(await keysInStore(sd, tpmAgentEnv(tpm2), { kind: 'pkcs11', module: tpm2.module, tokenLabel: tpm2.tokenLabel }), [], 'the refused enrollment left no key in the token');
   });
 
   await t.test('`latchkey run` renews a 6 s attested certificate by itself, twice (each renewal attested in a fresh token worker)', async () => {
     assert.equal((await cli(['groups', 'set', 'short', '--lifetime', '6s', '--attestation', 'tpm', ...d])).code, 0);
     const tk = (JSON.parse((await cli(['token', 'create', '--group', 'short', '--json', ...d])).stdout) as { token: string }).token;
     const sd = join(tempDir(t, 'latchkey-agent-'), 'state');
-    const env = { ...envOf(tpm1), LATCHKEY_RUN_SLICE_MS: '200' };
-    const e = await run(process.execPath, [AGENT_CLI, '--state-dir', sd, 'enroll', '--server', server.url, '--token', tk, '--ca-fingerprint', fingerprint, ...tpmArgs(tpm1)], { env });
+    const env = { ...tpmAgentEnv(tpm1), LATCHKEY_RUN_SLICE_MS: '200' };
+    const e = await run(process.execPath, [AGENT_CLI, '--state-dir', sd, 'enroll', '--server', server.url, '--token', tk, '--ca-fingerprint', fingerprint, ...tpmEnrollArgs(tpm1)], { env });
     assert.equal(e.code, 0, e.stderr);
     const daemon = spawn(process.execPath, [AGENT_CLI, '--state-dir', sd, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
@@ -166,6 +153,6 @@ test('issue 14: attested enrollment and two attested renewals on swtpm; software
     assert.doesNotMatch(log, /renewal failed/);
     const id = JSON.parse(readFileSync(join(sd, 'identity.json'), 'utf8')) as { certPem: string; keystore: unknown; key: { id: string } };
     assert.ok(new X509Certificate(id.certPem).subject.includes(`OU=${TPM_ATTESTED_OU}`));
-    assert.deepEqual(await keysInStore(sd, envOf(tpm1), id.keystore), [id.key.id], 'old keys deleted, no orphan');
+    assert.deepEqual(await keysInStore(sd, tpmAgentEnv(tpm1), id.keystore), [id.key.id], 'old keys deleted, no orphan');
   });
 });
