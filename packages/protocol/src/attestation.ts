@@ -19,6 +19,7 @@
  *    sensitiveDataOrigin, a signing key.
  */
 import { Type, type Static } from '@sinclair/typebox';
+import { Timestamp, Uuid } from './common.js';
 
 export { ATTESTATION_ATTRIBUTE_OID, MAX_ATTESTATION_JSON, TPM_ATTESTED_POLICY_OID, TPM_ATTESTED_OU, ATTEST_PATHS } from './wire.js';
 
@@ -50,13 +51,13 @@ export type AttestRenewChallengeRequest = Static<typeof AttestRenewChallengeRequ
 export const AttestChallenge = Type.Object(
   {
     /** Names this challenge in the CSR's attestation; single use. */
-    challengeId: Type.String({ format: 'uuid' }),
+    challengeId: Uuid(),
     /** TPM2B_ID_OBJECT: TPM2_ActivateCredential's credentialBlob. */
     credentialBlob: B64(1024),
     /** TPM2B_ENCRYPTED_SECRET: TPM2_ActivateCredential's secret. */
     encryptedSecret: B64(1024),
     /** After this the challenge is refused; ask for a new one. */
-    expiresAt: Type.String(),
+    expiresAt: Timestamp(),
   },
   { additionalProperties: false, $id: 'AttestChallenge' },
 );
@@ -65,7 +66,7 @@ export type AttestChallenge = Static<typeof AttestChallenge>;
 /** The JSON in the CSR's ATTESTATION_ATTRIBUTE_OID attribute. */
 export const CsrAttestation = Type.Object(
   {
-    challengeId: Type.String({ format: 'uuid' }),
+    challengeId: Uuid(),
     /** The secret TPM2_ActivateCredential returned (base64). Also the certify's qualifyingData. */
     secret: B64(128),
     /** TPM2B_PUBLIC of the device key (tpm2_create -u): must be the CSR's key. */

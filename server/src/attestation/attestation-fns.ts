@@ -5,7 +5,6 @@
  * attestation.ts). Every refusal is a LatchkeyError saying what was wrong.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { FormatRegistry } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { type Csr, csrStringAttribute } from '@latchkey/pki';
 import { ATTESTATION_ATTRIBUTE_OID, CsrAttestation, MAX_ATTESTATION_JSON } from '@latchkey/protocol';
@@ -19,10 +18,6 @@ export const ATTEST_BODY_LIMIT = 16 * 1024;
 export const SECRET_BYTES = 32;
 /** Expired challenges deleted per new challenge (pruning stays bounded). */
 export const PRUNE_BATCH = 100;
-
-// CsrAttestation's challengeId is `format: 'uuid'`; TypeBox's Value checks know a format only once registered.
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v));
 
 export const invalid = (message: string): LatchkeyError => new LatchkeyError('ATTESTATION_INVALID', message);
 
