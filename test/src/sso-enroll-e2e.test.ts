@@ -231,7 +231,7 @@ describe('latchkey enroll --sso against a real identity provider (issue 12)', ()
     assert.deepEqual(keyFiles(stateDir), []);
     const both = await agent(stateDir, ['enroll', '--server', server.url, '--token', 'lk_enr_0123456789abcdefghij', '--sso']);
     assert.equal(both.code, 2);
-    assert.match(both.stderr, /enroll takes --token T or --sso \(sign in\), not both/);
+    assert.match(both.stderr, /enroll takes --token T \/ --token-file F or --sso \(sign in\), not both/);
   });
 
   test('the root is pinned before anything is sent: a wrong --ca-fingerprint refuses before any sign-in starts', { timeout: 60_000 }, async (t) => {

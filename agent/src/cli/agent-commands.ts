@@ -5,7 +5,7 @@
  * where used.
  */
 import { readFile } from 'node:fs/promises';
-import { Option, type CommandSpec, type ProgramSpec } from '@latchkey/cli';
+import { Option, type CommandSpec, type ProgramSpec, cleanSecret, readSecretFile } from '@latchkey/cli';
 import type { AgentConfig } from '../config/agent-config.js';
 import { KEYSTORE_KINDS } from '../keystore/keystore.js';
 import { AgentError } from '../errors.js';
@@ -44,14 +44,27 @@ export interface AgentCliCtx {
 
 type Cmd = CommandSpec<AgentCliCtx>;
 const str = (o: Record<string, unknown>, k: string): string | undefined => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
+
 const usage = (message: string): AgentError => new AgentError('USAGE', message);
+
+const ENROLL_TOKEN = { what: 'the enrollment token', makeWith: 'latchkey-server token create' };
+
+/** The enrollment token from --token-file, --token or LATCHKEY_TOKEN (in that order), cleaned of surrounding whitespace (CRLF included). */
+function enrollToken(o: Record<string, unknown>, env: NodeJS.ProcessEnv): string | undefined {
+  const file = str(o, 'tokenFile');
+  if (file !== undefined) return readSecretFile(file, { ...ENROLL_TOKEN, flag: '--token-file' }, usage);
+  const flag = str(o, 'token');
+  if (flag !== undefined) return cleanSecret(flag, { ...ENROLL_TOKEN, where: '--token' }, usage);
+  return env.LATCHKEY_TOKEN ? cleanSecret(env.LATCHKEY_TOKEN, { ...ENROLL_TOKEN, where: 'LATCHKEY_TOKEN' }, usage) : undefined;
+}
 
 const enrollCmd: Cmd = {
   usage: 'enroll',
   summary: 'make a key, enroll with the server (waits for approval if the group asks for it); with a token, or by signing in (--sso)',
   options: [
     new Option('--server <url>', 'the latchkey-server URL, https://HOST:PORT'),
-    new Option('--token <token>', 'an enrollment token from `latchkey-server token create`'),
+    new Option('--token <token>', 'an enrollment token from `latchkey-server token create` (seen in ps: prefer --token-file F or LATCHKEY_TOKEN)'),
+    new Option('--token-file <file>', 'the enrollment token from a file only you can read (chmod 600); a trailing newline or CRLF is fine'),
     new Option('--sso', "sign in at the company's identity provider instead of giving a token"),
     new Option('--sso-flow <flow>', 'how to sign in: browser (default with a desktop session) or device (a URL and a code, for SSH and headless machines)').choices([...SSO_FLOWS]),
     new Option('--sso-issuer <url>', 'which identity provider, when the server has several'),
@@ -73,11 +86,13 @@ const enrollCmd: Cmd = {
   ],
   async run({ cfg, o, env, out, log }) {
     const server = str(o, 'server');
-    const token = str(o, 'token');
     const sso = !!o.sso;
-    if (sso && token) throw usage('enroll takes --token T or --sso (sign in), not both');
+    if (str(o, 'token') !== undefined && str(o, 'tokenFile') !== undefined) throw usage('give the enrollment token once: --token-file F or --token T');
+    // The environment's token counts only when no flag says how to enroll (--sso included).
+    const token = enrollToken(o, sso ? {} : env);
+    if (sso && token) throw usage('enroll takes --token T / --token-file F or --sso (sign in), not both');
     if (!sso && (str(o, 'ssoFlow') || str(o, 'ssoIssuer'))) throw usage('--sso-flow and --sso-issuer go with --sso');
-    if (!server || (!token && !sso)) throw usage('enroll needs --server URL and either --token T or --sso (sign in at the identity provider)');
+    if (!server || (!token && !sso)) throw usage('enroll needs --server URL and either --token-file F (or --token T, or LATCHKEY_TOKEN) or --sso (sign in at the identity provider)');
     let keystore: KeystoreConfig;
     if (cfg.keystore === 'pkcs11') {
       const { module, tokenLabel } = cfg.pkcs11;

@@ -101,8 +101,14 @@ export const gatewayCommands: Cmd[] = [
       const server = need(o, 'server', '--server', 'the https://HOST:PORT of latchkey-server');
       if (str(o, 'token') && str(o, 'tokenFile')) throw new UsageError('give the gateway token once: --token-file F or --token T');
       if (str(o, 'token')) ctx.err('latchkey-server: warning: --token is visible to every user in `ps`; prefer --token-file F or LATCHKEY_GATEWAY_TOKEN');
-      const { readGatewayTokenFile } = await import('../gateway/gateway-token-file.js');
-      const token = str(o, 'tokenFile') ? readGatewayTokenFile(str(o, 'tokenFile')!) : (str(o, 'token') ?? env.LATCHKEY_GATEWAY_TOKEN);
+      const { cleanGatewayToken, readGatewayTokenFile } = await import('../gateway/gateway-token-file.js');
+      const token = str(o, 'tokenFile')
+        ? readGatewayTokenFile(str(o, 'tokenFile')!)
+        : str(o, 'token') !== undefined
+          ? cleanGatewayToken(str(o, 'token')!, '--token')
+          : env.LATCHKEY_GATEWAY_TOKEN
+            ? cleanGatewayToken(env.LATCHKEY_GATEWAY_TOKEN, 'LATCHKEY_GATEWAY_TOKEN')
+            : undefined;
       if (!token) throw new UsageError('no gateway token: give --token-file F or set LATCHKEY_GATEWAY_TOKEN (from `latchkey-server gateway token create`)');
       const crlFile = need(o, 'crlFile', '--crl-file', 'the CRL file the gateway reads (nginx ssl_crl, HAProxy crl-file)');
       const reload = str(o, 'reload');
