@@ -31,7 +31,7 @@ const cli = createCli(
   (o) => {
     const s = (k: string): string | undefined => (typeof o[k] === 'string' ? (o[k] as string) : undefined);
     const cfg = loadAgentConfig({
-      flags: { stateDir: s('stateDir'), config: s('config'), keystore: s('keystore'), pkcs11Module: s('pkcs11Module'), pkcs11Token: s('pkcs11Token'), attest: s('attest'), tpmTcti: s('tpmTcti'), tpmParent: s('tpmParent'), debug: !!o.debug },
+      flags: { stateDir: s('stateDir'), config: s('config'), keystore: s('keystore'), pkcs11Module: s('pkcs11Module'), pkcs11Token: s('pkcs11Token'), attest: s('attest'), tpmTcti: s('tpmTcti'), tpmParent: s('tpmParent'), enrollFile: s('enrollFile'), debug: !!o.debug },
       env: process.env,
       host: { platform: process.platform, home: homedir(), system: process.getuid?.() === 0 },
     });

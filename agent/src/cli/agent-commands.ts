@@ -185,8 +185,14 @@ const renewCmd: Cmd = {
 
 const runCmd: Cmd = {
   usage: 'run',
-  summary: 'the daemon: renews before expiry, backs off while the server is away, listens on the control channel',
-  examples: ['run', '--state-dir /var/lib/latchkey run'],
+  summary: 'the daemon: enrolls from the enroll file if not enrolled yet, renews before expiry, backs off while the server is away, listens on the control channel',
+  options: [
+    new Option(
+      '--enroll-file <file>',
+      'zero-touch enrollment: the enroll file to enroll from when this device has no identity (default /etc/latchkey/enroll.json; Windows %ProgramData%\\Latchkey\\enroll.json; macOS /Library/Application Support/Latchkey/enroll.json); env LATCHKEY_ENROLL_FILE',
+    ),
+  ],
+  examples: ['run', '--state-dir /var/lib/latchkey run', 'run --enroll-file /etc/latchkey/enroll.json'],
   async run({ cfg, env, log }) {
     const { runCommand } = await import('./run-command.js');
     return runCommand(cfg, env, (l) => log(`${new Date().toISOString()} ${l}`));

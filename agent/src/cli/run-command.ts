@@ -9,9 +9,12 @@ import { createKicks, runDaemon, systemClock } from '../renew/daemon.js';
 import { forgetRevokedIdentity } from '../renew/revoked.js';
 import { readIdentity, updateStatusFile } from '../state/identity.js';
 import { daemonTls } from '../token-worker/daemon-tls.js';
+import { zeroTouchEnroll } from '../zero-touch/zero-touch.js';
 
 export async function runCommand(cfg: AgentConfig, env: NodeJS.ProcessEnv, log: (line: string) => void): Promise<number> {
   const { stateDir } = cfg;
+  // Before the signal handlers: SIGTERM during the enrollment ends the process at once; the request is on disk (enroll-pending.json) for the next start.
+  await zeroTouchEnroll({ cfg, env, log, ...(cfg.testHooks.backoff ? { backoff: cfg.testHooks.backoff } : {}) });
   let stop!: () => void;
   const stopped = new Promise<void>((r) => (stop = r));
   process.once('SIGTERM', () => stop());

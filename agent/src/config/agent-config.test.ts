@@ -3,6 +3,7 @@
  * into a frozen object (the server's config-load, for the agent).
  */
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { AgentError } from '../errors.js';
 import { defaultKeystore, loadAgentConfig, type ConfigSources } from './agent-config.js';
@@ -30,7 +31,7 @@ const usage = (re: RegExp) => (e: unknown) => e instanceof AgentError && e.code 
 describe('agent config', () => {
   test('defaults: the platform state dir, the file keystore on Linux without D-Bus, the control channel on', () => {
     const c = load({});
-    assert.deepEqual(c, { stateDir: '/home/ada/.local/state/latchkey', keystore: 'file', pkcs11: {}, attest: 'none', tpm: { parent: '0x81000001' }, controlChannel: true, debug: false, testHooks: {} });
+    assert.deepEqual(c, { stateDir: '/home/ada/.local/state/latchkey', keystore: 'file', pkcs11: {}, attest: 'none', tpm: { parent: '0x81000001' }, enrollFile: { path: '/etc/latchkey/enroll.json' }, controlChannel: true, debug: false, testHooks: {} });
     assert.ok(Object.isFrozen(c) && Object.isFrozen(c.pkcs11) && Object.isFrozen(c.testHooks));
     assert.equal(defaultKeystore('linux', { DBUS_SESSION_BUS_ADDRESS: 'unix:path=/run/user/1000/bus' }), 'os');
     assert.equal(defaultKeystore('darwin', {}), 'os');
@@ -38,16 +39,23 @@ describe('agent config', () => {
 
   test('the file, then the environment, then flags', () => {
     const fromFile = load({ flags: { config: '/etc/latchkey.json' } });
-    assert.deepEqual(fromFile, { stateDir: '/srv/from-file', keystore: 'pkcs11', pkcs11: { module: '/usr/lib/file.so', tokenLabel: 'file-token' }, attest: 'none', tpm: { parent: '0x81000001' }, controlChannel: false, debug: false, testHooks: {} });
+    assert.deepEqual(fromFile, { stateDir: '/srv/from-file', keystore: 'pkcs11', pkcs11: { module: '/usr/lib/file.so', tokenLabel: 'file-token' }, attest: 'none', tpm: { parent: '0x81000001' }, enrollFile: { path: '/etc/latchkey/enroll.json' }, controlChannel: false, debug: false, testHooks: {} });
     const env = { LATCHKEY_CONFIG: '/etc/latchkey.json', LATCHKEY_STATE_DIR: '/srv/from-env', LATCHKEY_KEYSTORE: 'os', LATCHKEY_PKCS11_MODULE: '/usr/lib/env.so', LATCHKEY_RUN_SLICE_MS: '200', LATCHKEY_BACKOFF_CAP_MS: '2000' };
     const fromEnv = load({ env });
-    assert.deepEqual(fromEnv, { stateDir: '/srv/from-env', keystore: 'os', pkcs11: { module: '/usr/lib/env.so', tokenLabel: 'file-token' }, attest: 'none', tpm: { parent: '0x81000001' }, controlChannel: false, debug: false, testHooks: { runSliceMs: 200, backoff: { baseMs: 500, capMs: 2000 } } });
+    assert.deepEqual(fromEnv, { stateDir: '/srv/from-env', keystore: 'os', pkcs11: { module: '/usr/lib/env.so', tokenLabel: 'file-token' }, attest: 'none', tpm: { parent: '0x81000001' }, enrollFile: { path: '/etc/latchkey/enroll.json' }, controlChannel: false, debug: false, testHooks: { runSliceMs: 200, backoff: { baseMs: 500, capMs: 2000 } } });
     const fromFlags = load({ env, flags: { stateDir: 'rel/dir', keystore: 'file', pkcs11Token: 'flag-token', debug: true } });
     assert.equal(fromFlags.stateDir, `${process.cwd()}/rel/dir`);
     assert.equal(fromFlags.keystore, 'file');
     assert.deepEqual(fromFlags.pkcs11, { module: '/usr/lib/env.so', tokenLabel: 'flag-token' });
     assert.equal(fromFlags.debug, true);
     assert.equal(load({ env: { LATCHKEY_CONTROL_CHANNEL: 'off' } }).controlChannel, false);
+  });
+
+  test('the enroll file: the platform default, LATCHKEY_ENROLL_FILE, then --enroll-file (made absolute, and named so a missing file is an error)', () => {
+    assert.deepEqual(load({ host: { ...host, platform: 'darwin' } }).enrollFile, { path: '/Library/Application Support/Latchkey/enroll.json' });
+    assert.equal(load({ host: { ...host, platform: 'win32' }, env: { ProgramData: 'D:\\PD' } }).enrollFile.path, join('D:\\PD', 'Latchkey', 'enroll.json'));
+    assert.deepEqual(load({ env: { LATCHKEY_ENROLL_FILE: '/srv/e.json' } }).enrollFile, { path: '/srv/e.json', from: 'LATCHKEY_ENROLL_FILE' });
+    assert.deepEqual(load({ env: { LATCHKEY_ENROLL_FILE: '/srv/e.json' }, flags: { enrollFile: 'rel/e.json' } }).enrollFile, { path: `${process.cwd()}/rel/e.json`, from: '--enroll-file' });
   });
 
   test('TPM attestation: file, environment, flags; the parent must be a persistent handle', () => {

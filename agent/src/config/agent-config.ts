@@ -6,11 +6,13 @@
  * environment for these settings themselves.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { AgentError } from '../errors.js';
 import { KEYSTORE_KINDS, type KeystoreKind } from '../keystore/keystore.js';
 import { resolveStateDir, type PathEnv } from '../state/paths.js';
 import { type TestHooks, readTestHooks } from '../test-hooks.js';
 import { DEFAULT_TPM_PARENT } from '../attest/attest.js';
+import { defaultEnrollFile } from '../zero-touch/enroll-file.js';
 
 export interface AgentConfig {
   /** Where identity, status and file keys live. */
@@ -25,6 +27,13 @@ export interface AgentConfig {
   readonly tpm: Readonly<{ tcti?: string; parent: string }>;
   /** `latchkey run` keeps a control channel to the server (off: renewals only). */
   readonly controlChannel: boolean;
+  /**
+   * The enroll file `latchkey run` enrolls from when there is no identity
+   * (zero-touch/): --enroll-file, LATCHKEY_ENROLL_FILE, or the platform's
+   * default. `from` names the flag or variable when one gave it (then the
+   * file must exist).
+   */
+  readonly enrollFile: Readonly<{ path: string; from?: '--enroll-file' | 'LATCHKEY_ENROLL_FILE' }>;
   /** Print stack traces of failures. */
   readonly debug: boolean;
   /** Test and benchmark hooks (test-hooks.ts), read once here; empty in production. */
@@ -43,6 +52,7 @@ export interface AgentFlags {
   attest?: string;
   tpmTcti?: string;
   tpmParent?: string;
+  enrollFile?: string;
   debug?: boolean;
 }
 
@@ -106,12 +116,19 @@ export function loadAgentConfig(s: ConfigSources): AgentConfig {
   const parent = flags.tpmParent ?? (env.LATCHKEY_TPM_PARENT || undefined) ?? text(file.tpmParent, where('tpmParent')) ?? DEFAULT_TPM_PARENT;
   if (!/^0x81[0-9a-fA-F]{6}$/.test(parent)) throw bad(`--tpm-parent must be a persistent handle, 0x81000000–0x81ffffff (got "${parent}")`);
 
+  const enrollFile = flags.enrollFile
+    ? { path: resolve(flags.enrollFile), from: '--enroll-file' as const }
+    : env.LATCHKEY_ENROLL_FILE
+      ? { path: resolve(env.LATCHKEY_ENROLL_FILE), from: 'LATCHKEY_ENROLL_FILE' as const }
+      : { path: defaultEnrollFile(s.host.platform, env) };
+
   return Object.freeze({
     stateDir: resolveStateDir(flags.stateDir || env.LATCHKEY_STATE_DIR || text(file.stateDir, where('stateDir')), { ...s.host, env }),
     keystore: keystore as KeystoreKind,
     pkcs11: Object.freeze({ ...(module ? { module } : {}), ...(tokenLabel ? { tokenLabel } : {}) }),
     attest,
     tpm: Object.freeze({ ...(tcti ? { tcti } : {}), parent: parent.toLowerCase() }),
+    enrollFile: Object.freeze(enrollFile),
     controlChannel: testHooks.noControlChannel ? false : ((file.controlChannel as boolean | undefined) ?? true),
     debug: !!flags.debug,
     testHooks,

@@ -1,0 +1,116 @@
+/**
+ * Zero-touch enrollment (issue 15): `latchkey run` with no identity in the
+ * state dir and an enroll file (enroll-file.ts) enrolls by itself, through
+ * the same `enroll()` as `latchkey enroll` — waiting for approval when the
+ * group asks for it, and resuming an unanswered request from
+ * enroll-pending.json after a restart, so a restart never makes a second
+ * device. An enrolled agent ignores the file (one log line), and says how to
+ * move to another server when the file names one.
+ *
+ * Failures: a bad enroll file or token file, or a refusal, is thrown (exit
+ * 2 / 1; the service manager restarts after RestartSec, 30 s); an unreachable
+ * or failing server is retried here with the agent's backoff (1 s doubling
+ * to 5 min, jittered), the key and request kept.
+ */
+import { readSecretFile } from '@latchkey/cli';
+import type { AgentConfig } from '../config/agent-config.js';
+import { enroll } from '../enroll.js';
+import { readPendingEnroll } from '../enroll-pending.js';
+import { AgentError } from '../errors.js';
+import { normalizeFingerprint } from '../est/est-client.js';
+import { collectFacts } from '../facts.js';
+import { certOf } from '../renew/renew.js';
+import { type KeystoreConfig, readIdentity } from '../state/identity.js';
+import { DEFAULT_BACKOFF, type Backoff, retryDelayMs } from '../util/backoff.js';
+import { type EnrollFile, readEnrollFile } from './enroll-file.js';
+
+export interface ZeroTouchOptions {
+  cfg: AgentConfig;
+  env: NodeJS.ProcessEnv;
+  log: (line: string) => void;
+  sleep?: (ms: number) => Promise<void>;
+  backoff?: Backoff;
+}
+
+const sameFingerprint = (a: string, b: string): boolean => {
+  try {
+    return normalizeFingerprint(a) === normalizeFingerprint(b);
+  } catch {
+    return false;
+  }
+};
+
+/** How often a long approval wait is logged: the first check, then every this many. */
+const PENDING_LOG_EVERY = 20;
+
+/** Enrolls from the enroll file when there is no identity yet; otherwise says why the file is not used. Returns whether it enrolled. */
+export async function zeroTouchEnroll(o: ZeroTouchOptions): Promise<boolean> {
+  const { cfg, env, log } = o;
+  const { path, from } = cfg.enrollFile;
+  const id = await readIdentity(cfg.stateDir);
+  if (id) {
+    let f: EnrollFile | undefined;
+    try {
+      f = readEnrollFile(path);
+    } catch (e) {
+      log(`this device is enrolled (device ${id.deviceId} with ${id.server}); the enroll file is ignored (${(e as Error).message})`);
+      return false;
+    }
+    if (!f) return false;
+    if (new URL(f.server).origin !== id.server || !sameFingerprint(f.caFingerprint, id.rootFingerprint)) {
+      log(
+        `the enroll file ${path} names ${new URL(f.server).origin}, but this device is enrolled as ${id.deviceId} with ${id.server}: the file is ignored. To enroll with the new server, run \`latchkey unenroll\` and start the service again`,
+      );
+    } else log(`this device is enrolled (device ${id.deviceId} with ${id.server}); the enroll file ${path} is not used again`);
+    return false;
+  }
+  const f = readEnrollFile(path);
+  if (!f) {
+    if (from) throw new AgentError('USAGE', `${from} ${path}: no such file`);
+    return false;
+  }
+  const token = readSecretFile(f.tokenFile, { what: 'the enrollment token', makeWith: 'latchkey-server token create', flag: `the tokenFile of ${path},` }, (m) => new AgentError('USAGE', m));
+  const kind = f.keystore ?? cfg.keystore;
+  const pkcs11 = f.pkcs11 ? { module: f.pkcs11.module, ...(f.pkcs11.token ? { tokenLabel: f.pkcs11.token } : {}) } : cfg.pkcs11;
+  let keystore: KeystoreConfig;
+  if (kind === 'pkcs11') {
+    if (!pkcs11.module) throw new AgentError('USAGE', `the enroll file ${path}: keystore pkcs11 needs "pkcs11": { "module": PATH, "token": LABEL }`);
+    keystore = { kind, module: pkcs11.module, ...(pkcs11.tokenLabel ? { tokenLabel: pkcs11.tokenLabel } : {}) };
+  } else keystore = { kind };
+  const attest = f.attest ?? (cfg.attest === 'tpm' ? 'tpm' : undefined);
+  const server = new URL(f.server).origin;
+  const pending = await readPendingEnroll(cfg.stateDir);
+  log(
+    pending && pending.server === server
+      ? `resuming the enrollment with ${server} started at ${pending.createdAt} (the enroll file ${path})`
+      : `enrolling with ${server} as the enroll file ${path} says (keystore ${keystore.kind}${attest ? ', TPM-attested' : ''})`,
+  );
+  const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
+  const facts = await collectFacts();
+  for (let failures = 0; ; ) {
+    try {
+      const enrolled = await enroll({
+        stateDir: cfg.stateDir,
+        server,
+        token,
+        caFingerprint: normalizeFingerprint(f.caFingerprint),
+        keystore,
+        env,
+        facts,
+        ...(attest ? { attest: { kind: 'tpm' as const, parent: cfg.tpm.parent, ...(cfg.tpm.tcti ? { tcti: cfg.tpm.tcti } : {}) } } : {}),
+        onPending: (s, n) => {
+          if (n === 1 || n % PENDING_LOG_EVERY === 0) log(`waiting for an administrator to approve this device (check ${n}; every ${s} s)`);
+        },
+      });
+      const c = certOf(enrolled);
+      log(`enrolled: device ${enrolled.deviceId}, certificate ${c.serialHex} valid until ${c.notAfter.toISOString()} (keystore ${enrolled.keystore.kind}${enrolled.attestation ? ', TPM-attested' : ''})`);
+      return true;
+    } catch (e) {
+      if (!(e instanceof AgentError) || (e.code !== 'SERVER_UNREACHABLE' && e.code !== 'SERVER_ERROR')) throw e;
+      failures++;
+      const ms = retryDelayMs(failures, Math.random, o.backoff ?? DEFAULT_BACKOFF, { seconds: e.details.retryAfterSeconds ?? 0, capMs: DEFAULT_BACKOFF.capMs });
+      log(`enrollment failed (${e.message}); trying again in ${Math.round(ms / 1000)} s`);
+      await sleep(ms);
+    }
+  }
+}
