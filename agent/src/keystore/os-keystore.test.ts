@@ -12,6 +12,7 @@ import { keystoreConformance } from './keystore-conformance.js';
 import { KeystoreError, type KeystoreErrorCode } from './keystore.js';
 import { startKeyring, startPrivateBus } from '../../test-support/dist/keyring-fixture.js';
 import { classifyKeytarError, createOsKeyStore, type KeytarLike, osKeystoreService } from './os-keystore.js';
+import { type SecretBackend, type SecretBackendName, SECRET_BACKENDS, chosenBackend, loadSecretBackend } from './secret-backend.js';
 
 const run = promisify(execFile);
 
@@ -28,15 +29,23 @@ async function needKeyring(t: TestContext): Promise<{ address: string; home?: st
   return undefined;
 }
 
-keystoreConformance('os', async () => {
-  const k = await keyring;
-  if (typeof k === 'string') return k;
-  return {
-    open: async () => createOsKeyStore({ namespace: NS }),
-    openOther: async () => createOsKeyStore({ namespace: `${NS}-other` }),
-    extractable: true,
-  };
-});
+/** The binding LATCHKEY_OS_KEYRING=<name> selects, as the agent loads it. */
+const binding = (name: SecretBackendName): Promise<SecretBackend> => loadSecretBackend({ LATCHKEY_OS_KEYRING: name });
+
+// The same conformance suite on each binding: the cross-built agents (win, darwin, linux-arm64) run on napi.
+for (const name of SECRET_BACKENDS) {
+  keystoreConformance('os', async () => {
+    const k = await keyring;
+    if (typeof k === 'string') return k;
+    const backend = await binding(name);
+    assert.equal(backend.name, name);
+    return {
+      open: async () => createOsKeyStore({ namespace: `${NS}-${name}`, backend }),
+      openOther: async () => createOsKeyStore({ namespace: `${NS}-${name}-other`, backend }),
+      extractable: true,
+    };
+  }, {}, ` (${name} binding)`);
+}
 
 /** Every run of a PEM body long enough to identify the key: none may appear in a message. */
 function assertNoKeyMaterial(text: string, pem: string): void {
@@ -100,6 +109,52 @@ describe('os keystore: the key lives only in the Secret Service', () => {
     assert.equal(await s.load({ keystore: 'file', id: 'lk-0123456789abcdef0123' }), undefined);
     assert.equal(await s.load({ keystore: 'os', id: '../etc/passwd' }), undefined);
     assert.throws(() => createOsKeyStore({ namespace: 'a:b' }), /invalid os keystore namespace/);
+  });
+});
+
+describe('os keystore: the two bindings (keytar, @napi-rs/keyring) on the same Secret Service', () => {
+  test('LATCHKEY_OS_KEYRING picks the binding; unset is keytar where it loads; anything else is refused with what to set', async () => {
+    assert.equal((await loadSecretBackend({})).name, 'keytar');
+    assert.equal((await loadSecretBackend({ LATCHKEY_OS_KEYRING: 'napi' })).name, 'napi');
+    assert.equal(chosenBackend({ LATCHKEY_OS_KEYRING: ' keytar ' }), 'keytar');
+    await assert.rejects(loadSecretBackend({ LATCHKEY_OS_KEYRING: 'libsecret' }), (e: unknown) => {
+      assert.ok(e instanceof KeystoreError);
+      assert.equal(e.code, 'KEYSTORE_FAILED');
+      assert.match(e.message, /^LATCHKEY_OS_KEYRING="libsecret" is not a keyring binding: use keytar or napi/);
+      return true;
+    });
+  });
+
+  test('they write different items (keytar: service + account, org.freedesktop.Secret.Generic; keyring-rs: service + username): a key stored by one is not seen by the other', async (t) => {
+    if (!(await needKeyring(t))) return;
+    const ns = `${NS}-cross`;
+    const byKeytar = createOsKeyStore({ namespace: ns, backend: await binding('keytar') });
+    const byNapi = createOsKeyStore({ namespace: ns, backend: await binding('napi') });
+    const a = await byKeytar.generate();
+    const b = await byNapi.generate();
+    try {
+      assert.equal(await byNapi.load(a.ref), undefined);
+      assert.equal(await byKeytar.load(b.ref), undefined);
+      assert.deepEqual(await byKeytar.list(), [a.ref]);
+      assert.deepEqual(await byNapi.list(), [b.ref]);
+      // Each reads its own back, with the same key.
+      assert.deepEqual((await byKeytar.load(a.ref))?.spki, a.spki);
+      assert.deepEqual((await byNapi.load(b.ref))?.spki, b.spki);
+      // What libsecret's own tool sees: one item each, told apart by their attributes.
+      const { stdout, stderr } = await run('secret-tool', ['search', '--all', 'service', osKeystoreService(ns)]);
+      const text = `${stdout}\n${stderr}`;
+      assert.match(text, new RegExp(`attribute\\.account = ${a.ref.id}`));
+      assert.match(text, new RegExp(`attribute\\.username = ${b.ref.id}`));
+      assert.doesNotMatch(text, new RegExp(`attribute\\.username = ${a.ref.id}|attribute\\.account = ${b.ref.id}`));
+      // Deleting through the other binding does nothing: the key stays.
+      await byNapi.delete(a.ref);
+      assert.ok(await byKeytar.load(a.ref));
+    } finally {
+      await byKeytar.delete(a.ref);
+      await byNapi.delete(b.ref);
+    }
+    assert.deepEqual(await byKeytar.list(), []);
+    assert.deepEqual(await byNapi.list(), []);
   });
 });
 
