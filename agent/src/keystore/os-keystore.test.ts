@@ -125,9 +125,11 @@ describe('os keystore: the two bindings (keytar, @napi-rs/keyring) on the same S
     });
   });
 
-  test('they write different items (keytar: service + account, org.freedesktop.Secret.Generic; keyring-rs: service + username): a key stored by one is not seen by the other', async (t) => {
+  test('each keeps its keys under its own service, in its own item format (keytar: service + account, org.freedesktop.Secret.Generic; keyring-rs: service + username): a key stored by one is not seen by the other, and keytar never meets a keyring-rs item (its findCredentials would crash on it)', async (t) => {
     if (!(await needKeyring(t))) return;
     const ns = `${NS}-cross`;
+    assert.equal(osKeystoreService(ns, 'keytar'), `latchkey:${ns}:device-keys`); // unchanged for existing installs
+    assert.equal(osKeystoreService(ns, 'napi'), `latchkey:${ns}:napi-device-keys`);
     const byKeytar = createOsKeyStore({ namespace: ns, backend: await binding('keytar') });
     const byNapi = createOsKeyStore({ namespace: ns, backend: await binding('napi') });
     const a = await byKeytar.generate();
@@ -135,17 +137,24 @@ describe('os keystore: the two bindings (keytar, @napi-rs/keyring) on the same S
     try {
       assert.equal(await byNapi.load(a.ref), undefined);
       assert.equal(await byKeytar.load(b.ref), undefined);
-      assert.deepEqual(await byKeytar.list(), [a.ref]);
-      assert.deepEqual(await byNapi.list(), [b.ref]);
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual(await byKeytar.list(), [a.ref]);
+        assert.deepEqual(await byNapi.list(), [b.ref]);
+      }
       // Each reads its own back, with the same key.
       assert.deepEqual((await byKeytar.load(a.ref))?.spki, a.spki);
       assert.deepEqual((await byNapi.load(b.ref))?.spki, b.spki);
-      // What libsecret's own tool sees: one item each, told apart by their attributes.
-      const { stdout, stderr } = await run('secret-tool', ['search', '--all', 'service', osKeystoreService(ns)]);
-      const text = `${stdout}\n${stderr}`;
-      assert.match(text, new RegExp(`attribute\\.account = ${a.ref.id}`));
-      assert.match(text, new RegExp(`attribute\\.username = ${b.ref.id}`));
-      assert.doesNotMatch(text, new RegExp(`attribute\\.username = ${a.ref.id}|attribute\\.account = ${b.ref.id}`));
+      // What libsecret's own tool sees: one item under each service, with each binding's attributes.
+      const search = async (service: string): Promise<string> => {
+        const { stdout, stderr } = await run('secret-tool', ['search', '--all', 'service', service]);
+        return `${stdout}\n${stderr}`;
+      };
+      const kt = await search(osKeystoreService(ns, 'keytar'));
+      assert.match(kt, new RegExp(`attribute\\.account = ${a.ref.id}`));
+      assert.doesNotMatch(kt, /attribute\.username/);
+      const nk = await search(osKeystoreService(ns, 'napi'));
+      assert.match(nk, new RegExp(`attribute\\.username = ${b.ref.id}`));
+      assert.doesNotMatch(nk, /attribute\.account/);
       // Deleting through the other binding does nothing: the key stays.
       await byNapi.delete(a.ref);
       assert.ok(await byKeytar.load(a.ref));
@@ -206,38 +215,56 @@ function assertAllFail(r: ChildResult, code: KeystoreErrorCode, message: RegExp)
   }
 }
 
-describe('os keystore: an unavailable store says what is missing and how to fix it', () => {
-  test('no D-Bus session (headless, no DISPLAY) → KEYSTORE_UNAVAILABLE: run in a desktop session or use --keystore file', async (t) => {
-    const home = mkdtempSync(join(tmpdir(), 'latchkey-nobus-'));
-    t.after(() => rmSync(home, { recursive: true, force: true }));
-    const r = await inChild({ PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home });
-    assertAllFail(r, 'KEYSTORE_UNAVAILABLE', /^no D-Bus session \(Cannot autolaunch D-Bus without X11 \$DISPLAY\): run the agent inside a desktop session .*--keystore file on headless hosts$/);
-  });
+/** What each binding's native layer says (keytar: libsecret/GLib; napi: keyring-rs / the secret-service crate, zbus). */
+const SAID: Record<SecretBackendName, { nobus: string; noProvider: string; locked: string }> = {
+  keytar: {
+    nobus: 'Cannot autolaunch D-Bus without X11 \\$DISPLAY',
+    noProvider: '.*org\\.freedesktop\\.secrets was not provided by any \\.service files',
+    locked: 'Cannot create an item in a locked collection',
+  },
+  napi: {
+    nobus: 'Platform failure: DBus error: Using X11 for dbus-daemon autolaunch was disabled at compile time, set your DBUS_SESSION_BUS_ADDRESS instead',
+    noProvider: 'Platform failure: DBus error: The name org\\.freedesktop\\.secrets was not provided by any \\.service files',
+    // keyring-rs asks the Secret Service to unlock; gnome-keyring without a display dismisses the prompt.
+    locked: "Couldn't access platform storage: Secret Service: unlock prompt was dismissed",
+  },
+};
 
-  test('a session bus without a Secret Service provider → KEYSTORE_UNAVAILABLE: install and start gnome-keyring', async (t) => {
-    const bus = await startPrivateBus(t, { provider: false });
-    if (typeof bus === 'string') {
-      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
-      return t.skip(bus);
-    }
-    const r = await inChild(bus.env);
-    assertAllFail(r, 'KEYSTORE_UNAVAILABLE', /^no Secret Service provider on the D-Bus session \(.*org\.freedesktop\.secrets was not provided by any \.service files\): install and start gnome-keyring/);
-  });
+for (const name of SECRET_BACKENDS) {
+  const said = SAID[name];
+  describe(`os keystore (${name} binding): an unavailable store says what is missing and how to fix it`, () => {
+    test('no D-Bus session (headless, no DISPLAY) → KEYSTORE_UNAVAILABLE: run in a desktop session or use --keystore file', async (t) => {
+      const home = mkdtempSync(join(tmpdir(), 'latchkey-nobus-'));
+      t.after(() => rmSync(home, { recursive: true, force: true }));
+      const r = await inChild({ PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, LATCHKEY_OS_KEYRING: name });
+      assertAllFail(r, 'KEYSTORE_UNAVAILABLE', new RegExp(`^no D-Bus session \\(${said.nobus}\\): run the agent inside a desktop session .*--keystore file on headless hosts$`));
+    });
 
-  test('a locked keyring → KEYSTORE_LOCKED for every operation (a stored key is not reported gone), and no message holds the key', async (t) => {
-    const bus = await startPrivateBus(t);
-    if (typeof bus === 'string') {
-      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
-      return t.skip(bus);
-    }
-    const r = await inChild(bus.env, 'lock');
-    assert.match(r.pem ?? '', /^-----BEGIN PRIVATE KEY-----/);
-    assertAllFail(r, 'KEYSTORE_LOCKED', /^the login keyring is locked \(Cannot create an item in a locked collection\): unlock it/);
-    for (const res of Object.values(r.results)) assertNoKeyMaterial(`${res.message}\n${res.cause}\n${res.stack}`, r.pem!);
-  });
-});
+    test('a session bus without a Secret Service provider → KEYSTORE_UNAVAILABLE: install and start gnome-keyring (no fallback to another store)', async (t) => {
+      const bus = await startPrivateBus(t, { provider: false });
+      if (typeof bus === 'string') {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
+        return t.skip(bus);
+      }
+      const r = await inChild({ ...bus.env, LATCHKEY_OS_KEYRING: name });
+      assertAllFail(r, 'KEYSTORE_UNAVAILABLE', new RegExp(`^no Secret Service provider on the D-Bus session \\(${said.noProvider}\\): install and start gnome-keyring`));
+    });
 
-describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / GLib 2.74 on Debian 12)', () => {
+    test('a locked keyring → KEYSTORE_LOCKED for every operation (a stored key is not reported gone), and no message holds the key', async (t) => {
+      const bus = await startPrivateBus(t);
+      if (typeof bus === 'string') {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
+        return t.skip(bus);
+      }
+      const r = await inChild({ ...bus.env, LATCHKEY_OS_KEYRING: name }, 'lock');
+      assert.match(r.pem ?? '', /^-----BEGIN PRIVATE KEY-----/);
+      assertAllFail(r, 'KEYSTORE_LOCKED', new RegExp(`^the login keyring is locked \\(${said.locked}\\): unlock it`));
+      for (const res of Object.values(r.results)) assertNoKeyMaterial(`${res.message}\n${res.cause}\n${res.stack}`, r.pem!);
+    });
+  });
+}
+
+describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / GLib 2.74 and @napi-rs/keyring 2.1.2 on Debian 12)', () => {
   const cases: Array<[string, KeystoreErrorCode, RegExp]> = [
     // DBUS_SESSION_BUS_ADDRESS unset, no DISPLAY
     ['Cannot autolaunch D-Bus without X11 $DISPLAY', 'KEYSTORE_UNAVAILABLE', /^no D-Bus session .*desktop session.*--keystore file/],
@@ -255,6 +282,10 @@ describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / G
     ['Object does not exist at path “/org/freedesktop/secrets/collection/login”', 'KEYSTORE_UNAVAILABLE', /no default \(login\) keyring.*gnome-keyring-daemon --unlock/],
     // login keyring locked
     ['Cannot create an item in a locked collection', 'KEYSTORE_LOCKED', /^the login keyring is locked.*unlock it/],
+    // @napi-rs/keyring 2.1.2 (keyring-rs, zbus), same situations: no bus, no provider, locked
+    ['Platform failure: DBus error: Using X11 for dbus-daemon autolaunch was disabled at compile time, set your DBUS_SESSION_BUS_ADDRESS instead', 'KEYSTORE_UNAVAILABLE', /^no D-Bus session/],
+    ['Platform failure: DBus error: The name org.freedesktop.secrets was not provided by any .service files', 'KEYSTORE_UNAVAILABLE', /^no Secret Service provider/],
+    ["Couldn't access platform storage: Secret Service: unlock prompt was dismissed", 'KEYSTORE_LOCKED', /^the login keyring is locked/],
     ['something new', 'KEYSTORE_FAILED', /^the OS credential store failed \(something new\)$/],
   ];
   for (const [text, code, message] of cases) {

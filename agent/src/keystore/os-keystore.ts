@@ -19,7 +19,7 @@
 import * as crypto from 'node:crypto';
 import { nodeSigner } from '@latchkey/pki';
 import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, type KeystoreErrorCode, KeystoreError, isKeyId, newKeyId } from './keystore.js';
-import { type KeytarLike, type SecretBackend, keytarBackend, loadSecretBackend } from './secret-backend.js';
+import { type KeytarLike, type SecretBackend, type SecretBackendName, keytarBackend, loadSecretBackend } from './secret-backend.js';
 
 export type { KeytarLike, SecretBackend } from './secret-backend.js';
 
@@ -29,9 +29,14 @@ const PROBE_ACCOUNT = 'latchkey-probe';
 /**
  * The service name. It ends with a fixed word because keytar on Windows lists
  * by prefix (`<service>*`): `latchkey:ns` would also list `latchkey:ns2`.
+ * Each binding has its own (keytar keeps the name it always had, napi's is
+ * `latchkey:<ns>:napi-device-keys`): keytar's findCredentials dereferences
+ * the `account` attribute of every item it finds under its service, and an
+ * item written by keyring-rs has none (it says `username`), so a napi item
+ * under keytar's service crashes the process (SIGSEGV, seen with keytar 7.9.0).
  */
-export const osKeystoreService = (namespace: string): string => `latchkey:${namespace}:device-keys`;
-const probeService = (namespace: string): string => `latchkey:${namespace}:probe`;
+export const osKeystoreService = (namespace: string, binding: SecretBackendName = 'keytar'): string => `latchkey:${namespace}:${binding === 'keytar' ? '' : `${binding}-`}device-keys`;
+const probeService = (namespace: string, binding: SecretBackendName): string => `latchkey:${namespace}:${binding === 'keytar' ? '' : `${binding}-`}probe`;
 
 export interface KeytarErrorClass {
   code: KeystoreErrorCode;
@@ -40,7 +45,9 @@ export interface KeytarErrorClass {
 
 /**
  * Sorts an error text from keytar (GLib/libsecret, Security.framework,
- * Win32 FormatMessage) into a code and a message that says how to fix it.
+ * Win32 FormatMessage) or @napi-rs/keyring (keyring-rs over zbus, which
+ * words the same D-Bus errors and says "unlock prompt was dismissed" for a
+ * locked keyring) into a code and a message that says how to fix it.
  * The texts never contain secrets; they are quoted for diagnosis.
  */
 export function classifyKeytarError(text: string, platform: NodeJS.Platform): KeytarErrorClass {
@@ -103,8 +110,7 @@ export interface OsKeyStoreOptions {
 
 export function createOsKeyStore(opts: OsKeyStoreOptions): KeyStore {
   if (!NAMESPACE.test(opts.namespace)) throw new KeystoreError('KEYSTORE_FAILED', `invalid os keystore namespace ${JSON.stringify(opts.namespace)}: use 1-64 letters, digits, '.', '_' or '-'`);
-  const service = osKeystoreService(opts.namespace);
-  const probeSvc = probeService(opts.namespace);
+  const service = (k: SecretBackend): string => osKeystoreService(opts.namespace, k.name);
   const given = opts.backend ?? (opts.keytar ? keytarBackend(opts.keytar) : undefined);
   const backend = async (): Promise<SecretBackend> => given ?? loadSecretBackend(opts.env ?? process.env);
 
@@ -119,8 +125,8 @@ export function createOsKeyStore(opts: OsKeyStoreOptions): KeyStore {
 
   /** A write and a delete: the only way to tell "locked" from "absent" on Linux. */
   const probe = async (): Promise<void> => {
-    await call((k) => k.set(probeSvc, PROBE_ACCOUNT, crypto.randomBytes(8).toString('hex')));
-    await call((k) => k.delete(probeSvc, PROBE_ACCOUNT));
+    await call((k) => k.set(probeService(opts.namespace, k.name), PROBE_ACCOUNT, crypto.randomBytes(8).toString('hex')));
+    await call((k) => k.delete(probeService(opts.namespace, k.name), PROBE_ACCOUNT));
   };
 
   const wrap = (ref: KeyRef, privateKey: crypto.KeyObject): DeviceKey => ({
@@ -139,12 +145,12 @@ export function createOsKeyStore(opts: OsKeyStoreOptions): KeyStore {
     async generate(algorithm: DeviceKeyAlgorithm = 'P-256') {
       const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: algorithm });
       const ref: KeyRef = { keystore: 'os', id: newKeyId(crypto.randomBytes(12).toString('hex')) };
-      await call((k) => k.set(service, ref.id, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string));
+      await call((k) => k.set(service(k), ref.id, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string));
       return wrap(ref, privateKey);
     },
     async load(ref) {
       if (!ours(ref)) return undefined;
-      const pem = await call((k) => k.get(service, ref.id));
+      const [pem, svc] = await call(async (k) => [await k.get(service(k), ref.id), service(k)] as const);
       if (pem === null) {
         await probe(); // a locked keyring also answers null
         return undefined;
@@ -155,18 +161,18 @@ export function createOsKeyStore(opts: OsKeyStoreOptions): KeyStore {
         if (key.asymmetricKeyType !== 'ec') throw new Error('not an EC key');
       } catch (e) {
         // Neither the stored text nor the parser's message goes into ours.
-        throw new KeystoreError('KEY_CORRUPT', `the key ${ref.id} in the OS credential store (service ${service}) is not a valid EC PKCS#8 key: delete it and enroll again`, { cause: e instanceof Error ? new Error(e.message) : undefined });
+        throw new KeystoreError('KEY_CORRUPT', `the key ${ref.id} in the OS credential store (service ${svc}) is not a valid EC PKCS#8 key: delete it and enroll again`, { cause: e instanceof Error ? new Error(e.message) : undefined });
       }
       return wrap(ref, key);
     },
     async delete(ref) {
       if (!ours(ref)) return;
-      const gone = await call((k) => k.delete(service, ref.id));
+      const gone = await call((k) => k.delete(service(k), ref.id));
       if (!gone) await probe(); // a locked keyring also answers false
     },
     async list() {
       await probe(); // findCredentials on a locked keyring crashes keytar 7.9.0
-      const accounts = await call((k) => k.accounts(service));
+      const accounts = await call((k) => k.accounts(service(k)));
       return accounts
         .filter(isKeyId)
         .map((id) => ({ keystore: 'os' as const, id }));

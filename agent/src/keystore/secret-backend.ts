@@ -19,11 +19,13 @@
  * the key at reboot and would hide a missing gnome-keyring behind a store
  * that seems to work.
  *
- * The two bindings write different Secret Service items for the same
- * service + account (keytar: attributes `service`, `account` under the
- * org.freedesktop.Secret.Generic schema; keyring-rs: `service`, `username`,
- * no schema), so a key stored by one is not seen by the other: switching
- * binding on a machine means enrolling again (os-keystore.test.ts shows it).
+ * The two bindings write different Secret Service items (keytar: attributes
+ * `service`, `account` under the org.freedesktop.Secret.Generic schema;
+ * keyring-rs: `service`, `username`, no schema), and keytar crashes on an
+ * item of the other kind under its service, so each binding has its own
+ * service name (osKeystoreService): a key stored by one is not seen by the
+ * other, and switching binding on a machine means enrolling again
+ * (os-keystore.test.ts shows both).
  */
 import { KeystoreError } from './keystore.js';
 
