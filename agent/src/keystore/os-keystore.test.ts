@@ -264,6 +264,46 @@ for (const name of SECRET_BACKENDS) {
   });
 }
 
+// Where keytar cannot load (a cross-built agent: its require throws ERR_LATCHKEY_ADDON_MISSING), a
+// child process whose resolve hook refuses 'keytar' the same way; everything else is real.
+const BACKEND_MODULE = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'secret-backend.js')).href;
+const NO_KEYTAR_HOOKS = `export async function resolve(spec, ctx, next) {
+  if (spec === 'keytar') throw Object.assign(new Error('the native addon keytar.node is not in this build of latchkey'), { code: 'ERR_LATCHKEY_ADDON_MISSING' });
+  return next(spec, ctx);
+}`;
+const NO_KEYTAR_REGISTER = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(NO_KEYTAR_HOOKS)}`)});`;
+const NO_KEYTAR_CHILD = `
+const { createOsKeyStore } = await import(${JSON.stringify(MODULE)});
+const { loadSecretBackend } = await import(${JSON.stringify(BACKEND_MODULE)});
+const out = {};
+out.auto = (await loadSecretBackend(process.env)).name;
+try { await loadSecretBackend({ LATCHKEY_OS_KEYRING: 'keytar' }); out.keytar = 'loaded'; } catch (e) { out.keytar = { name: e.name, code: e.code, message: e.message }; }
+const s = createOsKeyStore({ namespace: 'nokeytar' });
+const k = await s.generate();
+out.listed = (await s.list()).map((r) => r.id).includes(k.ref.id);
+out.loaded = (await s.load(k.ref))?.ref.id === k.ref.id;
+await s.delete(k.ref);
+out.after = (await s.list()).length;
+console.log(JSON.stringify(out));
+`;
+
+describe('os keystore: where keytar cannot load (cross-built agents)', () => {
+  test('unset LATCHKEY_OS_KEYRING falls back to napi and the store works; LATCHKEY_OS_KEYRING=keytar is KEYSTORE_UNAVAILABLE naming keytar and what to do', async (t) => {
+    const bus = await startPrivateBus(t);
+    if (typeof bus === 'string') {
+      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
+      return t.skip(bus);
+    }
+    const { stdout } = await run(process.execPath, ['--no-warnings', '--import', `data:text/javascript,${encodeURIComponent(NO_KEYTAR_REGISTER)}`, '--input-type=module', '-e', NO_KEYTAR_CHILD], { env: bus.env, timeout: 30_000 });
+    const out = JSON.parse(stdout) as { auto: string; keytar: { name: string; code: string; message: string }; listed: boolean; loaded: boolean; after: number };
+    assert.equal(out.auto, 'napi');
+    assert.equal(out.keytar.name, 'KeystoreError');
+    assert.equal(out.keytar.code, 'KEYSTORE_UNAVAILABLE');
+    assert.match(out.keytar.message, /^the OS keystore addon cannot be loaded \(keytar: the native addon keytar\.node is not in this build of latchkey\): unset LATCHKEY_OS_KEYRING to try the other binding.*--keystore file$/);
+    assert.deepEqual([out.listed, out.loaded, out.after], [true, true, 0]);
+  });
+});
+
 describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / GLib 2.74 and @napi-rs/keyring 2.1.2 on Debian 12)', () => {
   const cases: Array<[string, KeystoreErrorCode, RegExp]> = [
     // DBUS_SESSION_BUS_ADDRESS unset, no DISPLAY
