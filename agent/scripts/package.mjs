@@ -57,7 +57,7 @@ const WINSW = {
 };
 
 /** @napi-rs/keyring's prebuilt package per target (the napi-rs platform triple). */
-const NAPI_KEYRING_TRIPLE = { 'linux-x64': 'linux-x64-gnu', 'win-x64': 'win32-x64-msvc', 'darwin-x64': 'darwin-x64', 'darwin-arm64': 'darwin-arm64' };
+const NAPI_KEYRING_TRIPLE = { 'linux-x64': 'linux-x64-gnu', 'linux-arm64': 'linux-arm64-gnu', 'win-x64': 'win32-x64-msvc', 'darwin-x64': 'darwin-x64', 'darwin-arm64': 'darwin-arm64' };
 
 class UsageError extends Error {}
 
@@ -165,6 +165,7 @@ function optionalAbsent(names) {
  */
 function napiKeyringAddon(target, opts) {
   const triple = NAPI_KEYRING_TRIPLE[target];
+  if (!triple) throw new Error(`no @napi-rs/keyring package is known for the target ${target}: add it to NAPI_KEYRING_TRIPLE`);
   const wrapper = require.resolve('@napi-rs/keyring/package.json', { paths: [AGENT] });
   const { version } = JSON.parse(readFileSync(wrapper, 'utf8'));
   const name = `@napi-rs/keyring-${triple}`;

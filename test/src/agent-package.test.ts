@@ -24,7 +24,7 @@ const AGENT = join(ROOT, 'agent');
 const SCRIPT = join(AGENT, 'scripts/package.mjs');
 const HOST = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
 /** The SEA asset of @napi-rs/keyring's prebuilt addon for each target (scripts/package.mjs NAPI_KEYRING_TRIPLE). */
-const NAPI_KEYRING_ASSET: Record<string, string> = { 'linux-x64': 'keyring.linux-x64-gnu.node', 'win-x64': 'keyring.win32-x64-msvc.node', 'darwin-x64': 'keyring.darwin-x64.node', 'darwin-arm64': 'keyring.darwin-arm64.node' };
+const NAPI_KEYRING_ASSET: Record<string, string> = { 'linux-x64': 'keyring.linux-x64-gnu.node', 'linux-arm64': 'keyring.linux-arm64-gnu.node', 'win-x64': 'keyring.win32-x64-msvc.node', 'darwin-x64': 'keyring.darwin-x64.node', 'darwin-arm64': 'keyring.darwin-arm64.node' };
 const EXE = process.platform === 'win32' ? '.exe' : '';
 const SOFTHSM = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'].find((p) => existsSync(p));
 
