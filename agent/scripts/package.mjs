@@ -16,6 +16,9 @@
 // from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary).
 // The Windows binary also carries the WinSW service wrapper (SEA asset
 // winsw.exe, from node-windows on npm) for `latchkey service install`.
+// Every binary carries @napi-rs/keyring's prebuilt addon for its own platform
+// (from the npm package @napi-rs/keyring-<triple>, the installed one on this
+// machine), so the os keystore works in cross builds too (LATCHKEY_OS_KEYRING).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -52,6 +55,9 @@ const WINSW = {
   version: '1.17.0.0',
   sha256: '5859b114d96800a2b98ef9d19eaa573a786a422dad324547ef25be181389df01',
 };
+
+/** @napi-rs/keyring's prebuilt package per target (the napi-rs platform triple). */
+const NAPI_KEYRING_TRIPLE = { 'linux-x64': 'linux-x64-gnu', 'linux-arm64': 'linux-arm64-gnu', 'win-x64': 'win32-x64-msvc', 'darwin-x64': 'darwin-x64', 'darwin-arm64': 'darwin-arm64' };
 
 class UsageError extends Error {}
 
@@ -105,7 +111,7 @@ function sh(cmd, args, opts = {}) {
  * esbuild plugin: `require('…/x.node')` → the SEA asset loader (embed) or a
  * module that throws a clear error (addons not available for this target).
  */
-function nativeAddons({ embed, outFile, targetName, found }) {
+function nativeAddons({ embed, embedAlso = new Set(), outFile, targetName, found }) {
   return {
     name: 'latchkey-native-addons',
     setup(build) {
@@ -120,9 +126,10 @@ function nativeAddons({ embed, outFile, targetName, found }) {
         const taken = [...found.values()].some((a) => a.asset === asset && a.file !== file);
         if (taken) asset = `${sha256(file).slice(0, 8)}-${asset}`;
         const bytes = readFileSync(file);
-        const addon = { asset, file, sha256: sha256(bytes), size: bytes.length };
+        const embedded = embed || embedAlso.has(file);
+        const addon = { asset, file, sha256: sha256(bytes), size: bytes.length, embedded };
         found.set(file, addon);
-        const contents = embed
+        const contents = embedded
           ? `module.exports = require(${JSON.stringify(LOADER)}).loadNativeAddon({ asset: ${JSON.stringify(asset)}, sha256: ${JSON.stringify(addon.sha256)}, devPath: require("node:path").join(__dirname, ${JSON.stringify(relative(dirname(outFile), file))}) });`
           : `const e = new Error(${JSON.stringify(`the native addon ${asset} is not in this build of latchkey (${targetName}, packaged on ${HOST}): native addons for other platforms cannot be built there; build on a ${targetName} machine to include it`)}); e.code = "ERR_LATCHKEY_ADDON_MISSING"; throw e;`;
         return { contents, loader: 'js', resolveDir: AGENT };
@@ -151,7 +158,49 @@ function optionalAbsent(names) {
   };
 }
 
-async function bundle({ entry, outFile, embed, targetName }) {
+/**
+ * The prebuilt @napi-rs/keyring addon for `target`: from the installed
+ * platform package on this machine's target, else from the npm registry
+ * (npm pack checks its integrity hash), at the installed wrapper's version.
+ */
+function napiKeyringAddon(target, opts) {
+  const triple = NAPI_KEYRING_TRIPLE[target];
+  if (!triple) throw new Error(`no @napi-rs/keyring package is known for the target ${target}: add it to NAPI_KEYRING_TRIPLE`);
+  const wrapper = require.resolve('@napi-rs/keyring/package.json', { paths: [AGENT] });
+  const { version } = JSON.parse(readFileSync(wrapper, 'utf8'));
+  const name = `@napi-rs/keyring-${triple}`;
+  let dir;
+  if (target === HOST) {
+    try {
+      dir = dirname(createRequire(wrapper).resolve(`${name}/package.json`));
+    } catch {
+      throw new Error(`${name} is not installed (an optional dependency of @napi-rs/keyring): run \`pnpm install\``);
+    }
+  } else {
+    dir = npmPackage(name, version, opts);
+  }
+  const file = join(dir, `keyring.${triple}.node`);
+  if (!existsSync(file)) throw new Error(`${name}@${version} has no ${basename(file)}`);
+  return file;
+}
+
+/**
+ * esbuild plugin: `@napi-rs/keyring` is its addon for this target alone. The
+ * package's own index.js picks a binary at run time among a dozen platform
+ * packages by `require`; bundled, only the target's exists (and the addon
+ * exports the same names: AsyncEntry, Entry, findCredentials…).
+ */
+function napiKeyring(file) {
+  return {
+    name: 'napi-keyring',
+    setup(build) {
+      build.onResolve({ filter: /^@napi-rs\/keyring$/ }, () => ({ path: file, namespace: 'napi-keyring' }));
+      build.onLoad({ filter: /.*/, namespace: 'napi-keyring' }, (a) => ({ contents: `module.exports = require(${JSON.stringify(a.path)});`, loader: 'js', resolveDir: AGENT }));
+    },
+  };
+}
+
+async function bundle({ entry, outFile, embed, targetName, napiAddon }) {
   const esbuild = require('esbuild');
   const found = new Map();
   const result = await esbuild.build({
@@ -170,7 +219,7 @@ async function bundle({ entry, outFile, embed, targetName }) {
     legalComments: 'none',
     metafile: true,
     logLevel: 'silent',
-    plugins: [nativeAddons({ embed, outFile, targetName, found }), optionalAbsent(['bufferutil', 'utf-8-validate'])],
+    plugins: [napiKeyring(napiAddon), nativeAddons({ embed, embedAlso: new Set([napiAddon]), outFile, targetName, found }), optionalAbsent(['bufferutil', 'utf-8-validate'])],
   });
   for (const w of result.warnings) say(`esbuild warning: ${w.text}${w.location ? ` (${w.location.file}:${w.location.line})` : ''}`);
   return { addons: [...found.values()], unbundled: unbundled(readFileSync(outFile, 'utf8')) };
@@ -267,8 +316,9 @@ async function packageTarget(target, opts, bundles) {
   const work = join(opts.outDir, '.build', target);
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
-  const kind = native ? 'native' : 'cross';
-  const { file: main, addons } = bundles[kind];
+  const { file: main, addons: all } = bundles[native ? 'native' : target];
+  const addons = all.filter((a) => a.embedded);
+  const absent = all.filter((a) => !a.embedded);
   const out = join(opts.outDir, `${opts.name}-${target}${spec.exe}`);
   // Files the binary carries besides native addons: the Windows service wrapper.
   const bundled = spec.os === 'win' ? [winswFile(opts)] : [];
@@ -280,7 +330,7 @@ async function packageTarget(target, opts, bundles) {
     disableExperimentalSEAWarning: true,
     useCodeCache: native,
     useSnapshot: false,
-    assets: Object.fromEntries([...(native ? addons : []), ...bundled].map((a) => [a.asset, a.file])),
+    assets: Object.fromEntries([...addons, ...bundled].map((a) => [a.asset, a.file])),
   };
   writeFileSync(join(work, 'sea-config.json'), JSON.stringify(config, null, 2));
   sh(process.execPath, ['--experimental-sea-config', join(work, 'sea-config.json')]);
@@ -301,7 +351,7 @@ async function packageTarget(target, opts, bundles) {
   }
   if (spec.os === 'win') notes.push('Windows: the Node Authenticode signature no longer matches after the injection; sign the .exe with your own certificate (signtool) before distributing');
   if (bundled.some((b) => b.asset === WINSW.asset)) notes.push(`Windows: the embedded ${WINSW.asset} (WinSW ${WINSW.version}, written as latchkey-service.exe by \`latchkey service install\`) carries no Authenticode signature`);
-  if (!native && bundles.cross.addons.length) notes.push(`no native addons (${bundles.cross.addons.map((a) => a.asset).join(', ')}): they cannot be compiled for ${target} on ${HOST}; the os and pkcs11 keystores report ERR_LATCHKEY_ADDON_MISSING in this build, the file keystore works`);
+  if (absent.length) notes.push(`without the native addons ${absent.map((a) => a.asset).join(', ')}: they cannot be compiled for ${target} on ${HOST}; the pkcs11 keystore reports ERR_LATCHKEY_ADDON_MISSING in this build, the os keystore uses @napi-rs/keyring (${addons.map((a) => a.asset).join(', ')}), the file keystore works`);
 
   // 3. Inject the blob.
   // (In a child process: postject's LIEF prints harmless warnings about the
@@ -317,7 +367,7 @@ async function packageTarget(target, opts, bundles) {
   if (bytes.indexOf(`${FUSE}:1`) < 0) throw new Error(`postject left the SEA fuse of ${out} unset`);
 
   const gz = gzipSync(bytes, { level: 6 }).length;
-  say(`${relative(process.cwd(), out)}: ${bytes.length} bytes (${mib(bytes.length)}), gzip -6 ${gz} bytes (${mib(gz)}); bundle ${mib(statSync(main).size)}, blob ${mib(blob.length)}, node ${basename(nodeBin)} v${NODE_VERSION}${native ? `, addons ${addons.map((a) => `${a.asset} ${(a.size / 1024).toFixed(0)} KiB`).join(', ') || 'none'}` : ''}`);
+  say(`${relative(process.cwd(), out)}: ${bytes.length} bytes (${mib(bytes.length)}), gzip -6 ${gz} bytes (${mib(gz)}); bundle ${mib(statSync(main).size)}, blob ${mib(blob.length)}, node ${basename(nodeBin)} v${NODE_VERSION}, addons ${addons.map((a) => `${a.asset} ${(a.size / 1024).toFixed(0)} KiB`).join(', ') || 'none'}`);
   let startMs;
   if (target === HOST && opts.timing) {
     const { median, all } = medianStartMs(out);
@@ -328,7 +378,7 @@ async function packageTarget(target, opts, bundles) {
   for (const n of notes) say(`NOTE ${n}`);
   return {
     target, file: out, size: bytes.length, gzip: gz, startMs,
-    addons: native ? addons.map(({ asset, sha256 }) => ({ asset, sha256 })) : [],
+    addons: addons.map(({ asset, sha256 }) => ({ asset, sha256 })),
     bundled: bundled.map(({ asset, sha256, size, from }) => ({ asset, sha256, size, from })),
     notes,
   };
@@ -343,13 +393,14 @@ async function main() {
   mkdirSync(join(opts.outDir, '.build'), { recursive: true });
   say(`bundling ${relative(AGENT, opts.entry)} for ${opts.targets.join(', ')} with Node ${NODE_VERSION}`);
 
+  // One bundle per target: each carries its own platform's @napi-rs/keyring addon.
   const bundles = {};
-  const kinds = new Set(opts.targets.map((t) => (t === HOST ? 'native' : 'cross')));
+  const kinds = opts.targets.map((t) => (t === HOST ? 'native' : t));
   for (const kind of kinds) {
     const file = join(opts.outDir, '.build', `${opts.name}-${kind}.cjs`);
-    const crossName = opts.targets.filter((t) => t !== HOST).join('/');
-    const { addons, unbundled: dyn } = await bundle({ entry: opts.entry, outFile: file, embed: kind === 'native', targetName: kind === 'native' ? HOST : crossName });
-    if (kind === 'native' || !kinds.has('native')) {
+    const napiAddon = napiKeyringAddon(kind === 'native' ? HOST : kind, opts);
+    const { addons, unbundled: dyn } = await bundle({ entry: opts.entry, outFile: file, embed: kind === 'native', targetName: kind === 'native' ? HOST : kind, napiAddon });
+    if (kind === kinds[0]) {
       for (const d of dyn) say(`WARNING: ${d.call}${d.specifier ? ` (= "${d.specifier}")` : ''} is computed: esbuild leaves it out of the bundle and it fails inside the executable; import a string literal instead (…${d.context}…)`);
     }
     bundles[kind] = { file, addons, unbundled: dyn };
@@ -365,7 +416,7 @@ async function main() {
     }
   }
   if (failures.length) process.exitCode = 1;
-  if (opts.json) process.stdout.write(`${JSON.stringify({ node: NODE_VERSION, host: HOST, results, failures, unbundled: (bundles.native ?? bundles.cross).unbundled, bundle: (bundles.native ?? bundles.cross).file }, null, 2)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ node: NODE_VERSION, host: HOST, results, failures, unbundled: bundles[kinds[0]].unbundled, bundle: bundles[kinds[0]].file }, null, 2)}\n`);
   return results;
 }
 

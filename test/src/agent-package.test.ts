@@ -23,6 +23,8 @@ import { ROOT, SERVER_CLI, cli, initServer, run, startServer, tempDir } from './
 const AGENT = join(ROOT, 'agent');
 const SCRIPT = join(AGENT, 'scripts/package.mjs');
 const HOST = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
+/** The SEA asset of @napi-rs/keyring's prebuilt addon for each target (scripts/package.mjs NAPI_KEYRING_TRIPLE). */
+const NAPI_KEYRING_ASSET: Record<string, string> = { 'linux-x64': 'keyring.linux-x64-gnu.node', 'linux-arm64': 'keyring.linux-arm64-gnu.node', 'win-x64': 'keyring.win32-x64-msvc.node', 'darwin-x64': 'keyring.darwin-x64.node', 'darwin-arm64': 'keyring.darwin-arm64.node' };
 const EXE = process.platform === 'win32' ? '.exe' : '';
 const SOFTHSM = ['/usr/lib/softhsm/libsofthsm2.so', '/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so', '/usr/local/lib/softhsm/libsofthsm2.so'].find((p) => existsSync(p));
 
@@ -176,28 +178,31 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
     assert.equal(await exited, 3, log);
   });
 
-  test('the binary alone enrolls and renews with --keystore os (gnome-keyring): keytar comes from its SEA asset', { timeout: 180_000 }, async (t) => {
-    const k = await startKeyring(t);
-    if (typeof k === 'string') return void missing(t, `os credential store: ${k}`);
-    const bin = await cliBinary(t);
-    if (!bin) return;
-    if (!existsSync(SERVER_CLI)) return void missing(t, 'server/dist/cli.js is missing: run `pnpm build`');
-    const exe = alone(t, bin, 'latchkey');
-    const stateDir = join(tempDir(t), 'state');
-    const env = { DBUS_SESSION_BUS_ADDRESS: k.address, LATCHKEY_ADDON_CACHE: join(tempDir(t), 'addons'), LATCHKEY_SEA_DEBUG: '1' };
-    const agent = (args: string[]) => run(exe, ['--state-dir', stateDir, ...args], { cwd: join(exe, '..'), env });
-    const { dataDir, port, fingerprint } = await initServer(t);
-    const server = await startServer(t, dataDir, port);
-    const tok = await cli(['token', 'create', '--data-dir', dataDir, '--json']);
-    const en = await agent(['enroll', '--server', server.url, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--ca-fingerprint', fingerprint, '--keystore', 'os']);
-    assert.equal(en.code, 0, en.stderr);
-    assert.match(en.stderr, /loaded keytar\.node from the SEA asset/);
-    const st = JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keystore: string; serial: string };
-    assert.deepEqual([st.state, st.keystore], ['active', 'os']);
-    const re = await agent(['renew', '--force']);
-    assert.equal(re.code, 0, re.stderr);
-    assert.notEqual((JSON.parse((await agent(['status', '--json'])).stdout) as { serial: string }).serial, st.serial);
-  });
+  for (const binding of ['keytar', 'napi'] as const) {
+    const asset = binding === 'keytar' ? 'keytar.node' : NAPI_KEYRING_ASSET[HOST]!;
+    test(`the binary alone enrolls and renews with --keystore os (gnome-keyring), LATCHKEY_OS_KEYRING=${binding}: ${asset} comes from its SEA asset`, { timeout: 180_000 }, async (t) => {
+      const k = await startKeyring(t);
+      if (typeof k === 'string') return void missing(t, `os credential store: ${k}`);
+      const bin = await cliBinary(t);
+      if (!bin) return;
+      if (!existsSync(SERVER_CLI)) return void missing(t, 'server/dist/cli.js is missing: run `pnpm build`');
+      const exe = alone(t, bin, 'latchkey');
+      const stateDir = join(tempDir(t), 'state');
+      const env = { DBUS_SESSION_BUS_ADDRESS: k.address, LATCHKEY_ADDON_CACHE: join(tempDir(t), 'addons'), LATCHKEY_SEA_DEBUG: '1', LATCHKEY_OS_KEYRING: binding };
+      const agent = (args: string[]) => run(exe, ['--state-dir', stateDir, ...args], { cwd: join(exe, '..'), env });
+      const { dataDir, port, fingerprint } = await initServer(t);
+      const server = await startServer(t, dataDir, port);
+      const tok = await cli(['token', 'create', '--data-dir', dataDir, '--json']);
+      const en = await agent(['enroll', '--server', server.url, '--token', (JSON.parse(tok.stdout) as { token: string }).token, '--ca-fingerprint', fingerprint, '--keystore', 'os']);
+      assert.equal(en.code, 0, en.stderr);
+      assert.ok(en.stderr.includes(`loaded ${asset} from the SEA asset`), en.stderr);
+      const st = JSON.parse((await agent(['status', '--json'])).stdout) as { state: string; keystore: string; serial: string };
+      assert.deepEqual([st.state, st.keystore], ['active', 'os']);
+      const re = await agent(['renew', '--force']);
+      assert.equal(re.code, 0, re.stderr);
+      assert.notEqual((JSON.parse((await agent(['status', '--json'])).stdout) as { serial: string }).serial, st.serial);
+    });
+  }
 
   test('every import() in the CLI is bundled (a computed specifier would fail inside the executable)', { timeout: 180_000 }, async (t) => {
     if (process.env.LATCHKEY_AGENT_BIN) return void t.skip('LATCHKEY_AGENT_BIN: the bundle is not built here');
@@ -229,10 +234,10 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
       return { bin: res.file, addons: new Map(res.addons.map((a) => [a.asset, a.sha256])) };
     };
 
-    test('keytar and pkcs11js load from the binary alone; extracted once to $XDG_CACHE_HOME/latchkey/addons (0700) under their SHA-256; reused; a damaged copy is replaced', { timeout: 180_000 }, async (t) => {
+    test('keytar, @napi-rs/keyring and pkcs11js load from the binary alone; extracted once to $XDG_CACHE_HOME/latchkey/addons (0700) under their SHA-256; reused; a damaged copy is replaced', { timeout: 180_000 }, async (t) => {
       const p = await probe(t);
       if (!p) return;
-      assert.deepEqual([...p.addons.keys()].sort(), ['keytar.node', 'pkcs11.node']);
+      assert.deepEqual([...p.addons.keys()].sort(), ['keytar.node', 'pkcs11.node', NAPI_KEYRING_ASSET[HOST]].sort());
       const exe = alone(t, p.bin, 'latchkey-probe');
       const xdg = join(tempDir(t), 'xdg');
       const cache = join(xdg, 'latchkey', 'addons');
@@ -240,7 +245,7 @@ describe(`latchkey as a single executable (Node ${process.versions.node} SEA, ${
 
       const first = await go();
       assert.equal(first.code, 0, first.stderr);
-      assert.deepEqual(JSON.parse(first.stdout), { keytar: true, pkcs11js: true });
+      assert.deepEqual(JSON.parse(first.stdout), { keytar: true, napiKeyring: true, pkcs11js: true });
       for (const [asset, hash] of p.addons) {
         const file = join(cache, `${hash.slice(0, 32)}-${asset}`);
         assert.ok(first.stderr.includes(`loaded ${asset} from the SEA asset, cached at ${file}`), first.stderr);

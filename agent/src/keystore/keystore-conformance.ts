@@ -43,8 +43,10 @@ export function keystoreConformance(
    * as the skip message). The caller must run them in that other setting.
    */
   runElsewhere: { tls?: string } = {},
+  /** Told after the kind in the suite's name, when one kind runs on several backends. */
+  variant = '',
 ): void {
-  describe(`KeyStore conformance: ${kind}`, () => {
+  describe(`KeyStore conformance: ${kind}${variant}`, () => {
     const target = async (t: TestContext): Promise<ConformanceTarget | undefined> => {
       const r = await setup(t);
       if (typeof r !== 'string') return r;

@@ -83,7 +83,7 @@ export async function openKeyStore(cfg: KeystoreConfig, ctx: KeystoreContext): P
       return createFileKeyStore({ dir: join(ctx.stateDir, STATE_FILES.keys), passphrase: () => filePassphrase(ctx) });
     case 'os': {
       const m = await import('./os-keystore.js');
-      return m.createOsKeyStore({ namespace });
+      return m.createOsKeyStore({ namespace, env: ctx.env });
     }
     case 'pkcs11': {
       const m = await import('./pkcs11-keystore.js');

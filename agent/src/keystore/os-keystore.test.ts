@@ -12,6 +12,7 @@ import { keystoreConformance } from './keystore-conformance.js';
 import { KeystoreError, type KeystoreErrorCode } from './keystore.js';
 import { startKeyring, startPrivateBus } from '../../test-support/dist/keyring-fixture.js';
 import { classifyKeytarError, createOsKeyStore, type KeytarLike, osKeystoreService } from './os-keystore.js';
+import { type SecretBackend, type SecretBackendName, SECRET_BACKENDS, chosenBackend, loadSecretBackend } from './secret-backend.js';
 
 const run = promisify(execFile);
 
@@ -28,15 +29,23 @@ async function needKeyring(t: TestContext): Promise<{ address: string; home?: st
   return undefined;
 }
 
-keystoreConformance('os', async () => {
-  const k = await keyring;
-  if (typeof k === 'string') return k;
-  return {
-    open: async () => createOsKeyStore({ namespace: NS }),
-    openOther: async () => createOsKeyStore({ namespace: `${NS}-other` }),
-    extractable: true,
-  };
-});
+/** The binding LATCHKEY_OS_KEYRING=<name> selects, as the agent loads it. */
+const binding = (name: SecretBackendName): Promise<SecretBackend> => loadSecretBackend({ LATCHKEY_OS_KEYRING: name });
+
+// The same conformance suite on each binding: the cross-built agents (win, darwin, linux-arm64) run on napi.
+for (const name of SECRET_BACKENDS) {
+  keystoreConformance('os', async () => {
+    const k = await keyring;
+    if (typeof k === 'string') return k;
+    const backend = await binding(name);
+    assert.equal(backend.name, name);
+    return {
+      open: async () => createOsKeyStore({ namespace: `${NS}-${name}`, backend }),
+      openOther: async () => createOsKeyStore({ namespace: `${NS}-${name}-other`, backend }),
+      extractable: true,
+    };
+  }, {}, ` (${name} binding)`);
+}
 
 /** Every run of a PEM body long enough to identify the key: none may appear in a message. */
 function assertNoKeyMaterial(text: string, pem: string): void {
@@ -103,6 +112,61 @@ describe('os keystore: the key lives only in the Secret Service', () => {
   });
 });
 
+describe('os keystore: the two bindings (keytar, @napi-rs/keyring) on the same Secret Service', () => {
+  test('LATCHKEY_OS_KEYRING picks the binding; unset is keytar where it loads; anything else is refused with what to set', async () => {
+    assert.equal((await loadSecretBackend({})).name, 'keytar');
+    assert.equal((await loadSecretBackend({ LATCHKEY_OS_KEYRING: 'napi' })).name, 'napi');
+    assert.equal(chosenBackend({ LATCHKEY_OS_KEYRING: ' keytar ' }), 'keytar');
+    await assert.rejects(loadSecretBackend({ LATCHKEY_OS_KEYRING: 'libsecret' }), (e: unknown) => {
+      assert.ok(e instanceof KeystoreError);
+      assert.equal(e.code, 'KEYSTORE_FAILED');
+      assert.match(e.message, /^LATCHKEY_OS_KEYRING="libsecret" is not a keyring binding: use keytar or napi/);
+      return true;
+    });
+  });
+
+  test('each keeps its keys under its own service, in its own item format (keytar: service + account, org.freedesktop.Secret.Generic; keyring-rs: service + username): a key stored by one is not seen by the other, and keytar never meets a keyring-rs item (its findCredentials would crash on it)', async (t) => {
+    if (!(await needKeyring(t))) return;
+    const ns = `${NS}-cross`;
+    assert.equal(osKeystoreService(ns, 'keytar'), `latchkey:${ns}:device-keys`); // unchanged for existing installs
+    assert.equal(osKeystoreService(ns, 'napi'), `latchkey:${ns}:napi-device-keys`);
+    const byKeytar = createOsKeyStore({ namespace: ns, backend: await binding('keytar') });
+    const byNapi = createOsKeyStore({ namespace: ns, backend: await binding('napi') });
+    const a = await byKeytar.generate();
+    const b = await byNapi.generate();
+    try {
+      assert.equal(await byNapi.load(a.ref), undefined);
+      assert.equal(await byKeytar.load(b.ref), undefined);
+      for (let i = 0; i < 5; i++) {
+        assert.deepEqual(await byKeytar.list(), [a.ref]);
+        assert.deepEqual(await byNapi.list(), [b.ref]);
+      }
+      // Each reads its own back, with the same key.
+      assert.deepEqual((await byKeytar.load(a.ref))?.spki, a.spki);
+      assert.deepEqual((await byNapi.load(b.ref))?.spki, b.spki);
+      // What libsecret's own tool sees: one item under each service, with each binding's attributes.
+      const search = async (service: string): Promise<string> => {
+        const { stdout, stderr } = await run('secret-tool', ['search', '--all', 'service', service]);
+        return `${stdout}\n${stderr}`;
+      };
+      const kt = await search(osKeystoreService(ns, 'keytar'));
+      assert.match(kt, new RegExp(`attribute\\.account = ${a.ref.id}`));
+      assert.doesNotMatch(kt, /attribute\.username/);
+      const nk = await search(osKeystoreService(ns, 'napi'));
+      assert.match(nk, new RegExp(`attribute\\.username = ${b.ref.id}`));
+      assert.doesNotMatch(nk, /attribute\.account/);
+      // Deleting through the other binding does nothing: the key stays.
+      await byNapi.delete(a.ref);
+      assert.ok(await byKeytar.load(a.ref));
+    } finally {
+      await byKeytar.delete(a.ref);
+      await byNapi.delete(b.ref);
+    }
+    assert.deepEqual(await byKeytar.list(), []);
+    assert.deepEqual(await byNapi.list(), []);
+  });
+});
+
 // ---- Unavailable stores, for real: each runs in a child process on its own bus (or none).
 
 const MODULE = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'os-keystore.js')).href;
@@ -151,38 +215,96 @@ function assertAllFail(r: ChildResult, code: KeystoreErrorCode, message: RegExp)
   }
 }
 
-describe('os keystore: an unavailable store says what is missing and how to fix it', () => {
-  test('no D-Bus session (headless, no DISPLAY) → KEYSTORE_UNAVAILABLE: run in a desktop session or use --keystore file', async (t) => {
-    const home = mkdtempSync(join(tmpdir(), 'latchkey-nobus-'));
-    t.after(() => rmSync(home, { recursive: true, force: true }));
-    const r = await inChild({ PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home });
-    assertAllFail(r, 'KEYSTORE_UNAVAILABLE', /^no D-Bus session \(Cannot autolaunch D-Bus without X11 \$DISPLAY\): run the agent inside a desktop session .*--keystore file on headless hosts$/);
-  });
+/** What each binding's native layer says (keytar: libsecret/GLib; napi: keyring-rs / the secret-service crate, zbus). */
+const SAID: Record<SecretBackendName, { nobus: string; noProvider: string; locked: string }> = {
+  keytar: {
+    nobus: 'Cannot autolaunch D-Bus without X11 \\$DISPLAY',
+    noProvider: '.*org\\.freedesktop\\.secrets was not provided by any \\.service files',
+    locked: 'Cannot create an item in a locked collection',
+  },
+  napi: {
+    nobus: 'Platform failure: DBus error: Using X11 for dbus-daemon autolaunch was disabled at compile time, set your DBUS_SESSION_BUS_ADDRESS instead',
+    noProvider: 'Platform failure: DBus error: The name org\\.freedesktop\\.secrets was not provided by any \\.service files',
+    // keyring-rs asks the Secret Service to unlock; gnome-keyring without a display dismisses the prompt.
+    locked: "Couldn't access platform storage: Secret Service: unlock prompt was dismissed",
+  },
+};
 
-  test('a session bus without a Secret Service provider → KEYSTORE_UNAVAILABLE: install and start gnome-keyring', async (t) => {
-    const bus = await startPrivateBus(t, { provider: false });
-    if (typeof bus === 'string') {
-      if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
-      return t.skip(bus);
-    }
-    const r = await inChild(bus.env);
-    assertAllFail(r, 'KEYSTORE_UNAVAILABLE', /^no Secret Service provider on the D-Bus session \(.*org\.freedesktop\.secrets was not provided by any \.service files\): install and start gnome-keyring/);
-  });
+for (const name of SECRET_BACKENDS) {
+  const said = SAID[name];
+  describe(`os keystore (${name} binding): an unavailable store says what is missing and how to fix it`, () => {
+    test('no D-Bus session (headless, no DISPLAY) → KEYSTORE_UNAVAILABLE: run in a desktop session or use --keystore file', async (t) => {
+      const home = mkdtempSync(join(tmpdir(), 'latchkey-nobus-'));
+      t.after(() => rmSync(home, { recursive: true, force: true }));
+      const r = await inChild({ PATH: process.env.PATH, HOME: home, XDG_RUNTIME_DIR: home, LATCHKEY_OS_KEYRING: name });
+      assertAllFail(r, 'KEYSTORE_UNAVAILABLE', new RegExp(`^no D-Bus session \\(${said.nobus}\\): run the agent inside a desktop session .*--keystore file on headless hosts$`));
+    });
 
-  test('a locked keyring → KEYSTORE_LOCKED for every operation (a stored key is not reported gone), and no message holds the key', async (t) => {
+    test('a session bus without a Secret Service provider → KEYSTORE_UNAVAILABLE: install and start gnome-keyring (no fallback to another store)', async (t) => {
+      const bus = await startPrivateBus(t, { provider: false });
+      if (typeof bus === 'string') {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
+        return t.skip(bus);
+      }
+      const r = await inChild({ ...bus.env, LATCHKEY_OS_KEYRING: name });
+      assertAllFail(r, 'KEYSTORE_UNAVAILABLE', new RegExp(`^no Secret Service provider on the D-Bus session \\(${said.noProvider}\\): install and start gnome-keyring`));
+    });
+
+    test('a locked keyring → KEYSTORE_LOCKED for every operation (a stored key is not reported gone), and no message holds the key', async (t) => {
+      const bus = await startPrivateBus(t);
+      if (typeof bus === 'string') {
+        if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
+        return t.skip(bus);
+      }
+      const r = await inChild({ ...bus.env, LATCHKEY_OS_KEYRING: name }, 'lock');
+      assert.match(r.pem ?? '', /^-----BEGIN PRIVATE KEY-----/);
+      assertAllFail(r, 'KEYSTORE_LOCKED', new RegExp(`^the login keyring is locked \\(${said.locked}\\): unlock it`));
+      for (const res of Object.values(r.results)) assertNoKeyMaterial(`${res.message}\n${res.cause}\n${res.stack}`, r.pem!);
+    });
+  });
+}
+
+// Where keytar cannot load (a cross-built agent: its require throws ERR_LATCHKEY_ADDON_MISSING), a
+// child process whose resolve hook refuses 'keytar' the same way; everything else is real.
+const BACKEND_MODULE = pathToFileURL(join(dirname(fileURLToPath(import.meta.url)), 'secret-backend.js')).href;
+const NO_KEYTAR_HOOKS = `export async function resolve(spec, ctx, next) {
+  if (spec === 'keytar') throw Object.assign(new Error('the native addon keytar.node is not in this build of latchkey'), { code: 'ERR_LATCHKEY_ADDON_MISSING' });
+  return next(spec, ctx);
+}`;
+const NO_KEYTAR_REGISTER = `import { register } from 'node:module'; register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(NO_KEYTAR_HOOKS)}`)});`;
+const NO_KEYTAR_CHILD = `
+const { createOsKeyStore } = await import(${JSON.stringify(MODULE)});
+const { loadSecretBackend } = await import(${JSON.stringify(BACKEND_MODULE)});
+const out = {};
+out.auto = (await loadSecretBackend(process.env)).name;
+try { await loadSecretBackend({ LATCHKEY_OS_KEYRING: 'keytar' }); out.keytar = 'loaded'; } catch (e) { out.keytar = { name: e.name, code: e.code, message: e.message }; }
+const s = createOsKeyStore({ namespace: 'nokeytar' });
+const k = await s.generate();
+out.listed = (await s.list()).map((r) => r.id).includes(k.ref.id);
+out.loaded = (await s.load(k.ref))?.ref.id === k.ref.id;
+await s.delete(k.ref);
+out.after = (await s.list()).length;
+console.log(JSON.stringify(out));
+`;
+
+describe('os keystore: where keytar cannot load (cross-built agents)', () => {
+  test('unset LATCHKEY_OS_KEYRING falls back to napi and the store works; LATCHKEY_OS_KEYRING=keytar is KEYSTORE_UNAVAILABLE naming keytar and what to do', async (t) => {
     const bus = await startPrivateBus(t);
     if (typeof bus === 'string') {
       if (process.env.LATCHKEY_REQUIRE_ALL === '1') assert.fail(bus);
       return t.skip(bus);
     }
-    const r = await inChild(bus.env, 'lock');
-    assert.match(r.pem ?? '', /^-----BEGIN PRIVATE KEY-----/);
-    assertAllFail(r, 'KEYSTORE_LOCKED', /^the login keyring is locked \(Cannot create an item in a locked collection\): unlock it/);
-    for (const res of Object.values(r.results)) assertNoKeyMaterial(`${res.message}\n${res.cause}\n${res.stack}`, r.pem!);
+    const { stdout } = await run(process.execPath, ['--no-warnings', '--import', `data:text/javascript,${encodeURIComponent(NO_KEYTAR_REGISTER)}`, '--input-type=module', '-e', NO_KEYTAR_CHILD], { env: bus.env, timeout: 30_000 });
+    const out = JSON.parse(stdout) as { auto: string; keytar: { name: string; code: string; message: string }; listed: boolean; loaded: boolean; after: number };
+    assert.equal(out.auto, 'napi');
+    assert.equal(out.keytar.name, 'KeystoreError');
+    assert.equal(out.keytar.code, 'KEYSTORE_UNAVAILABLE');
+    assert.match(out.keytar.message, /^the OS keystore addon cannot be loaded \(keytar: the native addon keytar\.node is not in this build of latchkey\): unset LATCHKEY_OS_KEYRING to try the other binding.*--keystore file$/);
+    assert.deepEqual([out.listed, out.loaded, out.after], [true, true, 0]);
   });
 });
 
-describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / GLib 2.74 on Debian 12)', () => {
+describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / GLib 2.74 and @napi-rs/keyring 2.1.2 on Debian 12)', () => {
   const cases: Array<[string, KeystoreErrorCode, RegExp]> = [
     // DBUS_SESSION_BUS_ADDRESS unset, no DISPLAY
     ['Cannot autolaunch D-Bus without X11 $DISPLAY', 'KEYSTORE_UNAVAILABLE', /^no D-Bus session .*desktop session.*--keystore file/],
@@ -200,6 +322,10 @@ describe('classifyKeytarError (texts seen from keytar 7.9.0 / libsecret 0.20 / G
     ['Object does not exist at path “/org/freedesktop/secrets/collection/login”', 'KEYSTORE_UNAVAILABLE', /no default \(login\) keyring.*gnome-keyring-daemon --unlock/],
     // login keyring locked
     ['Cannot create an item in a locked collection', 'KEYSTORE_LOCKED', /^the login keyring is locked.*unlock it/],
+    // @napi-rs/keyring 2.1.2 (keyring-rs, zbus), same situations: no bus, no provider, locked
+    ['Platform failure: DBus error: Using X11 for dbus-daemon autolaunch was disabled at compile time, set your DBUS_SESSION_BUS_ADDRESS instead', 'KEYSTORE_UNAVAILABLE', /^no D-Bus session/],
+    ['Platform failure: DBus error: The name org.freedesktop.secrets was not provided by any .service files', 'KEYSTORE_UNAVAILABLE', /^no Secret Service provider/],
+    ["Couldn't access platform storage: Secret Service: unlock prompt was dismissed", 'KEYSTORE_LOCKED', /^the login keyring is locked/],
     ['something new', 'KEYSTORE_FAILED', /^the OS credential store failed \(something new\)$/],
   ];
   for (const [text, code, message] of cases) {

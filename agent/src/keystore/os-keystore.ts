@@ -1,14 +1,15 @@
 /**
  * `os` keystore, the default on desktops: the key is generated here with
- * node:crypto and kept only in the OS credential store through keytar
- * (macOS Keychain, Windows Credential Manager, the Secret Service on Linux:
- * gnome-keyring, KeePassXC…). Service `latchkey:<namespace>:device-keys`,
+ * node:crypto and kept only in the OS credential store (macOS Keychain,
+ * Windows Credential Manager, the Secret Service on Linux: gnome-keyring,
+ * KeePassXC…) through a SecretBackend: keytar or @napi-rs/keyring
+ * (secret-backend.ts), the same logic on either. Service `latchkey:<namespace>:device-keys`,
  * account = key id, password = the PKCS#8 PEM. Nothing is written to disk by
  * us; the PEM is never logged nor put in an error message.
  *
- * keytar is a native addon that needs libsecret and a D-Bus session on Linux:
- * it is loaded on first use, so the agent starts without it and only this
- * store fails, with a KeystoreError that says what is missing.
+ * Both bindings are native addons that need a D-Bus session on Linux (keytar
+ * also libsecret): loaded on first use, so the agent starts without them and
+ * only this store fails, with a KeystoreError that says what is missing.
  *
  * keytar 7.9.0 on Linux hides a locked keyring: getPassword returns null,
  * deletePassword returns false, and findCredentials crashes the process
@@ -18,14 +19,9 @@
 import * as crypto from 'node:crypto';
 import { nodeSigner } from '@latchkey/pki';
 import { type DeviceKey, type DeviceKeyAlgorithm, type KeyRef, type KeyStore, type KeystoreErrorCode, KeystoreError, isKeyId, newKeyId } from './keystore.js';
+import { type KeytarLike, type SecretBackend, type SecretBackendName, keytarBackend, loadSecretBackend } from './secret-backend.js';
 
-/** The part of keytar this store uses (injectable for the no-addon case). */
-export interface KeytarLike {
-  getPassword(service: string, account: string): Promise<string | null>;
-  setPassword(service: string, account: string, password: string): Promise<void>;
-  deletePassword(service: string, account: string): Promise<boolean>;
-  findCredentials(service: string): Promise<Array<{ account: string; password: string }>>;
-}
+export type { KeytarLike, SecretBackend } from './secret-backend.js';
 
 const NAMESPACE = /^[A-Za-z0-9._-]{1,64}$/;
 const PROBE_ACCOUNT = 'latchkey-probe';
@@ -33,9 +29,14 @@ const PROBE_ACCOUNT = 'latchkey-probe';
 /**
  * The service name. It ends with a fixed word because keytar on Windows lists
  * by prefix (`<service>*`): `latchkey:ns` would also list `latchkey:ns2`.
+ * Each binding has its own (keytar keeps the name it always had, napi's is
+ * `latchkey:<ns>:napi-device-keys`): keytar's findCredentials dereferences
+ * the `account` attribute of every item it finds under its service, and an
+ * item written by keyring-rs has none (it says `username`), so a napi item
+ * under keytar's service crashes the process (SIGSEGV, seen with keytar 7.9.0).
  */
-export const osKeystoreService = (namespace: string): string => `latchkey:${namespace}:device-keys`;
-const probeService = (namespace: string): string => `latchkey:${namespace}:probe`;
+export const osKeystoreService = (namespace: string, binding: SecretBackendName = 'keytar'): string => `latchkey:${namespace}:${binding === 'keytar' ? '' : `${binding}-`}device-keys`;
+const probeService = (namespace: string, binding: SecretBackendName): string => `latchkey:${namespace}:${binding === 'keytar' ? '' : `${binding}-`}probe`;
 
 export interface KeytarErrorClass {
   code: KeystoreErrorCode;
@@ -44,7 +45,9 @@ export interface KeytarErrorClass {
 
 /**
  * Sorts an error text from keytar (GLib/libsecret, Security.framework,
- * Win32 FormatMessage) into a code and a message that says how to fix it.
+ * Win32 FormatMessage) or @napi-rs/keyring (keyring-rs over zbus, which
+ * words the same D-Bus errors and says "unlock prompt was dismissed" for a
+ * locked keyring) into a code and a message that says how to fix it.
  * The texts never contain secrets; they are quoted for diagnosis.
  */
 export function classifyKeytarError(text: string, platform: NodeJS.Platform): KeytarErrorClass {
@@ -96,35 +99,25 @@ const keytarError = (e: unknown): KeystoreError => {
   return new KeystoreError(code, message, { cause: e });
 };
 
-let loaded: KeytarLike | undefined;
-/**
- * keytar, loaded on first use; a missing addon or libsecret is
- * KEYSTORE_UNAVAILABLE. A literal import, so the single-executable bundle
- * carries it (its native part is a SEA asset).
- */
-async function loadKeytar(): Promise<KeytarLike> {
-  if (loaded) return loaded;
-  try {
-    const m = (await import('keytar')) as unknown as { default?: KeytarLike } & KeytarLike;
-    loaded = m.default ?? m;
-    return loaded;
-  } catch (e) {
-    const text = (e as Error).message.split('\n')[0] ?? '';
-    const hint = /libsecret/.test(text) ? 'install libsecret (apt-get install libsecret-1-0)' : 'reinstall the agent';
-    throw new KeystoreError('KEYSTORE_UNAVAILABLE', `the OS keystore addon (keytar) cannot be loaded (${text}): ${hint}, or use --keystore file`, { cause: e });
-  }
+export interface OsKeyStoreOptions {
+  namespace: string;
+  /** The binding; default: the one LATCHKEY_OS_KEYRING names in `env`, loaded on first use. */
+  backend?: SecretBackend;
+  /** Shorthand for `backend: keytarBackend(keytar)`. */
+  keytar?: KeytarLike;
+  env?: NodeJS.ProcessEnv;
 }
 
-export function createOsKeyStore(opts: { namespace: string; keytar?: KeytarLike }): KeyStore {
+export function createOsKeyStore(opts: OsKeyStoreOptions): KeyStore {
   if (!NAMESPACE.test(opts.namespace)) throw new KeystoreError('KEYSTORE_FAILED', `invalid os keystore namespace ${JSON.stringify(opts.namespace)}: use 1-64 letters, digits, '.', '_' or '-'`);
-  const service = osKeystoreService(opts.namespace);
-  const probeSvc = probeService(opts.namespace);
-  const kt = async (): Promise<KeytarLike> => opts.keytar ?? loadKeytar();
+  const service = (k: SecretBackend): string => osKeystoreService(opts.namespace, k.name);
+  const given = opts.backend ?? (opts.keytar ? keytarBackend(opts.keytar) : undefined);
+  const backend = async (): Promise<SecretBackend> => given ?? loadSecretBackend(opts.env ?? process.env);
 
-  /** Every keytar call goes through here: its errors become KeystoreErrors. */
-  const call = async <T>(f: (k: KeytarLike) => Promise<T>): Promise<T> => {
+  /** Every credential-store call goes through here: its errors become KeystoreErrors. */
+  const call = async <T>(f: (k: SecretBackend) => Promise<T>): Promise<T> => {
     try {
-      return await f(await kt());
+      return await f(await backend());
     } catch (e) {
       throw keytarError(e);
     }
@@ -132,8 +125,8 @@ export function createOsKeyStore(opts: { namespace: string; keytar?: KeytarLike 
 
   /** A write and a delete: the only way to tell "locked" from "absent" on Linux. */
   const probe = async (): Promise<void> => {
-    await call((k) => k.setPassword(probeSvc, PROBE_ACCOUNT, crypto.randomBytes(8).toString('hex')));
-    await call((k) => k.deletePassword(probeSvc, PROBE_ACCOUNT));
+    await call((k) => k.set(probeService(opts.namespace, k.name), PROBE_ACCOUNT, crypto.randomBytes(8).toString('hex')));
+    await call((k) => k.delete(probeService(opts.namespace, k.name), PROBE_ACCOUNT));
   };
 
   const wrap = (ref: KeyRef, privateKey: crypto.KeyObject): DeviceKey => ({
@@ -152,12 +145,12 @@ export function createOsKeyStore(opts: { namespace: string; keytar?: KeytarLike 
     async generate(algorithm: DeviceKeyAlgorithm = 'P-256') {
       const { privateKey } = crypto.generateKeyPairSync('ec', { namedCurve: algorithm });
       const ref: KeyRef = { keystore: 'os', id: newKeyId(crypto.randomBytes(12).toString('hex')) };
-      await call((k) => k.setPassword(service, ref.id, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string));
+      await call((k) => k.set(service(k), ref.id, privateKey.export({ format: 'pem', type: 'pkcs8' }) as string));
       return wrap(ref, privateKey);
     },
     async load(ref) {
       if (!ours(ref)) return undefined;
-      const pem = await call((k) => k.getPassword(service, ref.id));
+      const [pem, svc] = await call(async (k) => [await k.get(service(k), ref.id), service(k)] as const);
       if (pem === null) {
         await probe(); // a locked keyring also answers null
         return undefined;
@@ -168,20 +161,19 @@ export function createOsKeyStore(opts: { namespace: string; keytar?: KeytarLike 
         if (key.asymmetricKeyType !== 'ec') throw new Error('not an EC key');
       } catch (e) {
         // Neither the stored text nor the parser's message goes into ours.
-        throw new KeystoreError('KEY_CORRUPT', `the key ${ref.id} in the OS credential store (service ${service}) is not a valid EC PKCS#8 key: delete it and enroll again`, { cause: e instanceof Error ? new Error(e.message) : undefined });
+        throw new KeystoreError('KEY_CORRUPT', `the key ${ref.id} in the OS credential store (service ${svc}) is not a valid EC PKCS#8 key: delete it and enroll again`, { cause: e instanceof Error ? new Error(e.message) : undefined });
       }
       return wrap(ref, key);
     },
     async delete(ref) {
       if (!ours(ref)) return;
-      const gone = await call((k) => k.deletePassword(service, ref.id));
+      const gone = await call((k) => k.delete(service(k), ref.id));
       if (!gone) await probe(); // a locked keyring also answers false
     },
     async list() {
       await probe(); // findCredentials on a locked keyring crashes keytar 7.9.0
-      const creds = await call((k) => k.findCredentials(service));
-      return creds
-        .map((c) => c.account)
+      const accounts = await call((k) => k.accounts(service(k)));
+      return accounts
         .filter(isKeyId)
         .map((id) => ({ keystore: 'os' as const, id }));
     },

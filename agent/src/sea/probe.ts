@@ -1,16 +1,17 @@
 /**
  * A small entry point that exercises what the packaged binary must do beyond
- * plain JavaScript: load both native addons (keytar, pkcs11js) through the
+ * plain JavaScript: load the native addons (keytar, @napi-rs/keyring, pkcs11js) through the
  * SEA asset loader, and open a PKCS#11 module when one is named. Used by
  * `scripts/package.mjs --entry dist/sea/probe.js` and test/src/agent-package.test.ts
  * to prove the loader independently of which addons a CLI command happens to touch.
  *
  *   probe --version            prints the agent version
- *   probe addons [module.so]   loads keytar and pkcs11js; with a PKCS#11 module, C_Initialize + C_GetInfo
+ *   probe addons [module.so]   loads keytar, @napi-rs/keyring and pkcs11js; with a PKCS#11 module, C_Initialize + C_GetInfo
  *   probe p11 module.so        through node-webcrypto-p11 (graphene-pk11 → pkcs11js): logs in to the
  *                              token in slot 0 (PIN: LATCHKEY_PKCS11_PIN), makes a non-extractable
  *                              P-256 key in it, signs and verifies
  */
+import { AsyncEntry } from '@napi-rs/keyring';
 import keytar from 'keytar';
 import { Crypto } from 'node-webcrypto-p11';
 import pkcs11js from 'pkcs11js';
@@ -21,7 +22,7 @@ const [cmd, arg] = process.argv.slice(2);
 if (cmd === '--version') {
   process.stdout.write('latchkey-probe 0.1.0\n');
 } else if (cmd === 'addons') {
-  const out: Record<string, unknown> = { keytar: typeof keytar.getPassword === 'function' };
+  const out: Record<string, unknown> = { keytar: typeof keytar.getPassword === 'function', napiKeyring: typeof AsyncEntry === 'function' };
   const p11 = new pkcs11js.PKCS11();
   out.pkcs11js = typeof p11.C_Initialize === 'function';
   if (arg) {
