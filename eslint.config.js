@@ -15,7 +15,7 @@ const boundary = (other) => ({
 });
 
 export default tseslint.config(
-  { ignores: ['**/dist/**', '**/dist-bin/**', '**/node_modules/**', '.tmp/**'] },
+  { ignores: ['**/dist/**', '**/dist-bin/**', '**/node_modules/**', '.tmp/**', '.lts/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
