@@ -11,11 +11,14 @@ PNPM_VERSION=12.21.0
 # the server's first run uses. With --test, also the real components the tests
 # drive: a Secret Service (gnome-keyring on a private D-Bus) for the os
 # keystore, SoftHSM2 and a software TPM (swtpm + tpm2-pkcs11) for the pkcs11
-# keystore, OpenSSL's pkcs11 engine for TLS with a token key.
+# keystore, OpenSSL's pkcs11 engine for TLS with a token key; qemu-user and
+# arm64 Debian's C/C++ runtime to run the linux-arm64 agent here
+# (binutils-aarch64-linux-gnu strips it).
 PKGS=(openssl curl make g++ python3 pkg-config libsecret-1-dev)
 TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine-pkcs11-openssl
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 tpm2-tools libtpm2-pkcs11-1
-  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium)
+  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium
+  qemu-user libc6-arm64-cross libstdc++6-arm64-cross libatomic1-arm64-cross binutils-aarch64-linux-gnu)
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
 
 missing=()
@@ -33,6 +36,7 @@ fi
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then echo "setup: Node.js >= 20 is required (found $(node --version 2>/dev/null || echo none))" >&2; exit 1; fi
+if [ "$node_major" -eq 20 ]; then echo "setup: Node.js 20 reached its end of life in April 2026; Latchkey still runs and is tested on it, but use 22, 24 or 26 (the LTS)" >&2; fi
 
 if ! command -v pnpm >/dev/null 2>&1 || [ "$(pnpm --version)" != "$PNPM_VERSION" ]; then
   echo "setup: installing pnpm $PNPM_VERSION"
