@@ -393,7 +393,7 @@ async function runWithLts(opts) {
   const entry = relative(AGENT, opts.entry);
   const args = [
     join(root, 'agent', 'scripts', 'package.mjs'),
-    '--target', opts.targets.join(','),
+    '--target', opts.all ? 'all' : opts.targets.join(','),
     '--entry', entry.startsWith('..') ? opts.entry : entry,
     '--out-dir', opts.outDir,
     '--name', opts.name,
