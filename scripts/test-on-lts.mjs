@@ -79,12 +79,45 @@ function step(what, cmd, args, { stdout = false, ...opts }) {
 }
 
 /**
+ * One user of .lts/checkout at a time (a test run and a package build would
+ * rebuild it under each other): .lts/lock holds the pid until this process
+ * exits; a lock whose process is gone is taken over.
+ */
+function processAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
+
+function lockCopy() {
+  const lock = join(ROOT, '.lts', 'lock');
+  mkdirSync(dirname(lock), { recursive: true });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
+      process.on('exit', () => rmSync(lock, { force: true }));
+      return;
+    } catch (e) {
+      if (e.code !== 'EEXIST') throw e;
+      const pid = Number(readFileSync(lock, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) throw new Error(`${relative(ROOT, LTS_COPY)} is in use by process ${pid} (a test run or a package build on the LTS); wait for it to finish, or remove ${relative(ROOT, lock)} if that process is not this`, { cause: e });
+      rmSync(lock, { force: true });
+    }
+  }
+  throw new Error(`cannot take ${relative(ROOT, lock)}`);
+}
+
+/**
  * Fetches the LTS, mirrors the checkout into .lts/checkout and installs and
  * builds there with the LTS: { root, node, env }.
  */
 export function prepareLtsCopy({ build = true } = {}) {
   if (process.platform === 'win32') throw new Error('the LTS copy is made on Linux or macOS only');
   const lts = nodeFor(HOST, { say });
+  lockCopy();
   const env = ltsEnv(lts.dir);
   const m = mirror(LTS_COPY);
   say(`Node ${NODE_LTS.version} (${lts.bin}); ${relative(ROOT, LTS_COPY)} mirrors ${m.files} files (${m.copied} copied)`);
