@@ -281,7 +281,20 @@ const browser = (sub: 'enable' | 'disable' | 'status', summary: string, options:
   examples,
   async run({ cfg, o, env }) {
     const { browserCommand } = await import('../browser/browser-command.js');
-    return browserCommand(sub, { json: !!o.json, ...(str(o, 'nssDb') ? { nssDb: str(o, 'nssDb')! } : {}) }, cfg.stateDir, env);
+    const profiles = Array.isArray(o.firefoxProfile) ? (o.firefoxProfile as string[]) : [];
+    const policy = o.firefoxPolicy === true ? true : str(o, 'firefoxPolicy');
+    return browserCommand(
+      sub,
+      {
+        json: !!o.json,
+        ...(str(o, 'nssDb') ? { nssDb: str(o, 'nssDb')! } : {}),
+        ...(profiles.length ? { firefoxProfiles: profiles } : {}),
+        ...(o.firefox === false ? { noFirefoxDiscovery: true } : {}),
+        ...(policy !== undefined ? { firefoxPolicy: policy } : {}),
+      },
+      cfg.stateDir,
+      env,
+    );
   },
 });
 
@@ -315,7 +328,7 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     new Option('--debug', 'on failure, print the stack trace too'),
   ],
   groups: {
-    browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb; macOS: login keychain; Windows: user store), replaced at each renewal",
+    browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb and each Firefox profile; macOS: login keychain; Windows: user store), replaced at each renewal",
     service: 'run `latchkey run` as a system (or user) service',
   },
   commands: [
@@ -326,7 +339,17 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     exportCmd,
     connectCmd,
     unenrollCmd,
-    browser('enable', "put this device's certificate in the browsers' store", [new Option('--nss-db <dir>', 'the NSS database (Linux; default ~/.pki/nssdb)')], ['browser enable', 'browser enable --nss-db ~/.pki/nssdb']),
+    browser(
+      'enable',
+      "put this device's certificate in the browsers' store (Linux: also every Firefox profile's own database)",
+      [
+        new Option('--nss-db <dir>', 'the NSS database (Linux; default ~/.pki/nssdb)'),
+        new Option('--firefox-profile <dir...>', "a Firefox profile directory to use besides those profiles.ini lists (Linux)"),
+        new Option('--no-firefox', "do not look for Firefox profiles (only --firefox-profile's)"),
+        new Option('--firefox-policy [file]', "merge Firefox's automatic certificate selection into its policies.json (default: Linux /etc/firefox/policies/policies.json, needs write access there); `browser disable` takes it out"),
+      ],
+      ['browser enable', 'browser enable --nss-db ~/.pki/nssdb', 'browser enable --firefox-policy', 'browser enable --firefox-profile ~/.mozilla/firefox/abcd1234.work'],
+    ),
     browser('disable', "remove this device's certificate from the browsers' store", [], ['browser disable']),
     browser('status', 'is it enabled, and is the current certificate in the store', [new Option('--json', 'print only JSON on stdout')], ['browser status --json']),
     service('install', 'install and start the service', ['service install', 'service install --user']),
