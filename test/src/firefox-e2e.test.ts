@@ -168,6 +168,10 @@ describe('browsers: Firefox (its own NSS database per profile, its enterprise po
 
     // Without the policy the certificate is in the profiles but Firefox asks which one to send (checked
     // below, once the gateway is up); the enable says so.
+    const typo = await agent(['browser', 'enable', '--firefox-profile', join(work, 'no-such-profile')]);
+    assert.equal(typo.code, 1);
+    assert.match(typo.stderr, /--firefox-profile .*no-such-profile is not a directory; give a Firefox profile directory/);
+    assert.equal(existsSync(join(work, 'no-such-profile')), false);
     const plain = await agent(['browser', 'enable']);
     assert.equal(plain.code, 0, plain.stderr);
     assert.match(plain.stdout, /Firefox asks which certificate to send until its policy sets security.default_personal_cert to "Select Automatically": `latchkey browser enable --firefox-policy` merges it/);

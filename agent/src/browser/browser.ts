@@ -14,7 +14,7 @@
  * recorded and logged, and never fails or undoes a renewal.
  * The callers hold the state lock.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseCertificate } from '@latchkey/pki';
@@ -182,7 +182,11 @@ export async function enableBrowser(
     ...(kind === 'macos' ? { keychain: prev?.keychain ?? defaultKeychain(deps.env) } : {}),
   };
   if (kind === 'nss') {
-    const profiles = [...(opts.firefoxProfiles ?? []).map((p) => resolve(p)), ...(opts.noFirefoxDiscovery ? [] : await findFirefoxProfiles(deps.platform, deps.env))];
+    const given = (opts.firefoxProfiles ?? []).map((p) => resolve(p));
+    for (const p of given) {
+      if (!(await stat(p).catch(() => undefined))?.isDirectory()) throw new BrowserStoreError('NOT_INSTALLED', `--firefox-profile ${p} is not a directory; give a Firefox profile directory (about:profiles shows them)`);
+    }
+    const profiles = [...given, ...(opts.noFirefoxDiscovery ? [] : await findFirefoxProfiles(deps.platform, deps.env))];
     const unique = [...new Set(profiles)];
     if (unique.length) setting.firefoxProfiles = unique;
   }
