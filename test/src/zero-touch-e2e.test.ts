@@ -135,6 +135,51 @@ describe('zero-touch enrollment: latchkey run and an enroll file (issue 15)', ()
     assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[pending[0]!.id, 'active']]);
   });
 
+  test('the token file replaced while the device waits for approval: the same request goes on (one pending device), a bad new token keeps it, the new token is not used', { timeout: 180_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const cfg = join(dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')), approvalRetrySeconds: 1 }));
+    const s = await startServer(t, dataDir, port);
+    assert.equal((await cli(['groups', 'set', 'contractors', '--lifetime', '1h', '--require-approval', '--data-dir', dataDir])).code, 0);
+    const first = await json<{ token: string; info: { id: string } }>(['token', 'create', '--group', 'contractors', '--uses', '5', '--data-dir', dataDir]);
+    const dir = tempDir(t, 'latchkey-zero-touch-');
+    const stateDir = join(dir, 'state');
+    const enrollFile = dropFiles(dir, s.url, fingerprint, first.token);
+
+    const a = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    await until('the wait for approval', () => /waiting for an administrator to approve this device/.test(a.log()), a.log);
+    a.proc.kill('SIGTERM');
+    await a.exit;
+    const [waiting] = await devices(dataDir);
+    assert.equal(waiting!.status, 'pending');
+
+    // The MDM pushes a mistyped token: refused, but the waiting request (key and CSR) is kept.
+    const typo = 'lk_enr_MISTYPED_TOKEN_0000000000000000';
+    dropFiles(dir, s.url, fingerprint, typo);
+    const b = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    assert.equal(await b.exit, 1, b.log());
+    assert.match(b.log(), /this device's request of .* is kept: give a valid token to continue it/);
+    assert.ok(!b.log().includes(typo), 'the token is never logged');
+
+    // Then a new, valid token (a one-use one of the same group): the same request goes on.
+    const second = await json<{ token: string; info: { id: string } }>(['token', 'create', '--group', 'contractors', '--uses', '1', '--data-dir', dataDir]);
+    dropFiles(dir, s.url, fingerprint, second.token);
+    const c = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    await until('the resumed wait', () => /its token file changed since: the same request goes on with the new token/.test(c.log()) && /waiting for an administrator/.test(c.log()), c.log);
+    assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[waiting!.id, 'pending']], 'one pending device, the first one');
+    assert.equal((await cli(['devices', 'approve', waiting!.id, '--data-dir', dataDir])).code, 0);
+    await until('the certificate', () => new RegExp(`enrolled: device ${waiting!.id}`).test(c.log()), c.log);
+    c.proc.kill('SIGTERM');
+    assert.equal(await c.exit, 0, c.log());
+    assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[waiting!.id, 'active']]);
+    const tokens = (await json<{ items: { id: string; usedCount: number }[] }>(['token', 'list', '--data-dir', dataDir])).items;
+    assert.deepEqual(
+      [first.info.id, second.info.id].map((id) => tokens.find((x) => x.id === id)?.usedCount),
+      [1, 0],
+      'the request used the first token once; the new one only let it in',
+    );
+  });
+
   test('bad inputs are usage errors (exit 2) naming what to fix, never printing the token', { timeout: 60_000 }, async (t) => {
     const dir = tempDir(t, 'latchkey-zero-touch-bad-');
     const fp = 'AB:'.repeat(31) + 'CD';

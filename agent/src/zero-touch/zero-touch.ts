@@ -15,7 +15,7 @@
 import { readSecretFile } from '@latchkey/cli';
 import type { AgentConfig } from '../config/agent-config.js';
 import { enroll } from '../enroll.js';
-import { readPendingEnroll } from '../enroll-pending.js';
+import { readPendingEnroll, tokenSha256 } from '../enroll-pending.js';
 import { AgentError } from '../errors.js';
 import { normalizeFingerprint } from '../est/est-client.js';
 import { collectFacts } from '../facts.js';
@@ -82,7 +82,7 @@ export async function zeroTouchEnroll(o: ZeroTouchOptions): Promise<boolean> {
   const pending = await readPendingEnroll(cfg.stateDir);
   log(
     pending && pending.server === server
-      ? `resuming the enrollment with ${server} started at ${pending.createdAt} (the enroll file ${path})`
+      ? `resuming the enrollment with ${server} started at ${pending.createdAt} (the enroll file ${path}${pending.tokenSha256 !== tokenSha256(token) && !pending.signInToken ? '; its token file changed since: the same request goes on with the new token' : ''})`
       : `enrolling with ${server} as the enroll file ${path} says (keystore ${keystore.kind}${attest ? ', TPM-attested' : ''})`,
   );
   const sleep = o.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
