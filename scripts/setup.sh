@@ -16,9 +16,9 @@ PKGS=(openssl curl make g++ python3 pkg-config libsecret-1-dev)
 TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine-pkcs11-openssl
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 tpm2-tools libtpm2-pkcs11-1
   libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium)
-# ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
-TEST_PKGS+=(ansible-core)
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
+# ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
+if [ "${1:-}" = "--test" ]; then PKGS+=(ansible-core); fi
 
 missing=()
 for p in "${PKGS[@]}"; do
