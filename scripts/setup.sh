@@ -17,6 +17,8 @@ TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 tpm2-tools libtpm2-pkcs11-1
   libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium firefox-esr)
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
+# ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
+if [ "${1:-}" = "--test" ]; then PKGS+=(ansible-core); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -189,7 +189,7 @@ const runCmd: Cmd = {
   options: [
     new Option(
       '--enroll-file <file>',
-      'zero-touch enrollment: the enroll file to enroll from when this device has no identity (default /etc/latchkey/enroll.json; Windows %ProgramData%\\Latchkey\\enroll.json; macOS /Library/Application Support/Latchkey/enroll.json); env LATCHKEY_ENROLL_FILE',
+      'zero-touch enrollment: the enroll file to enroll from when this device has no identity (default /etc/latchkey/enroll.json; Windows %ProgramData%\\Latchkey\\enroll.json; macOS /Library/Application Support/Latchkey/enroll.json, after the com.latchkey.agent managed preferences of an MDM profile); env LATCHKEY_ENROLL_FILE',
     ),
   ],
   examples: ['run', '--state-dir /var/lib/latchkey run', 'run --enroll-file /etc/latchkey/enroll.json'],
