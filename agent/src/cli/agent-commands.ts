@@ -309,6 +309,40 @@ const service = (sub: 'install' | 'uninstall', summary: string, examples: string
   },
 });
 
+const enrollFileWriteCmd: Cmd = {
+  usage: 'enroll-file write',
+  summary: 'write the zero-touch enroll file and its token file (for installers: the Windows MSI runs this); the token from stdin or LATCHKEY_TOKEN',
+  options: [
+    new Option('--server <url>', 'the latchkey-server URL, https://HOST:PORT'),
+    new Option('--ca-fingerprint <sha256>', "the server's root CA SHA-256 (printed by `latchkey-server init`)"),
+    new Option('--keystore <kind>', 'the keystore the service enrolls into (default: the agent\'s own default)').choices(['file', 'os']),
+    new Option('--enroll-file <file>', 'where to write the enroll file (default: the platform\'s, e.g. /etc/latchkey/enroll.json)'),
+    new Option('--token-file-out <file>', 'where to write the token (default: enroll-token beside the enroll file; mode 0600, on Windows SYSTEM and Administrators only)'),
+    new Option('--force', 'replace an enroll file or token file that holds something else'),
+  ],
+  examples: [
+    'enroll-file write --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… < token.txt',
+    'LATCHKEY_TOKEN=lk_enr_… enroll-file write --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --keystore file',
+  ],
+  async run({ o, env, out }) {
+    const server = str(o, 'server');
+    const caFingerprint = str(o, 'caFingerprint');
+    if (!server || !caFingerprint) throw usage('enroll-file write needs --server URL and --ca-fingerprint SHA256, and the token on stdin or in LATCHKEY_TOKEN');
+    const { defaultEnrollFile } = await import('../zero-touch/enroll-file.js');
+    const { nodeEnrollFileWriteDeps, readTokenInput, writeEnrollFiles } = await import('../zero-touch/enroll-file-write.js');
+    const { resolve } = await import('node:path');
+    const enrollFile = str(o, 'enrollFile') ? resolve(str(o, 'enrollFile')!) : defaultEnrollFile(process.platform, env);
+    const tokenOut = str(o, 'tokenFileOut');
+    const { token, from } = await readTokenInput(env, process.stdin);
+    const r = await writeEnrollFiles(
+      { enrollFile, ...(tokenOut ? { tokenFile: resolve(tokenOut) } : {}), server, caFingerprint, ...(str(o, 'keystore') ? { keystore: str(o, 'keystore') as 'file' | 'os' } : {}), token, tokenFrom: from, force: !!o.force },
+      nodeEnrollFileWriteDeps(),
+    );
+    out(r.written.length ? `wrote ${r.written.map((w) => (w === 'enroll file' ? `the enroll file ${r.enrollFile}` : `the token file ${r.tokenFile}`)).join(' and ')}` : `unchanged: ${r.enrollFile} and ${r.tokenFile} already hold this`);
+    return 0;
+  },
+};
+
 /** An internal command the agent runs in a child process of itself: routed like any other, not shown in --help. */
 const internal = (name: string, summary: string, run: Cmd['run']): Cmd => ({ usage: name, summary, hidden: true, examples: [], run });
 
@@ -330,6 +364,7 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
   groups: {
     browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb and each Firefox profile; macOS: login keychain; Windows: user store), replaced at each renewal",
     service: 'run `latchkey run` as a system (or user) service',
+    'enroll-file': 'the zero-touch enroll file `latchkey run` reads on its first start',
   },
   commands: [
     enrollCmd,
@@ -354,6 +389,7 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     browser('status', 'is it enabled, and is the current certificate in the store', [new Option('--json', 'print only JSON on stdout')], ['browser status --json']),
     service('install', 'install and start the service', ['service install', 'service install --user']),
     service('uninstall', 'stop and remove the service', ['service uninstall', 'service uninstall --user']),
+    enrollFileWriteCmd,
     ...INTERNAL,
   ],
   epilog: `Settings: --config file, then environment, then flags.
