@@ -28,13 +28,11 @@
 // [--version V] [--binary latchkey-win-x64.exe] builds the binary itself
 // (agent/scripts/package.mjs --target win-x64) unless --binary is given.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+import { cli } from './standalone.mjs';
 
 /** Never changes: Windows Installer finds the installed Latchkey agent by it for a major upgrade. */
 export const UPGRADE_CODE = '6B0F5D0E-3C1A-4E57-9B8B-5A4C2E7D1F90';
@@ -78,7 +76,7 @@ export function wxs({ version }) {
     <Property Id="MsiHiddenProperties" Value="${HIDDEN_PROPERTIES.join(';')}" />
     <Property Id="ARPNOMODIFY" Value="1" />
 
-    <Condition Message="SERVER_URL needs CA_FINGERPRINT and ENROLL_TOKEN too (msiexec /i latchkey.msi SERVER_URL=https://… CA_FINGERPRINT=sha256:… ENROLL_TOKEN=… /qn), or leave all three out and drop the enroll file yourself.">NOT SERVER_URL OR (CA_FINGERPRINT AND ENROLL_TOKEN) OR Installed</Condition>
+    <Condition Message="SERVER_URL needs CA_FINGERPRINT and ENROLL_TOKEN too (msiexec /i latchkey.msi SERVER_URL=https://... CA_FINGERPRINT=sha256:... ENROLL_TOKEN=... /qn), or leave all three out and drop the enroll file yourself.">NOT SERVER_URL OR (CA_FINGERPRINT AND ENROLL_TOKEN) OR Installed</Condition>
     <Condition Message="KEYSTORE must be os or file.">KEYSTORE="os" OR KEYSTORE="file"</Condition>
 
     <Directory Id="TARGETDIR" Name="SourceDir">
@@ -181,30 +179,6 @@ export async function build({ outDir, version, agentBinary, log = () => undefine
     rmSync(work, { recursive: true, force: true });
   }
   return [out];
-}
-
-/** The agent single executable for `target`, built into `dir` by agent/scripts/package.mjs. */
-export function packageAgent(target, dir) {
-  const r = spawnSync(process.execPath, [join(ROOT, 'agent/scripts/package.mjs'), '--target', target, '--out-dir', dir, '--no-timing'], { cwd: join(ROOT, 'agent'), stdio: ['ignore', 'inherit', 'inherit'] });
-  if (r.status !== 0) throw new Error(`agent/scripts/package.mjs --target ${target} failed (exit ${r.status})`);
-  return join(dir, `latchkey-${target}${target.startsWith('win') ? '.exe' : ''}`);
-}
-
-/** The tiny CLI both builders share: --out-dir D [--version V] [--binary FILE]. */
-export async function cli(build, target, argv = process.argv.slice(2)) {
-  const { values } = parseArgs({ args: argv, options: { 'out-dir': { type: 'string', default: 'dist/packages' }, version: { type: 'string' }, binary: { type: 'string' } } });
-  const version = values.version ?? JSON.parse(readFileSync(join(ROOT, 'agent/package.json'), 'utf8')).version;
-  const outDir = resolve(values['out-dir']);
-  const files = await build({
-    outDir,
-    version,
-    agentBinary: async (t) => {
-      if (t !== target) throw new Error(`this builder takes the ${target} binary, not ${t}`);
-      return values.binary ? resolve(values.binary) : packageAgent(target, join(outDir, '.agent'));
-    },
-    log: (s) => process.stdout.write(`package: ${s}\n`),
-  });
-  for (const f of files) process.stdout.write(`${f}\n`);
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

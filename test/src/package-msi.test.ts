@@ -15,7 +15,7 @@ import { AGENT_CLI, ROOT, requireTools, run, tempDir } from './support/processes
 
 const SCRIPT = join(ROOT, 'scripts/package/msi.mjs');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'agent/package.json'), 'utf8')) as { version: string }).version;
-const msiMod = (): Promise<{ UPGRADE_CODE: string; MSI_PROPERTIES: string[]; HIDE_TARGET: number }> => import(SCRIPT) as never;
+const msiMod = (): Promise<{ UPGRADE_CODE: string; MSI_PROPERTIES: string[]; HIDE_TARGET: number; msiVersion: (v: string) => string }> => import(SCRIPT) as never;
 
 type Table = Record<string, string>[];
 
@@ -103,6 +103,10 @@ describe('Windows MSI built with wixl (issue 15; not run on Windows)', () => {
     if (!b) return;
     const { MSI_PROPERTIES } = await msiMod();
     assert.deepEqual(MSI_PROPERTIES, ['SERVER_URL', 'CA_FINGERPRINT', 'ENROLL_TOKEN', 'KEYSTORE']);
+    const { msiVersion } = await msiMod();
+    assert.equal(msiVersion('1.2.3-rc.1'), '1.2.3');
+    assert.throws(() => msiVersion('256.0.0'), /MAJOR, MINOR ≤ 255 and PATCH ≤ 65535/);
+    assert.throws(() => msiVersion('1.2'), /MAJOR\.MINOR\.PATCH/);
     const prop = Object.fromEntries((await table(b.msi, 'Property')).map((r) => [r.Property, r.Value]));
     assert.equal(prop.KEYSTORE, 'os');
     for (const p of MSI_PROPERTIES) assert.ok(prop.SecureCustomProperties!.split(';').includes(p), `${p} in SecureCustomProperties`);

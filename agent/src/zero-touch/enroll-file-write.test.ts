@@ -54,7 +54,9 @@ describe('enroll-file write', () => {
     await writeEnrollFiles(req(d), none);
     const before = statSync(join(d, 'enroll.json')).ino;
     chmodSync(join(d, 'enroll-token'), 0o644);
-    assert.deepEqual((await writeEnrollFiles(req(d, { token: TOKEN }), none)).written, []);
+    const restricted: string[] = [];
+    assert.deepEqual((await writeEnrollFiles(req(d, { token: TOKEN }), { restrict: async (p, kind) => void restricted.push(`${kind} ${p}`) })).written, []);
+    assert.deepEqual(restricted, [`secret ${join(d, 'enroll-token')}`, `public ${join(d, 'enroll.json')}`], 'unchanged files get their permissions made right too');
     assert.equal(statSync(join(d, 'enroll.json')).ino, before);
     assert.equal(mode(join(d, 'enroll-token')), 0o600);
     await assert.rejects(writeEnrollFiles(req(d, { token: 'lk_enr_other' }), none), usage(/token file .*enroll-token exists with other content \(another token\); .*--force/));

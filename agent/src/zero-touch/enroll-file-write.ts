@@ -100,7 +100,9 @@ export async function writeEnrollFiles(r: EnrollFileWriteRequest, deps: EnrollFi
   for (const { f, same } of [plan[1]!, plan[0]!]) {
     await mkdir(dirname(f.path), { recursive: true, mode: 0o755 });
     if (same) {
+      // Left as it is, but its permissions made right (a file dropped by hand with a looser mode or ACL).
       await repairMode(f.path, f.mode);
+      await deps.restrict(f.path, f.kind);
       continue;
     }
     await replaceFile(f.path, f.content, f.mode, (p) => deps.restrict(p, f.kind));
