@@ -19,8 +19,8 @@ TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
 # ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
 if [ "${1:-}" = "--test" ]; then PKGS+=(ansible-core); fi
-# wixl and msitools build and read the Windows MSI; shellcheck checks the macOS install scripts.
-if [ "${1:-}" = "--test" ]; then PKGS+=(wixl msitools shellcheck); fi
+# wixl and msitools build and read the Windows MSI, Wine runs it; shellcheck checks the macOS install scripts.
+if [ "${1:-}" = "--test" ]; then PKGS+=(wixl msitools wine wine64 shellcheck); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -20,7 +20,8 @@
 //   - `latchkey.exe service install` (deferred, LocalSystem): the same code as
 //     the command, which writes the WinSW wrapper beside latchkey.exe and
 //     registers and starts the `latchkey` service (restart on failure after
-//     30 s); on removal `latchkey.exe service uninstall` before the files go;
+//     30 s), unless NO_SERVICE=1; on removal (and on rollback)
+//     `latchkey.exe service uninstall` before the files go;
 //   - MajorUpgrade with a fixed UpgradeCode: a newer MSI replaces the old one.
 //
 // Module: build({ outDir, version, agentBinary, log }) → [msi path], for the
@@ -38,6 +39,8 @@ import { cli } from './standalone.mjs';
 export const UPGRADE_CODE = '6B0F5D0E-3C1A-4E57-9B8B-5A4C2E7D1F90';
 /** The public properties an MDM sets on the msiexec command line (the contract the README documents). */
 export const MSI_PROPERTIES = ['SERVER_URL', 'CA_FINGERPRINT', 'ENROLL_TOKEN', 'KEYSTORE'];
+/** NO_SERVICE=1: install the files (and the enroll file) but no service, e.g. for a golden image that installs it later. */
+export const OPTIONAL_PROPERTIES = ['NO_SERVICE'];
 /** Properties the MSI log never shows (the command line that carries the token is hidden by HIDE_TARGET). */
 export const HIDDEN_PROPERTIES = ['ENROLL_TOKEN'];
 /** msidbCustomActionTypeHideTarget: the action's target (its command line) is not logged. */
@@ -106,13 +109,16 @@ export function wxs({ version }) {
     <CustomAction Id="${WRITE_ENROLL_ACTION}" Property="LK_CMD" ExeCommand="${xml(write)}" Execute="deferred" Impersonate="no" Return="check" HideTarget="yes" />
     <CustomAction Id="LatchkeyServiceInstall" FileKey="latchkey.exe" ExeCommand="service install" Execute="deferred" Impersonate="no" Return="check" />
     <CustomAction Id="LatchkeyServiceUninstall" FileKey="latchkey.exe" ExeCommand="service uninstall" Execute="deferred" Impersonate="no" Return="ignore" />
+    <!-- If the install fails after the service was installed, its rollback removes it again (while latchkey.exe is still there). -->
+    <CustomAction Id="LatchkeyServiceRollback" FileKey="latchkey.exe" ExeCommand="service uninstall" Execute="rollback" Impersonate="no" Return="ignore" />
 
     <!-- Explicit sequence numbers: wixl 0.101 places Before/After custom actions outside InstallInitialize…InstallFinalize. -->
     <InstallExecuteSequence>
       <Custom Action="LatchkeySetCmd" Sequence="1001">1</Custom>
       <Custom Action="LatchkeyServiceUninstall" Sequence="3499">REMOVE~="ALL"</Custom>
       <Custom Action="${WRITE_ENROLL_ACTION}" Sequence="4001">SERVER_URL AND ${install}</Custom>
-      <Custom Action="LatchkeyServiceInstall" Sequence="4002">${install}</Custom>
+      <Custom Action="LatchkeyServiceRollback" Sequence="4002">${install} AND NOT NO_SERVICE</Custom>
+      <Custom Action="LatchkeyServiceInstall" Sequence="4003">${install} AND NOT NO_SERVICE</Custom>
     </InstallExecuteSequence>
   </Product>
 </Wix>
@@ -135,27 +141,34 @@ function sh(cmd, args, opts = {}) {
 function secureProperties(msi) {
   const row = sh('msiinfo', ['export', msi, 'Property']).split('\r\n').find((l) => l.startsWith('SecureCustomProperties\t'));
   const have = row ? row.split('\t')[1].split(';') : [];
-  const value = [...new Set([...have, ...MSI_PROPERTIES])].join(';');
+  const value = [...new Set([...have, ...MSI_PROPERTIES, ...OPTIONAL_PROPERTIES])].join(';');
   const q = row ? `UPDATE \`Property\` SET \`Value\` = '${value}' WHERE \`Property\` = 'SecureCustomProperties'` : `INSERT INTO \`Property\` (\`Property\`, \`Value\`) VALUES ('SecureCustomProperties', '${value}')`;
   sh('msibuild', [msi, '-q', q]);
 }
 
+/** CustomAction type bits (msidbCustomActionType…): InScript, Rollback. */
+const IN_SCRIPT = 0x400;
+const ROLLBACK = 0x100;
+
 /**
- * wixl reads HideTarget but does not write it: add the bit to the action's
- * Type with msibuild (export the table as IDT, change the one row, import).
+ * Custom action type bits wixl 0.101 leaves out, set with msibuild (export
+ * the table as IDT, change the rows, import): HideTarget, which wixl reads but
+ * does not write, and InScript + Rollback, since it ignores Execute="rollback"
+ * (the action would otherwise run at once, while the script is made).
  */
-function hideTarget(msi, work) {
+function setTypeBits(msi, work) {
+  const bits = { [WRITE_ENROLL_ACTION]: HIDE_TARGET, LatchkeyServiceRollback: IN_SCRIPT | ROLLBACK };
   const lines = sh('msiinfo', ['export', msi, 'CustomAction']).split('\r\n');
-  let hit = 0;
+  const hit = new Set();
   const out = lines.map((l, i) => {
     if (i < 3) return l; // column names, types, table name
     const cols = l.split('\t');
-    if (cols[0] !== WRITE_ENROLL_ACTION) return l;
-    hit++;
-    cols[1] = String(Number(cols[1]) | HIDE_TARGET);
+    if (!(cols[0] in bits)) return l;
+    hit.add(cols[0]);
+    cols[1] = String(Number(cols[1]) | bits[cols[0]]);
     return cols.join('\t');
   });
-  if (hit !== 1) throw new Error(`the MSI has ${hit} custom actions named ${WRITE_ENROLL_ACTION}, expected 1`);
+  for (const a of Object.keys(bits)) if (!hit.has(a)) throw new Error(`the MSI has no custom action ${a}`);
   writeFileSync(join(work, 'CustomAction.idt'), out.join('\r\n'));
   sh('msibuild', [msi, '-i', join(work, 'CustomAction.idt')]);
 }
@@ -172,7 +185,7 @@ export async function build({ outDir, version, agentBinary, log = () => undefine
     symlinkSync(exe, join(work, 'latchkey.exe'));
     rmSync(out, { force: true });
     sh('wixl', ['-a', 'x64', '-o', out, src], { cwd: work });
-    hideTarget(out, work);
+    setTypeBits(out, work);
     secureProperties(out);
     log(`${basename(out)}: latchkey.exe (${basename(exe)}), upgrade code ${UPGRADE_CODE}, properties ${MSI_PROPERTIES.join(', ')}; built with wixl, not run on Windows`);
   } finally {

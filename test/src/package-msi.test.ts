@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test, type TestContext } from 'node:test';
@@ -109,7 +110,7 @@ describe('Windows MSI built with wixl (issue 15; not run on Windows)', () => {
     assert.throws(() => msiVersion('1.2'), /MAJOR\.MINOR\.PATCH/);
     const prop = Object.fromEntries((await table(b.msi, 'Property')).map((r) => [r.Property, r.Value]));
     assert.equal(prop.KEYSTORE, 'os');
-    for (const p of MSI_PROPERTIES) assert.ok(prop.SecureCustomProperties!.split(';').includes(p), `${p} in SecureCustomProperties`);
+    for (const p of [...MSI_PROPERTIES, 'NO_SERVICE']) assert.ok(prop.SecureCustomProperties!.split(';').includes(p), `${p} in SecureCustomProperties`);
     assert.ok(prop.MsiHiddenProperties!.split(';').includes('ENROLL_TOKEN'));
     for (const p of ['SERVER_URL', 'CA_FINGERPRINT', 'ENROLL_TOKEN']) assert.equal(prop[p], undefined, `${p} has no default`);
     const conds = (await table(b.msi, 'LaunchCondition')).map((r) => r.Condition);
@@ -132,20 +133,23 @@ describe('Windows MSI built with wixl (issue 15; not run on Windows)', () => {
     assert.deepEqual([ca.LatchkeySetCmd?.Type, ca.LatchkeySetCmd?.Source, ca.LatchkeySetCmd?.Target], ['51', 'LK_CMD', '[System64Folder]cmd.exe']);
     assert.match(write.Target!, /^\/d \/s \/c "set "LATCHKEY_TOKEN=\[ENROLL_TOKEN\]"&& "\[#latchkey\.exe\]" enroll-file write /);
     assert.equal(write.Target!.split('[ENROLL_TOKEN]').length, 2, 'the token appears once, in the set command');
-    for (const [name, target, ret] of [['LatchkeyServiceInstall', 'service install', 0], ['LatchkeyServiceUninstall', 'service uninstall', 0x40]] as const) {
+    const ROLLBACK = 0x100;
+    for (const [name, target, extra] of [['LatchkeyServiceInstall', 'service install', 0], ['LatchkeyServiceUninstall', 'service uninstall', 0x40], ['LatchkeyServiceRollback', 'service uninstall', 0x40 | ROLLBACK]] as const) {
       const a = ca[name]!;
       assert.equal(Number(a.Type) & 0x3f, 18, `${name}: an installed file run with arguments`);
       assert.deepEqual([a.Source, a.Target], ['latchkey.exe', target]);
-      assert.equal(Number(a.Type) & (IN_SCRIPT | NO_IMPERSONATE | 0x40), IN_SCRIPT | NO_IMPERSONATE | ret);
+      assert.equal(Number(a.Type) & (IN_SCRIPT | NO_IMPERSONATE | 0x40 | ROLLBACK), IN_SCRIPT | NO_IMPERSONATE | extra, `${name} type ${a.Type}`);
     }
     const seq = Object.fromEntries((await table(b.msi, 'InstallExecuteSequence')).map((r) => [r.Action, { n: Number(r.Sequence), cond: r.Condition }]));
     const n = (a: string): number => seq[a]!.n;
     for (const a of ['LatchkeyWriteEnrollFile', 'LatchkeyServiceInstall', 'LatchkeyServiceUninstall']) assert.ok(n(a) > n('InstallInitialize') && n(a) < n('InstallFinalize'), `${a} is in the script`);
     assert.ok(n('LatchkeyServiceUninstall') < n('RemoveFiles'));
     assert.ok(n('InstallFiles') < n('LatchkeyWriteEnrollFile') && n('LatchkeyWriteEnrollFile') < n('LatchkeyServiceInstall'), 'files, then the enroll file, then the service');
+    assert.ok(n('LatchkeyServiceRollback') < n('LatchkeyServiceInstall'), 'the rollback is scheduled before what it undoes');
     assert.ok(n('LatchkeySetCmd') > n('CostFinalize') && n('LatchkeySetCmd') < n('InstallInitialize'));
     assert.equal(seq.LatchkeyWriteEnrollFile!.cond, 'SERVER_URL AND NOT (REMOVE~="ALL")');
-    assert.equal(seq.LatchkeyServiceInstall!.cond, 'NOT (REMOVE~="ALL")');
+    assert.equal(seq.LatchkeyServiceInstall!.cond, 'NOT (REMOVE~="ALL") AND NOT NO_SERVICE');
+    assert.equal(seq.LatchkeyServiceRollback!.cond, 'NOT (REMOVE~="ALL") AND NOT NO_SERVICE');
     assert.equal(seq.LatchkeyServiceUninstall!.cond, 'REMOVE~="ALL"');
   });
 
@@ -177,5 +181,52 @@ describe('Windows MSI built with wixl (issue 15; not run on Windows)', () => {
     const again = await run(process.execPath, [exe!, ...args], { env: { LATCHKEY_TOKEN: 'lk_enr_second' }, input: '' });
     assert.equal(again.code, 0, again.stderr);
     assert.equal(readFileSync(join(dir, 'enroll-token'), 'utf8'), 'lk_enr_second\n');
+  });
+
+  test('Wine runs the MSI: msiexec /i with the MDM properties installs latchkey.exe and writes the enroll file and token through the custom action; msiexec /x removes the program and keeps the enroll file (Wine, not Windows)', { timeout: 600_000 }, async (t) => {
+    const b = await get(t);
+    if (!b || !requireTools(t, 'wine')) return;
+    // Wine's msiexec and cmd.exe: a real run of the tables, the formatted command line and cmd's `set …&&`, but not
+    // Windows: no SYSTEM account, and no .NET for the WinSW wrapper, so NO_SERVICE=1 leaves the service out.
+    const prefix = tempDir(t, 'latchkey-wine-');
+    const env = { WINEPREFIX: prefix, WINEDEBUG: '-all', DISPLAY: '' };
+    const boot = await run('wine', ['wineboot', '--init'], { env });
+    assert.equal(boot.code, 0, boot.stderr);
+    // Node refuses Windows versions before 8.1; Wine's default prefix says Windows 7.
+    assert.equal((await run('wine', ['winecfg', '/v', 'win10'], { env })).code, 0);
+    // Output to files, not pipes: Node inside Wine cannot open a Unix pipe handed down as a Windows pipe (EBADF).
+    const wine = (args: string[]): { code: number | null; stdout: string; stderr: string } => {
+      const o = join(prefix, 'out.txt');
+      const e = join(prefix, 'err.txt');
+      const fo = openSync(o, 'w');
+      const fe = openSync(e, 'w');
+      try {
+        const p = spawnSync('wine', args, { env: { ...process.env, ...env }, stdio: ['ignore', fo, fe], timeout: 300_000 });
+        return { code: p.status, stdout: readFileSync(o, 'utf8'), stderr: readFileSync(e, 'utf8') };
+      } finally {
+        closeSync(fo);
+        closeSync(fe);
+      }
+    };
+    const token = 'lk_enr_V2luZSBydW5zIHRoZSBNU0lfdGVzdF8xMjM0NTY';
+    const fp = `sha256:${'ab'.repeat(32)}`;
+    const drive = join(prefix, 'drive_c');
+    const r = wine(['msiexec', '/i', b.msi, 'SERVER_URL=https://latchkey.example.com:8443', `CA_FINGERPRINT=${fp}`, `ENROLL_TOKEN=${token}`, 'KEYSTORE=file', 'NO_SERVICE=1', '/qn', '/l*v', 'C:\\msi.log']);
+    const log = readFileSync(join(drive, 'msi.log'), 'latin1');
+    assert.equal(r.code, 0, `${r.stdout}${r.stderr}\n${log.slice(-3000)}`);
+    assert.match(log, /Action ended [\d:]+: LatchkeyWriteEnrollFile\. Return value 1\./);
+    assert.doesNotMatch(log, /Action start [\d:]+: LatchkeyServiceInstall\./, 'NO_SERVICE=1 skips the service');
+    assert.equal(sha256(join(drive, 'Program Files/Latchkey/latchkey.exe')), sha256(b.exe));
+    assert.deepEqual(JSON.parse(readFileSync(join(drive, 'ProgramData/Latchkey/enroll.json'), 'utf8')), {
+      server: 'https://latchkey.example.com:8443', caFingerprint: fp, keystore: 'file', tokenFile: 'C:\\ProgramData\\Latchkey\\enroll-token',
+    });
+    assert.equal(readFileSync(join(drive, 'ProgramData/Latchkey/enroll-token'), 'utf8'), `${token}\n`);
+    assert.ok(!(r.stdout + r.stderr).includes(token));
+    // Wine's MSI implementation ignores MsiHiddenProperties (Windows Installer writes **** instead): its log is not a check of hiding.
+
+    const x = wine(['msiexec', '/x', b.msi, '/qn']);
+    assert.equal(x.code, 0, x.stderr);
+    assert.throws(() => statSync(join(drive, 'Program Files/Latchkey/latchkey.exe')), /ENOENT/);
+    assert.ok(statSync(join(drive, 'ProgramData/Latchkey/enroll.json')).isFile(), 'the enroll file and the state stay');
   });
 });
