@@ -50,7 +50,7 @@ function control({ name, version, depends, installedSize, summary, description, 
     `Package: ${name}`,
     `Version: ${version}`,
     `Architecture: ${DEB_ARCH}`,
-    'Maintainer: Latchkey maintainers <latchkey@localhost>',
+    'Maintainer: Latchkey maintainers <maintainers@latchkey.invalid>',
     `Installed-Size: ${installedSize}`,
     ...(depends ? [`Depends: ${depends}`] : []),
     ...(recommends ? [`Recommends: ${recommends}`] : []),
@@ -95,8 +95,9 @@ export async function build({ outDir, version, agentBinary, log }) {
     }
     for (const f of ['control', 'md5sums', 'conffiles']) chmodSync(join(debian, f), 0o644);
     const deb = join(outDir, `${product.name}_${debVersion}_${DEB_ARCH}.deb`);
-    // --root-owner-group: every file root:root whoever builds; -Zxz: the default compressor of Debian 12.
-    sh('dpkg-deb', ['--root-owner-group', '-Zxz', '--build', root, deb]);
+    // --root-owner-group: every file root:root whoever builds. xz level 1: the
+    // payload is mostly a Node binary; -6 takes ~7x as long for ~15% less.
+    sh('dpkg-deb', ['--root-owner-group', '-Zxz', '-z1', '--build', root, deb]);
     log(`${relative(process.cwd(), deb)}: ${(statSync(deb).size / 1024 / 1024).toFixed(1)} MiB`);
     written.push(deb);
   }

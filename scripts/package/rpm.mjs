@@ -54,13 +54,14 @@ Version: ${version}
 Release: 1
 Summary: ${product.summary}
 License: LicenseRef-Latchkey
-URL: https://localhost/latchkey
 BuildArch: ${RPM_ARCH}
 # The files are prebuilt: no strip (it would cut the agent's injected
 # single-executable blob), no debuginfo, no build-id links.
 %global __os_install_post %{nil}
 %global debug_package %{nil}
 %define _build_id_links none
+# xz level 1, as the .deb (deb.mjs: -6 takes ~7x as long for ~15% less).
+%define _binary_payload w1.xzdio
 # Requires from the ELF files (libc, libstdc++); nothing Provided to others.
 AutoProv: no
 ${product === SERVER ? 'Requires(pre): shadow-utils\n' : ''}
