@@ -22,8 +22,16 @@ const MARKER = '.latchkey-package-e2e';
 const PACKAGES = ['latchkey', 'latchkey-server'];
 /** What the packages or their scripts make, beyond what `dpkg -L` lists. */
 const MADE = ['/etc/latchkey', '/etc/latchkey-server', '/var/lib/latchkey', '/usr/lib/latchkey-server', '/usr/share/doc/latchkey', '/usr/share/doc/latchkey-server'];
-/** Where a leftover would be: searched for any name with "latchkey" in it (dpkg's own database included). */
-const SEARCH = ['/etc', '/usr', '/lib', '/var/lib', '/var/cache', '/var/log/latchkey', '/opt', '/srv', '/run/latchkey'];
+/**
+ * Where the packages, their scripts, dpkg and systemd put things: searched for
+ * names with "latchkey" in them that were not there before the install. Not
+ * all of /etc: other tests write there meanwhile (browser policies named
+ * latchkey-test-*); /etc/latchkey* are in MADE.
+ */
+const SEARCH = ['/etc/systemd', '/usr/bin', '/usr/sbin', '/usr/lib', '/usr/share', '/lib/systemd', '/var/lib', '/var/cache', '/opt', '/srv'];
+
+const named = async (): Promise<string[]> =>
+  (await run('find', [...SEARCH.filter((d) => existsSync(d)), '-xdev', '-iname', '*latchkey*', '-not', '-path', DATA, '-not', '-path', `${DATA}/*`])).stdout.trim().split('\n').filter(Boolean);
 
 const installed = (pkg: string): boolean => /install ok installed|deinstall ok config-files/.test(spawnSync('dpkg-query', ['-W', '-f=${Status}', pkg], { encoding: 'utf8' }).stdout ?? '');
 
@@ -111,6 +119,7 @@ describe('the .debs on this machine: install, init, start, zero-touch enroll, pu
     const contents = new Set<string>();
     for (const deb of debs) for (const l of (await mustRun('dpkg-deb', ['-c', deb])).stdout.trim().split('\n')) contents.add(l.split(/\s+/).slice(5).join(' ').replace(/^\./, '').replace(/\/$/, '') || '/');
     const existedBefore = new Set([...contents, ...MADE].filter((p) => existsSync(p)));
+    const namedBefore = new Set(await named());
     const inst = await run('dpkg', ['-i', ...debs], { env: { DEBIAN_FRONTEND: 'noninteractive' } });
     assert.equal(inst.code, 0, `dpkg -i:\n${inst.stdout}${inst.stderr}`);
     assert.match(inst.stdout, /latchkey-server init --data-dir \/var\/lib\/latchkey-server/, 'the postinst says what to do next');
@@ -179,8 +188,8 @@ describe('the .debs on this machine: install, init, start, zero-touch enroll, pu
     const left = [...new Set([...listed, ...MADE])].filter((p) => existsSync(p) && !existedBefore.has(p));
     assert.deepEqual(left, [], 'every file and directory the packages made is gone');
     // Anything else named after latchkey (a unit's wants link, dpkg's info files, a doc dir) outside the kept data dir.
-    const found = (await run('find', [...SEARCH.filter((d) => existsSync(d)), '-xdev', '-iname', '*latchkey*', '-not', '-path', `${DATA}`, '-not', '-path', `${DATA}/*`])).stdout.trim().split('\n').filter(Boolean);
-    assert.deepEqual(found, [], 'no file named after latchkey is left');
+    const after = await named();
+    assert.deepEqual(after.filter((p) => !namedBefore.has(p)), [], 'no file named after latchkey is left');
     assert.ok(existsSync(join(DATA, 'config.json')), `${DATA} is kept`);
     assert.ok(existsSync(join(DATA, 'admin-token')), 'with its keys and tokens');
   });
