@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { artefact, linuxPackages } from './support/linux-packages.js';
@@ -43,10 +43,11 @@ function purgeAll(): string {
   return r.stdout + r.stderr;
 }
 
-/** Removes the data dir only if this test made it. */
+/** Removes the data dir only if this test made it or it is empty. */
 function removeTestData(): void {
   if (!existsSync(DATA)) return;
-  if (!existsSync(join(DATA, MARKER))) throw new Error(`${DATA} exists and was not made by this test (no ${MARKER}): it may hold a real CA; move it away to run this test`);
+  // Empty (the packages installed, never initialized) or this test's: nothing of anyone's is lost.
+  if (!existsSync(join(DATA, MARKER)) && readdirSync(DATA).length > 0) throw new Error(`${DATA} exists and was not made by this test (no ${MARKER}): it may hold a real CA; move it away to run this test`);
   spawnSync('rm', ['-rf', DATA]);
 }
 
