@@ -11,11 +11,13 @@ PNPM_VERSION=12.21.0
 # the server's first run uses. With --test, also the real components the tests
 # drive: a Secret Service (gnome-keyring on a private D-Bus) for the os
 # keystore, SoftHSM2 and a software TPM (swtpm + tpm2-pkcs11) for the pkcs11
-# keystore, OpenSSL's pkcs11 engine for TLS with a token key.
+# keystore, OpenSSL's pkcs11 engine for TLS with a token key; dpkg-dev, rpm
+# and lintian to build and check the Linux packages (scripts/package).
 PKGS=(openssl curl make g++ python3 pkg-config libsecret-1-dev)
 TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine-pkcs11-openssl
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 tpm2-tools libtpm2-pkcs11-1
-  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium firefox-esr)
+  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium firefox-esr
+  dpkg-dev rpm lintian cpio adduser util-linux)
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
 # ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
 if [ "${1:-}" = "--test" ]; then PKGS+=(ansible-core); fi
