@@ -11,15 +11,21 @@ PNPM_VERSION=12.21.0
 # the server's first run uses. With --test, also the real components the tests
 # drive: a Secret Service (gnome-keyring on a private D-Bus) for the os
 # keystore, SoftHSM2 and a software TPM (swtpm + tpm2-pkcs11) for the pkcs11
-# keystore, OpenSSL's pkcs11 engine for TLS with a token key; qemu-user and
-# arm64 Debian's C/C++ runtime to run the linux-arm64 agent here
-# (binutils-aarch64-linux-gnu strips it).
+# keystore, OpenSSL's pkcs11 engine for TLS with a token key; dpkg-dev, rpm
+# and lintian to build and check the Linux packages (scripts/package);
+# qemu-user and arm64 Debian's C/C++ runtime to run the linux-arm64 agent
+# here (binutils-aarch64-linux-gnu strips it).
 PKGS=(openssl curl make g++ python3 pkg-config libsecret-1-dev)
 TEST_PKGS=(dbus dbus-x11 gnome-keyring libsecret-tools softhsm2 opensc libengine-pkcs11-openssl
   swtpm swtpm-tools tpm2-abrmd libtss2-tcti-tabrmd0 libtss2-tcti-swtpm0 tpm2-tools libtpm2-pkcs11-1
-  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium
+  libtpm2-pkcs11-tools dbus-bin systemd binutils tar nginx libnginx-mod-stream haproxy libnss3-tools chromium firefox-esr
+  dpkg-dev rpm lintian cpio adduser util-linux
   qemu-user libc6-arm64-cross libstdc++6-arm64-cross libatomic1-arm64-cross binutils-aarch64-linux-gnu)
 if [ "${1:-}" = "--test" ]; then PKGS+=("${TEST_PKGS[@]}"); fi
+# ansible-core (the builtin modules only) runs deploy/ansible/latchkey-agent.yml in its test.
+if [ "${1:-}" = "--test" ]; then PKGS+=(ansible-core); fi
+# wixl and msitools build and read the Windows MSI, Wine runs it; shellcheck checks the macOS install scripts.
+if [ "${1:-}" = "--test" ]; then PKGS+=(wixl msitools wine wine64 shellcheck); fi
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -4,7 +4,9 @@
  * the server killed, the network gone, approval still pending), the next
  * `latchkey enroll` with the same server and token sends the same CSR, and
  * the server answers with the certificate it already issued for that key
- * instead of refusing a second use of the token.
+ * instead of refusing a second use of the token. With another token (the
+ * token file replaced while waiting) the same key and CSR are sent too, and
+ * the server continues the request still open for that key (enroll.ts).
  */
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';

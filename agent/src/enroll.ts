@@ -4,7 +4,9 @@
  * group requires it, and commit key + certificate as one identity. The key
  * and CSR are recorded before the CSR is sent (enroll-pending.ts): when the
  * answer is lost or approval is still pending, they are kept and the next
- * `latchkey enroll` with the same server and token resends the same CSR
+ * `latchkey enroll` with the same server resends the same CSR — with a new
+ * token too (a token file replaced while waiting), and the server continues
+ * the waiting request instead of making a second device
  * (with `--sso`, the next `enroll --sso` resumes with the token of that
  * sign-in instead of asking again).
  * A refusal leaves nothing behind: the key and the record are deleted, no
@@ -76,7 +78,7 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
     const resumed = signIn ? await resumableSignIn(o.stateDir, server.origin, o.keystore) : undefined;
     if (resumed) o.onResume?.(resumed.createdAt);
     const token = typeof o.token === 'string' ? o.token : (resumed?.signInToken ?? (await o.token(ca)));
-    const { key, csr, discard } = await keyAndCsr(store, { ...o, token, signedIn: !!signIn, rootPem: ca.rootPem }, server.origin);
+    const { key, csr, discard, continuedFrom } = await keyAndCsr(store, { ...o, token, signedIn: !!signIn, rootPem: ca.rootPem }, server.origin);
     let committed = false;
     /** Set when the answer may yet come (lost, or approval pending): key and CSR stay for the next run. */
     let keep = false;
@@ -124,6 +126,11 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
         // The record goes (below): the next run signs in afresh.
         throw new AgentError(e.code, `the sign-in of ${resumed.createdAt} that this enrollment resumed can no longer be used (${e.details.serverCode}); run the same command again to sign in afresh`, e.details, { cause: e });
       }
+      if (continuedFrom && e instanceof AgentError && e.code === 'SERVER_REFUSED' && (e.details.serverCode === 'TOKEN_INVALID' || e.details.serverCode === 'TOKEN_REVOKED')) {
+        // The new token is bad, but the request made at continuedFrom may still be waiting: keep it for a corrected token.
+        keep = true;
+        throw new AgentError(e.code, `${e.message}; this device's request of ${continuedFrom} is kept: give a valid token to continue it`, e.details, { cause: e });
+      }
       if (!committed && e instanceof AgentError && (e.code === 'SERVER_UNREACHABLE' || e.code === 'SERVER_ERROR')) {
         keep = true;
         throw new AgentError(e.code, `${e.message}; the device key and request are kept: run the same \`latchkey enroll\` again to pick up where this left off`, e.details, { cause: e });
@@ -143,15 +150,28 @@ export async function enroll(o: EnrollOptions): Promise<Identity> {
 
 /**
  * The key and CSR of this enrollment: those of an earlier run that got no
- * answer (same server, token and keystore), or a fresh key whose CSR is
- * recorded before it is sent. An unrelated leftover record (another token)
- * is dropped with its key.
+ * answer (same server and keystore; with another token too, unless either is
+ * a sign-in's: `continuedFrom` says when that request was made), or a fresh
+ * key whose CSR is recorded before it is sent. An unrelated leftover record
+ * (another server) is dropped with its key.
  */
-async function keyAndCsr(store: KeyStore, o: EnrollOptions & { token: string; signedIn: boolean; rootPem: string }, server: string): Promise<{ key: DeviceKey; csr: Buffer; discard?: () => Promise<void> }> {
+async function keyAndCsr(
+  store: KeyStore,
+  o: EnrollOptions & { token: string; signedIn: boolean; rootPem: string },
+  server: string,
+): Promise<{ key: DeviceKey; csr: Buffer; discard?: () => Promise<void>; continuedFrom?: string }> {
   const prev = await readPendingEnroll(o.stateDir);
-  if (prev && samePendingEnroll(prev, server, o.token, o.keystore)) {
+  // Another token for the same server and keystore (a token file replaced while the device waited
+  // for approval): the same key and CSR, and the server continues the request they made (est-enroll.ts).
+  // Not across sign-ins: a sign-in's record resumes with its own token (resumableSignIn).
+  const sameRequest = prev && (samePendingEnroll(prev, server, o.token, o.keystore) || (prev.server === server && JSON.stringify(prev.keystore) === JSON.stringify(o.keystore) && !prev.signInToken && !o.signedIn));
+  if (prev && sameRequest) {
     const key = await store.load(prev.key).catch(() => undefined);
-    if (key) return { key, csr: Buffer.from(prev.csrBase64, 'base64') };
+    if (key) {
+      const continued = prev.tokenSha256 !== tokenSha256(o.token);
+      if (continued) await writePendingEnroll(o.stateDir, { ...prev, tokenSha256: tokenSha256(o.token) });
+      return { key, csr: Buffer.from(prev.csrBase64, 'base64'), ...(continued ? { continuedFrom: prev.createdAt } : {}) };
+    }
   } else if (prev && JSON.stringify(prev.keystore) === JSON.stringify(o.keystore)) {
     await store.delete(prev.key).catch(() => undefined);
   }

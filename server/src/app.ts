@@ -165,6 +165,7 @@ export async function buildApp(d: AppDeps): Promise<App> {
     clock,
     random: crypto.randomBytes,
     config: d.config,
+    rowLocks: d.db.engine === 'postgres',
   });
   const est = createEstService({
     attestation,

@@ -13,6 +13,8 @@ import { buildCaContext, loadCaKeys, type CaContext } from './ca/ca-context.js';
 import { FILES } from './ca/ca-files.js';
 import { CONFIG_FILE, ConfigError, caPassphrase, listenAddress, loadConfig, type ConfigOverrides } from './config/config-load.js';
 import { createEventBus } from './events/event-bus.js';
+import { EVENTS_RETENTION_DEFAULT_DAYS, createEventsPruner } from './events/events-pruner.js';
+import { eventsRepo } from './events/events-repo.js';
 import { serverLoggerOptions } from './logger.js';
 import { renewServiceCertificatesIfNeeded } from './init.js';
 import { modeProblems, modeProblemsMessage } from './storage/data-dir-modes.js';
@@ -118,6 +120,9 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
   crl.start();
   // Revocations committed before a crash owe their CRL and event: delivered now, then swept.
   outbox.start();
+  // The replayable events are kept eventsRetentionDays; older gateway cursors resync.
+  const pruner = createEventsPruner({ events: eventsRepo(db.kysely), clock: () => new Date(), retentionDays: config.eventsRetentionDays ?? EVENTS_RETENTION_DEFAULT_DAYS, log: (msg, extra) => app.log.warn(extra ?? {}, msg) });
+  pruner.start();
   const addr = app.server.address();
   const actualPort = typeof addr === 'object' && addr ? addr.port : port;
   log(`latchkey-server listening on https://${host.includes(':') ? `[${host}]` : host}:${actualPort} (${db.engine}); devices use ${config.url}`);
@@ -133,6 +138,7 @@ export async function startServer(dataDir: string, env: NodeJS.ProcessEnv, flags
       closing ??= (async () => {
         crl.stop();
         outbox.stop();
+        await pruner.stop();
         log(`shutting down: ${inFlight()} request(s) in flight are answered first; new ones get 503`);
         // The guard keeps counting requests until the server is closed: its closeIdleConnections must not cut an answer.
         await app.close();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, test, type TestContext } from 'node:test';
 import { AGENT_CLI, cli, initServer, run, startServer, tempDir } from './support/processes.js';
 
-const ENV = { ...process.env, LATCHKEY_ENROLL_FILE: '', LATCHKEY_TOKEN: '', LATCHKEY_BACKOFF_CAP_MS: '1000' };
+const ENV = { ...process.env, LATCHKEY_ENROLL_FILE: '', LATCHKEY_MANAGED_PREFERENCES: '', LATCHKEY_TOKEN: '', LATCHKEY_BACKOFF_CAP_MS: '1000' };
 
 function spawnRun(t: TestContext, stateDir: string, args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; log: () => string; exit: Promise<number | null> } {
   const proc = spawn(process.execPath, [AGENT_CLI, '--state-dir', stateDir, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...ENV, ...env } });
@@ -133,6 +133,94 @@ describe('zero-touch enrollment: latchkey run and an enroll file (issue 15)', ()
     second.proc.kill('SIGTERM');
     assert.equal(await second.exit, 0, second.log());
     assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[pending[0]!.id, 'active']]);
+  });
+
+  test('the token file replaced while the device waits for approval: the same request goes on (one pending device), a bad new token keeps it, the new token is not used', { timeout: 180_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const cfg = join(dataDir, 'config.json');
+    writeFileSync(cfg, JSON.stringify({ ...JSON.parse(readFileSync(cfg, 'utf8')), approvalRetrySeconds: 1 }));
+    const s = await startServer(t, dataDir, port);
+    assert.equal((await cli(['groups', 'set', 'contractors', '--lifetime', '1h', '--require-approval', '--data-dir', dataDir])).code, 0);
+    const first = await json<{ token: string; info: { id: string } }>(['token', 'create', '--group', 'contractors', '--uses', '5', '--data-dir', dataDir]);
+    const dir = tempDir(t, 'latchkey-zero-touch-');
+    const stateDir = join(dir, 'state');
+    const enrollFile = dropFiles(dir, s.url, fingerprint, first.token);
+
+    const a = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    await until('the wait for approval', () => /waiting for an administrator to approve this device/.test(a.log()), a.log);
+    a.proc.kill('SIGTERM');
+    await a.exit;
+    const [waiting] = await devices(dataDir);
+    assert.equal(waiting!.status, 'pending');
+
+    // The MDM pushes a mistyped token: refused, but the waiting request (key and CSR) is kept.
+    const typo = 'lk_enr_MISTYPED_TOKEN_0000000000000000';
+    dropFiles(dir, s.url, fingerprint, typo);
+    const b = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    assert.equal(await b.exit, 1, b.log());
+    assert.match(b.log(), /this device's request of .* is kept: give a valid token to continue it/);
+    assert.ok(!b.log().includes(typo), 'the token is never logged');
+
+    // Then a new, valid token (a one-use one of the same group): the same request goes on.
+    const second = await json<{ token: string; info: { id: string } }>(['token', 'create', '--group', 'contractors', '--uses', '1', '--data-dir', dataDir]);
+    dropFiles(dir, s.url, fingerprint, second.token);
+    const c = spawnRun(t, stateDir, ['--enroll-file', enrollFile]);
+    await until('the resumed wait', () => /its token file changed since: the same request goes on with the new token/.test(c.log()) && /waiting for an administrator/.test(c.log()), c.log);
+    assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[waiting!.id, 'pending']], 'one pending device, the first one');
+    assert.equal((await cli(['devices', 'approve', waiting!.id, '--data-dir', dataDir])).code, 0);
+    await until('the certificate', () => new RegExp(`enrolled: device ${waiting!.id}`).test(c.log()), c.log);
+    c.proc.kill('SIGTERM');
+    assert.equal(await c.exit, 0, c.log());
+    assert.deepEqual((await devices(dataDir)).map((d) => [d.id, d.status]), [[waiting!.id, 'active']]);
+    const tokens = (await json<{ items: { id: string; usedCount: number }[] }>(['token', 'list', '--data-dir', dataDir])).items;
+    assert.deepEqual(
+      [first.info.id, second.info.id].map((id) => tokens.find((x) => x.id === id)?.usedCount),
+      [1, 0],
+      'the request used the first token once; the new one only let it in',
+    );
+  });
+
+  test('macOS managed preferences: a binary plist from an MDM profile (com.latchkey.agent) enrolls the device, injected by LATCHKEY_MANAGED_PREFERENCES on this Linux host', { timeout: 120_000 }, async (t) => {
+    const { dataDir, port, fingerprint } = await initServer(t);
+    const s = await startServer(t, dataDir, port);
+    const { token } = await json<{ token: string }>(['token', 'create', '--data-dir', dataDir]);
+    const dir = tempDir(t, 'latchkey-zero-touch-mdm-');
+    const stateDir = join(dir, 'state');
+    const tokenFile = join(dir, 'enroll-token');
+    writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
+    // As macOS writes /Library/Managed Preferences/com.latchkey.agent.plist: binary, with the payload's keys.
+    const plist = join(dir, 'com.latchkey.agent.plist');
+    const keys = { server: s.url, caFingerprint: fingerprint, keystore: 'file', tokenFile, PayloadUUID: '5D2C4E1A-0000-4000-8000-000000000001' };
+    const writePlist = async (path: string, body: object, fmt: 'BINARY' | 'XML'): Promise<void> => {
+      const r = await run('python3', ['-c', `import plistlib, json, sys; open(sys.argv[1], 'wb').write(plistlib.dumps(json.load(sys.stdin), fmt=plistlib.FMT_${fmt}))`, path], { input: JSON.stringify(body) });
+      assert.equal(r.code, 0, r.stderr);
+      chmodSync(path, 0o644);
+    };
+    await writePlist(plist, keys, 'BINARY');
+    assert.equal(readFileSync(plist).subarray(0, 8).toString('latin1'), 'bplist00');
+
+    const a = spawnRun(t, stateDir, [], { LATCHKEY_MANAGED_PREFERENCES: plist });
+    await until('the enrollment', () => /enrolled: device [0-9a-f-]{36}/.test(a.log()), a.log);
+    assert.match(a.log(), /enrolling with https:\/\/127\.0\.0\.1:\d+ as the managed preferences .*com\.latchkey\.agent\.plist says \(keystore file\)/);
+    assert.ok(!a.log().includes(token), 'the token is never logged');
+    a.proc.kill('SIGTERM');
+    assert.equal(await a.exit, 0, a.log());
+    const deviceId = /enrolled: device ([0-9a-f-]{36})/.exec(a.log())![1]!;
+    assert.deepEqual((await devices(dataDir)).map((d) => d.id), [deviceId]);
+
+    // Restarted with the profile still installed: not used again.
+    const b = spawnRun(t, stateDir, [], { LATCHKEY_MANAGED_PREFERENCES: plist });
+    await until('the not-used-again line', () => /this device is enrolled .*; the managed preferences .* are not used again/.test(b.log()), b.log);
+    b.proc.kill('SIGTERM');
+    await b.exit;
+
+    // A profile with the token inline is refused (exit 2) without printing it.
+    const inline = join(dir, 'inline.plist');
+    await writePlist(inline, { ...keys, token }, 'XML');
+    const r = await run(process.execPath, [AGENT_CLI, '--state-dir', join(dir, 'state-inline'), 'run'], { env: { ...ENV, LATCHKEY_MANAGED_PREFERENCES: inline } });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /the managed preferences .*inline\.plist: holds the enrollment token inline/);
+    assert.ok(!r.stderr.includes(token) && !r.stdout.includes(token));
   });
 
   test('bad inputs are usage errors (exit 2) naming what to fix, never printing the token', { timeout: 60_000 }, async (t) => {

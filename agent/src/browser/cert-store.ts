@@ -1,7 +1,7 @@
 /**
  * Browsers use the device identity through the platform's certificate store:
- * the user's NSS database on Linux (Chromium, and Firefox when pointed at
- * it), the login keychain on macOS (Safari, Chrome), the user's "My" store on
+ * NSS databases on Linux (the user's for Chromium, each Firefox profile's),
+ * the login keychain on macOS (Safari, Chrome), the user's "My" store on
  * Windows (Edge, Chrome). One interface, one implementation per platform;
  * each runs the platform's own tools through an injected Runner, so unit
  * tests check the exact commands (cert-store.test.ts).

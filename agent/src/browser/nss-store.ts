@@ -1,7 +1,7 @@
 /**
- * Linux: the user's NSS database (`~/.pki/nssdb`, shared by Chromium and
- * Chrome; Firefox can load it too), driven by certutil / pk12util / modutil
- * from libnss3-tools.
+ * Linux: an NSS database — the user's `~/.pki/nssdb` (Chromium, Chrome) and
+ * each Firefox profile's own (browser.ts opens one store per profile) —
+ * driven by certutil / pk12util / modutil from libnss3-tools.
  *
  * - The database is created if missing, without a password, as Chromium does.
  * - A key from the file or os keystore arrives as a PKCS#12 bundle imported

@@ -189,7 +189,7 @@ const runCmd: Cmd = {
   options: [
     new Option(
       '--enroll-file <file>',
-      'zero-touch enrollment: the enroll file to enroll from when this device has no identity (default /etc/latchkey/enroll.json; Windows %ProgramData%\\Latchkey\\enroll.json; macOS /Library/Application Support/Latchkey/enroll.json); env LATCHKEY_ENROLL_FILE',
+      'zero-touch enrollment: the enroll file to enroll from when this device has no identity (default /etc/latchkey/enroll.json; Windows %ProgramData%\\Latchkey\\enroll.json; macOS /Library/Application Support/Latchkey/enroll.json, after the com.latchkey.agent managed preferences of an MDM profile); env LATCHKEY_ENROLL_FILE',
     ),
   ],
   examples: ['run', '--state-dir /var/lib/latchkey run', 'run --enroll-file /etc/latchkey/enroll.json'],
@@ -281,7 +281,20 @@ const browser = (sub: 'enable' | 'disable' | 'status', summary: string, options:
   examples,
   async run({ cfg, o, env }) {
     const { browserCommand } = await import('../browser/browser-command.js');
-    return browserCommand(sub, { json: !!o.json, ...(str(o, 'nssDb') ? { nssDb: str(o, 'nssDb')! } : {}) }, cfg.stateDir, env);
+    const profiles = Array.isArray(o.firefoxProfile) ? (o.firefoxProfile as string[]) : [];
+    const policy = o.firefoxPolicy === true ? true : str(o, 'firefoxPolicy');
+    return browserCommand(
+      sub,
+      {
+        json: !!o.json,
+        ...(str(o, 'nssDb') ? { nssDb: str(o, 'nssDb')! } : {}),
+        ...(profiles.length ? { firefoxProfiles: profiles } : {}),
+        ...(o.firefox === false ? { noFirefoxDiscovery: true } : {}),
+        ...(policy !== undefined ? { firefoxPolicy: policy } : {}),
+      },
+      cfg.stateDir,
+      env,
+    );
   },
 });
 
@@ -295,6 +308,40 @@ const service = (sub: 'install' | 'uninstall', summary: string, examples: string
     return installServiceCommand(sub, { user: !!o.user }, cfg.stateDir);
   },
 });
+
+const enrollFileWriteCmd: Cmd = {
+  usage: 'enroll-file write',
+  summary: 'write the zero-touch enroll file and its token file (for installers: the Windows MSI runs this); the token from stdin or LATCHKEY_TOKEN',
+  options: [
+    new Option('--server <url>', 'the latchkey-server URL, https://HOST:PORT'),
+    new Option('--ca-fingerprint <sha256>', "the server's root CA SHA-256 (printed by `latchkey-server init`)"),
+    new Option('--keystore <kind>', 'the keystore the service enrolls into (default: the agent\'s own default)').choices(['file', 'os']),
+    new Option('--enroll-file <file>', 'where to write the enroll file (default: the platform\'s, e.g. /etc/latchkey/enroll.json)'),
+    new Option('--token-file-out <file>', 'where to write the token (default: enroll-token beside the enroll file; mode 0600, on Windows SYSTEM and Administrators only)'),
+    new Option('--force', 'replace an enroll file or token file that holds something else'),
+  ],
+  examples: [
+    'enroll-file write --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… < token.txt',
+    'LATCHKEY_TOKEN=lk_enr_… enroll-file write --server https://latchkey.example.com:8443 --ca-fingerprint 3A:7F:… --keystore file',
+  ],
+  async run({ o, env, out }) {
+    const server = str(o, 'server');
+    const caFingerprint = str(o, 'caFingerprint');
+    if (!server || !caFingerprint) throw usage('enroll-file write needs --server URL and --ca-fingerprint SHA256, and the token on stdin or in LATCHKEY_TOKEN');
+    const { defaultEnrollFile } = await import('../zero-touch/enroll-file.js');
+    const { nodeEnrollFileWriteDeps, readTokenInput, writeEnrollFiles } = await import('../zero-touch/enroll-file-write.js');
+    const { resolve } = await import('node:path');
+    const enrollFile = str(o, 'enrollFile') ? resolve(str(o, 'enrollFile')!) : defaultEnrollFile(process.platform, env);
+    const tokenOut = str(o, 'tokenFileOut');
+    const { token, from } = await readTokenInput(env, process.stdin);
+    const r = await writeEnrollFiles(
+      { enrollFile, ...(tokenOut ? { tokenFile: resolve(tokenOut) } : {}), server, caFingerprint, ...(str(o, 'keystore') ? { keystore: str(o, 'keystore') as 'file' | 'os' } : {}), token, tokenFrom: from, force: !!o.force },
+      nodeEnrollFileWriteDeps(),
+    );
+    out(r.written.length ? `wrote ${r.written.map((w) => (w === 'enroll file' ? `the enroll file ${r.enrollFile}` : `the token file ${r.tokenFile}`)).join(' and ')}` : `unchanged: ${r.enrollFile} and ${r.tokenFile} already hold this`);
+    return 0;
+  },
+};
 
 /** An internal command the agent runs in a child process of itself: routed like any other, not shown in --help. */
 const internal = (name: string, summary: string, run: Cmd['run']): Cmd => ({ usage: name, summary, hidden: true, examples: [], run });
@@ -315,8 +362,9 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     new Option('--debug', 'on failure, print the stack trace too'),
   ],
   groups: {
-    browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb; macOS: login keychain; Windows: user store), replaced at each renewal",
+    browser: "keep the certificate in the browsers' store (Linux: ~/.pki/nssdb and each Firefox profile; macOS: login keychain; Windows: user store), replaced at each renewal",
     service: 'run `latchkey run` as a system (or user) service',
+    'enroll-file': 'the zero-touch enroll file `latchkey run` reads on its first start',
   },
   commands: [
     enrollCmd,
@@ -326,11 +374,22 @@ export const AGENT_CLI: ProgramSpec<AgentCliCtx> = {
     exportCmd,
     connectCmd,
     unenrollCmd,
-    browser('enable', "put this device's certificate in the browsers' store", [new Option('--nss-db <dir>', 'the NSS database (Linux; default ~/.pki/nssdb)')], ['browser enable', 'browser enable --nss-db ~/.pki/nssdb']),
+    browser(
+      'enable',
+      "put this device's certificate in the browsers' store (Linux: also every Firefox profile's own database)",
+      [
+        new Option('--nss-db <dir>', 'the NSS database (Linux; default ~/.pki/nssdb)'),
+        new Option('--firefox-profile <dir...>', "a Firefox profile directory to use besides those profiles.ini lists (Linux)"),
+        new Option('--no-firefox', "do not look for Firefox profiles (only --firefox-profile's)"),
+        new Option('--firefox-policy [file]', "merge Firefox's automatic certificate selection into its policies.json (default: Linux /etc/firefox/policies/policies.json, needs write access there); `browser disable` takes it out"),
+      ],
+      ['browser enable', 'browser enable --nss-db ~/.pki/nssdb', 'browser enable --firefox-policy', 'browser enable --firefox-profile ~/.mozilla/firefox/abcd1234.work'],
+    ),
     browser('disable', "remove this device's certificate from the browsers' store", [], ['browser disable']),
     browser('status', 'is it enabled, and is the current certificate in the store', [new Option('--json', 'print only JSON on stdout')], ['browser status --json']),
     service('install', 'install and start the service', ['service install', 'service install --user']),
     service('uninstall', 'stop and remove the service', ['service uninstall', 'service uninstall --user']),
+    enrollFileWriteCmd,
     ...INTERNAL,
   ],
   epilog: `Settings: --config file, then environment, then flags.

@@ -52,10 +52,18 @@ describe('agent config', () => {
   });
 
   test('the enroll file: the platform default, LATCHKEY_ENROLL_FILE, then --enroll-file (made absolute, and named so a missing file is an error)', () => {
-    assert.deepEqual(load({ host: { ...host, platform: 'darwin' } }).enrollFile, { path: '/Library/Application Support/Latchkey/enroll.json' });
+    assert.equal(load({ host: { ...host, platform: 'darwin' } }).enrollFile.path, '/Library/Application Support/Latchkey/enroll.json');
     assert.equal(load({ host: { ...host, platform: 'win32' }, env: { ProgramData: 'D:\\PD' } }).enrollFile.path, join('D:\\PD', 'Latchkey', 'enroll.json'));
     assert.deepEqual(load({ env: { LATCHKEY_ENROLL_FILE: '/srv/e.json' } }).enrollFile, { path: '/srv/e.json', from: 'LATCHKEY_ENROLL_FILE' });
     assert.deepEqual(load({ env: { LATCHKEY_ENROLL_FILE: '/srv/e.json' }, flags: { enrollFile: 'rel/e.json' } }).enrollFile, { path: `${process.cwd()}/rel/e.json`, from: '--enroll-file' });
+  });
+
+  test('managed preferences: macOS reads the com.latchkey.agent profile, LATCHKEY_MANAGED_PREFERENCES names one anywhere; never when a flag or variable named the enroll file', () => {
+    assert.deepEqual(load({ host: { ...host, platform: 'darwin' } }).enrollFile, { path: '/Library/Application Support/Latchkey/enroll.json', managedPreferences: '/Library/Managed Preferences/com.latchkey.agent.plist' });
+    assert.equal(load({}).enrollFile.managedPreferences, undefined);
+    assert.equal(load({ env: { LATCHKEY_MANAGED_PREFERENCES: 'rel/p.plist' } }).enrollFile.managedPreferences, `${process.cwd()}/rel/p.plist`);
+    assert.equal(load({ host: { ...host, platform: 'darwin' }, env: { LATCHKEY_ENROLL_FILE: '/srv/e.json' } }).enrollFile.managedPreferences, undefined);
+    assert.equal(load({ host: { ...host, platform: 'darwin' }, flags: { enrollFile: '/srv/e.json' } }).enrollFile.managedPreferences, undefined);
   });
 
   test('TPM attestation: file, environment, flags; the parent must be a persistent handle', () => {

@@ -13,6 +13,7 @@ import { resolveStateDir, type PathEnv } from '../state/paths.js';
 import { type TestHooks, readTestHooks } from '../test-hooks.js';
 import { DEFAULT_TPM_PARENT } from '../attest/attest.js';
 import { defaultEnrollFile } from '../zero-touch/enroll-file.js';
+import { defaultManagedPreferences } from '../zero-touch/managed-prefs.js';
 
 export interface AgentConfig {
   /** Where identity, status and file keys live. */
@@ -31,9 +32,12 @@ export interface AgentConfig {
    * The enroll file `latchkey run` enrolls from when there is no identity
    * (zero-touch/): --enroll-file, LATCHKEY_ENROLL_FILE, or the platform's
    * default. `from` names the flag or variable when one gave it (then the
-   * file must exist).
+   * file must exist). `managedPreferences`: the plist of an MDM profile for
+   * com.latchkey.agent (macOS `/Library/Managed Preferences/`, or
+   * LATCHKEY_MANAGED_PREFERENCES), read before the default enroll file and
+   * instead of it when there; never when a flag or variable named the file.
    */
-  readonly enrollFile: Readonly<{ path: string; from?: '--enroll-file' | 'LATCHKEY_ENROLL_FILE' }>;
+  readonly enrollFile: Readonly<{ path: string; from?: '--enroll-file' | 'LATCHKEY_ENROLL_FILE'; managedPreferences?: string }>;
   /** Print stack traces of failures. */
   readonly debug: boolean;
   /** Test and benchmark hooks (test-hooks.ts), read once here; empty in production. */
@@ -120,7 +124,7 @@ export function loadAgentConfig(s: ConfigSources): AgentConfig {
     ? { path: resolve(flags.enrollFile), from: '--enroll-file' as const }
     : env.LATCHKEY_ENROLL_FILE
       ? { path: resolve(env.LATCHKEY_ENROLL_FILE), from: 'LATCHKEY_ENROLL_FILE' as const }
-      : { path: defaultEnrollFile(s.host.platform, env) };
+      : { path: defaultEnrollFile(s.host.platform, env), ...managedPreferencesPath(s.host.platform, env) };
 
   return Object.freeze({
     stateDir: resolveStateDir(flags.stateDir || env.LATCHKEY_STATE_DIR || text(file.stateDir, where('stateDir')), { ...s.host, env }),
@@ -133,4 +137,10 @@ export function loadAgentConfig(s: ConfigSources): AgentConfig {
     debug: !!flags.debug,
     testHooks,
   });
+}
+
+/** The managed preferences to read: LATCHKEY_MANAGED_PREFERENCES (made absolute), else macOS's. */
+function managedPreferencesPath(platform: NodeJS.Platform, env: NodeJS.ProcessEnv): { managedPreferences?: string } {
+  const p = env.LATCHKEY_MANAGED_PREFERENCES ? resolve(env.LATCHKEY_MANAGED_PREFERENCES) : defaultManagedPreferences(platform);
+  return p ? { managedPreferences: p } : {};
 }

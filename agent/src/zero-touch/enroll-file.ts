@@ -41,14 +41,19 @@ export function defaultEnrollFile(platform: NodeJS.Platform, env: NodeJS.Process
   return '/etc/latchkey/enroll.json';
 }
 
-const bad = (path: string, message: string): AgentError => new AgentError('USAGE', `the enroll file ${path}: ${message}`);
+/** What errors call the source: "the enroll file F" or "the managed preferences F". */
+export type EnrollSource = 'the enroll file' | 'the managed preferences';
+
+const bad = (path: string, message: string, source: EnrollSource = 'the enroll file'): AgentError => new AgentError('USAGE', `${source} ${path}: ${message}`);
 
 /**
  * Checks a parsed enroll file; one error naming the first bad field. The
- * tokenFile is made absolute against the enroll file's directory.
+ * tokenFile is made absolute against the enroll file's directory (managed
+ * preferences must give it absolute).
  */
-export function parseEnrollFile(v: unknown, path: string): EnrollFile {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(path, 'must hold a JSON object');
+export function parseEnrollFile(v: unknown, path: string, source: EnrollSource = 'the enroll file'): EnrollFile {
+  const bad = (p: string, message: string): AgentError => new AgentError('USAGE', `${source} ${p}: ${message}`);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad(path, source === 'the enroll file' ? 'must hold a JSON object' : 'must hold a dictionary');
   const o = v as Record<string, unknown>;
   if ('token' in o) throw bad(path, 'holds the enrollment token inline ("token"); put the token in a file of its own (chmod 600) and name it with "tokenFile" instead');
   const unknown = Object.keys(o).filter((k) => !(ENROLL_FILE_FIELDS as string[]).includes(k));
@@ -70,28 +75,39 @@ export function parseEnrollFile(v: unknown, path: string): EnrollFile {
   if (f.keystore === 'pkcs11' && !f.pkcs11) throw bad(path, '"keystore": "pkcs11" needs "pkcs11": { "module": PATH, "token": LABEL }');
   if (f.pkcs11 && f.keystore !== 'pkcs11') throw bad(path, '"pkcs11" goes with "keystore": "pkcs11"');
   if (f.attest === 'tpm' && f.keystore !== 'pkcs11') throw bad(path, '"attest": "tpm" needs "keystore": "pkcs11" with a tpm2-pkcs11 token');
+  if (source !== 'the enroll file' && !isAbsolute(f.tokenFile)) throw bad(path, `"tokenFile" must be an absolute path (got ${JSON.stringify(f.tokenFile.slice(0, 80))})`);
   return { ...f, tokenFile: isAbsolute(f.tokenFile) ? f.tokenFile : resolve(dirname(path), f.tokenFile) };
 }
 
 /**
- * The enroll file at `path`, or undefined if there is none. A file others
- * may write (POSIX modes) is refused: whoever can change it chooses which
- * server this device trusts.
+ * The bytes of the settings file at `path` (an enroll file, managed
+ * preferences), or undefined if there is none. A file others may write
+ * (POSIX modes) is refused: whoever can change it chooses which server this
+ * device trusts.
  */
-export function readEnrollFile(path: string): EnrollFile | undefined {
+export function readSettingsFile(path: string, source: EnrollSource): Buffer | undefined {
   let st;
   try {
     st = statSync(path);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw bad(path, (e as Error).message);
+    throw bad(path, (e as Error).message, source);
   }
-  if (!st.isFile()) throw bad(path, 'is not a file');
-  if (process.platform !== 'win32' && st.mode & 0o022) throw bad(path, `can be changed by other users (mode ${(st.mode & 0o777).toString(8)}); run chmod 644 ${path}`);
-  if (st.size > MAX_ENROLL_FILE_BYTES) throw bad(path, `is ${st.size} bytes; an enroll file is at most ${MAX_ENROLL_FILE_BYTES}`);
+  if (!st.isFile()) throw bad(path, 'is not a file', source);
+  if (process.platform !== 'win32' && st.mode & 0o022) throw bad(path, `can be changed by other users (mode ${(st.mode & 0o777).toString(8)}); run chmod 644 ${path}`, source);
+  if (st.size > MAX_ENROLL_FILE_BYTES) throw bad(path, `is ${st.size} bytes; ${source === 'the enroll file' ? 'an enroll file' : 'it'} is at most ${MAX_ENROLL_FILE_BYTES}`, source);
+  const buf = readFileSync(path);
+  if (buf.length > MAX_ENROLL_FILE_BYTES) throw bad(path, `grew past ${MAX_ENROLL_FILE_BYTES} bytes while read`, source);
+  return buf;
+}
+
+/** The enroll file at `path`, or undefined if there is none (readSettingsFile). */
+export function readEnrollFile(path: string): EnrollFile | undefined {
+  const buf = readSettingsFile(path, 'the enroll file');
+  if (!buf) return undefined;
   let v: unknown;
   try {
-    v = JSON.parse(readFileSync(path, 'utf8'));
+    v = JSON.parse(buf.toString('utf8'));
   } catch (e) {
     throw bad(path, `is not valid JSON: ${(e as Error).message}`);
   }

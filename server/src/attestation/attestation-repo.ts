@@ -1,4 +1,5 @@
 /** Attestation challenges (migration 013): made by the challenge routes, used once by EST. */
+import { sql } from 'kysely';
 import type { Executor } from '../storage/executor.js';
 import type { AttestationChallengesTable } from '../storage/schema.js';
 
@@ -6,7 +7,20 @@ export type AttestationRepo = ReturnType<typeof attestationRepo>;
 
 export type ChallengeOwner = { tokenId: string } | { deviceId: string };
 
+/** Any fixed number: the first key of the PostgreSQL advisory locks that serialize one owner's new challenges. */
+const OWNER_LOCK = 7318013;
+
 export const attestationRepo = (db: Executor) => ({
+  /**
+   * On PostgreSQL, waits for the owner's other transactions making a challenge,
+   * so that counting its open challenges and dropping the oldest is atomic
+   * (SQLite transactions are already serial).
+   */
+  async lockOwner(owner: ChallengeOwner, rowLocks: boolean): Promise<void> {
+    if (!rowLocks) return;
+    const key = 'tokenId' in owner ? `t:${owner.tokenId}` : `d:${owner.deviceId}`;
+    await sql`select pg_advisory_xact_lock(${OWNER_LOCK}, hashtext(${key}))`.execute(db);
+  },
   insert: (c: AttestationChallengesTable) => db.insertInto('attestation_challenges').values(c).execute(),
   findById: (id: string) => db.selectFrom('attestation_challenges').selectAll().where('id', '=', id).executeTakeFirst(),
   /** An owner's unused, unexpired challenges, oldest first. */

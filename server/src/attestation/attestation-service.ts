@@ -51,6 +51,8 @@ export interface AttestationDeps {
   clock: () => Date;
   random: (n: number) => Uint8Array;
   config: Pick<ServerConfig, 'attestation' | 'recoveryGraceSeconds' | 'reenrollRateLimitPerMinute'>;
+  /** PostgreSQL: take the owner's advisory lock before counting its open challenges. */
+  rowLocks: boolean;
 }
 
 /** How the server came to trust an EK. */
@@ -148,6 +150,7 @@ export function createAttestationService(deps: AttestationDeps): AttestationServ
     };
     await deps.tx.inTransaction(async (trx) => {
       const repo = attestationRepo(trx);
+      await repo.lockOwner(owner, deps.rowLocks);
       await repo.deleteIds(await repo.expiredIds(nowIso, PRUNE_BATCH));
       const open = await repo.open(owner, nowIso);
       if (open.length >= maxOpen) await repo.deleteIds(open.slice(0, open.length - maxOpen + 1).map((c) => c.id));

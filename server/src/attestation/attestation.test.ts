@@ -174,6 +174,18 @@ for (const engine of ENGINES) {
       assert.equal(notJson.statusCode, 400, notJson.body);
     });
 
+    test('bounds under a burst: 16 concurrent challenges for one token leave at most maxOpenChallenges open', async (t) => {
+      const h = await setup(t, { maxOpen: 3 });
+      if (!h) return;
+      const token = await createToken(h);
+      const replies = await Promise.all(Array.from({ length: 16 }, () => challenge(h, token, body())));
+      for (const r of replies) assert.equal(r.statusCode, 200, r.body);
+      const open = await h.db.kysely.selectFrom('attestation_challenges').select('id').where('used_at', 'is', null).execute();
+      assert.equal(open.length, 3, `open challenges after the burst: ${open.length}`);
+      const last = new Set(open.map((r) => r.id));
+      assert.ok(replies.some((r) => last.has((JSON.parse(r.body) as AttestChallenge).challengeId)));
+    });
+
     test('renew-challenge: a software device has no AK to renew with; no client certificate is 401', async (t) => {
       const h = await setup(t);
       if (!h) return;

@@ -129,6 +129,8 @@ export const ServerConfigSchema = Type.Object(
     bodyLimitBytes: Type.Integer({ minimum: 1024, maximum: 10 * 1024 * 1024 }),
     /** Unauthenticated requests per minute per client address on enrollment endpoints. */
     enrollRateLimitPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+    /** Days the replayable events (gateway cursors) are kept; absent: 7. A gateway away longer resyncs (fetches the CRLs again). */
+    eventsRetentionDays: Type.Optional(Type.Integer({ minimum: 1, maximum: 3650 })),
     /** OpenID Providers; absent: none. */
     oidc: Type.Optional(OidcConfigSchema),
     /** TPM attestation; absent: the defaults (no EK roots, 300 s challenges, 5 open per token or device). */

@@ -1,9 +1,11 @@
 /**
  * EST simpleenroll (RFC 7030 §4.2.1): bootstrap enrollment with an
  * enrollment token. The token's row says what this request is (a device
- * already made for this key: waiting, approved since, refused; an answer
- * lost and asked again; or a new device), `enrollmentStep` decides, and each
- * step ends in the issuing pipeline or a pending device.
+ * already made for this key: waiting, approved since, refused — with this
+ * token, or with another one the device had before its token file was
+ * replaced; an answer lost and asked again; or a new device),
+ * `enrollmentStep` decides, and each step ends in the issuing pipeline or a
+ * pending device.
  */
 import { randomUUID } from 'node:crypto';
 import { type Csr, firstValue, pemDecode } from '@latchkey/pki';
@@ -43,7 +45,7 @@ export interface EnrollInput {
 }
 
 export interface EnrollmentDeps {
-  tokens: Pick<TokensRepo, 'findForEnrollment' | 'enrolledWithKey'>;
+  tokens: Pick<TokensRepo, 'findForEnrollment' | 'waitingWithKey' | 'enrolledWithKey'>;
   certificates: Pick<CertificatesRepo, 'latestForDevice'>;
   compromisedKeys: Pick<CompromisedKeysRepo, 'has'>;
   tx: Transactor;
@@ -227,7 +229,15 @@ export function createEnrollment(deps: EnrollmentDeps): (input: EnrollInput) => 
     const facts = readFacts(csr);
     const attestation = readCsrAttestation(csr);
     const keyHash = spkiHash(csr.spki);
-    const tok = checkTokenFound(await deps.tokens.findForEnrollment(hashSecret(token), keyHash));
+    let tok = checkTokenFound(await deps.tokens.findForEnrollment(hashSecret(token), keyHash));
+    // This key already waits (or was refused) with another token: its token file was replaced
+    // while it waited. That request goes on, with its own token, group and person; this token,
+    // valid but not used, only let it in. The CSR's signature proves the key, and the
+    // certificate is only ever for that key.
+    if (!tok.device_id) {
+      const waiting = await deps.tokens.waitingWithKey(keyHash);
+      if (waiting && waiting.id !== tok.id) tok = waiting;
+    }
     // Before anything else about this request: a pending or approved device of a group switched to tpm is refused too.
     if (tok.attestation === 'tpm' && !attestation) {
       await deps.tx.inTransaction((trx) => auditRefusal(trx, { at: nowIso, actor: `token:${tok.id}`, target: tok.device_id ?? null, group: tok.group_name, kind: 'enroll', remote }));

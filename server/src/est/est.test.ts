@@ -131,6 +131,43 @@ for (const engine of ENGINES) {
       assert.equal(certFromBody(replayed.body).serialHex, cert.serialHex);
       assert.equal(await count(h, 'certificates'), 1);
     });
+
+    test('RFC 7030 §4.2.3: a pending key asking again with another valid token continues its request (same device, group and token use); a bad token does not; a revoked first token is not continued', async (t) => {
+      const h = await harness(t, engine);
+      if (!h) return;
+      assert.equal((await adminCall(h, 'PUT', '/v1/admin/groups/contractors', { certLifetimeSeconds: 3600, requireApproval: true })).status, 200);
+      const first = await adminCall<{ token: string; info: { id: string } }>(h, 'POST', '/v1/admin/tokens', { group: 'contractors' });
+      const second = await adminCall<{ token: string; info: { id: string } }>(h, 'POST', '/v1/admin/tokens', {});
+      const { csr } = await deviceCsr({ cn: 'rotated-1' });
+      const a = await enroll(h, first.json.token, csr);
+      assert.equal(a.statusCode, 202, a.body);
+      const deviceId = (JSON.parse(a.body) as { deviceId: string }).deviceId;
+      // The new token is of another group (no approval there): the request still waits, in its own group.
+      const b = await enroll(h, second.json.token, csr);
+      assert.equal(b.statusCode, 202, b.body);
+      assert.equal((JSON.parse(b.body) as { deviceId: string }).deviceId, deviceId);
+      assert.equal(errorCode((await enroll(h, 'lk_enr_not-a-token', csr)).body), 'TOKEN_INVALID');
+      assert.equal(await count(h, 'devices'), 1);
+      assert.equal((await adminCall(h, 'POST', `/v1/admin/devices/${deviceId}/approve`)).status, 200);
+      const done = await enroll(h, second.json.token, csr);
+      assert.equal(done.statusCode, 200, done.body);
+      assert.deepEqual(subjectAltNames(certFromBody(done.body)), [{ uri: `spiffe://example.com/device/${deviceId}` }]);
+      const devices = await h.db.kysely.selectFrom('devices').select(['id', 'group_name', 'token_id']).execute();
+      assert.deepEqual(devices, [{ id: deviceId, group_name: 'contractors', token_id: first.json.info.id }]);
+      const used = await h.db.kysely.selectFrom('enroll_tokens').select(['id', 'used_count']).orderBy('used_count', 'desc').execute();
+      assert.deepEqual(used.map((r) => [r.id, Number(r.used_count)]), [[first.json.info.id, 1], [second.json.info.id, 0]]);
+
+      // A request made with a token revoked since is not continued: the new token makes a request of its own.
+      const third = await adminCall<{ token: string; info: { id: string } }>(h, 'POST', '/v1/admin/tokens', { group: 'contractors' });
+      const fourth = await adminCall<{ token: string; info: { id: string } }>(h, 'POST', '/v1/admin/tokens', { group: 'contractors' });
+      const other = (await deviceCsr({ cn: 'rotated-2' })).csr;
+      const c = await enroll(h, third.json.token, other);
+      assert.equal(c.statusCode, 202, c.body);
+      assert.equal((await adminCall(h, 'DELETE', `/v1/admin/tokens/${third.json.info.id}`)).status, 204);
+      const d = await enroll(h, fourth.json.token, other);
+      assert.equal(d.statusCode, 202, d.body);
+      assert.notEqual((JSON.parse(d.body) as { deviceId: string }).deviceId, (JSON.parse(c.body) as { deviceId: string }).deviceId);
+    });
   });
 
   describe(`EST extras on ${engine}`, () => {

@@ -18,6 +18,12 @@ export const eventsRepo = (db: Executor) => ({
     const r = await db.selectFrom('events').select((eb) => eb.fn.min('id').as('min')).executeTakeFirst();
     return r?.min === null || r?.min === undefined ? undefined : Number(r.min);
   },
+  /** Deletes up to `limit` of the oldest events from before `beforeIso`; how many it deleted. */
+  async pruneBefore(beforeIso: string, limit: number): Promise<number> {
+    const ids = (await db.selectFrom('events').select('id').where('at', '<', beforeIso).orderBy('id').limit(limit).execute()).map((r) => r.id);
+    if (ids.length > 0) await db.deleteFrom('events').where('id', 'in', ids).execute();
+    return ids.length;
+  },
   /** Up to `limit` events of these types after `after`, in order. */
   after: (after: number, types: readonly string[], limit: number) => db.selectFrom('events').selectAll().where('id', '>', after).where('type', 'in', types).orderBy('id').limit(limit).execute(),
 });

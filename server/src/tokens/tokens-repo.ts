@@ -3,6 +3,38 @@ import type { EnrollTokensTable } from '../storage/schema.js';
 
 export type TokensRepo = ReturnType<typeof tokensRepo>;
 
+/**
+ * A token, its group's policy, its person, and a device of this token (with
+ * `pendingKey`: the one waiting with that key, if any): what an enrollment
+ * decides on.
+ */
+const enrollmentRow = (db: Executor, pendingKey?: string) =>
+  db
+    .selectFrom('enroll_tokens as t')
+    .innerJoin('groups as g', 'g.name', 't.group_name')
+    .leftJoin('devices as d', (j) => (pendingKey === undefined ? j.onRef('d.token_id', '=', 't.id') : j.onRef('d.token_id', '=', 't.id').on('d.pending_spki_hash', '=', pendingKey)))
+    .leftJoin('users as u', 'u.id', 't.user_id')
+    .select([
+      't.id',
+      't.uses',
+      't.used_count',
+      't.expires_at',
+      't.revoked_at',
+      'g.name as group_name',
+      'g.cert_lifetime_seconds',
+      'g.require_approval',
+      'g.attestation',
+      'g.require_registered_ek',
+      'd.id as device_id',
+      'd.pending_attestation as device_pending_attestation',
+      'd.status as device_status',
+      'd.name as device_name',
+      'd.approved_by as device_approved_by',
+      'u.id as user_id',
+      'u.email as user_email',
+      'u.status as user_status',
+    ]);
+
 export const tokensRepo = (db: Executor) => ({
   insert: (t: EnrollTokensTable) => db.insertInto('enroll_tokens').values(t).execute(),
   /**
@@ -11,32 +43,24 @@ export const tokensRepo = (db: Executor) => ({
    * approval, or approved since).
    */
   findForEnrollment: (hash: string, spkiHash: string) =>
-    db
-      .selectFrom('enroll_tokens as t')
-      .innerJoin('groups as g', 'g.name', 't.group_name')
-      .leftJoin('devices as d', (j) => j.onRef('d.token_id', '=', 't.id').on('d.pending_spki_hash', '=', spkiHash))
-      .leftJoin('users as u', 'u.id', 't.user_id')
-      .select([
-        't.id',
-        't.uses',
-        't.used_count',
-        't.expires_at',
-        't.revoked_at',
-        'g.name as group_name',
-        'g.cert_lifetime_seconds',
-        'g.require_approval',
-        'g.attestation',
-        'g.require_registered_ek',
-        'd.id as device_id',
-        'd.pending_attestation as device_pending_attestation',
-        'd.status as device_status',
-        'd.name as device_name',
-        'd.approved_by as device_approved_by',
-        'u.id as user_id',
-        'u.email as user_email',
-        'u.status as user_status',
-      ])
+    enrollmentRow(db, spkiHash)
       .where('t.secret_hash', '=', hash)
+      .executeTakeFirst(),
+  /**
+   * The request this key already made with another token and that is still
+   * open (pending, or approved and not collected) or refused, in the same
+   * shape as findForEnrollment, for that token: a device whose token file was
+   * replaced while it waited continues its request (the CSR's signature
+   * proves the key; est-enroll.ts). A revoked token's request is not
+   * continued.
+   */
+  waitingWithKey: (spkiHash: string) =>
+    enrollmentRow(db)
+      .where('d.pending_spki_hash', '=', spkiHash)
+      .where('d.status', 'in', ['pending', 'active', 'denied'])
+      .where('t.revoked_at', 'is', null)
+      .orderBy('d.first_seen', 'desc')
+      .limit(1)
       .executeTakeFirst(),
   /**
    * The certificate this token's enrollment already issued for this key (the
